@@ -1,0 +1,243 @@
+#pragma once
+/// Recipes: TOML files parsed (in recipe_loader.cc, the only place that includes toml++) into
+/// the typed option structs below, and validated against one schema (recipe_schema.cc) that
+/// also produces the documentation (`holo recipe doc`). Every key has a type, a default (the
+/// member initialiser below), a meaning and, where it applies, a range or a set of choices.
+///
+/// A recipe may extend others: `base = "../base/kinetics.toml"` (or a list), merged depth first
+/// with the extending file winning; cycles are errors. Command-line overrides
+/// (`--set optim.lr=0.05`) are typed and validated like the file.
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace holo {
+
+struct RunOptions {
+  std::string name = "holo";  ///< run name; the run directory defaults to <runs>/<name>
+  std::string dir;            ///< run directory; empty: $HOLO_RUNS_DIR/<name>
+  int64_t seed = 0;           ///< seed of every random draw
+  bool deterministic = false; ///< deterministic kernels (slower), for exact reproduction
+};
+
+struct DataOptions {
+  std::string dataset = "synth";   ///< kinetics, list, ucf101, hmdb51, hvu, folder, synth
+  std::string root;                ///< folder holding the video files
+  std::string train;               ///< training annotation file (or split file)
+  std::string val;                 ///< validation annotation file
+  std::string test;                ///< test annotation file
+  std::string categories;          ///< HVU Tag,Category file
+  std::string class_index;         ///< UCF101 classInd.txt
+  int64_t split = 1;               ///< UCF101/HMDB51 split number
+  std::string layout = "auto";     ///< auto, flat, per_label: where clip files sit under root
+  std::string name_times = "seconds";  ///< seconds (<id>_<s:06d>_<e:06d>) or tenths (x10)
+  std::string extension = ".mp4";  ///< clip file extension
+  std::string manifest;            ///< probe manifest; empty: built in the cache dir
+  int64_t num_classes = 0;         ///< 0: from the dataset
+  double fraction = 1.0;           ///< use this fraction of the training set (debugging)
+  int64_t synth_videos = 24;       ///< synth: number of videos made for the run
+  int64_t synth_classes = 4;       ///< synth: number of classes
+  int64_t synth_frames = 48;       ///< synth: frames per video
+};
+
+struct SamplingOptions {
+  int64_t num_frames = 16;   ///< frames per clip (T)
+  int64_t stride = 2;        ///< frame stride within a clip
+  int64_t test_clips = 10;   ///< K uniform clips per video at test time
+  int64_t test_crops = 3;    ///< 1 (center) or 3 (three-crop)
+};
+
+struct TransformOptions {
+  int64_t crop_size = 112;
+  int64_t train_scale_min = 128;  ///< random short side, lower bound
+  int64_t train_scale_max = 160;  ///< random short side, upper bound
+  int64_t test_scale = 128;       ///< short side at test time
+  bool flip = true;               ///< random horizontal flip in training
+  std::vector<double> mean = {0.43216, 0.394666, 0.37645};
+  std::vector<double> std = {0.22803, 0.22145, 0.216989};
+};
+
+struct DecodeOptions {
+  std::string device = "auto";  ///< auto, cpu, nvdec
+  int64_t threads = 0;          ///< decoder threads per video; 0: FFmpeg's choice
+  int64_t cache_size = 8;       ///< open decoders kept per worker
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 8;  ///< per worker
+  int64_t workers = 2;     ///< decode threads per worker
+  int64_t prefetch = 4;    ///< batches queued ahead
+  bool drop_last = true;
+};
+
+struct ModelOptions {
+  std::string name = "resnet3d";  ///< see `holo recipe doc` for the choices
+  int64_t depth = 18;
+  double width = 1.0;             ///< width multiplier of the base width 64
+  int64_t cardinality = 32;       ///< ResNeXt groups
+  int64_t num_classes = 0;        ///< 0: from the dataset
+  double dropout = 0.5;
+  bool stc = false;               ///< STC block after every residual block
+  std::string stc_branches = "both";  ///< both, tcb, scb
+  int64_t stc_reduction = 4;
+  std::string heads = "standard";  ///< standard (one head) or multitask (one per category)
+  bool sgs = false;                ///< Similarity Guided Sampling
+  std::string sgs_after = "res2";  ///< stage after which SGS sits
+  int64_t sgs_bins = 0;            ///< 0: B = T
+  int64_t sgs_dim = 8;             ///< L
+  std::string sgs_kernel = "linear";        ///< linear or kronecker
+  std::string sgs_measure = "mean_distance";  ///< mean_distance or magnitude
+  std::string init;                ///< checkpoint or weights file to initialise from
+};
+
+struct TaskOptions {
+  std::string kind = "classification";  ///< classification, multilabel, transfer, finetune
+  std::string teacher;                  ///< transfer: 2D teacher weights file
+  std::string teacher_arch = "resnet18";
+  int64_t teacher_frames = 8;           ///< transfer: frames X averaged by the teacher
+  double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
+  std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]
+};
+
+struct OptimOptions {
+  std::string name = "sgd";  ///< sgd or adamw
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = true;
+  double weight_decay = 1e-4;
+  bool decay_norm_bias = false;  ///< apply weight decay to norm and bias parameters too
+  std::vector<double> betas = {0.9, 0.999};
+  double eps = 1e-8;
+  double clip_grad_norm = 0.0;   ///< 0: no clipping
+};
+
+struct ScheduleOptions {
+  std::string kind = "step";       ///< constant, step, multistep, cosine
+  int64_t step_epochs = 30;        ///< step: divide every this many epochs
+  std::vector<int64_t> milestones; ///< multistep: epochs
+  double gamma = 0.1;
+  double warmup_epochs = 0.0;      ///< linear warm-up
+  double min_lr = 0.0;             ///< cosine floor
+};
+
+struct TrainOptions {
+  int64_t epochs = 1;
+  int64_t max_steps = 0;           ///< 0: no limit
+  int64_t log_every = 10;          ///< steps between metric lines
+  int64_t val_every = 1;           ///< epochs between validations; 0: never
+  std::string precision = "fp32";  ///< fp32, bf16, fp16 (fp16 with loss scaling)
+  int64_t accumulate = 1;          ///< gradient accumulation steps
+  bool sync_bn = false;
+};
+
+struct CheckpointOptions {
+  int64_t every_steps = 100;   ///< 0: only at the end and on preemption
+  int64_t keep = 3;            ///< newest checkpoints kept
+  bool background = true;      ///< write in a background thread
+  std::string resume = "auto";  ///< auto (newest in the run dir), never, or a checkpoint path
+};
+
+struct DistOptions {
+  std::string backend = "auto";  ///< auto (NCCL for CUDA, MPI for CPU), mpi, nccl
+  double bucket_mb = 25.0;
+  double timeout_s = 60.0;       ///< collective watchdog
+};
+
+struct EvalOptions {
+  std::string split = "val";  ///< val or test
+  bool per_class = true;      ///< write per-class results to CSV
+};
+
+struct SlurmOptions {
+  std::string partition;
+  std::string account;
+  std::string qos;
+  std::string time = "01:00:00";
+  std::string constraint;
+  int64_t nodes = 1;
+  int64_t gpus_per_node = 0;
+  int64_t cpus_per_task = 2;
+  std::string mem = "";          ///< e.g. "16G"; empty: the cluster's default
+  int64_t max_restarts = 3;
+  int64_t grace_s = 120;         ///< seconds of warning before preemption (USR1)
+  std::string launcher = "srun"; ///< srun or mpirun inside the allocation
+};
+
+/// A fully resolved recipe.
+struct Recipe {
+  RunOptions run;
+  DataOptions data;
+  SamplingOptions sampling;
+  TransformOptions transform;
+  DecodeOptions decode;
+  LoaderOptions loader;
+  ModelOptions model;
+  TaskOptions task;
+  OptimOptions optim;
+  ScheduleOptions schedule;
+  TrainOptions train;
+  CheckpointOptions checkpoint;
+  DistOptions dist;
+  EvalOptions eval;
+  SlurmOptions slurm;
+
+  /// Files it was read from, the extending file last; empty for the defaults.
+  std::vector<std::string> sources;
+  /// Command-line overrides applied, as given ("optim.lr=0.05").
+  std::vector<std::string> overrides;
+};
+
+// ---- The schema --------------------------------------------------------------------------
+
+enum class ValueType { kBool, kInt, kFloat, kString, kIntList, kFloatList, kStringList };
+using Value = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>,
+                           std::vector<double>, std::vector<std::string>>;
+
+const char* type_name(ValueType t);
+/// A value as it would be written in TOML ("0.1", "\"sgd\"", "[1, 2]").
+std::string to_toml_text(const Value& v);
+
+/// One key of the schema.
+struct KeyDef {
+  std::string path;                  ///< "optim.lr"
+  ValueType type;
+  std::string doc;
+  std::optional<double> min;         ///< numbers, and list elements
+  std::optional<double> max;
+  std::vector<std::string> choices;  ///< strings and string-list elements
+  bool path_like = false;            ///< relative paths resolve against the recipe's folder
+  std::function<Value(const Recipe&)> get;
+  std::function<void(Recipe&, const Value&)> set;
+};
+
+/// Every key, in documentation order.
+const std::vector<KeyDef>& recipe_schema();
+/// The key at `path`, or nullptr.
+const KeyDef* find_key(const std::string& path);
+/// One line per section, for the docs.
+const std::vector<std::pair<std::string, std::string>>& recipe_sections();
+/// Checks `value` against `key`'s range and choices; returns the problem or "".
+std::string check_value(const KeyDef& key, const Value& value);
+/// The nearest known key to `path` (edit distance), for "did you mean" hints; "" if none close.
+std::string suggest_key(const std::string& path);
+
+// ---- Loading -----------------------------------------------------------------------------
+
+/// Reads `file` (following `base` chains), applies `overrides` ("a.b=value") and validates.
+/// Throws holo::RecipeError naming the file, line, column and key of the first problem.
+Recipe load_recipe(const std::string& file, const std::vector<std::string>& overrides = {});
+/// Same from TOML text; `name` stands for the file in messages and bases resolve from the
+/// current directory.
+Recipe parse_recipe(const std::string& toml_text, const std::string& name,
+                    const std::vector<std::string>& overrides = {});
+/// The fully resolved recipe as TOML (every key, defaults included), loadable again.
+std::string to_toml(const Recipe& recipe);
+/// The schema as text: every key, type, default, range or choices, and meaning.
+/// `markdown` gives a table per section for docs/.
+std::string recipe_doc(bool markdown);
+
+}  // namespace holo

@@ -1,0 +1,425 @@
+// The recipe schema: one entry per key, bound to its option struct member. Defaults come from
+// the member initialisers in recipe.h, so there is exactly one place for each.
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "core/recipe.h"
+
+namespace holo {
+namespace {
+
+template <class T>
+constexpr ValueType value_type() {
+  if constexpr (std::is_same_v<T, bool>) return ValueType::kBool;
+  if constexpr (std::is_same_v<T, int64_t>) return ValueType::kInt;
+  if constexpr (std::is_same_v<T, double>) return ValueType::kFloat;
+  if constexpr (std::is_same_v<T, std::string>) return ValueType::kString;
+  if constexpr (std::is_same_v<T, std::vector<int64_t>>) return ValueType::kIntList;
+  if constexpr (std::is_same_v<T, std::vector<double>>) return ValueType::kFloatList;
+  if constexpr (std::is_same_v<T, std::vector<std::string>>) return ValueType::kStringList;
+}
+
+/// Chainable description of one key while the schema is built.
+struct KeyBuilder {
+  KeyDef def;
+  KeyBuilder& range(double lo, double hi) {
+    def.min = lo;
+    def.max = hi;
+    return *this;
+  }
+  KeyBuilder& at_least(double lo) {
+    def.min = lo;
+    return *this;
+  }
+  KeyBuilder& choices(std::vector<std::string> c) {
+    def.choices = std::move(c);
+    return *this;
+  }
+  KeyBuilder& path() {
+    def.path_like = true;
+    return *this;
+  }
+};
+
+class SchemaBuilder {
+ public:
+  template <class S, class T>
+  KeyBuilder& key(const std::string& path, S Recipe::*section, T S::*field, std::string doc) {
+    KeyBuilder b;
+    b.def.path = path;
+    b.def.type = value_type<T>();
+    b.def.doc = std::move(doc);
+    b.def.get = [section, field](const Recipe& r) -> Value { return (r.*section).*field; };
+    b.def.set = [section, field](Recipe& r, const Value& v) { (r.*section).*field = std::get<T>(v); };
+    keys_.push_back(std::move(b));
+    return keys_.back();
+  }
+  std::vector<KeyDef> build() {
+    std::vector<KeyDef> out;
+    for (auto& k : keys_) out.push_back(std::move(k.def));
+    return out;
+  }
+
+ private:
+  std::vector<KeyBuilder> keys_;
+};
+
+std::vector<KeyDef> make_schema() {
+  SchemaBuilder s;
+  using R = Recipe;
+  // [run]
+  s.key("run.name", &R::run, &RunOptions::name, "Run name; the run directory defaults to $HOLO_RUNS_DIR/<name>.");
+  s.key("run.dir", &R::run, &RunOptions::dir, "Run directory (resolved recipe, logs, metrics, checkpoints). Empty: $HOLO_RUNS_DIR/<run.name>.").path();
+  s.key("run.seed", &R::run, &RunOptions::seed, "Seed of every random draw; draws are pure functions of (seed, epoch, sample, view).").at_least(0);
+  s.key("run.deterministic", &R::run, &RunOptions::deterministic, "Use deterministic kernels (slower) for bitwise reproduction.");
+  // [data]
+  s.key("data.dataset", &R::data, &DataOptions::dataset, "Annotation format of the dataset.")
+      .choices({"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth"});
+  s.key("data.root", &R::data, &DataOptions::root, "Folder holding the video files.").path();
+  s.key("data.train", &R::data, &DataOptions::train, "Training annotation file (Kinetics CSV, list, split file, HVU CSV).").path();
+  s.key("data.val", &R::data, &DataOptions::val, "Validation annotation file.").path();
+  s.key("data.test", &R::data, &DataOptions::test, "Test annotation file.").path();
+  s.key("data.categories", &R::data, &DataOptions::categories, "HVU Tag,Category file.").path();
+  s.key("data.class_index", &R::data, &DataOptions::class_index, "UCF101 classInd.txt.").path();
+  s.key("data.split", &R::data, &DataOptions::split, "UCF101 (1-3) or HMDB51 (1-3) split number.").range(1, 3);
+  s.key("data.layout", &R::data, &DataOptions::layout, "Where clip files sit under data.root: flat, per_label folders, or auto (look).")
+      .choices({"auto", "flat", "per_label"});
+  s.key("data.name_times", &R::data, &DataOptions::name_times, "Clip file names <id>_<start>_<end>: times in whole seconds (%06d) or tenths (x10).")
+      .choices({"seconds", "tenths"});
+  s.key("data.extension", &R::data, &DataOptions::extension, "Clip file extension.");
+  s.key("data.manifest", &R::data, &DataOptions::manifest, "Probe manifest (holo data probe); empty: built in the cache dir.").path();
+  s.key("data.num_classes", &R::data, &DataOptions::num_classes, "Number of classes; 0: from the dataset.").at_least(0);
+  s.key("data.fraction", &R::data, &DataOptions::fraction, "Fraction of the training set used (debugging).").range(1e-6, 1);
+  s.key("data.synth_videos", &R::data, &DataOptions::synth_videos, "synth: videos made for the run.").range(1, 1000000);
+  s.key("data.synth_classes", &R::data, &DataOptions::synth_classes, "synth: classes.").range(1, 10000);
+  s.key("data.synth_frames", &R::data, &DataOptions::synth_frames, "synth: frames per video.").range(1, 100000);
+  // [sampling]
+  s.key("sampling.num_frames", &R::sampling, &SamplingOptions::num_frames, "Frames per clip (T).").range(1, 1024);
+  s.key("sampling.stride", &R::sampling, &SamplingOptions::stride, "Frame stride within a clip.").range(1, 64);
+  s.key("sampling.test_clips", &R::sampling, &SamplingOptions::test_clips, "Uniform clips per video at test time (K).").range(1, 100);
+  s.key("sampling.test_crops", &R::sampling, &SamplingOptions::test_crops, "Crops per clip at test time: 1 (center) or 3 (three-crop).").range(1, 3);
+  // [transform]
+  s.key("transform.crop_size", &R::transform, &TransformOptions::crop_size, "Square crop side in pixels.").range(8, 1024);
+  s.key("transform.train_scale_min", &R::transform, &TransformOptions::train_scale_min, "Training: random short side, lower bound.").range(8, 4096);
+  s.key("transform.train_scale_max", &R::transform, &TransformOptions::train_scale_max, "Training: random short side, upper bound.").range(8, 4096);
+  s.key("transform.test_scale", &R::transform, &TransformOptions::test_scale, "Testing: short side.").range(8, 4096);
+  s.key("transform.flip", &R::transform, &TransformOptions::flip, "Training: random horizontal flip.");
+  s.key("transform.mean", &R::transform, &TransformOptions::mean, "Per-channel mean (RGB, 0-1) subtracted.").range(0, 1);
+  s.key("transform.std", &R::transform, &TransformOptions::std, "Per-channel standard deviation (RGB, 0-1) divided by.").range(1e-6, 10);
+  // [decode]
+  s.key("decode.device", &R::decode, &DecodeOptions::device, "Decoder: cpu, nvdec, or auto (NVDEC when a GPU and the hwaccel exist, else CPU with a logged reason).")
+      .choices({"auto", "cpu", "nvdec"});
+  s.key("decode.threads", &R::decode, &DecodeOptions::threads, "Decoder threads per video; 0: FFmpeg's choice.").range(0, 256);
+  s.key("decode.cache_size", &R::decode, &DecodeOptions::cache_size, "Open decoders kept per worker.").range(1, 4096);
+  // [loader]
+  s.key("loader.batch_size", &R::loader, &LoaderOptions::batch_size, "Clips per batch per worker.").range(1, 65536);
+  s.key("loader.workers", &R::loader, &LoaderOptions::workers, "Decode threads per worker.").range(0, 256);
+  s.key("loader.prefetch", &R::loader, &LoaderOptions::prefetch, "Batches queued ahead of the model.").range(1, 1024);
+  s.key("loader.drop_last", &R::loader, &LoaderOptions::drop_last, "Drop the last incomplete batch of an epoch in training.");
+  // [model]
+  s.key("model.name", &R::model, &ModelOptions::name, "Network.")
+      .choices({"resnet3d", "resnext3d", "stc_resnet", "stc_resnext", "resnet2d", "hatnet",
+                "r2plus1d", "atfr_resnet3d", "atfr_r2plus1d"});
+  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152.").range(10, 152);
+  s.key("model.width", &R::model, &ModelOptions::width, "Width multiplier of the base width 64 (small values train on a CPU).").range(0.03125, 4);
+  s.key("model.cardinality", &R::model, &ModelOptions::cardinality, "ResNeXt groups.").range(1, 256);
+  s.key("model.num_classes", &R::model, &ModelOptions::num_classes, "Classifier outputs; 0: from the dataset.").at_least(0);
+  s.key("model.dropout", &R::model, &ModelOptions::dropout, "Dropout before the classifier.").range(0, 0.99);
+  s.key("model.stc", &R::model, &ModelOptions::stc, "STC block after every residual block.");
+  s.key("model.stc_branches", &R::model, &ModelOptions::stc_branches, "STC branches: both, tcb (temporal only), scb (spatial only).")
+      .choices({"both", "tcb", "scb"});
+  s.key("model.stc_reduction", &R::model, &ModelOptions::stc_reduction, "STC reduction r.").range(1, 64);
+  s.key("model.heads", &R::model, &ModelOptions::heads, "standard: one head over all labels; multitask: one head per category.")
+      .choices({"standard", "multitask"});
+  s.key("model.sgs", &R::model, &ModelOptions::sgs, "Similarity Guided Sampling (adaptive temporal feature resolution).");
+  s.key("model.sgs_after", &R::model, &ModelOptions::sgs_after, "Stage after which SGS sits.").choices({"res1", "res2", "res3", "res4"});
+  s.key("model.sgs_bins", &R::model, &ModelOptions::sgs_bins, "SGS bins B; 0: B = T.").range(0, 1024);
+  s.key("model.sgs_dim", &R::model, &ModelOptions::sgs_dim, "SGS similarity space dimension L.").range(1, 1024);
+  s.key("model.sgs_kernel", &R::model, &ModelOptions::sgs_kernel, "SGS kernel: linear (6.5) or kronecker (6.6).").choices({"linear", "kronecker"});
+  s.key("model.sgs_measure", &R::model, &ModelOptions::sgs_measure, "SGS similarity measure: distance to the temporal mean, or magnitude.")
+      .choices({"mean_distance", "magnitude"});
+  s.key("model.init", &R::model, &ModelOptions::init, "Checkpoint or weights file to initialise the network from.").path();
+  // [task]
+  s.key("task.kind", &R::task, &TaskOptions::kind, "Training task.").choices({"classification", "multilabel", "transfer", "finetune"});
+  s.key("task.teacher", &R::task, &TaskOptions::teacher, "transfer: frozen 2D teacher weights (TorchScript or torchvision-named state dict).").path();
+  s.key("task.teacher_arch", &R::task, &TaskOptions::teacher_arch, "transfer: teacher architecture.")
+      .choices({"resnet18", "resnet34", "resnet50", "resnet101"});
+  s.key("task.teacher_frames", &R::task, &TaskOptions::teacher_frames, "transfer: frames X averaged by the teacher.").range(1, 256);
+  s.key("task.negative_ratio", &R::task, &TaskOptions::negative_ratio, "transfer: fraction of negative pairs.").range(0, 1);
+  s.key("task.freeze", &R::task, &TaskOptions::freeze, "finetune: stages kept frozen.").choices({"stem", "res2", "res3", "res4", "res5"});
+  // [optim]
+  s.key("optim.name", &R::optim, &OptimOptions::name, "Optimiser.").choices({"sgd", "adamw"});
+  s.key("optim.lr", &R::optim, &OptimOptions::lr, "Base learning rate.").range(0, 100);
+  s.key("optim.momentum", &R::optim, &OptimOptions::momentum, "SGD momentum.").range(0, 1);
+  s.key("optim.nesterov", &R::optim, &OptimOptions::nesterov, "SGD Nesterov momentum.");
+  s.key("optim.weight_decay", &R::optim, &OptimOptions::weight_decay, "Weight decay.").range(0, 1);
+  s.key("optim.decay_norm_bias", &R::optim, &OptimOptions::decay_norm_bias, "Apply weight decay to normalisation and bias parameters too.");
+  s.key("optim.betas", &R::optim, &OptimOptions::betas, "AdamW betas.").range(0, 0.999999);
+  s.key("optim.eps", &R::optim, &OptimOptions::eps, "AdamW epsilon.").range(0, 1);
+  s.key("optim.clip_grad_norm", &R::optim, &OptimOptions::clip_grad_norm, "Clip the global gradient norm to this; 0: off.").at_least(0);
+  // [schedule]
+  s.key("schedule.kind", &R::schedule, &ScheduleOptions::kind, "Learning-rate schedule.").choices({"constant", "step", "multistep", "cosine"});
+  s.key("schedule.step_epochs", &R::schedule, &ScheduleOptions::step_epochs, "step: multiply by gamma every this many epochs.").range(1, 100000);
+  s.key("schedule.milestones", &R::schedule, &ScheduleOptions::milestones, "multistep: epochs at which to multiply by gamma.").at_least(0);
+  s.key("schedule.gamma", &R::schedule, &ScheduleOptions::gamma, "Decay factor.").range(0, 1);
+  s.key("schedule.warmup_epochs", &R::schedule, &ScheduleOptions::warmup_epochs, "Linear warm-up length in epochs.").at_least(0);
+  s.key("schedule.min_lr", &R::schedule, &ScheduleOptions::min_lr, "cosine: final learning rate.").at_least(0);
+  // [train]
+  s.key("train.epochs", &R::train, &TrainOptions::epochs, "Epochs.").range(1, 100000);
+  s.key("train.max_steps", &R::train, &TrainOptions::max_steps, "Stop after this many optimiser steps; 0: no limit.").at_least(0);
+  s.key("train.log_every", &R::train, &TrainOptions::log_every, "Steps between metric lines.").range(1, 1000000);
+  s.key("train.val_every", &R::train, &TrainOptions::val_every, "Epochs between validations; 0: never.").at_least(0);
+  s.key("train.precision", &R::train, &TrainOptions::precision, "Arithmetic: fp32, bf16, fp16 (CUDA; fp16 with loss scaling).").choices({"fp32", "bf16", "fp16"});
+  s.key("train.accumulate", &R::train, &TrainOptions::accumulate, "Gradient accumulation steps per optimiser step.").range(1, 1024);
+  s.key("train.sync_bn", &R::train, &TrainOptions::sync_bn, "Synchronise BatchNorm statistics across workers.");
+  // [checkpoint]
+  s.key("checkpoint.every_steps", &R::checkpoint, &CheckpointOptions::every_steps, "Steps between checkpoints; 0: only at the end and on preemption.").at_least(0);
+  s.key("checkpoint.keep", &R::checkpoint, &CheckpointOptions::keep, "Newest checkpoints kept.").range(1, 1000);
+  s.key("checkpoint.background", &R::checkpoint, &CheckpointOptions::background, "Write checkpoints in a background thread.");
+  s.key("checkpoint.resume", &R::checkpoint, &CheckpointOptions::resume, "auto (newest in the run directory), never, or a checkpoint path.");
+  // [dist]
+  s.key("dist.backend", &R::dist, &DistOptions::backend, "Gradient communicator: auto (NCCL for CUDA, MPI for CPU), mpi, nccl.").choices({"auto", "mpi", "nccl"});
+  s.key("dist.bucket_mb", &R::dist, &DistOptions::bucket_mb, "Gradient bucket size in MB.").range(0.001, 4096);
+  s.key("dist.timeout_s", &R::dist, &DistOptions::timeout_s, "Seconds a collective may wait before the job aborts.").range(1, 86400);
+  // [eval]
+  s.key("eval.split", &R::eval, &EvalOptions::split, "Annotation split evaluated by holo eval.").choices({"val", "test"});
+  s.key("eval.per_class", &R::eval, &EvalOptions::per_class, "Write per-class results to CSV.");
+  // [slurm]
+  s.key("slurm.partition", &R::slurm, &SlurmOptions::partition, "sbatch --partition; empty: the cluster's default.");
+  s.key("slurm.account", &R::slurm, &SlurmOptions::account, "sbatch --account.");
+  s.key("slurm.qos", &R::slurm, &SlurmOptions::qos, "sbatch --qos.");
+  s.key("slurm.time", &R::slurm, &SlurmOptions::time, "sbatch --time ([D-]HH:MM:SS).");
+  s.key("slurm.constraint", &R::slurm, &SlurmOptions::constraint, "sbatch --constraint.");
+  s.key("slurm.nodes", &R::slurm, &SlurmOptions::nodes, "Nodes.").range(1, 100000);
+  s.key("slurm.gpus_per_node", &R::slurm, &SlurmOptions::gpus_per_node, "GPUs per node (= tasks per node); 0: one CPU task per node.").range(0, 64);
+  s.key("slurm.cpus_per_task", &R::slurm, &SlurmOptions::cpus_per_task, "CPUs per task.").range(1, 1024);
+  s.key("slurm.mem", &R::slurm, &SlurmOptions::mem, "Memory per node (e.g. 16G); empty: the cluster's default.");
+  s.key("slurm.max_restarts", &R::slurm, &SlurmOptions::max_restarts, "Requeues allowed after preemption.").range(0, 1000);
+  s.key("slurm.grace_s", &R::slurm, &SlurmOptions::grace_s, "Seconds between the USR1 warning and the end of the allocation.").range(10, 86400);
+  s.key("slurm.launcher", &R::slurm, &SlurmOptions::launcher, "How workers start inside the allocation.").choices({"srun", "mpirun"});
+  return s.build();
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string format_number(double x) {
+  std::ostringstream os;
+  os << x;
+  return os.str();
+}
+
+}  // namespace
+
+const std::vector<KeyDef>& recipe_schema() {
+  static const std::vector<KeyDef> schema = make_schema();
+  return schema;
+}
+
+const KeyDef* find_key(const std::string& path) {
+  for (const auto& k : recipe_schema()) {
+    if (k.path == path) return &k;
+  }
+  return nullptr;
+}
+
+const std::vector<std::pair<std::string, std::string>>& recipe_sections() {
+  static const std::vector<std::pair<std::string, std::string>> sections = {
+      {"run", "Identity of the run: name, directory, seed."},
+      {"data", "Dataset, annotation files and where the videos are."},
+      {"sampling", "Which frames make a clip, in training and testing."},
+      {"transform", "Spatial transforms and normalisation."},
+      {"decode", "Video decoding."},
+      {"loader", "Batching and prefetching."},
+      {"model", "The network, built by name."},
+      {"task", "What is learnt: loss, metrics, heads."},
+      {"optim", "Optimiser."},
+      {"schedule", "Learning-rate schedule."},
+      {"train", "Training loop."},
+      {"checkpoint", "Sharded checkpoints and resuming."},
+      {"dist", "Data-parallel communication."},
+      {"eval", "Evaluation."},
+      {"slurm", "SLURM submission (holo submit)."},
+  };
+  return sections;
+}
+
+const char* type_name(ValueType t) {
+  switch (t) {
+    case ValueType::kBool: return "bool";
+    case ValueType::kInt: return "int";
+    case ValueType::kFloat: return "float";
+    case ValueType::kString: return "string";
+    case ValueType::kIntList: return "list of int";
+    case ValueType::kFloatList: return "list of float";
+    case ValueType::kStringList: return "list of string";
+  }
+  return "?";
+}
+
+std::string check_value(const KeyDef& key, const Value& value) {
+  auto check_number = [&](double x) -> std::string {
+    if (!std::isfinite(x)) return "value " + format_number(x) + " is not finite";
+    if (key.min && x < *key.min) {
+      return "value " + format_number(x) + " is below the minimum " + format_number(*key.min) +
+             (key.max ? " (allowed: " + format_number(*key.min) + " to " + format_number(*key.max) + ")" : "");
+    }
+    if (key.max && x > *key.max) {
+      return "value " + format_number(x) + " is above the maximum " + format_number(*key.max) +
+             (key.min ? " (allowed: " + format_number(*key.min) + " to " + format_number(*key.max) + ")" : "");
+    }
+    return "";
+  };
+  auto check_choice = [&](const std::string& s) -> std::string {
+    if (key.choices.empty()) return "";
+    if (std::find(key.choices.begin(), key.choices.end(), s) != key.choices.end()) return "";
+    std::string all;
+    for (const auto& c : key.choices) all += (all.empty() ? "" : ", ") + c;
+    return "value \"" + s + "\" is not one of: " + all;
+  };
+  return std::visit(
+      [&](const auto& v) -> std::string {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, double>) {
+          return check_number(static_cast<double>(v));
+        } else if constexpr (std::is_same_v<T, std::string>) {
+          return check_choice(v);
+        } else if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                             std::is_same_v<T, std::vector<double>>) {
+          for (auto x : v) {
+            auto e = check_number(static_cast<double>(x));
+            if (!e.empty()) return "list element: " + e;
+          }
+          return "";
+        } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+          for (const auto& x : v) {
+            auto e = check_choice(x);
+            if (!e.empty()) return "list element: " + e;
+          }
+          return "";
+        } else {
+          return "";
+        }
+      },
+      value);
+}
+
+std::string suggest_key(const std::string& path) {
+  std::string best;
+  size_t best_d = 4;  // suggest only close matches
+  const auto leaf = path.substr(path.rfind('.') == std::string::npos ? 0 : path.rfind('.') + 1);
+  for (const auto& k : recipe_schema()) {
+    size_t d = edit_distance(path, k.path);
+    // A right leaf in the wrong section is also worth naming.
+    const auto kleaf = k.path.substr(k.path.rfind('.') + 1);
+    if (kleaf == leaf) d = std::min<size_t>(d, 2);
+    if (d < best_d) {
+      best_d = d;
+      best = k.path;
+    }
+  }
+  return best;
+}
+
+std::string to_toml_text(const Value& v) {
+  auto quote = [](const std::string& s) {
+    std::string out = "\"";
+    for (char c : s) {
+      switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        case '\r': out += "\\r"; break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+          } else {
+            out += c;
+          }
+      }
+    }
+    return out + "\"";
+  };
+  auto num = [](double x) {
+    // Shortest text that reads back as the same double.
+    std::string s;
+    for (int precision = 6; precision <= 17; ++precision) {
+      std::ostringstream os;
+      os.precision(precision);
+      os << x;
+      s = os.str();
+      if (std::stod(s) == x) break;
+    }
+    if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
+    return s;
+  };
+  return std::visit(
+      [&](const auto& x) -> std::string {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<T, bool>) return x ? "true" : "false";
+        if constexpr (std::is_same_v<T, int64_t>) return std::to_string(x);
+        if constexpr (std::is_same_v<T, double>) return num(x);
+        if constexpr (std::is_same_v<T, std::string>) return quote(x);
+        if constexpr (std::is_same_v<T, std::vector<int64_t>> || std::is_same_v<T, std::vector<double>> ||
+                      std::is_same_v<T, std::vector<std::string>>) {
+          std::string out = "[";
+          for (size_t i = 0; i < x.size(); ++i) {
+            if (i) out += ", ";
+            if constexpr (std::is_same_v<T, std::vector<int64_t>>) out += std::to_string(x[i]);
+            if constexpr (std::is_same_v<T, std::vector<double>>) out += num(x[i]);
+            if constexpr (std::is_same_v<T, std::vector<std::string>>) out += quote(x[i]);
+          }
+          return out + "]";
+        }
+      },
+      v);
+}
+
+std::string recipe_doc(bool markdown) {
+  const Recipe defaults;
+  std::ostringstream os;
+  for (const auto& [section, sdoc] : recipe_sections()) {
+    if (markdown) {
+      os << "## [" << section << "]\n\n" << sdoc << "\n\n";
+      os << "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n";
+    } else {
+      os << "[" << section << "]  " << sdoc << "\n";
+    }
+    for (const auto& k : recipe_schema()) {
+      if (k.path.compare(0, section.size() + 1, section + ".") != 0) continue;
+      std::string allowed;
+      if (!k.choices.empty()) {
+        for (const auto& c : k.choices) allowed += (allowed.empty() ? "" : ", ") + c;
+      } else if (k.min || k.max) {
+        allowed = (k.min ? format_number(*k.min) : "") + " .. " + (k.max ? format_number(*k.max) : "");
+      }
+      const std::string def = to_toml_text(k.get(defaults));
+      if (markdown) {
+        os << "| `" << k.path << "` | " << type_name(k.type) << " | `" << def << "` | " << allowed
+           << " | " << k.doc << " |\n";
+      } else {
+        os << "  " << k.path << " (" << type_name(k.type) << ", default " << def
+           << (allowed.empty() ? "" : ", allowed " + allowed) << ")\n      " << k.doc << "\n";
+      }
+    }
+    os << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace holo

@@ -1,0 +1,42 @@
+#include "launcher/cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "core/error.h"
+#include "core/log.h"
+
+namespace holo::cli {
+
+void add_recipe_args(CLI::App* cmd, RecipeArgs& args) {
+  cmd->add_option("recipe", args.file, "Recipe file (TOML)")->required();
+  cmd->add_option("--set", args.overrides,
+                  "Override a recipe key, typed and validated like the file: --set optim.lr=0.05")
+      ->type_name("KEY=VALUE")
+      ->take_all();
+}
+
+int run(int argc, char** argv) {
+  CLI::App app{"holo: training orchestrator for video understanding"};
+  app.name("holo");
+  app.require_subcommand(1);
+  app.fallthrough(false);
+  add_core_commands(app);
+  try {
+    log::init();
+    app.parse(argc, argv);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const Error& e) {
+    std::cerr << "holo: error: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::cerr << "holo: error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace holo::cli

@@ -1,0 +1,29 @@
+#pragma once
+/// The `holo` command is assembled from groups of subcommands, one registration function per
+/// group (one file each in launcher/). Subcommand callbacks throw holo::Error subclasses;
+/// main() turns them into exit codes: 0 success, 1 runtime failure, 2 usage or recipe error.
+
+#include <string>
+#include <vector>
+
+namespace CLI {
+class App;
+}
+
+namespace holo::cli {
+
+/// The arguments every recipe-taking subcommand shares: the recipe file and `--set` overrides.
+struct RecipeArgs {
+  std::string file;
+  std::vector<std::string> overrides;
+};
+/// Adds RECIPE (positional, required) and `--set KEY=VALUE` (repeatable) to `cmd`.
+void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
+
+/// `holo version`, `holo env`, `holo recipe check|show|doc`.
+void add_core_commands(CLI::App& app);
+
+/// Runs the `holo` command line; returns the process exit code.
+int run(int argc, char** argv);
+
+}  // namespace holo::cli
