@@ -22,6 +22,9 @@ int run(int argc, char** argv) {
   app.name("holo");
   app.require_subcommand(1);
   app.fallthrough(false);
+  // Benchmarks of every layer hang under one `holo bench` parent; groups add theirs to it.
+  app.add_subcommand("bench", "Benchmarks, each side by side with a baseline on this machine")
+      ->require_subcommand(1);
   add_core_commands(app);
   try {
     log::init();

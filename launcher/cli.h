@@ -20,6 +20,8 @@ struct RecipeArgs {
 /// Adds RECIPE (positional, required) and `--set KEY=VALUE` (repeatable) to `cmd`.
 void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
 
+/// Groups register their subcommands on `app`; benchmarks go under `app.get_subcommand("bench")`.
+
 /// `holo version`, `holo env`, `holo recipe check|show|doc`.
 void add_core_commands(CLI::App& app);
 
