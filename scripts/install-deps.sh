@@ -13,7 +13,7 @@ packages=(
   # decoding
   ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
   # feature store, recipes, CLI, logs
-  libhdf5-dev hdf5-tools libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  libhdf5-dev hdf5-tools libxxhash-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   # tests
   libgtest-dev libgmock-dev googletest
   # scheduler for the slurm tests
