@@ -75,8 +75,16 @@ struct LoaderOptions {
 };
 
 struct ModelOptions {
-  std::string name = "resnet3d";  ///< see `holo recipe doc` for the choices
+  std::string name = "resnet3d";  ///< a family (depth from model.depth) or a named preset; docs/models.md
   int64_t depth = 18;
+  int64_t frames = 16;            ///< clip length T the network is built for (STC's spatial branch)
+  std::string shortcut = "auto";  ///< auto (A for basic blocks, B for bottlenecks, as Hara et al.), A, B
+  bool preact = false;            ///< pre-activation blocks (BN-ReLU-Conv, Table 4.1)
+  int64_t stem_temporal_kernel = 0;  ///< 0: the family's default
+  int64_t stem_temporal_stride = 0;  ///< 0: the family's default
+  std::string stem_pool = "auto";    ///< auto, max, none
+  std::vector<int64_t> temporal_strides;  ///< per stage res2..res5; empty: the family's default
+  std::vector<int64_t> spatial_strides;   ///< per stage res2..res5; empty: the family's default
   double width = 1.0;             ///< width multiplier of the base width 64
   int64_t cardinality = 32;       ///< ResNeXt groups
   int64_t num_classes = 0;        ///< 0: from the dataset

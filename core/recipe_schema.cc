@@ -119,10 +119,25 @@ std::vector<KeyDef> make_schema() {
   s.key("loader.prefetch", &R::loader, &LoaderOptions::prefetch, "Batches queued ahead of the model.").range(1, 1024);
   s.key("loader.drop_last", &R::loader, &LoaderOptions::drop_last, "Drop the last incomplete batch of an epoch in training.");
   // [model]
-  s.key("model.name", &R::model, &ModelOptions::name, "Network.")
+  s.key("model.name", &R::model, &ModelOptions::name, "Network: a family (depth from model.depth) or a named preset that fixes the depth (`holo model list`).")
       .choices({"resnet3d", "resnext3d", "stc_resnet", "stc_resnext", "resnet2d", "hatnet",
-                "r2plus1d", "atfr_resnet3d", "atfr_r2plus1d"});
-  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152.").range(10, 152);
+                "r2plus1d", "atfr_resnet3d",
+                "resnet18_2d", "resnet34_2d", "resnet50_2d", "resnet101_2d",
+                "r3d10", "r3d18", "r3d34", "r3d50", "r3d101", "r3d152", "rx3d50", "rx3d101",
+                "stc_resnet18", "stc_resnet50", "stc_resnet101", "stc_resnext50", "stc_resnext101",
+                "hatnet_r18", "hatnet_r50", "r3d18_atfr", "r3d50_atfr",
+                "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr"});
+  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152 (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
+  s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
+  s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
+      .choices({"auto", "A", "B"});
+  s.key("model.preact", &R::model, &ModelOptions::preact, "Pre-activation residual blocks (BN-ReLU-Conv, Table 4.1).");
+  s.key("model.stem_temporal_kernel", &R::model, &ModelOptions::stem_temporal_kernel, "Temporal kernel of the first convolution; 0: the family's default.").range(0, 15);
+  s.key("model.stem_temporal_stride", &R::model, &ModelOptions::stem_temporal_stride, "Temporal stride of the first convolution; 0: the family's default.").range(0, 8);
+  s.key("model.stem_pool", &R::model, &ModelOptions::stem_pool, "Max pooling after the first convolution: auto (the family's), max, none.")
+      .choices({"auto", "max", "none"});
+  s.key("model.temporal_strides", &R::model, &ModelOptions::temporal_strides, "Temporal stride of res2..res5 (4 values); empty: the family's default.").range(1, 8);
+  s.key("model.spatial_strides", &R::model, &ModelOptions::spatial_strides, "Spatial stride of res2..res5 (4 values); empty: the family's default.").range(1, 8);
   s.key("model.width", &R::model, &ModelOptions::width, "Width multiplier of the base width 64 (small values train on a CPU).").range(0.03125, 4);
   s.key("model.cardinality", &R::model, &ModelOptions::cardinality, "ResNeXt groups.").range(1, 256);
   s.key("model.num_classes", &R::model, &ModelOptions::num_classes, "Classifier outputs; 0: from the dataset.").at_least(0);
@@ -134,7 +149,7 @@ std::vector<KeyDef> make_schema() {
   s.key("model.heads", &R::model, &ModelOptions::heads, "standard: one head over all labels; multitask: one head per category.")
       .choices({"standard", "multitask"});
   s.key("model.sgs", &R::model, &ModelOptions::sgs, "Similarity Guided Sampling (adaptive temporal feature resolution).");
-  s.key("model.sgs_after", &R::model, &ModelOptions::sgs_after, "Stage after which SGS sits.").choices({"res1", "res2", "res3", "res4"});
+  s.key("model.sgs_after", &R::model, &ModelOptions::sgs_after, "Stage after which SGS sits.").choices({"stem", "res2", "res3", "res4"});
   s.key("model.sgs_bins", &R::model, &ModelOptions::sgs_bins, "SGS bins B; 0: B = T.").range(0, 1024);
   s.key("model.sgs_dim", &R::model, &ModelOptions::sgs_dim, "SGS similarity space dimension L.").range(1, 1024);
   s.key("model.sgs_kernel", &R::model, &ModelOptions::sgs_kernel, "SGS kernel: linear (6.5) or kronecker (6.6).").choices({"linear", "kronecker"});
