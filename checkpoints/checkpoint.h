@@ -1,0 +1,114 @@
+#pragma once
+/// Sharded checkpoints (docs/checkpoint-format.md).
+///
+/// A checkpoint is a directory `<root>/step-<8 digits>/` holding `manifest.json` and one shard
+/// file per rank. Replicated state (parameters, buffers, optimiser state) is split across ranks
+/// by size, so saving scales with the number of ranks; per-rank state (RNG) goes into each
+/// rank's own shard. Ranks write into `<root>/.partial-step-<8 digits>/`; rank 0 commits once
+/// every rank has finished (manifest with per-shard checksums, fsync, rename), so an interrupted
+/// save leaves the previous checkpoint intact. Loading reads every shard, so a checkpoint loads
+/// on any number of ranks.
+
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "checkpoints/shard_io.h"
+
+namespace holo::ckpt {
+
+/// What the trainer hands over to be saved. Tensors may live on any device; they are copied
+/// to CPU memory before save() returns, so training can go on while the files are written.
+struct Snapshot {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  NamedTensors replicated;  ///< identical on every rank: "model.*", "optim.*"
+  NamedTensors per_rank;    ///< this rank's own: "rng.*"
+  nlohmann::json meta;      ///< world-size independent state (loader, scheduler, metrics), rank 0's
+  std::string recipe_toml;  ///< the resolved recipe
+  std::string dataset_hash;
+  std::optional<double> score;  ///< higher is better; drives keep-best
+};
+
+/// A loaded checkpoint.
+struct Loaded {
+  std::string path;
+  int64_t step = 0;
+  int64_t epoch = 0;
+  int world_size = 0;
+  std::map<std::string, torch::Tensor> replicated;
+  std::map<std::string, torch::Tensor> per_rank;  ///< this rank's, only when world sizes match
+  nlohmann::json meta;
+  std::string recipe_toml;
+  std::string dataset_hash;
+};
+
+/// A committed checkpoint directory, from its manifest.
+struct Entry {
+  std::string path;
+  int64_t step = 0;
+  nlohmann::json manifest;
+};
+
+struct ManagerOptions {
+  int rank = 0;
+  int world_size = 1;
+  int64_t keep = 3;              ///< newest committed checkpoints kept (plus the best one)
+  bool background = true;        ///< write in a background thread
+  std::string attempt_id;        ///< identical on all ranks of one run attempt (agreed at start)
+  double commit_timeout_s = 600; ///< how long rank 0 waits for the other ranks' shards
+};
+
+class Manager {
+ public:
+  Manager(std::string root, ManagerOptions options);
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  /// Takes a CPU copy of the snapshot and writes it (in the background unless `wait` or
+  /// options.background is false). A save still in flight is waited for first. With `wait`,
+  /// returns once the checkpoint is committed (visible to every rank).
+  void save(Snapshot snapshot, bool wait);
+  /// Waits for the save in flight, if any; rethrows its error.
+  void wait();
+  /// Seconds the last save() call held the caller (the snapshot copy), for the stall figure.
+  double last_stall_s() const { return last_stall_s_; }
+
+  /// Committed checkpoints under `root`, oldest first.
+  static std::vector<Entry> list(const std::string& root);
+  /// Loads one checkpoint directory for `rank` of `world_size`; verifies every shard's checksum.
+  /// Throws holo::IoError naming the directory and the bad shard.
+  static Loaded load(const std::string& dir, int rank, int world_size);
+  /// Newest checkpoint under `root` that loads; a corrupted one is reported (log warning with
+  /// the reason) and the previous one is tried.
+  static std::optional<Loaded> load_latest(const std::string& root, int rank, int world_size);
+  /// "<root>/step-00000100".
+  static std::string step_dir(const std::string& root, int64_t step);
+
+ private:
+  void write(Snapshot snapshot);
+  void commit(const Snapshot& snapshot, const std::string& partial, const std::string& final_dir);
+  void wait_visible(const std::string& final_dir) const;
+  void retain(int64_t committed_step);
+
+  std::string root_;
+  ManagerOptions options_;
+  std::thread worker_;
+  std::exception_ptr error_;
+  double last_stall_s_ = 0;
+  std::map<std::string, double> scores_;  // committed dir -> score, for keep-best
+};
+
+/// Splits replicated tensors across `world_size` ranks: greedy by size (largest first, to the
+/// least loaded rank, ties to the lowest rank), deterministic. Returns the owning rank per name.
+std::map<std::string, int> assign_shards(const NamedTensors& tensors, int world_size);
+
+}  // namespace holo::ckpt

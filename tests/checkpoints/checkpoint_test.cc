@@ -1,0 +1,230 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "checkpoints/checkpoint.h"
+#include "core/error.h"
+#include "tests/test_util.h"
+
+namespace holo::ckpt {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+NamedTensors sample_state(int64_t seed, int64_t big = 1000) {
+  torch::manual_seed(seed);
+  return {{"model.conv.weight", torch::randn({8, 3, 3, 3})},
+          {"model.fc.weight", torch::randn({big, 4})},
+          {"model.bn.num_batches_tracked", torch::tensor(int64_t{7})},
+          {"model.mask", torch::ones({5}, torch::kBool)},
+          {"optim.fc.weight.momentum", torch::randn({big, 4}).to(torch::kFloat64)},
+          {"model.half", torch::randn({3}).to(torch::kBFloat16)},
+          {"model.empty", torch::empty({0, 3})}};
+}
+
+Snapshot snapshot(int64_t step, int64_t seed, int rank = 0) {
+  Snapshot s;
+  s.step = step;
+  s.epoch = step / 10;
+  s.replicated = sample_state(seed);
+  s.per_rank = {{"rng.cpu", torch::full({4}, static_cast<int64_t>(rank))}};
+  s.meta = {{"loader", {{"cursor", step * 4}}}};
+  s.recipe_toml = "[run]\nname = \"t\"\n";
+  s.dataset_hash = "abc";
+  return s;
+}
+
+void expect_same(const NamedTensors& want, const std::map<std::string, torch::Tensor>& got) {
+  ASSERT_EQ(want.size(), got.size());
+  for (const auto& [name, t] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    EXPECT_EQ(got.at(name).scalar_type(), t.scalar_type()) << name;
+    EXPECT_TRUE(torch::equal(got.at(name), t)) << name;
+  }
+}
+
+TEST(Shard, RoundTripEveryDtype) {
+  const std::string d = holo::testing::temp_dir();
+  const auto state = sample_state(1);
+  const ShardInfo info = write_shard(d + "/s.holo", state);
+  EXPECT_EQ(info.bytes, fs::file_size(d + "/s.holo"));
+  EXPECT_EQ(info.checksum, file_checksum(d + "/s.holo"));
+  const auto back = read_shard(d + "/s.holo", info.checksum);
+  std::map<std::string, torch::Tensor> m(back.begin(), back.end());
+  expect_same(state, m);
+}
+
+TEST(Shard, CorruptionAndTruncationDetected) {
+  const std::string d = holo::testing::temp_dir();
+  const ShardInfo info = write_shard(d + "/s.holo", sample_state(1));
+  {
+    std::fstream f(d + "/s.holo", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(info.bytes) - 10);
+    f.put('\x55');
+  }
+  EXPECT_THAT([&] { read_shard(d + "/s.holo", info.checksum); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("is corrupted: checksum")));
+  fs::resize_file(d + "/s.holo", info.bytes / 2);
+  EXPECT_THAT([&] { read_shard(d + "/s.holo"); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("truncated")));
+  std::ofstream(d + "/x.holo") << "not a shard";
+  EXPECT_THAT([&] { read_shard(d + "/x.holo"); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("bad magic")));
+}
+
+TEST(Shard, AssignmentBalancesBytesAndIsDeterministic) {
+  const auto state = sample_state(1, 5000);
+  const auto a = assign_shards(state, 2);
+  EXPECT_EQ(a, assign_shards(state, 2));
+  // The two big tensors land on different ranks.
+  EXPECT_NE(a.at("model.fc.weight"), a.at("optim.fc.weight.momentum"));
+  for (const auto& [n, r] : assign_shards(state, 1)) EXPECT_EQ(r, 0) << n;
+}
+
+TEST(Manager, SaveLoadSingleRank) {
+  const std::string d = holo::testing::temp_dir();
+  {
+    Manager m(d, ManagerOptions{});
+    m.save(snapshot(10, 1), /*wait=*/false);
+    m.wait();
+  }
+  const auto loaded = Manager::load_latest(d, 0, 1);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->step, 10);
+  EXPECT_EQ(loaded->epoch, 1);
+  EXPECT_EQ(loaded->world_size, 1);
+  EXPECT_EQ(loaded->meta["loader"]["cursor"], 40);
+  EXPECT_EQ(loaded->dataset_hash, "abc");
+  expect_same(sample_state(1), loaded->replicated);
+  ASSERT_TRUE(loaded->per_rank.count("rng.cpu"));
+  EXPECT_FALSE(fs::exists(d + "/.partial-step-00000010"));
+}
+
+TEST(Manager, KeepLastKAndBest) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.keep = 2;
+  o.background = false;
+  Manager m(d, o);
+  const double scores[] = {0.1, 0.9, 0.2, 0.3, 0.4};
+  for (int i = 0; i < 5; ++i) {
+    Snapshot s = snapshot(10 * (i + 1), i);
+    s.score = scores[i];
+    m.save(std::move(s), true);
+  }
+  std::vector<int64_t> steps;
+  for (const auto& e : Manager::list(d)) steps.push_back(e.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{20, 40, 50}));  // newest two plus the best (0.9)
+}
+
+TEST(Manager, CorruptedNewestFallsBackToPrevious) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  Manager m(d, o);
+  m.save(snapshot(10, 1), true);
+  m.save(snapshot(20, 2), true);
+  const std::string shard = Manager::step_dir(d, 20) + "/shard-00000-of-00001.holo";
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put('\x01');
+  }
+  EXPECT_THAT([&] { Manager::load(Manager::step_dir(d, 20), 0, 1); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("shard-00000-of-00001.holo")));
+  const auto loaded = Manager::load_latest(d, 0, 1);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->step, 10);
+  expect_same(sample_state(1), loaded->replicated);
+}
+
+TEST(Manager, ShardedAcrossRanksLoadsOnAnyWorldSize) {
+  const std::string d = holo::testing::temp_dir();
+  auto rank_main = [&](int rank) {
+    ManagerOptions o;
+    o.rank = rank;
+    o.world_size = 2;
+    o.attempt_id = "a1";
+    Manager m(d, o);
+    m.save(snapshot(30, 5, rank), /*wait=*/true);
+  };
+  std::thread t1(rank_main, 1);
+  rank_main(0);
+  t1.join();
+  const auto entries = Manager::list(d);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].manifest["shards"].size(), 2u);
+  for (int world : {1, 2, 3}) {
+    const auto loaded = Manager::load(entries[0].path, 0, world);
+    expect_same(sample_state(5), loaded.replicated);
+    EXPECT_EQ(loaded.per_rank.count("rng.cpu"), world == 2 ? 1u : 0u) << world;
+  }
+  const auto r1 = Manager::load(entries[0].path, 1, 2);
+  EXPECT_TRUE(torch::equal(r1.per_rank.at("rng.cpu"), torch::full({4}, int64_t{1})));
+}
+
+TEST(Manager, LeftoverOfEarlierAttemptIsNotCommitted) {
+  const std::string d = holo::testing::temp_dir();
+  // A partial folder with a rank-1 marker from another attempt: rank 0 must not commit with it.
+  fs::create_directories(d + "/.partial-step-00000040");
+  std::ofstream(d + "/.partial-step-00000040/done-1.json")
+      << R"({"rank":1,"file":"x","bytes":1,"checksum":"0","attempt":"old"})";
+  ManagerOptions o;
+  o.world_size = 2;
+  o.attempt_id = "new";
+  o.background = false;
+  o.commit_timeout_s = 0.5;
+  Manager m(d, o);
+  EXPECT_THAT([&] { m.save(snapshot(40, 1), true); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("rank 1 did not finish")));
+  EXPECT_TRUE(Manager::list(d).empty());
+}
+
+TEST(Manager, KillDuringSaveKeepsPreviousCheckpoint) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  {
+    Manager m(d, o);
+    m.save(snapshot(10, 1), true);
+  }
+  torch::set_num_threads(1);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // A large save, killed by the parent while it writes.
+    Snapshot s = snapshot(20, 2);
+    s.replicated.emplace_back("model.huge", torch::zeros({64, 1024, 1024}));
+    Manager m(d, o);
+    m.save(std::move(s), true);
+    _exit(0);
+  }
+  const std::string partial = d + "/.partial-step-00000020";
+  for (int i = 0; i < 20000 && !fs::exists(partial + "/shard-00000-of-00001.holo"); ++i) {
+    usleep(1000);
+  }
+  kill(child, SIGKILL);
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the save finished before it could be interrupted";
+  const auto loaded = Manager::load_latest(d, 0, 1);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->step, 10);
+  expect_same(sample_state(1), loaded->replicated);
+  // The next save cleans the leftover.
+  Manager m(d, o);
+  m.save(snapshot(30, 3), true);
+  EXPECT_FALSE(fs::exists(partial));
+  EXPECT_EQ(Manager::load_latest(d, 0, 1)->step, 30);
+}
+
+}  // namespace
+}  // namespace holo::ckpt
