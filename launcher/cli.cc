@@ -30,6 +30,9 @@ int run(int argc, char** argv) {
     log::init();
     app.parse(argc, argv);
     return 0;
+  } catch (const ExitRequest& e) {
+    std::cerr << "holo: " << e.message << "\n";
+    return e.code;
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : 2;

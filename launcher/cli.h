@@ -25,6 +25,17 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
 /// `holo version`, `holo env`, `holo recipe check|show|doc`.
 void add_core_commands(CLI::App& app);
 
+/// `holo train`, `holo eval`, `holo ckpt inspect|export`.
+void add_train_commands(CLI::App& app);
+
+/// Thrown by a subcommand that ends normally but must exit with a particular code (e.g. 3 for
+/// a training run stopped by a preemption signal after saving its checkpoint).
+struct ExitRequest {
+  ExitRequest(int c, std::string m) : code(c), message(std::move(m)) {}
+  int code;
+  std::string message;
+};
+
 /// Runs the `holo` command line; returns the process exit code.
 int run(int argc, char** argv);
 
