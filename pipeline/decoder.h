@@ -1,0 +1,138 @@
+#pragma once
+/// Video decoding: one `VideoDecoder` interface with a CPU implementation (cpu_decoder.h) and an
+/// NVDEC one through libavcodec's CUDA hwaccel (nvdec_decoder.h). `open_decoder()` is the only
+/// place that names the concrete classes.
+///
+/// Frames are addressed by index. The index of a frame is its rank among the presentation
+/// timestamps of all packets of the stream, read once when the file is opened (demuxing only,
+/// no decoding), so indices are exact for variable-frame-rate files and do not trust the
+/// container's frame count. A request decodes exactly the asked frames: seek to the keyframe at
+/// or before the first one, decode forward, keep the frames whose timestamps match.
+///
+/// No torch here: frames come back as a packed uint8 RGB buffer (T x H x W x 3) that
+/// pipeline/clip.h wraps into a tensor.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+
+namespace holo::pipeline {
+
+/// A file that cannot be used as a video: zero bytes, not a container, no video stream, no
+/// decodable frame, broken timestamps, or a decode error in the requested range. The message
+/// names the file and the reason; the loader quarantines the sample with it.
+class DecodeError : public IoError {
+ public:
+  DecodeError(const std::string& path, const std::string& reason)
+      : IoError(path + ": " + reason), path_(path), reason_(reason) {}
+  const std::string& path() const { return path_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string path_;
+  std::string reason_;
+};
+
+/// What the demuxer says about a video stream, plus Holo's frame table.
+struct VideoInfo {
+  int64_t frames = 0;        ///< frames in the stream (packets with a timestamp)
+  double fps = 0;            ///< frames / duration (the average rate)
+  double duration = 0;       ///< seconds from the first frame to the end of the last
+  std::string codec;         ///< decoder name, e.g. "h264"
+  int width = 0;
+  int height = 0;
+  bool variable_rate = false;  ///< frame durations differ by more than 1% of the mean
+  std::vector<int64_t> pts;    ///< presentation timestamp of every frame, in stream time base
+  std::vector<int64_t> keyframes;  ///< indices of keyframes, ascending
+  int time_base_num = 0;
+  int time_base_den = 1;
+
+  /// Seconds at which frame `i` is presented, relative to the first frame.
+  double frame_time(int64_t i) const;
+  /// The frame shown at `seconds` after the first frame (the last with time <= seconds),
+  /// clamped to [0, frames - 1].
+  int64_t frame_at(double seconds) const;
+};
+
+/// Packed frames: `count` frames of `height` x `width` RGB, row-major, no padding.
+struct FrameBuffer {
+  int64_t count = 0;
+  int height = 0;
+  int width = 0;
+  std::vector<uint8_t> data;
+  const uint8_t* frame(int64_t t) const { return data.data() + t * height * width * 3; }
+};
+
+/// How a decoder is set up.
+struct DecoderOptions {
+  /// "cpu", "nvdec", or "auto" (NVDEC when it can be opened, else CPU with one logged reason).
+  std::string device = "cpu";
+  /// Decoder threads; 0 lets FFmpeg choose.
+  int threads = 0;
+  /// CUDA device ordinal for NVDEC.
+  int gpu = 0;
+
+  DecoderOptions& set_device(std::string d) { device = std::move(d); return *this; }
+  DecoderOptions& set_threads(int t) { threads = t; return *this; }
+  DecoderOptions& set_gpu(int g) { gpu = g; return *this; }
+};
+
+/// One open video file. Not thread-safe: one decoder per thread (see DecoderCache).
+class VideoDecoder {
+ public:
+  virtual ~VideoDecoder() = default;
+  /// Stream facts and the frame table, known from open.
+  virtual const VideoInfo& info() const = 0;
+  /// Decodes the frames at `indices` (any order, repeats allowed, each in [0, frames)) and
+  /// returns them in that order, scaled so that the short side is `short_side` (0: unscaled;
+  /// the other side keeps the aspect ratio, rounded to the nearest pixel). Throws DecodeError when a
+  /// requested frame cannot be produced.
+  virtual FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) = 0;
+  /// "cpu" or "nvdec".
+  virtual std::string backend() const = 0;
+  /// The file.
+  virtual const std::string& path() const = 0;
+};
+
+/// Opens `path` with the backend chosen by `options.device`. Throws DecodeError for a file
+/// that is not a usable video; throws holo::Error when "nvdec" is asked for and unavailable.
+std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const DecoderOptions& options);
+
+/// Whether NVDEC can be used in this process, and if not, why (for logs and test skips).
+struct NvdecAvailability {
+  bool available = false;
+  std::string reason;
+};
+NvdecAvailability nvdec_availability(int gpu = 0);
+
+/// Output size for a short side (see VideoDecoder::decode).
+void scaled_size(int width, int height, int short_side, int* out_width, int* out_height);
+
+/// A bounded cache of open decoders, least recently used evicted first. One per worker thread;
+/// reading several clips of the same file re-uses the open demuxer and codec.
+class DecoderCache {
+ public:
+  DecoderCache(size_t capacity, DecoderOptions options);
+  /// The open decoder for `path`, opening it (and evicting the oldest) when needed.
+  VideoDecoder& get(const std::string& path);
+  /// Drops `path` (after an error, so a broken file is not kept open).
+  void drop(const std::string& path);
+  size_t size() const { return entries_.size(); }
+  size_t capacity() const { return capacity_; }
+  int64_t opens() const { return opens_; }  ///< files opened so far (for tests and stats)
+
+ private:
+  struct Entry {
+    std::string path;
+    std::unique_ptr<VideoDecoder> decoder;
+  };
+  size_t capacity_;
+  DecoderOptions options_;
+  std::vector<Entry> entries_;  ///< most recently used last; small, so a vector is enough
+  int64_t opens_ = 0;
+};
+
+}  // namespace holo::pipeline

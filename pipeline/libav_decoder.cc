@@ -1,0 +1,317 @@
+#include "pipeline/libav_decoder.h"
+
+extern "C" {
+#include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
+}
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+namespace holo::pipeline {
+LibavDecoder::LibavDecoder(std::string path, int threads) : path_(std::move(path)), threads_(threads) {}
+
+void LibavDecoder::open() {
+  av::quiet_logging();
+  std::error_code ec;
+  if (!std::filesystem::exists(path_, ec)) throw DecodeError(path_, "missing file");
+  const auto size = std::filesystem::file_size(path_, ec);
+  if (ec) throw DecodeError(path_, "cannot read file size: " + ec.message());
+  if (size == 0) throw DecodeError(path_, "zero-byte file");
+
+  AVFormatContext* raw = nullptr;
+  int rc = avformat_open_input(&raw, path_.c_str(), nullptr, nullptr);
+  if (rc < 0) throw DecodeError(path_, "not a readable container (" + av::error_string(rc) + ")");
+  format_.reset(raw);
+
+  stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (stream_ < 0 || format_->streams[stream_]->codecpar->width <= 0) {
+    // Some containers only know the stream parameters after reading a little.
+    rc = avformat_find_stream_info(format_.get(), nullptr);
+    if (rc < 0) throw DecodeError(path_, "cannot read stream info (" + av::error_string(rc) + ")");
+    stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  }
+  if (stream_ < 0) {
+    bool audio = false;
+    for (unsigned i = 0; i < format_->nb_streams; ++i) {
+      audio |= format_->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO;
+    }
+    throw DecodeError(path_, audio ? "audio only (no video stream)" : "no video stream");
+  }
+  for (unsigned i = 0; i < format_->nb_streams; ++i) {
+    if (static_cast<int>(i) != stream_) format_->streams[i]->discard = AVDISCARD_ALL;
+  }
+  const AVStream* st = format_->streams[stream_];
+  const AVCodecParameters& par = *st->codecpar;
+  if (par.width <= 0 || par.height <= 0) throw DecodeError(path_, "video stream without a frame size");
+
+  const AVCodec* codec = find_codec(par);
+  if (codec == nullptr) {
+    throw DecodeError(path_, std::string("no decoder for codec ") + avcodec_get_name(par.codec_id));
+  }
+  codec_ = av::make_codec_context(codec);
+  HOLO_AV_CHECK(avcodec_parameters_to_context(codec_.get(), &par));
+  codec_->thread_count = threads_;
+  codec_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+  codec_->pkt_timebase = st->time_base;
+  configure(codec_.get());
+  rc = avcodec_open2(codec_.get(), codec, nullptr);
+  if (rc < 0) throw DecodeError(path_, "cannot open the " + std::string(codec->name) + " decoder (" + av::error_string(rc) + ")");
+
+  packet_ = av::make_packet();
+  frame_ = av::make_frame();
+  info_.codec = avcodec_get_name(par.codec_id);
+  info_.width = par.width;
+  info_.height = par.height;
+  info_.time_base_num = st->time_base.num;
+  info_.time_base_den = st->time_base.den;
+  build_index();
+}
+
+const AVCodec* LibavDecoder::find_codec(const AVCodecParameters& par) {
+  return avcodec_find_decoder(par.codec_id);
+}
+
+void LibavDecoder::build_index() {
+  struct Entry {
+    int64_t pts;
+    int64_t dts;
+    int64_t duration;
+    bool key;
+  };
+  std::vector<Entry> entries;
+  int64_t missing_pts = 0;
+  int rc = 0;
+  while ((rc = av_read_frame(format_.get(), packet_.get())) >= 0) {
+    av::PacketUnref unref(packet_.get());
+    if (packet_->stream_index != stream_) continue;
+    int64_t pts = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
+    if (pts == AV_NOPTS_VALUE) {
+      ++missing_pts;
+      continue;
+    }
+    entries.push_back({pts, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
+  }
+  // Reading stops at the end of the file or at the first unreadable packet (a truncated file):
+  // either way the table holds what can be read.
+  if (entries.empty()) {
+    throw DecodeError(path_, missing_pts > 0 ? "broken timestamps: no video packet has a timestamp"
+                                             : "no video frames");
+  }
+  if (missing_pts > 0) {
+    throw DecodeError(path_, "broken timestamps: " + std::to_string(missing_pts) +
+                                 " video packets have no timestamp");
+  }
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.pts < b.pts; });
+  for (size_t i = 1; i < entries.size(); ++i) {
+    if (entries[i].pts == entries[i - 1].pts) {
+      throw DecodeError(path_, "broken timestamps: two frames share the timestamp " +
+                                   std::to_string(entries[i].pts));
+    }
+  }
+  if (!entries.front().key) {
+    // A stream that does not start on a keyframe still decodes from its first packet on (the
+    // first frames may be lost); treat the start as the first place to seek to.
+    entries.front().key = true;
+  }
+  info_.frames = static_cast<int64_t>(entries.size());
+  info_.pts.resize(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    info_.pts[i] = entries[i].pts;
+    if (entries[i].key) {
+      info_.keyframes.push_back(static_cast<int64_t>(i));
+      key_dts_.push_back(entries[i].dts != AV_NOPTS_VALUE ? entries[i].dts : entries[i].pts);
+    }
+  }
+  sorted_pts_ = info_.pts;
+
+  const double tb = static_cast<double>(info_.time_base_num) / info_.time_base_den;
+  int64_t last_duration = entries.back().duration;
+  std::vector<int64_t> deltas;
+  for (size_t i = 1; i < entries.size(); ++i) deltas.push_back(entries[i].pts - entries[i - 1].pts);
+  if (!deltas.empty()) {
+    std::vector<int64_t> sorted = deltas;
+    std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
+    const int64_t median = sorted[sorted.size() / 2];
+    if (last_duration <= 0) last_duration = median;
+    const double tolerance = std::max(1.0, 0.01 * static_cast<double>(median));
+    for (int64_t d : deltas) {
+      if (std::abs(static_cast<double>(d - median)) > tolerance) {
+        info_.variable_rate = true;
+        break;
+      }
+    }
+  }
+  if (last_duration <= 0) {
+    const AVRational rate = format_->streams[stream_]->avg_frame_rate;
+    last_duration = rate.num > 0 ? static_cast<int64_t>(std::llround(rate.den / (tb * rate.num))) : 1;
+  }
+  info_.duration = static_cast<double>(entries.back().pts - entries.front().pts + last_duration) * tb;
+  info_.fps = info_.duration > 0 ? static_cast<double>(info_.frames) / info_.duration : 0.0;
+  next_index_ = -1;  // the read position is at the end: the first request seeks
+}
+
+double VideoInfo::frame_time(int64_t i) const {
+  if (pts.empty()) return 0.0;
+  i = std::clamp<int64_t>(i, 0, frames - 1);
+  return static_cast<double>(pts[i] - pts[0]) * time_base_num / time_base_den;
+}
+
+int64_t VideoInfo::frame_at(double seconds) const {
+  if (pts.empty()) return 0;
+  const double ticks = seconds * time_base_den / time_base_num;
+  const int64_t target = pts[0] + static_cast<int64_t>(std::floor(ticks + 1e-6));
+  auto it = std::upper_bound(pts.begin(), pts.end(), target);
+  const int64_t i = static_cast<int64_t>(it - pts.begin()) - 1;
+  return std::clamp<int64_t>(i, 0, frames - 1);
+}
+
+int64_t LibavDecoder::index_of_pts(int64_t pts) const {
+  auto it = std::lower_bound(sorted_pts_.begin(), sorted_pts_.end(), pts);
+  if (it == sorted_pts_.end() || *it != pts) return -1;
+  return static_cast<int64_t>(it - sorted_pts_.begin());
+}
+
+int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
+  auto it = std::upper_bound(info_.keyframes.begin(), info_.keyframes.end(), index);
+  return it == info_.keyframes.begin() ? 0 : static_cast<int64_t>(it - info_.keyframes.begin()) - 1;
+}
+
+void LibavDecoder::seek_to(int64_t k) {
+  // k indexes info_.keyframes. Seeking by the keyframe packet's dts lands on that packet in
+  // every demuxer that indexes by decode time (mp4, mkv, avi); the decode loop checks the
+  // frames it gets and steps one keyframe further back if the seek landed late.
+  int rc = av_seek_frame(format_.get(), stream_, key_dts_[k], AVSEEK_FLAG_BACKWARD);
+  if (rc < 0 && k == 0 && format_->pb != nullptr) {
+    // Streams without a seek index (raw elementary streams) can still start over.
+    rc = static_cast<int>(std::min<int64_t>(0, avio_seek(format_->pb, 0, SEEK_SET)));
+    avformat_flush(format_.get());
+  }
+  if (rc < 0) throw DecodeError(path_, "seek failed (" + av::error_string(rc) + ")");
+  avcodec_flush_buffers(codec_.get());
+  drained_ = false;
+  next_index_ = info_.keyframes[k];
+}
+
+void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
+  const AVFrame* sw = to_system_memory(const_cast<AVFrame*>(frame));
+  sws_.reset(sws_getCachedContext(sws_.release(), sw->width, sw->height,
+                                  static_cast<AVPixelFormat>(sw->format), out.width, out.height,
+                                  AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
+  if (!sws_) throw DecodeError(path_, std::string("cannot convert pixel format ") +
+                                          (av_get_pix_fmt_name(static_cast<AVPixelFormat>(sw->format)) ?: "?"));
+  const size_t frame_bytes = static_cast<size_t>(out.height) * out.width * 3;
+  uint8_t* first = out.data.data() + slots[0] * frame_bytes;
+  uint8_t* dst[4] = {first, nullptr, nullptr, nullptr};
+  int dst_stride[4] = {out.width * 3, 0, 0, 0};
+  sws_scale(sws_.get(), sw->data, sw->linesize, 0, sw->height, dst, dst_stride);
+  for (size_t s = 1; s < slots.size(); ++s) {
+    std::memcpy(out.data.data() + slots[s] * frame_bytes, first, frame_bytes);
+  }
+}
+
+bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
+                                const std::vector<std::vector<int64_t>>& slots, FrameBuffer& out) {
+  const int64_t target = targets[k];
+  bool eof = drained_;
+  while (true) {
+    // Drain every frame the decoder has ready.
+    while (true) {
+      int rc = avcodec_receive_frame(codec_.get(), frame_.get());
+      if (rc == AVERROR(EAGAIN)) break;
+      if (rc == AVERROR_EOF) {
+        drained_ = true;
+        next_index_ = -1;
+        return false;
+      }
+      if (rc < 0) return false;  // a damaged frame: the caller reports the missing target
+      const int64_t pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
+      const int64_t index = index_of_pts(pts);
+      if (index < 0) {
+        av_frame_unref(frame_.get());
+        continue;
+      }
+      next_index_ = index + 1;
+      if (index > target) {
+        av_frame_unref(frame_.get());
+        return false;  // the seek landed after the target
+      }
+      if (index == target) {
+        write_frame(frame_.get(), slots[k], out);
+        av_frame_unref(frame_.get());
+        ++k;
+        return true;
+      }
+      av_frame_unref(frame_.get());
+    }
+    if (eof) return false;  // flushed and nothing more came out
+    int rc = av_read_frame(format_.get(), packet_.get());
+    if (rc < 0) {
+      // End of file, or an unreadable (truncated) tail: flush what the decoder holds.
+      avcodec_send_packet(codec_.get(), nullptr);
+      eof = true;
+      continue;
+    }
+    av::PacketUnref unref(packet_.get());
+    if (packet_->stream_index != stream_) continue;
+    rc = avcodec_send_packet(codec_.get(), packet_.get());
+    if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA) {
+      throw DecodeError(path_, "decoding failed (" + av::error_string(rc) + ")");
+    }
+    // AVERROR_INVALIDDATA: a damaged packet. Its frame will be missing; if it is a requested
+    // one the caller reports it.
+  }
+}
+
+FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_side) {
+  FrameBuffer out;
+  out.count = static_cast<int64_t>(indices.size());
+  scaled_size(info_.width, info_.height, short_side, &out.width, &out.height);
+  out.data.resize(static_cast<size_t>(out.count) * out.height * out.width * 3);
+  if (indices.empty()) return out;
+
+  std::vector<int64_t> targets = indices;
+  for (int64_t i : targets) {
+    if (i < 0 || i >= info_.frames) {
+      throw Error(path_ + ": frame " + std::to_string(i) + " requested, the video has " +
+                  std::to_string(info_.frames) + " frames");
+    }
+  }
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+  std::vector<std::vector<int64_t>> slots(targets.size());
+  for (size_t s = 0; s < indices.size(); ++s) {
+    const auto pos = std::lower_bound(targets.begin(), targets.end(), indices[s]) - targets.begin();
+    slots[pos].push_back(static_cast<int64_t>(s));
+  }
+
+  size_t k = 0;
+  int retries = 0;
+  while (k < targets.size()) {
+    const int64_t target = targets[k];
+    const int64_t key = keyframe_at_or_before(target);
+    const int64_t key_frame = info_.keyframes[key];
+    // Decode forward when the target is ahead in the current group of pictures (or the next
+    // frame is its keyframe); otherwise seek.
+    if (next_index_ < 0 || drained_ || next_index_ > target || key_frame > next_index_) {
+      seek_to(std::max<int64_t>(0, key - retries));
+    }
+    if (decode_until(targets, k, slots, out)) {
+      retries = 0;
+      continue;
+    }
+    // The target did not come out: the seek landed late, or the frame is damaged. Step back
+    // one keyframe at a time, then give up naming the frame.
+    if (key - retries <= 0 || retries >= 2) {
+      throw DecodeError(path_, "frame " + std::to_string(target) + " of " +
+                                   std::to_string(info_.frames) + " cannot be decoded");
+    }
+    ++retries;
+    next_index_ = -1;
+  }
+  return out;
+}
+
+}  // namespace holo::pipeline

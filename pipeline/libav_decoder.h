@@ -1,0 +1,62 @@
+#pragma once
+/// The part of the CPU and NVDEC decoders that is the same: demuxing, the frame table, seeking,
+/// the decode loop, and swscale to packed RGB. A backend configures the codec context (NVDEC
+/// attaches a CUDA device) and turns a decoded frame into one in system memory.
+
+#include <string>
+#include <vector>
+
+#include "pipeline/av_handles.h"
+#include "pipeline/decoder.h"
+
+namespace holo::pipeline {
+
+class LibavDecoder : public VideoDecoder {
+ public:
+  ~LibavDecoder() override = default;
+  const VideoInfo& info() const override { return info_; }
+  FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) override;
+  const std::string& path() const override { return path_; }
+
+ protected:
+  LibavDecoder(std::string path, int threads);
+  /// Opens the file, builds the frame table and opens the codec; called by the backends'
+  /// factories right after construction (it calls the virtual hooks below).
+  void open();
+  /// The decoder implementation to use for the stream (NVDEC may pick a `_cuvid` one; the
+  /// default is the native decoder).
+  virtual const AVCodec* find_codec(const AVCodecParameters& par);
+  /// Sets backend options on the codec context before avcodec_open2.
+  virtual void configure(AVCodecContext* ctx) {}
+  /// A frame in system memory for swscale: `frame` itself on the CPU, a transferred copy from
+  /// NVDEC.
+  virtual const AVFrame* to_system_memory(AVFrame* frame) { return frame; }
+
+  const std::string path_;
+  const int threads_;
+
+ private:
+  void build_index();
+  void seek_to(int64_t keyframe_index);
+  /// Decodes forward until `target` (and every later target reachable in the same pass) is
+  /// written; returns false when the stream ended or went past `target` without producing it.
+  bool decode_until(const std::vector<int64_t>& targets, size_t& k,
+                    const std::vector<std::vector<int64_t>>& slots, FrameBuffer& out);
+  int64_t index_of_pts(int64_t pts) const;
+  int64_t keyframe_at_or_before(int64_t index) const;
+  void write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out);
+
+  av::InputFormatPtr format_;
+  av::CodecContextPtr codec_;
+  av::PacketPtr packet_;
+  av::FramePtr frame_;
+  av::SwsPtr sws_;
+  int stream_ = -1;
+  VideoInfo info_;
+  std::vector<int64_t> key_dts_;   ///< dts of each keyframe's packet, parallel to info_.keyframes
+  std::vector<int64_t> sorted_pts_;  ///< == info_.pts (ascending), kept for lookup
+  int64_t next_index_ = -1;          ///< index of the next frame the decoder will produce; -1: unknown
+  bool drained_ = false;             ///< the decoder was flushed at the end of the stream
+};
+
+}  // namespace holo::pipeline

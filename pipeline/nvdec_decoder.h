@@ -1,0 +1,43 @@
+#pragma once
+/// The NVDEC decoder: libavcodec's native decoders with the CUDA hwaccel (a CUDA device context
+/// from av_hwdevice_ctx_create). Frames are decoded on the GPU, copied to system memory as NV12
+/// and converted to RGB by swscale like the CPU path, so both return the same layout.
+/// Compiled when FFmpeg has libavutil/hwcontext.h; usable when a CUDA driver and GPU exist.
+
+#include <memory>
+#include <string>
+
+#include "pipeline/av_handles.h"
+#include "pipeline/libav_decoder.h"
+
+namespace holo::pipeline {
+
+/// The stream's codec has no CUDA hwaccel in this FFmpeg build (the factory falls back to the
+/// CPU for this file).
+class NvdecUnsupported : public Error {
+ public:
+  using Error::Error;
+};
+
+class NvdecDecoder final : public LibavDecoder {
+ public:
+  /// Opens `path` on GPU `gpu`. Throws DecodeError for an unusable file, NvdecUnsupported for
+  /// a codec NVDEC cannot decode, holo::Error when no CUDA device can be created.
+  static std::unique_ptr<NvdecDecoder> open(const std::string& path, int gpu);
+  std::string backend() const override { return "nvdec"; }
+
+  /// Creates (once per process and GPU) the shared CUDA device context; empty reason on
+  /// success, else why NVDEC cannot be used.
+  static std::string probe_device(int gpu);
+
+ private:
+  NvdecDecoder(std::string path, int gpu) : LibavDecoder(std::move(path), 1), gpu_(gpu) {}
+  const AVCodec* find_codec(const AVCodecParameters& par) override;
+  void configure(AVCodecContext* ctx) override;
+  const AVFrame* to_system_memory(AVFrame* frame) override;
+
+  int gpu_;
+  av::FramePtr system_frame_ = av::make_frame();
+};
+
+}  // namespace holo::pipeline

@@ -1,0 +1,199 @@
+// Frame-exact decoding: every returned frame carries its own index, checked after seeks,
+// strides, repeats, scaling and on variable-frame-rate files, for both encoders.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "pipeline/decoder.h"
+#include "pipeline/video_writer.h"
+#include "tests/pipeline/pipeline_test_util.h"
+#include "tests/test_util.h"
+
+namespace holo::pipeline {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<int64_t> codes(const FrameBuffer& b) {
+  std::vector<int64_t> out;
+  for (int64_t t = 0; t < b.count; ++t) out.push_back(read_frame_code(b.frame(t), b.width, b.height));
+  return out;
+}
+
+struct Case {
+  std::string codec;
+  bool vfr;
+};
+
+class DecoderExact : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecoderExact, EveryRequestReturnsExactlyTheAskedFrames) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/v.mp4";
+  const int64_t n = 61;
+  holo::testing::write_coded_video(
+      path, n, VideoWriterOptions().set_codec(GetParam().codec).set_gop(10).set_variable_rate(GetParam().vfr));
+  auto d = open_decoder(path, DecoderOptions().set_threads(2));
+  const VideoInfo& info = d->info();
+  ASSERT_EQ(info.frames, n);
+  EXPECT_EQ(info.variable_rate, GetParam().vfr);
+  EXPECT_EQ(info.width, 128);
+  EXPECT_EQ(info.height, 96);
+  EXPECT_EQ(info.codec, GetParam().codec == "mpeg4" ? "mpeg4" : "h264");
+  EXPECT_GE(info.keyframes.size(), 6u);
+
+  std::vector<int64_t> all(n);
+  for (int64_t i = 0; i < n; ++i) all[i] = i;
+  EXPECT_EQ(codes(d->decode(all, 0)), all);
+
+  // Backward seeks, forward skips over keyframes, repeats, stride and the last frame.
+  const std::vector<std::vector<int64_t>> requests = {
+      {40, 41, 42}, {3}, {57, 59, 60}, {0, 30, 60}, {25, 25, 26}, {12, 2, 50}, {7, 9, 11, 13, 15, 17, 19, 21}};
+  for (const auto& r : requests) {
+    EXPECT_EQ(codes(d->decode(r, 0)), r) << "request starting " << r[0];
+  }
+  // Scaled: the short side is exact and the codes survive.
+  const FrameBuffer small = d->decode({5, 44}, 48);
+  EXPECT_EQ(small.height, 48);
+  EXPECT_EQ(small.width, 64);
+  EXPECT_EQ(codes(small), (std::vector<int64_t>{5, 44}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, DecoderExact,
+                         ::testing::Values(Case{"auto", false}, Case{"auto", true}, Case{"mpeg4", false},
+                                           Case{"mpeg4", true}),
+                         [](const auto& info) {
+                           return (info.param.codec == "auto" ? std::string("h264") : info.param.codec) +
+                                  (info.param.vfr ? "_vfr" : "_cfr");
+                         });
+
+TEST(Decoder, VariableRateTimesMapToFrames) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/vfr.mp4";
+  holo::testing::write_coded_video(path, 30, VideoWriterOptions().set_fps(10).set_variable_rate(true));
+  auto d = open_decoder(path, DecoderOptions());
+  const VideoInfo& info = d->info();
+  ASSERT_TRUE(info.variable_rate);
+  // Frame i lasts (1 + i % 3) / 10 s: start times 0, 0.1, 0.3, 0.6, 0.7, 0.9, 1.2, ...
+  double t = 0;
+  for (int64_t i = 0; i < 30; ++i) {
+    EXPECT_NEAR(info.frame_time(i), t, 0.002) << i;
+    EXPECT_EQ(info.frame_at(t + 0.05), i) << i;
+    t += (1 + i % 3) / 10.0;
+  }
+  // The last frame's own duration is not stored by every muxer: the decoder takes the typical
+  // frame duration for it.
+  EXPECT_GT(info.duration, info.frame_time(29));
+  EXPECT_LE(info.duration, t + 0.002);
+  EXPECT_DOUBLE_EQ(info.fps, 30 / info.duration);
+  // The frame shown at 1.0 s is frame 5 (shown from 0.9 s to 1.2 s).
+  EXPECT_EQ(codes(d->decode({info.frame_at(1.0)}, 0)), (std::vector<int64_t>{5}));
+}
+
+TEST(Decoder, ConstantRateFacts) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/c.mp4";
+  holo::testing::write_coded_video(path, 24, VideoWriterOptions().set_fps(12));
+  auto d = open_decoder(path, DecoderOptions().set_device("cpu"));
+  EXPECT_EQ(d->backend(), "cpu");
+  EXPECT_FALSE(d->info().variable_rate);
+  EXPECT_NEAR(d->info().fps, 12.0, 1e-6);
+  EXPECT_NEAR(d->info().duration, 2.0, 1e-6);
+  EXPECT_THAT([&] { d->decode({24}, 0); }, ::testing::ThrowsMessage<Error>(HasSubstr("frame 24 requested")));
+}
+
+TEST(Decoder, BadFilesAreNamedWithTheirReason) {
+  const auto dir = holo::testing::temp_dir();
+  holo::testing::write_text_file(dir + "/empty.mp4", "");
+  holo::testing::write_text_file(dir + "/text.mp4", "this is not a video, just some text\n");
+  holo::testing::write_wav(dir + "/audio.wav");
+  auto reason = [](const std::string& path) {
+    try {
+      open_decoder(path, DecoderOptions());
+    } catch (const DecodeError& e) {
+      EXPECT_EQ(e.path(), path);
+      EXPECT_THAT(e.what(), HasSubstr(path));
+      return e.reason();
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(reason(dir + "/missing.mp4"), "missing file");
+  EXPECT_EQ(reason(dir + "/empty.mp4"), "zero-byte file");
+  EXPECT_THAT(reason(dir + "/text.mp4"), HasSubstr("not a readable container"));
+  EXPECT_EQ(reason(dir + "/audio.wav"), "audio only (no video stream)");
+}
+
+TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
+  const auto dir = holo::testing::temp_dir();
+  holo::testing::write_coded_video(dir + "/full.mp4", 48, VideoWriterOptions().set_gop(8));
+  holo::testing::write_truncated(dir + "/full.mp4", dir + "/cut.mp4", 0.6);
+  auto d = open_decoder(dir + "/cut.mp4", DecoderOptions());
+  // The frames in the first part decode exactly.
+  EXPECT_EQ(codes(d->decode({0, 5, 10}, 0)), (std::vector<int64_t>{0, 5, 10}));
+  // Frames past the cut are either absent from the table or fail with a DecodeError.
+  const int64_t n = d->info().frames;
+  EXPECT_LT(n, 48);
+  std::vector<int64_t> last = {n - 1};
+  try {
+    const auto got = codes(d->decode(last, 0));
+    EXPECT_EQ(got, last);
+  } catch (const DecodeError& e) {
+    EXPECT_THAT(e.reason(), HasSubstr("cannot be decoded"));
+  }
+  // A file cut before its index is not a container at all.
+  holo::testing::write_truncated(dir + "/full.mp4", dir + "/head.mp4", 0.01);
+  EXPECT_THROW(open_decoder(dir + "/head.mp4", DecoderOptions()), DecodeError);
+}
+
+TEST(Decoder, CacheKeepsAtMostCapacityOpen) {
+  const auto dir = holo::testing::temp_dir();
+  for (int i = 0; i < 3; ++i) holo::testing::write_coded_video(dir + "/" + std::to_string(i) + ".mp4", 10);
+  DecoderCache cache(2, DecoderOptions());
+  auto p = [&](int i) { return dir + "/" + std::to_string(i) + ".mp4"; };
+  cache.get(p(0));
+  cache.get(p(1));
+  cache.get(p(0));  // hit; 1 is now the oldest
+  EXPECT_EQ(cache.opens(), 2);
+  cache.get(p(2));  // evicts 1
+  EXPECT_EQ(cache.size(), 2u);
+  cache.get(p(0));
+  EXPECT_EQ(cache.opens(), 3);
+  cache.get(p(1));
+  EXPECT_EQ(cache.opens(), 4);
+  EXPECT_EQ(read_frame_code(cache.get(p(1)).decode({7}, 0).frame(0), 128, 96), 7);
+}
+
+TEST(Decoder, AutoFallsBackToTheCpuWithoutNvdec) {
+  const auto nvdec = nvdec_availability();
+  if (nvdec.available) GTEST_SKIP() << "NVDEC is available here; the fallback is not exercised";
+  EXPECT_FALSE(nvdec.reason.empty());
+  const auto dir = holo::testing::temp_dir();
+  holo::testing::write_coded_video(dir + "/a.mp4", 5);
+  EXPECT_EQ(open_decoder(dir + "/a.mp4", DecoderOptions().set_device("auto"))->backend(), "cpu");
+  EXPECT_THAT([&] { open_decoder(dir + "/a.mp4", DecoderOptions().set_device("nvdec")); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("NVDEC is unavailable")));
+}
+
+// Registered a second time under the `gpu` label (tests/pipeline/CMakeLists.txt).
+TEST(DecoderNvdec, FrameExact_CUDA) {
+  const auto nvdec = nvdec_availability();
+  if (!nvdec.available) GTEST_SKIP() << "no NVDEC: " << nvdec.reason;
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/v.mp4";
+  holo::testing::write_coded_video(path, 61, VideoWriterOptions().set_gop(10));
+  auto d = open_decoder(path, DecoderOptions().set_device("nvdec"));
+  ASSERT_EQ(d->backend(), "nvdec");
+  for (const std::vector<int64_t>& r : std::vector<std::vector<int64_t>>{{40, 41, 42}, {3}, {0, 30, 60}, {25, 25, 26}}) {
+    EXPECT_EQ(codes(d->decode(r, 0)), r);
+  }
+  EXPECT_EQ(codes(d->decode({5, 44}, 48)), (std::vector<int64_t>{5, 44}));
+  auto vfr = dir + "/vfr.mp4";
+  holo::testing::write_coded_video(vfr, 30, VideoWriterOptions().set_variable_rate(true));
+  auto dv = open_decoder(vfr, DecoderOptions().set_device("nvdec"));
+  EXPECT_EQ(codes(dv->decode({29, 1, 14}, 0)), (std::vector<int64_t>{29, 1, 14}));
+}
+
+}  // namespace
+}  // namespace holo::pipeline
