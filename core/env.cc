@@ -106,6 +106,8 @@ HOLO_ENV_KNOB(int, decode_threads, "HOLO_DECODE_THREADS", 0,
 HOLO_ENV_KNOB(std::string, cache_dir, "HOLO_CACHE_DIR", ".holo-cache",
               "Folder for probe manifests and cached teacher features when a recipe names none.")
 HOLO_ENV_KNOB(bool, no_color, "HOLO_NO_COLOR", false, "Disables colour in log lines.")
+HOLO_ENV_KNOB(std::string, sample_log, "HOLO_SAMPLE_LOG", "",
+              "When set, each training rank appends the samples it trains on (epoch step record) to <value>.rank<N>.")
 
 #undef HOLO_ENV_KNOB
 

@@ -40,5 +40,8 @@ int decode_threads();
 std::string cache_dir();
 /// Disables colour in log lines when true.
 bool no_color();
+/// When set, every training rank appends the samples it trains on ("epoch step record") to
+/// `<value>.rank<N>`: an audit of what a resumed or re-sharded run saw.
+std::string sample_log();
 
 }  // namespace holo::env
