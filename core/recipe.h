@@ -34,11 +34,13 @@ struct DataOptions {
   std::string class_index;         ///< UCF101 classInd.txt
   int64_t split = 1;               ///< UCF101/HMDB51 split number
   std::string layout = "auto";     ///< auto, flat, per_label: where clip files sit under root
-  std::string name_times = "seconds";  ///< seconds (<id>_<s:06d>_<e:06d>) or tenths (x10)
+  std::string name_times = "auto";  ///< auto (try both), seconds (<id>_<s:06d>_<e:06d>) or tenths (x10)
   std::string extension = ".mp4";  ///< clip file extension
   std::string manifest;            ///< probe manifest; empty: built in the cache dir
   int64_t num_classes = 0;         ///< 0: from the dataset
   double fraction = 1.0;           ///< use this fraction of the training set (debugging)
+  double max_bad_fraction = 0.05;  ///< fail when more of the samples are missing or undecodable
+  std::string synth_kind = "motion";  ///< synth: motion (single-label) or hvu (multi-label)
   int64_t synth_videos = 24;       ///< synth: number of videos made for the run
   int64_t synth_classes = 4;       ///< synth: number of classes
   int64_t synth_frames = 48;       ///< synth: frames per video

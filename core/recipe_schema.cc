@@ -86,15 +86,18 @@ std::vector<KeyDef> make_schema() {
   s.key("data.split", &R::data, &DataOptions::split, "UCF101 (1-3) or HMDB51 (1-3) split number.").range(1, 3);
   s.key("data.layout", &R::data, &DataOptions::layout, "Where clip files sit under data.root: flat, per_label folders, or auto (look).")
       .choices({"auto", "flat", "per_label"});
-  s.key("data.name_times", &R::data, &DataOptions::name_times, "Clip file names <id>_<start>_<end>: times in whole seconds (%06d) or tenths (x10).")
-      .choices({"seconds", "tenths"});
+  s.key("data.name_times", &R::data, &DataOptions::name_times, "Clip file names <id>_<start>_<end>: times in whole seconds (%06d, truncated), tenths (x10), or auto (seconds, then tenths).")
+      .choices({"auto", "seconds", "tenths"});
   s.key("data.extension", &R::data, &DataOptions::extension, "Clip file extension.");
   s.key("data.manifest", &R::data, &DataOptions::manifest, "Probe manifest (holo data probe); empty: built in the cache dir.").path();
   s.key("data.num_classes", &R::data, &DataOptions::num_classes, "Number of classes; 0: from the dataset.").at_least(0);
   s.key("data.fraction", &R::data, &DataOptions::fraction, "Fraction of the training set used (debugging).").range(1e-6, 1);
-  s.key("data.synth_videos", &R::data, &DataOptions::synth_videos, "synth: videos made for the run.").range(1, 1000000);
-  s.key("data.synth_classes", &R::data, &DataOptions::synth_classes, "synth: classes.").range(1, 10000);
-  s.key("data.synth_frames", &R::data, &DataOptions::synth_frames, "synth: frames per video.").range(1, 100000);
+  s.key("data.max_bad_fraction", &R::data, &DataOptions::max_bad_fraction, "The run fails when the share of missing plus quarantined (undecodable) samples exceeds this.").range(0, 1);
+  s.key("data.synth_kind", &R::data, &DataOptions::synth_kind, "synth: motion (classes that need temporal modelling) or hvu (multi-label, six categories).")
+      .choices({"motion", "hvu"});
+  s.key("data.synth_videos", &R::data, &DataOptions::synth_videos, "synth: videos made once (in data.root, or in $HOLO_CACHE_DIR/synth) and re-used.").range(1, 1000000);
+  s.key("data.synth_classes", &R::data, &DataOptions::synth_classes, "synth: motion classes (moving left/right, rotating clockwise/counter-clockwise, growing/shrinking, moving up/down; the first N).").range(2, 8);
+  s.key("data.synth_frames", &R::data, &DataOptions::synth_frames, "synth: frames per video (each frame also shows its own index).").range(2, 1023);
   // [sampling]
   s.key("sampling.num_frames", &R::sampling, &SamplingOptions::num_frames, "Frames per clip (T).").range(1, 1024);
   s.key("sampling.stride", &R::sampling, &SamplingOptions::stride, "Frame stride within a clip.").range(1, 64);
