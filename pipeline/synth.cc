@@ -379,7 +379,7 @@ SynthSummary synthesize(const SynthOptions& o) {
     write_text(out / "dataset.toml",
                "# Written by holo data synth --kind motion; use as a base recipe.\n[data]\n"
                "dataset = \"kinetics\"\nroot = \"videos\"\ntrain = \"train.csv\"\nval = \"val.csv\"\n"
-               "test = \"test.csv\"\nlayout = \"per_label\"\n");
+               "test = \"test.csv\"\nlayout = \"auto\"\n");
     summary.annotations = {(out / "train.csv").string(), (out / "val.csv").string(), (out / "test.csv").string(),
                            (out / "classes.txt").string(), (out / "dataset.toml").string()};
   } else if (o.kind == "hvu") {

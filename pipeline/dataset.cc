@@ -1,0 +1,702 @@
+#include "pipeline/dataset.h"
+
+#include <spdlog/spdlog.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include <unistd.h>
+
+#include "core/env.h"
+#include "core/error.h"
+#include "core/recipe.h"
+#include "pipeline/random.h"
+#include "pipeline/synth.h"
+
+namespace fs = std::filesystem;
+
+namespace holo::pipeline {
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/// Lines of an annotation file, with the key that named it for messages.
+struct AnnotationFile {
+  std::string key;
+  std::string path;
+  std::vector<std::string> lines;
+  std::string where(size_t i) const { return path + ":" + std::to_string(i + 1); }
+};
+
+AnnotationFile read_annotation(const std::string& key, const std::string& path) {
+  if (path.empty()) throw Error(key + " is not set: the dataset needs this annotation file");
+  std::ifstream f(path);
+  if (!f) throw IoError(key + ": cannot open '" + path + "'");
+  AnnotationFile a{key, path, {}};
+  std::string line;
+  while (std::getline(f, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    a.lines.push_back(line);
+  }
+  // A UTF-8 byte-order mark is not part of the first field.
+  if (!a.lines.empty() && a.lines[0].rfind("\xEF\xBB\xBF", 0) == 0) a.lines[0] = a.lines[0].substr(3);
+  return a;
+}
+
+double parse_time(const AnnotationFile& a, size_t i, const std::string& text, const char* what) {
+  char* end = nullptr;
+  const std::string t = trim(text);
+  const double v = std::strtod(t.c_str(), &end);
+  if (t.empty() || end == t.c_str() || *end != '\0' || !std::isfinite(v) || v < 0) {
+    throw IoError(a.where(i) + ": " + what + " '" + text + "' is not a non-negative number");
+  }
+  return v;
+}
+
+std::string sixdigits(int64_t v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(v));
+  return buf;
+}
+
+/// File stems a clip may have, in the order tried.
+std::vector<std::string> clip_stems(const std::string& id, double start, double end, const std::string& name_times) {
+  std::vector<std::string> out;
+  if (name_times != "tenths") {
+    out.push_back(id + "_" + sixdigits(static_cast<int64_t>(std::floor(start))) + "_" +
+                  sixdigits(static_cast<int64_t>(std::floor(end))));
+  }
+  if (name_times != "seconds") {
+    out.push_back(id + "_" + sixdigits(std::llround(start * 10)) + "_" + sixdigits(std::llround(end * 10)));
+  }
+  return out;
+}
+
+/// Finds clip files under the root by layout.
+class Locator {
+ public:
+  Locator(fs::path root, std::string layout) : root_(std::move(root)), layout_(std::move(layout)) {}
+
+  /// The path of the first of `names` (file names) that exists, or "".
+  std::string find(const std::vector<std::string>& names, const std::string& label) {
+    if (layout_ == "auto") {
+      index();
+      for (const auto& n : names) {
+        auto it = files_.find(n);
+        if (it == files_.end()) continue;
+        for (const auto& p : it->second) {
+          const auto parent = fs::path(p).parent_path().filename().string();
+          if (!label.empty() && (parent == label || parent == underscored(label))) return p;
+        }
+        return it->second.front();
+      }
+      return "";
+    }
+    for (const auto& n : names) {
+      for (const auto& p : candidates(n, label)) {
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) return p.string();
+      }
+    }
+    return "";
+  }
+
+  /// Where the first name would be expected, for the missing list.
+  std::string expected(const std::string& name, const std::string& label) const {
+    if (layout_ == "per_label" || (layout_ == "auto" && !label.empty())) return (root_ / label / name).string();
+    return (root_ / name).string();
+  }
+
+ private:
+  static std::string underscored(std::string s) {
+    std::replace(s.begin(), s.end(), ' ', '_');
+    return s;
+  }
+  std::vector<fs::path> candidates(const std::string& name, const std::string& label) const {
+    if (layout_ == "flat" || label.empty()) return {root_ / name};
+    return {root_ / label / name, root_ / underscored(label) / name};
+  }
+  void index() {
+    if (indexed_) return;
+    indexed_ = true;
+    std::error_code ec;
+    if (!fs::is_directory(root_, ec)) return;
+    for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
+         it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      if (it->is_regular_file(ec)) files_[it->path().filename().string()].push_back(it->path().string());
+    }
+    for (auto& [name, paths] : files_) std::sort(paths.begin(), paths.end());
+  }
+
+  fs::path root_;
+  std::string layout_;
+  bool indexed_ = false;
+  std::unordered_map<std::string, std::vector<std::string>> files_;
+};
+
+fs::path data_root(const DataOptions& d) {
+  if (d.root.empty()) throw Error("data.root is not set: the dataset needs the folder of the video files");
+  std::error_code ec;
+  if (!fs::is_directory(d.root, ec)) throw IoError("data.root: '" + d.root + "' is not a folder");
+  return fs::absolute(d.root);
+}
+
+const std::string& split_file(const DataOptions& d, const std::string& split) {
+  if (split == "train") return d.train;
+  if (split == "val") return d.val;
+  return d.test;
+}
+
+/// Everything a reader produces before it becomes a Dataset.
+struct Index {
+  std::vector<VideoRecord> records;
+  std::vector<std::string> class_names;
+  std::vector<Category> categories;
+  std::vector<std::string> missing;
+  std::set<std::string> ids;
+  int64_t duplicates = 0;
+
+  void add(VideoRecord r) {
+    if (!ids.insert(r.id).second) {
+      ++duplicates;
+      return;
+    }
+    records.push_back(std::move(r));
+  }
+};
+
+/// Column positions of a CSV header.
+std::map<std::string, size_t> header_columns(const AnnotationFile& a) {
+  std::map<std::string, size_t> cols;
+  if (a.lines.empty()) throw IoError(a.path + ": empty file (expected a header line)");
+  const auto fields = split_csv_line(a.lines[0]);
+  for (size_t i = 0; i < fields.size(); ++i) cols[lower(trim(fields[i]))] = i;
+  return cols;
+}
+
+// ---- Kinetics ----------------------------------------------------------------------------
+
+std::vector<std::string> kinetics_labels(const AnnotationFile& a) {
+  auto cols = header_columns(a);
+  if (!cols.count("label")) return {};
+  std::set<std::string> labels;
+  for (size_t i = 1; i < a.lines.size(); ++i) {
+    if (trim(a.lines[i]).empty()) continue;
+    const auto f = split_csv_line(a.lines[i]);
+    if (cols["label"] < f.size()) labels.insert(trim(f[cols["label"]]));
+  }
+  return {labels.begin(), labels.end()};
+}
+
+Index read_kinetics(const DataOptions& d, const std::string& split) {
+  const auto a = read_annotation("data." + split, split_file(d, split));
+  auto cols = header_columns(a);
+  for (const char* need : {"youtube_id", "time_start", "time_end"}) {
+    if (!cols.count(need)) {
+      throw IoError(a.where(0) + ": header has no '" + std::string(need) +
+                    "' column (expected label,youtube_id,time_start,time_end,split)");
+    }
+  }
+  Index index;
+  // Classes come from the training file so that every split numbers them the same way.
+  if (!d.train.empty() && split != "train") {
+    index.class_names = kinetics_labels(read_annotation("data.train", d.train));
+  } else {
+    index.class_names = kinetics_labels(a);
+  }
+  std::map<std::string, int64_t> class_of;
+  for (size_t c = 0; c < index.class_names.size(); ++c) class_of[index.class_names[c]] = static_cast<int64_t>(c);
+
+  const bool labelled = cols.count("label") > 0;
+  Locator locator(data_root(d), d.layout);
+  for (size_t i = 1; i < a.lines.size(); ++i) {
+    if (trim(a.lines[i]).empty()) continue;
+    const auto f = split_csv_line(a.lines[i]);
+    if (f.size() < cols.size()) {
+      throw IoError(a.where(i) + ": expected " + std::to_string(cols.size()) + " fields, got " +
+                    std::to_string(f.size()));
+    }
+    const std::string id = trim(f[cols["youtube_id"]]);
+    const double start = parse_time(a, i, f[cols["time_start"]], "time_start");
+    const double end = parse_time(a, i, f[cols["time_end"]], "time_end");
+    VideoRecord r;
+    std::string label;
+    if (labelled) {
+      label = trim(f[cols["label"]]);
+      auto it = class_of.find(label);
+      if (it == class_of.end()) {
+        throw IoError(a.where(i) + ": label '" + label + "' is not a class of the training file " + d.train);
+      }
+      r.label = it->second;
+    }
+    const auto stems = clip_stems(id, start, end, d.name_times);
+    std::vector<std::string> names;
+    for (const auto& s : stems) names.push_back(s + d.extension);
+    r.path = locator.find(names, label);
+    if (r.path.empty()) {
+      index.missing.push_back(locator.expected(names[0], label));
+      continue;
+    }
+    r.id = fs::path(r.path).stem().string();
+    index.add(std::move(r));
+  }
+  return index;
+}
+
+// ---- HVU ---------------------------------------------------------------------------------
+
+Index read_hvu(const DataOptions& d, const std::string& split) {
+  Index index;
+  const auto cats = read_annotation("data.categories", d.categories);
+  auto ccols = header_columns(cats);
+  if (!ccols.count("tag") || !ccols.count("category")) {
+    throw IoError(cats.where(0) + ": header must be Tag,Category");
+  }
+  std::unordered_map<std::string, int64_t> tag_index;
+  std::map<std::string, std::vector<int64_t>> by_category;
+  for (size_t i = 1; i < cats.lines.size(); ++i) {
+    if (trim(cats.lines[i]).empty()) continue;
+    const auto f = split_csv_line(cats.lines[i]);
+    if (f.size() < 2) throw IoError(cats.where(i) + ": expected Tag,Category");
+    const std::string tag = trim(f[ccols["tag"]]);
+    if (tag_index.count(tag)) throw IoError(cats.where(i) + ": tag '" + tag + "' listed twice");
+    const int64_t t = static_cast<int64_t>(index.class_names.size());
+    tag_index[tag] = t;
+    index.class_names.push_back(tag);
+    by_category[trim(f[ccols["category"]])].push_back(t);
+  }
+  for (auto& [name, tags] : by_category) index.categories.push_back({name, tags});
+
+  const auto a = read_annotation("data." + split, split_file(d, split));
+  auto cols = header_columns(a);
+  for (const char* need : {"youtube_id", "time_start", "time_end"}) {
+    if (!cols.count(need)) throw IoError(a.where(0) + ": header has no '" + std::string(need) + "' column");
+  }
+  const bool tagged = cols.count("tags") > 0;
+  Locator locator(data_root(d), d.layout == "per_label" ? "flat" : d.layout);
+  for (size_t i = 1; i < a.lines.size(); ++i) {
+    if (trim(a.lines[i]).empty()) continue;
+    const auto f = split_csv_line(a.lines[i]);
+    if (f.size() < cols.size()) {
+      throw IoError(a.where(i) + ": expected " + std::to_string(cols.size()) + " fields, got " +
+                    std::to_string(f.size()));
+    }
+    VideoRecord r;
+    if (tagged) {
+      const std::string tags = f[cols["tags"]];
+      size_t pos = 0;
+      while (pos <= tags.size()) {
+        const size_t bar = std::min(tags.find('|', pos), tags.size());
+        const std::string tag = trim(tags.substr(pos, bar - pos));
+        pos = bar + 1;
+        if (tag.empty()) continue;
+        auto it = tag_index.find(tag);
+        if (it == tag_index.end()) throw IoError(a.where(i) + ": tag '" + tag + "' is not in " + d.categories);
+        r.tags.push_back(it->second);
+      }
+      std::sort(r.tags.begin(), r.tags.end());
+      r.tags.erase(std::unique(r.tags.begin(), r.tags.end()), r.tags.end());
+    }
+    const std::string id = trim(f[cols["youtube_id"]]);
+    const auto stems = clip_stems(id, parse_time(a, i, f[cols["time_start"]], "time_start"),
+                                  parse_time(a, i, f[cols["time_end"]], "time_end"), d.name_times);
+    std::vector<std::string> names;
+    for (const auto& s : stems) names.push_back(s + d.extension);
+    r.path = locator.find(names, "");
+    if (r.path.empty()) {
+      index.missing.push_back(locator.expected(names[0], ""));
+      continue;
+    }
+    r.id = fs::path(r.path).stem().string();
+    index.add(std::move(r));
+  }
+  return index;
+}
+
+// ---- path label lists --------------------------------------------------------------------
+
+struct ListEntry {
+  std::string path;
+  std::string label;  // "" when absent
+};
+
+std::vector<ListEntry> parse_list(const AnnotationFile& a) {
+  std::vector<ListEntry> out;
+  for (size_t i = 0; i < a.lines.size(); ++i) {
+    const std::string line = trim(a.lines[i]);
+    if (line.empty() || line[0] == '#') continue;
+    ListEntry e;
+    const size_t cut = line.find(',') != std::string::npos ? line.rfind(',') : line.find_last_of(" \t");
+    if (cut == std::string::npos) {
+      e.path = line;
+    } else {
+      e.path = trim(line.substr(0, cut));
+      e.label = trim(line.substr(cut + 1));
+    }
+    if (e.path.empty()) throw IoError(a.where(i) + ": no path");
+    out.push_back(e);
+  }
+  return out;
+}
+
+bool is_integer(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+Index read_list(const DataOptions& d, const std::string& split) {
+  const auto a = read_annotation("data." + split, split_file(d, split));
+  const auto entries = parse_list(a);
+  const auto train_entries = (!d.train.empty() && split != "train") ? parse_list(read_annotation("data.train", d.train)) : entries;
+  Index index;
+  bool numeric = true;
+  int64_t max_label = -1;
+  std::set<std::string> names;
+  for (const auto& e : train_entries) {
+    if (e.label.empty()) continue;
+    names.insert(e.label);
+    if (is_integer(e.label)) {
+      max_label = std::max<int64_t>(max_label, std::stoll(e.label));
+    } else {
+      numeric = false;
+    }
+  }
+  std::map<std::string, int64_t> class_of;
+  if (numeric) {
+    const int64_t n = std::max<int64_t>(max_label + 1, d.num_classes);
+    for (int64_t c = 0; c < n; ++c) index.class_names.push_back(std::to_string(c));
+  } else {
+    index.class_names.assign(names.begin(), names.end());
+    for (size_t c = 0; c < index.class_names.size(); ++c) class_of[index.class_names[c]] = static_cast<int64_t>(c);
+  }
+  const fs::path root = d.root.empty() ? fs::path(a.path).parent_path() : data_root(d);
+  for (const auto& e : entries) {
+    VideoRecord r;
+    if (!e.label.empty()) {
+      if (numeric) {
+        if (!is_integer(e.label) || std::stoll(e.label) >= static_cast<int64_t>(index.class_names.size())) {
+          throw IoError(a.path + ": label '" + e.label + "' of " + e.path + " is not a class index");
+        }
+        r.label = std::stoll(e.label);
+      } else {
+        auto it = class_of.find(e.label);
+        if (it == class_of.end()) throw IoError(a.path + ": label '" + e.label + "' of " + e.path + " is not a class of the training list");
+        r.label = it->second;
+      }
+    }
+    const fs::path p = fs::path(e.path).is_absolute() ? fs::path(e.path) : root / e.path;
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) {
+      index.missing.push_back(p.string());
+      continue;
+    }
+    r.path = p.string();
+    r.id = fs::path(e.path).replace_extension().string();
+    index.add(std::move(r));
+  }
+  return index;
+}
+
+// ---- UCF101 ------------------------------------------------------------------------------
+
+Index read_ucf101(const DataOptions& d, const std::string& split) {
+  Index index;
+  const auto classes = read_annotation("data.class_index", d.class_index);
+  std::map<std::string, int64_t> class_of;
+  for (size_t i = 0; i < classes.lines.size(); ++i) {
+    const std::string line = trim(classes.lines[i]);
+    if (line.empty()) continue;
+    const auto sp = line.find_first_of(" \t");
+    if (sp == std::string::npos || !is_integer(line.substr(0, sp))) {
+      throw IoError(classes.where(i) + ": expected '<number> <class>'");
+    }
+    const int64_t number = std::stoll(line.substr(0, sp));
+    const std::string name = trim(line.substr(sp));
+    if (number != static_cast<int64_t>(index.class_names.size()) + 1) {
+      throw IoError(classes.where(i) + ": classes must be numbered 1, 2, ... in order");
+    }
+    class_of[name] = number - 1;
+    index.class_names.push_back(name);
+  }
+  std::string file = split_file(d, split);
+  if (file.empty()) {
+    file = (fs::path(d.class_index).parent_path() /
+            ((split == "train" ? "trainlist0" : "testlist0") + std::to_string(d.split) + ".txt")).string();
+  }
+  const auto a = read_annotation("data." + split, file);
+  const fs::path root = data_root(d);
+  for (size_t i = 0; i < a.lines.size(); ++i) {
+    const std::string line = trim(a.lines[i]);
+    if (line.empty()) continue;
+    const auto sp = line.find_first_of(" \t");
+    const std::string rel = sp == std::string::npos ? line : line.substr(0, sp);
+    const std::string cls = fs::path(rel).parent_path().string();
+    auto it = class_of.find(cls);
+    if (it == class_of.end()) throw IoError(a.where(i) + ": class folder '" + cls + "' is not in " + d.class_index);
+    if (sp != std::string::npos) {
+      const std::string given = trim(line.substr(sp));
+      if (!is_integer(given) || std::stoll(given) - 1 != it->second) {
+        throw IoError(a.where(i) + ": label " + given + " does not match class '" + cls + "' (" +
+                      std::to_string(it->second + 1) + " in " + d.class_index + ")");
+      }
+    }
+    VideoRecord r;
+    r.label = it->second;
+    const fs::path p = root / rel;
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) {
+      index.missing.push_back(p.string());
+      continue;
+    }
+    r.path = p.string();
+    r.id = fs::path(rel).stem().string();
+    index.add(std::move(r));
+  }
+  return index;
+}
+
+// ---- HMDB51 ------------------------------------------------------------------------------
+
+Index read_hmdb51(const DataOptions& d, const std::string& split) {
+  const std::string dir = !split_file(d, split).empty() ? split_file(d, split) : d.train;
+  const std::string key = !split_file(d, split).empty() ? "data." + split : "data.train";
+  if (dir.empty()) throw Error("data.train is not set: HMDB51 needs the folder of its split files");
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw IoError(key + ": '" + dir + "' is not a folder of HMDB51 split files");
+  const std::string suffix = "_test_split" + std::to_string(d.split) + ".txt";
+  std::vector<std::pair<std::string, std::string>> files;  // class, path
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      files.emplace_back(name.substr(0, name.size() - suffix.size()), e.path().string());
+    }
+  }
+  if (files.empty()) throw IoError(key + ": no '*" + suffix + "' files in " + dir);
+  std::sort(files.begin(), files.end());
+  Index index;
+  const std::string want = split == "train" ? "1" : "2";
+  const fs::path root = data_root(d);
+  for (size_t c = 0; c < files.size(); ++c) {
+    index.class_names.push_back(files[c].first);
+    const auto a = read_annotation(key, files[c].second);
+    for (size_t i = 0; i < a.lines.size(); ++i) {
+      const std::string line = trim(a.lines[i]);
+      if (line.empty()) continue;
+      const auto sp = line.find_last_of(" \t");
+      if (sp == std::string::npos) throw IoError(a.where(i) + ": expected '<video> <0|1|2>'");
+      const std::string mark = trim(line.substr(sp));
+      if (mark != "0" && mark != "1" && mark != "2") throw IoError(a.where(i) + ": split mark must be 0, 1 or 2");
+      if (mark != want) continue;
+      const std::string video = trim(line.substr(0, sp));
+      VideoRecord r;
+      r.label = static_cast<int64_t>(c);
+      fs::path p = root / files[c].first / video;
+      if (!fs::is_regular_file(p, ec) && fs::is_regular_file(root / video, ec)) p = root / video;
+      if (!fs::is_regular_file(p, ec)) {
+        index.missing.push_back(p.string());
+        continue;
+      }
+      r.path = p.string();
+      r.id = fs::path(video).stem().string();
+      index.add(std::move(r));
+    }
+  }
+  return index;
+}
+
+// ---- folder ------------------------------------------------------------------------------
+
+Index read_folder(const DataOptions& d) {
+  const fs::path root = data_root(d);
+  std::vector<std::string> rel;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    if (it->is_regular_file(ec) && is_video_file(it->path().string())) {
+      rel.push_back(fs::relative(it->path(), root).string());
+    }
+  }
+  std::sort(rel.begin(), rel.end());
+  Index index;
+  for (const auto& r : rel) index.add({fs::path(r).replace_extension().string(), (root / r).string(), -1, {}});
+  return index;
+}
+
+// ---- synth -------------------------------------------------------------------------------
+
+/// The synthetic dataset's folder, made once (atomically, so that several ranks or runs can
+/// ask at the same time) and then re-used.
+std::string ensure_synth(const Recipe& r) {
+  const DataOptions& d = r.data;
+  const std::string key = d.synth_kind + "-seed" + std::to_string(r.run.seed) + "-v" + std::to_string(d.synth_videos) +
+                          "-c" + std::to_string(d.synth_classes) + "-f" + std::to_string(d.synth_frames);
+  const fs::path dir = d.root.empty() ? fs::absolute(fs::path(env::cache_dir()) / "synth" / key) : fs::absolute(d.root);
+  std::error_code ec;
+  if (fs::exists(dir / "dataset.toml", ec)) return dir.string();
+  const fs::path tmp = dir.string() + ".part-" + std::to_string(::getpid());
+  fs::remove_all(tmp, ec);
+  spdlog::info("making the synthetic {} dataset ({} videos) in {}", d.synth_kind, d.synth_videos, dir.string());
+  synthesize(SynthOptions()
+                 .set_kind(d.synth_kind)
+                 .set_out(tmp.string())
+                 .set_seed(static_cast<uint64_t>(r.run.seed))
+                 .set_videos(d.synth_videos)
+                 .set_classes(d.synth_classes)
+                 .set_frames(d.synth_frames));
+  fs::create_directories(dir.parent_path(), ec);
+  if (fs::exists(dir, ec) && !fs::exists(dir / "dataset.toml", ec)) fs::remove(dir, ec);  // an empty root given by the recipe
+  fs::rename(tmp, dir, ec);
+  if (ec) {
+    // Another process finished first: use its copy.
+    fs::remove_all(tmp, ec);
+    if (!fs::exists(dir / "dataset.toml", ec)) throw IoError("cannot make the synthetic dataset in " + dir.string());
+  }
+  return dir.string();
+}
+
+}  // namespace
+
+std::vector<std::string> split_csv_line(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+bool is_video_file(const std::string& path) {
+  static const std::set<std::string> exts = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v",
+                                             ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"};
+  return exts.count(lower(fs::path(path).extension().string())) > 0;
+}
+
+Dataset::Dataset(std::string name, std::vector<VideoRecord> records, std::vector<std::string> class_names,
+                 std::vector<Category> categories, std::vector<std::string> missing)
+    : name_(std::move(name)),
+      records_(std::move(records)),
+      class_names_(std::move(class_names)),
+      categories_(std::move(categories)),
+      missing_(std::move(missing)) {}
+
+std::string Dataset::content_hash() const {
+  XXH64_state_t* state = XXH64_createState();
+  XXH64_reset(state, 0);
+  auto add = [&](const void* p, size_t n) { XXH64_update(state, p, n); };
+  for (const auto& r : records_) {
+    add(r.id.data(), r.id.size() + 1);
+    add(r.path.data(), r.path.size() + 1);
+    add(&r.label, sizeof r.label);
+    const int64_t n = static_cast<int64_t>(r.tags.size());
+    add(&n, sizeof n);
+    if (n) add(r.tags.data(), r.tags.size() * sizeof(int64_t));
+  }
+  for (const auto& c : class_names_) add(c.data(), c.size() + 1);
+  const uint64_t h = XXH64_digest(state);
+  XXH64_freeState(state);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& split) {
+  if (split != "train" && split != "val" && split != "test") {
+    throw Error("dataset split must be train, val or test, not '" + split + "'");
+  }
+  const DataOptions& d = recipe.data;
+  if (d.dataset == "synth") {
+    const std::string dir = ensure_synth(recipe);
+    Recipe r = recipe;
+    r.data.dataset = d.synth_kind == "hvu" ? "hvu" : "kinetics";
+    r.data.root = (fs::path(dir) / "videos").string();
+    r.data.layout = d.synth_kind == "hvu" ? "flat" : "auto";  // auto: the unlabeled test list finds its files too
+    r.data.name_times = "seconds";
+    r.data.extension = ".mp4";
+    if (d.synth_kind == "hvu") {
+      r.data.train = (fs::path(dir) / "HVU_Train_V1.0.csv").string();
+      r.data.val = (fs::path(dir) / "HVU_Val_V1.0.csv").string();
+      r.data.test = r.data.val;
+      r.data.categories = (fs::path(dir) / "HVU_Tags_Categories_V1.0.csv").string();
+    } else {
+      r.data.train = (fs::path(dir) / "train.csv").string();
+      r.data.val = (fs::path(dir) / "val.csv").string();
+      r.data.test = (fs::path(dir) / "test.csv").string();
+    }
+    auto ds = make_dataset(r, split);
+    return std::make_shared<Dataset>("synth:" + split, ds->records(), ds->class_names(), ds->categories(), ds->missing());
+  }
+  Index index;
+  if (d.dataset == "kinetics") {
+    index = read_kinetics(d, split);
+  } else if (d.dataset == "hvu") {
+    index = read_hvu(d, split);
+  } else if (d.dataset == "list") {
+    index = read_list(d, split);
+  } else if (d.dataset == "ucf101") {
+    index = read_ucf101(d, split);
+  } else if (d.dataset == "hmdb51") {
+    index = read_hmdb51(d, split);
+  } else if (d.dataset == "folder") {
+    index = read_folder(d);
+  } else {
+    throw Error("data.dataset '" + d.dataset + "' is not a known dataset format");
+  }
+  const std::string name = d.dataset + ":" + split;
+  if (index.duplicates > 0) {
+    spdlog::warn("{}: {} annotation entries repeat an earlier video id and were skipped", name, index.duplicates);
+  }
+  if (!index.missing.empty()) {
+    spdlog::warn("{}: {} of {} videos are missing (first: {})", name, index.missing.size(),
+                 index.missing.size() + index.records.size(), index.missing.front());
+  }
+  if (split == "train" && d.fraction < 1.0) {
+    // A stable subset: each record is kept when a hash of its id falls below the fraction.
+    std::vector<VideoRecord> kept;
+    for (auto& r : index.records) {
+      const uint64_t h = mix_seed(XXH64(r.id.data(), r.id.size(), 0), static_cast<uint64_t>(recipe.run.seed));
+      if (static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) < d.fraction) kept.push_back(std::move(r));
+    }
+    index.records = std::move(kept);
+  }
+  return std::make_shared<Dataset>(name, std::move(index.records), std::move(index.class_names),
+                                   std::move(index.categories), std::move(index.missing));
+}
+
+}  // namespace holo::pipeline

@@ -1,0 +1,84 @@
+#pragma once
+/// Datasets: an index of video files with labels, read from the real annotation formats.
+/// No torch here. `make_dataset(recipe, split)` picks the reader by `data.dataset`:
+///
+/// | data.dataset | files | labels |
+/// |---|---|---|
+/// | kinetics | CSV `label,youtube_id,time_start,time_end,split[,is_cc]` (quoted labels allowed; test files without the label column) | class = sorted labels of the training file |
+/// | list | `path label` per line, space or comma separated; label an integer or a name; no label: unlabeled | integers as given, names sorted |
+/// | ucf101 | `classInd.txt` (data.class_index), `trainlist0N.txt` / `testlist0N.txt` | from classInd (1-based in the file, 0-based here) |
+/// | hmdb51 | folder of `<class>_test_split<N>.txt` (1 train, 2 test, 0 unused) | sorted class names |
+/// | hvu | CSV `Tags,youtube_id,time_start,time_end` (`|`-joined tags) + `Tag,Category` | multi-label: global tag index = row of the Tag,Category file |
+/// | folder | every video file under data.root | unlabeled |
+/// | synth | a motion (or HVU-style) dataset made by synth.h, then read as kinetics (or hvu) | as those |
+///
+/// Clip files of Kinetics and HVU are named `<youtube_id>_<start>_<end><extension>` with the
+/// times as `%06d` whole seconds (truncated) or tenths of seconds (`data.name_times`; `auto`
+/// tries both), in per-label folders or flat under data.root (`data.layout`; `auto` indexes
+/// every file under the root once). Entries whose file is absent are not records: they are
+/// counted and listed in `missing()`, and logged once.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace holo {
+struct Recipe;
+}
+
+namespace holo::pipeline {
+
+struct VideoRecord {
+  std::string id;              ///< unique sample key (e.g. "<youtube_id>_<start>_<end>" or file stem)
+  std::string path;            ///< absolute path of the video file
+  int64_t label = -1;          ///< single-label class index; -1 when unlabeled/test
+  std::vector<int64_t> tags;   ///< multi-label (HVU): global tag indices
+};
+
+/// HVU category and its global tag indices.
+struct Category {
+  std::string name;
+  std::vector<int64_t> tags;
+};
+
+class Dataset {
+ public:
+  Dataset(std::string name, std::vector<VideoRecord> records, std::vector<std::string> class_names,
+          std::vector<Category> categories = {}, std::vector<std::string> missing = {});
+
+  /// Usable samples in a stable order (the order of the annotation file).
+  const std::vector<VideoRecord>& records() const { return records_; }
+  /// Classes, or all tags (HVU).
+  const std::vector<std::string>& class_names() const { return class_names_; }
+  /// HVU: action, attribute, concept, event, object, scene; empty otherwise.
+  const std::vector<Category>& categories() const { return categories_; }
+  /// Annotation entries whose file is absent (the path looked for first).
+  const std::vector<std::string>& missing() const { return missing_; }
+  /// XXH64 of the index (ids, paths, labels, tags) as 16 hex digits, for checkpoint manifests.
+  std::string content_hash() const;
+  /// "kinetics:train" etc., for messages.
+  const std::string& name() const { return name_; }
+  /// Labels are tag sets (HVU) rather than one class.
+  bool multilabel() const { return !categories_.empty(); }
+
+ private:
+  std::string name_;
+  std::vector<VideoRecord> records_;
+  std::vector<std::string> class_names_;
+  std::vector<Category> categories_;
+  std::vector<std::string> missing_;
+};
+
+/// Reads the dataset of `split` ("train", "val" or "test") as the recipe describes. Throws
+/// holo::RecipeError-like holo::Error naming the key when a needed file is not set, and
+/// holo::IoError naming the file and line for a malformed annotation.
+std::shared_ptr<Dataset> make_dataset(const holo::Recipe& recipe, const std::string& split);
+
+/// Splits one CSV line (RFC 4180 quoting: "a, b" and "" inside quotes) into fields.
+std::vector<std::string> split_csv_line(const std::string& line);
+
+/// File extensions recognised as videos by the folder dataset and the probe.
+bool is_video_file(const std::string& path);
+
+}  // namespace holo::pipeline
