@@ -163,18 +163,22 @@ struct EvalOptions {
 };
 
 struct SlurmOptions {
-  std::string partition;
-  std::string account;
-  std::string qos;
-  std::string time = "01:00:00";
-  std::string constraint;
+  std::string partition;          ///< partition name(s), comma-separated; empty: the cluster's default
+  std::string account;            ///< empty: the user's default account
+  std::string qos;                ///< empty: the default QOS
+  std::string time = "01:00:00";  ///< time limit per allocation: [D-]HH:MM:SS, MM, MM:SS, D-HH, D-HH:MM
+  std::string constraint;         ///< node feature expression, e.g. "a100|h100"
   int64_t nodes = 1;
-  int64_t gpus_per_node = 0;
+  int64_t gpus_per_node = 0;      ///< 0: CPU workers
+  std::string gpu_type;           ///< GRES type, e.g. "a100" (--gpus-per-node=a100:4); empty: any
+  int64_t tasks_per_node = 0;     ///< 0: gpus_per_node, or 1 without GPUs
   int64_t cpus_per_task = 2;
-  std::string mem = "";          ///< e.g. "16G"; empty: the cluster's default
-  int64_t max_restarts = 3;
-  int64_t grace_s = 120;         ///< seconds of warning before preemption (USR1)
-  std::string launcher = "srun"; ///< srun or mpirun inside the allocation
+  std::string mem = "";           ///< per node, e.g. "16G"; "0": all of it; empty: the cluster's default
+  int64_t max_restarts = 3;       ///< requeues after preemption before the job gives up
+  int64_t grace_s = 120;          ///< seconds of warning (USR1) before the allocation ends
+  std::string launcher = "srun";  ///< srun or mpirun inside the allocation
+  std::string mpi = "pmix";       ///< srun --mpi plugin: pmix, pmi2, none
+  std::vector<std::string> env;   ///< NAME=VALUE exported to the workers (e.g. NCCL_SOCKET_IFNAME=ib0)
 };
 
 /// A fully resolved recipe.
@@ -219,6 +223,10 @@ struct KeyDef {
   std::optional<double> min;         ///< numbers, and list elements
   std::optional<double> max;
   std::vector<std::string> choices;  ///< strings and string-list elements
+  /// Form a string (or each string-list element) must have beyond `choices`, e.g. a SLURM
+  /// time: described for the docs in `form`, checked by `check_form` (returns the problem or "").
+  std::string form;
+  std::function<std::string(const std::string&)> check_form;
   bool path_like = false;            ///< relative paths resolve against the recipe's folder
   std::function<Value(const Recipe&)> get;
   std::function<void(Recipe&, const Value&)> set;

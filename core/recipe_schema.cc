@@ -2,7 +2,9 @@
 // the member initialisers in recipe.h, so there is exactly one place for each.
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "core/recipe.h"
@@ -41,6 +43,11 @@ struct KeyBuilder {
     def.path_like = true;
     return *this;
   }
+  KeyBuilder& form(std::string description, std::function<std::string(const std::string&)> check) {
+    def.form = std::move(description);
+    def.check_form = std::move(check);
+    return *this;
+  }
 };
 
 class SchemaBuilder {
@@ -65,6 +72,118 @@ class SchemaBuilder {
  private:
   std::vector<KeyBuilder> keys_;
 };
+
+// ---- Forms of [slurm] strings. They end up in #SBATCH lines and sbatch arguments, so they
+// are held to SLURM's own syntax here, where a recipe error can name the file and line.
+
+bool all_of_chars(const std::string& s, const char* extra) {
+  for (unsigned char c : s) {
+    if (!std::isalnum(c) && std::strchr(extra, c) == nullptr) return false;
+  }
+  return true;
+}
+
+/// A SLURM entity name (partition, account, QOS, GRES type); empty allowed (the default).
+std::string check_slurm_name(const std::string& s) {
+  if (s.empty()) return "";
+  if (s.size() > 64 || !all_of_chars(s, "_.-") || s.front() == '-') {
+    return "'" + s + "' is not a SLURM name (up to 64 letters, digits, '_', '.', '-'; not starting with '-')";
+  }
+  return "";
+}
+
+std::string check_slurm_names(const std::string& s) {
+  if (s.empty()) return "";
+  size_t start = 0;
+  while (true) {
+    const size_t comma = s.find(',', start);
+    const std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (part.empty()) return "'" + s + "' has an empty name in its comma-separated list";
+    const std::string e = check_slurm_name(part);
+    if (!e.empty()) return e;
+    if (comma == std::string::npos) return "";
+    start = comma + 1;
+  }
+}
+
+bool all_digits(const std::string& s) {
+  return !s.empty() && s.size() <= 9 &&
+         std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+}
+
+/// sbatch --time: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; fields after the first below 60 (hours
+/// after days below 24); more than zero in total (0 means "no limit" to sbatch).
+std::string check_slurm_time(const std::string& s) {
+  const std::string problem =
+      "'" + s + "' is not a SLURM time ([D-]HH:MM:SS, MM, MM:SS, D-HH or D-HH:MM)";
+  const size_t dash = s.find('-');
+  const std::string days = dash == std::string::npos ? "" : s.substr(0, dash);
+  const std::string clock = dash == std::string::npos ? s : s.substr(dash + 1);
+  if (dash != std::string::npos && !all_digits(days)) return problem;
+  std::vector<int64_t> v;
+  size_t start = 0;
+  while (true) {
+    const size_t colon = clock.find(':', start);
+    const std::string f = clock.substr(start, colon == std::string::npos ? colon : colon - start);
+    if (!all_digits(f) || v.size() == 3) return problem;
+    v.push_back(std::stoll(f));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  for (size_t i = 1; i < v.size(); ++i) {
+    if (v[i] > 59) return problem + ": minutes and seconds must be below 60";
+  }
+  int64_t seconds = 0;
+  if (!days.empty()) {
+    if (v[0] > 23) return problem + ": hours after days must be below 24";
+    seconds = std::stoll(days) * 86400 + v[0] * 3600 + (v.size() > 1 ? v[1] * 60 : 0) +
+              (v.size() > 2 ? v[2] : 0);
+  } else if (v.size() == 3) {
+    seconds = v[0] * 3600 + v[1] * 60 + v[2];
+  } else {
+    seconds = v[0] * 60 + (v.size() > 1 ? v[1] : 0);
+  }
+  if (seconds <= 0) return "time limit '" + s + "' must be more than zero";
+  return "";
+}
+
+/// sbatch --constraint: features joined by & | , with optional [ ] ( ) grouping and *count.
+std::string check_slurm_constraint(const std::string& s) {
+  if (s.empty()) return "";
+  if (s.size() > 256 || !all_of_chars(s, "_.-&|,*[]():")) {
+    return "'" + s + "' is not a SLURM constraint (feature names of letters, digits, '_', '.', '-' "
+           "joined by '&', '|', ',', with '[', ']', '(', ')', ':' and '*count')";
+  }
+  return "";
+}
+
+/// sbatch --mem: a whole number with an optional unit K, M, G or T.
+std::string check_slurm_mem(const std::string& s) {
+  if (s.empty()) return "";
+  size_t digits = 0;
+  while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) ++digits;
+  const std::string unit = s.substr(digits);
+  if (digits == 0 || digits > 12 || !(unit.empty() || unit == "K" || unit == "M" || unit == "G" || unit == "T")) {
+    return "'" + s + "' is not a SLURM memory size (a whole number with an optional unit K, M, G or T, e.g. 64G)";
+  }
+  return "";
+}
+
+/// One environment assignment NAME=VALUE: a shell variable name, and a value without control
+/// characters (it is quoted in the script, so any other character is safe).
+std::string check_env_assignment(const std::string& s) {
+  const size_t eq = s.find('=');
+  const std::string name = s.substr(0, eq);
+  const bool name_ok = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                       all_of_chars(name, "_");
+  if (eq == std::string::npos || !name_ok) {
+    return "'" + s + "' is not NAME=VALUE with NAME made of letters, digits and '_' (not starting with a digit)";
+  }
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return "'" + name + "=...' contains a control character";
+  }
+  return "";
+}
 
 std::vector<KeyDef> make_schema() {
   SchemaBuilder s;
@@ -205,18 +324,28 @@ std::vector<KeyDef> make_schema() {
   s.key("eval.split", &R::eval, &EvalOptions::split, "Annotation split evaluated by holo eval.").choices({"val", "test"});
   s.key("eval.per_class", &R::eval, &EvalOptions::per_class, "Write per-class results to CSV.");
   // [slurm]
-  s.key("slurm.partition", &R::slurm, &SlurmOptions::partition, "sbatch --partition; empty: the cluster's default.");
-  s.key("slurm.account", &R::slurm, &SlurmOptions::account, "sbatch --account.");
-  s.key("slurm.qos", &R::slurm, &SlurmOptions::qos, "sbatch --qos.");
-  s.key("slurm.time", &R::slurm, &SlurmOptions::time, "sbatch --time ([D-]HH:MM:SS).");
-  s.key("slurm.constraint", &R::slurm, &SlurmOptions::constraint, "sbatch --constraint.");
+  const std::string name_form = "letters, digits, _ . - (empty: default)";
+  s.key("slurm.partition", &R::slurm, &SlurmOptions::partition, "sbatch --partition (a comma-separated list is allowed); empty: the cluster's default.")
+      .form("names of " + name_form, check_slurm_names);
+  s.key("slurm.account", &R::slurm, &SlurmOptions::account, "sbatch --account; empty: the user's default.").form(name_form, check_slurm_name);
+  s.key("slurm.qos", &R::slurm, &SlurmOptions::qos, "sbatch --qos; empty: the default.").form(name_form, check_slurm_name);
+  s.key("slurm.time", &R::slurm, &SlurmOptions::time, "sbatch --time: time limit of one allocation (each requeue starts a new one).")
+      .form("[D-]HH:MM:SS, MM, MM:SS, D-HH, D-HH:MM", check_slurm_time);
+  s.key("slurm.constraint", &R::slurm, &SlurmOptions::constraint, "sbatch --constraint: required node features, e.g. \"a100|h100\"; empty: none.")
+      .form("feature names joined by & | , with [ ] ( ) and *N", check_slurm_constraint);
   s.key("slurm.nodes", &R::slurm, &SlurmOptions::nodes, "Nodes.").range(1, 100000);
-  s.key("slurm.gpus_per_node", &R::slurm, &SlurmOptions::gpus_per_node, "GPUs per node (= tasks per node); 0: one CPU task per node.").range(0, 64);
-  s.key("slurm.cpus_per_task", &R::slurm, &SlurmOptions::cpus_per_task, "CPUs per task.").range(1, 1024);
-  s.key("slurm.mem", &R::slurm, &SlurmOptions::mem, "Memory per node (e.g. 16G); empty: the cluster's default.");
-  s.key("slurm.max_restarts", &R::slurm, &SlurmOptions::max_restarts, "Requeues allowed after preemption.").range(0, 1000);
-  s.key("slurm.grace_s", &R::slurm, &SlurmOptions::grace_s, "Seconds between the USR1 warning and the end of the allocation.").range(10, 86400);
-  s.key("slurm.launcher", &R::slurm, &SlurmOptions::launcher, "How workers start inside the allocation.").choices({"srun", "mpirun"});
+  s.key("slurm.gpus_per_node", &R::slurm, &SlurmOptions::gpus_per_node, "GPUs per node; one worker (task) per GPU. 0: CPU workers.").range(0, 64);
+  s.key("slurm.gpu_type", &R::slurm, &SlurmOptions::gpu_type, "GPU type requested (--gpus-per-node=TYPE:N); empty: any.").form(name_form, check_slurm_name);
+  s.key("slurm.tasks_per_node", &R::slurm, &SlurmOptions::tasks_per_node, "Workers per node; 0: gpus_per_node, or 1 without GPUs. With GPUs it must equal gpus_per_node.").range(0, 1024);
+  s.key("slurm.cpus_per_task", &R::slurm, &SlurmOptions::cpus_per_task, "CPUs per worker (also its LibTorch threads unless HOLO_NUM_THREADS is set).").range(1, 1024);
+  s.key("slurm.mem", &R::slurm, &SlurmOptions::mem, "sbatch --mem: memory per node, e.g. 64G; \"0\": all of it; empty: the cluster's default.")
+      .form("N, or N with a unit K, M, G or T", check_slurm_mem);
+  s.key("slurm.max_restarts", &R::slurm, &SlurmOptions::max_restarts, "Times the job requeues itself after a preemption warning before it gives up.").range(0, 1000);
+  s.key("slurm.grace_s", &R::slurm, &SlurmOptions::grace_s, "Seconds between the USR1 warning (--signal=B:USR1@grace_s) and the end of the allocation: time to finish the step and save.").range(10, 65535);
+  s.key("slurm.launcher", &R::slurm, &SlurmOptions::launcher, "How workers start inside the allocation: srun (--mpi=slurm.mpi) or mpirun.").choices({"srun", "mpirun"});
+  s.key("slurm.mpi", &R::slurm, &SlurmOptions::mpi, "srun --mpi plugin that wires up MPI between the workers.").choices({"pmix", "pmi2", "none"});
+  s.key("slurm.env", &R::slurm, &SlurmOptions::env, "Environment variables exported to the workers, as NAME=VALUE (e.g. \"NCCL_SOCKET_IFNAME=ib0\").")
+      .form("NAME=VALUE", check_env_assignment);
   return s.build();
 }
 
@@ -301,6 +430,10 @@ std::string check_value(const KeyDef& key, const Value& value) {
     return "";
   };
   auto check_choice = [&](const std::string& s) -> std::string {
+    if (key.check_form) {
+      auto e = key.check_form(s);
+      if (!e.empty()) return e;
+    }
     if (key.choices.empty()) return "";
     if (std::find(key.choices.begin(), key.choices.end(), s) != key.choices.end()) return "";
     std::string all;
@@ -421,15 +554,23 @@ std::string recipe_doc(bool markdown) {
     for (const auto& k : recipe_schema()) {
       if (k.path.compare(0, section.size() + 1, section + ".") != 0) continue;
       std::string allowed;
-      if (!k.choices.empty()) {
+      if (!k.form.empty()) {
+        allowed = k.form;
+      } else if (!k.choices.empty()) {
         for (const auto& c : k.choices) allowed += (allowed.empty() ? "" : ", ") + c;
       } else if (k.min || k.max) {
         allowed = (k.min ? format_number(*k.min) : "") + " .. " + (k.max ? format_number(*k.max) : "");
       }
       const std::string def = to_toml_text(k.get(defaults));
       if (markdown) {
-        os << "| `" << k.path << "` | " << type_name(k.type) << " | `" << def << "` | " << allowed
-           << " | " << k.doc << " |\n";
+        // A '|' inside a cell would end it.
+        auto cell = [](const std::string& text) {
+          std::string out;
+          for (char c : text) out += c == '|' ? std::string("\\|") : std::string(1, c);
+          return out;
+        };
+        os << "| `" << k.path << "` | " << type_name(k.type) << " | `" << cell(def) << "` | "
+           << cell(allowed) << " | " << cell(k.doc) << " |\n";
       } else {
         os << "  " << k.path << " (" << type_name(k.type) << ", default " << def
            << (allowed.empty() ? "" : ", allowed " + allowed) << ")\n      " << k.doc << "\n";
