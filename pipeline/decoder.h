@@ -49,6 +49,11 @@ struct VideoInfo {
   std::vector<int64_t> keyframes;  ///< indices of keyframes, ascending
   int time_base_num = 0;
   int time_base_den = 1;
+  /// Frames the container's index lists (0 when it has none). More than `frames` means the
+  /// file is truncated: its tail cannot be read.
+  int64_t container_frames = 0;
+
+  bool truncated() const { return container_frames > frames; }
 
   /// Seconds at which frame `i` is presented, relative to the first frame.
   double frame_time(int64_t i) const;

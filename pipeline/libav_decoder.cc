@@ -67,6 +67,7 @@ void LibavDecoder::open() {
   info_.height = par.height;
   info_.time_base_num = st->time_base.num;
   info_.time_base_den = st->time_base.den;
+  info_.container_frames = st->nb_frames;
   build_index();
 }
 

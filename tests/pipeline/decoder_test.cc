@@ -135,6 +135,8 @@ TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
   // Frames past the cut are either absent from the table or fail with a DecodeError.
   const int64_t n = d->info().frames;
   EXPECT_LT(n, 48);
+  EXPECT_EQ(d->info().container_frames, 48);
+  EXPECT_TRUE(d->info().truncated());
   std::vector<int64_t> last = {n - 1};
   try {
     const auto got = codes(d->decode(last, 0));

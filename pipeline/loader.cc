@@ -1,0 +1,282 @@
+#include "pipeline/loader.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "core/check.h"
+#include "core/env.h"
+#include "core/error.h"
+#include "pipeline/clip.h"
+#include "pipeline/sampling.h"
+
+namespace holo::pipeline {
+
+struct ClipLoader::Slot {
+  std::optional<Batch> batch;
+  std::exception_ptr error;
+};
+
+ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, LoaderMode mode, int rank, int world_size)
+    : dataset_(std::move(dataset)), recipe_(recipe), mode_(mode), rank_(rank), world_size_(world_size) {
+  HOLO_CHECK(dataset_ != nullptr, "ClipLoader needs a dataset");
+  HOLO_CHECK(world_size_ >= 1 && rank_ >= 0 && rank_ < world_size_,
+             "rank " + std::to_string(rank) + " is not in a world of size " + std::to_string(world_size));
+  batch_size_ = recipe_.loader.batch_size;
+  views_ = mode_ == LoaderMode::kTest ? recipe_.sampling.test_clips * recipe_.sampling.test_crops : 1;
+  positions_ = static_cast<int64_t>(dataset_->records().size()) * views_;
+  decoder_options_.device = recipe_.decode.device;
+  decoder_options_.threads = static_cast<int>(recipe_.decode.threads > 0 ? recipe_.decode.threads : env::decode_threads());
+  seed_ = static_cast<uint64_t>(recipe_.run.seed);
+  const int64_t caches = std::max<int64_t>(1, recipe_.loader.workers);
+  for (int64_t i = 0; i < caches; ++i) {
+    caches_.push_back(std::make_unique<DecoderCache>(static_cast<size_t>(recipe_.decode.cache_size), decoder_options_));
+  }
+  if (dataset_->records().empty()) {
+    throw Error(dataset_->name() + " has no usable videos (" + std::to_string(dataset_->missing().size()) +
+                " missing" + (dataset_->missing().empty() ? "" : ", first: " + dataset_->missing().front()) + ")");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    check_bad_fraction();
+  }
+  set_epoch(0);
+}
+
+ClipLoader::~ClipLoader() { stop_workers(); }
+
+int64_t ClipLoader::total_steps() const {
+  const int64_t step = world_size_ * batch_size_;
+  if (mode_ == LoaderMode::kTrain && recipe_.loader.drop_last) return positions_ / step;
+  return (positions_ + step - 1) / step;
+}
+
+int64_t ClipLoader::batches_per_epoch() const { return total_steps(); }
+
+void ClipLoader::set_epoch(int64_t epoch) {
+  stop_workers();
+  epoch_ = epoch;
+  if (mode_ == LoaderMode::kTrain) {
+    order_ = epoch_order(static_cast<int64_t>(dataset_->records().size()), seed_, epoch_);
+  } else {
+    order_.clear();
+  }
+  base_cursor_ = 0;
+  delivered_ = 0;
+}
+
+LoaderState ClipLoader::state() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  LoaderState s;
+  s.epoch = epoch_;
+  s.cursor = std::min(positions_, base_cursor_ + delivered_ * world_size_ * batch_size_);
+  s.seed = seed_;
+  s.quarantined = std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
+  return s;
+}
+
+void ClipLoader::load_state(const LoaderState& s) {
+  HOLO_CHECK(s.cursor >= 0 && s.cursor <= positions_,
+             "loader state cursor " + std::to_string(s.cursor) + " is outside this epoch's " +
+                 std::to_string(positions_) + " positions (another dataset?)");
+  stop_workers();
+  seed_ = s.seed;
+  set_epoch(s.epoch);
+  base_cursor_ = s.cursor;
+  restored_quarantined_ = s.quarantined;
+}
+
+std::vector<QuarantineEntry> ClipLoader::quarantined() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bad_list_;
+}
+
+int64_t ClipLoader::record_at(int64_t position) const {
+  return mode_ == LoaderMode::kTrain ? order_[position] : position / views_;
+}
+
+std::optional<Batch> ClipLoader::next() {
+  const int64_t step = world_size_ * batch_size_;
+  const int64_t left = positions_ - base_cursor_;
+  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last;
+  const int64_t remaining = left <= 0 ? 0 : (whole_steps ? left / step : (left + step - 1) / step);
+  if (delivered_ >= remaining) return std::nullopt;
+  const int64_t k = delivered_;
+  Slot slot;
+  if (recipe_.loader.workers == 0) {
+    try {
+      slot.batch = build(k, *caches_[0]);
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+  } else {
+    if (workers_.empty()) start_workers();
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return ready_.count(k) > 0; });
+    slot = std::move(ready_[k]);
+    ready_.erase(k);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++delivered_;
+  }
+  cv_.notify_all();
+  if (slot.error) std::rethrow_exception(slot.error);
+  return std::move(slot.batch);
+}
+
+void ClipLoader::start_workers() {
+  stop_ = false;
+  next_to_build_ = delivered_;
+  for (int64_t w = 0; w < recipe_.loader.workers; ++w) {
+    workers_.emplace_back([this, w] { worker_loop(static_cast<int>(w)); });
+  }
+}
+
+void ClipLoader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_.clear();
+  stop_ = false;
+}
+
+void ClipLoader::worker_loop(int worker) {
+  const int64_t step = world_size_ * batch_size_;
+  const int64_t left = positions_ - base_cursor_;
+  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last;
+  const int64_t remaining = left <= 0 ? 0 : (whole_steps ? left / step : (left + step - 1) / step);
+  while (true) {
+    int64_t k;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] {
+        return stop_ || (next_to_build_ < remaining && next_to_build_ < delivered_ + recipe_.loader.prefetch);
+      });
+      if (stop_) return;
+      k = next_to_build_++;
+    }
+    Slot slot;
+    try {
+      slot.batch = build(k, *caches_[worker]);
+    } catch (...) {
+      slot.error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_[k] = std::move(slot);
+    }
+    cv_.notify_all();
+  }
+}
+
+std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, DecoderCache& cache) {
+  const VideoRecord& r = dataset_->records()[record];
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (bad_.count(record)) return std::nullopt;  // the same failure again, without decoding
+  }
+  try {
+    VideoDecoder& d = cache.get(r.path);
+    const int64_t frames = d.info().frames;
+    if (d.info().truncated()) {
+      // The readable part would decode, but the file is damaged: never train on a prefix.
+      throw DecodeError(r.path, "truncated: the container lists " + std::to_string(d.info().container_frames) +
+                                    " frames, " + std::to_string(frames) + " can be read");
+    }
+    const ClipRequest request =
+        mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);
+    return read_clip(d, request);
+  } catch (const DecodeError& e) {
+    cache.drop(r.path);
+    quarantine(record, e.reason());
+  } catch (const CallError& e) {
+    cache.drop(r.path);
+    quarantine(record, e.what());
+  }
+  return std::nullopt;
+}
+
+void ClipLoader::quarantine(int64_t record, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!bad_.emplace(record, reason).second) return;
+  const auto& path = dataset_->records()[record].path;
+  bad_list_.push_back({record, path, reason});
+  spdlog::warn("quarantined {}: {}", path, reason);
+  check_bad_fraction();
+}
+
+void ClipLoader::check_bad_fraction() {
+  const int64_t missing = static_cast<int64_t>(dataset_->missing().size());
+  const int64_t quarantined = std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
+  const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing;
+  const int64_t bad = missing + quarantined;
+  if (static_cast<double>(bad) <= recipe_.data.max_bad_fraction * static_cast<double>(total)) return;
+  std::ostringstream os;
+  os << dataset_->name() << ": " << bad << " of " << total << " videos (" << (100.0 * bad / total)
+     << "%) are missing (" << missing << ") or undecodable (" << quarantined
+     << "), above data.max_bad_fraction = " << recipe_.data.max_bad_fraction;
+  if (!bad_list_.empty()) os << "; first undecodable: " << bad_list_.front().path << ": " << bad_list_.front().reason;
+  if (missing > 0) os << "; first missing: " << dataset_->missing().front();
+  throw Error(os.str());
+}
+
+Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
+  const int64_t step = world_size_ * batch_size_;
+  const int64_t first = base_cursor_ + k * step + rank_ * batch_size_;
+  const int64_t records = static_cast<int64_t>(dataset_->records().size());
+  Batch batch;
+  std::vector<torch::Tensor> clips;
+  for (int64_t p = first; p < first + batch_size_; ++p) {
+    if (mode_ == LoaderMode::kTest) {
+      if (p >= positions_) break;
+      const int64_t record = record_at(p), view = p % views_;
+      if (auto clip = load(record, view, cache)) {
+        clips.push_back(*clip);
+        batch.indices.push_back(record);
+        batch.views.push_back(view);
+      }
+      continue;
+    }
+    // Training: past the end (no drop_last) wraps to the start of the order.
+    int64_t pos = p % positions_;
+    int64_t record = record_at(pos), view = 0;
+    auto clip = load(record, view, cache);
+    while (!clip) {
+      // Fill from the loader's own order: the next positions, each with its own label and a
+      // fresh view of the draws.
+      ++view;
+      if (view > records) throw Error(dataset_->name() + ": no decodable video left to fill the batch");
+      pos = (pos + 1) % positions_;
+      record = record_at(pos);
+      clip = load(record, view, cache);
+    }
+    clips.push_back(*clip);
+    batch.indices.push_back(record);
+    batch.views.push_back(view);
+  }
+  const auto& s = recipe_.sampling;
+  const int64_t c = recipe_.transform.crop_size;
+  batch.clips = clips.empty() ? torch::empty({0, 3, s.num_frames, c, c}) : torch::stack(clips);
+  const int64_t n = static_cast<int64_t>(batch.indices.size());
+  if (dataset_->multilabel()) {
+    batch.labels = torch::zeros({n, static_cast<int64_t>(dataset_->class_names().size())});
+    auto acc = batch.labels.accessor<float, 2>();
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t t : dataset_->records()[batch.indices[i]].tags) acc[i][t] = 1.0f;
+    }
+  } else {
+    batch.labels = torch::empty({n}, torch::kInt64);
+    auto acc = batch.labels.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < n; ++i) acc[i] = dataset_->records()[batch.indices[i]].label;
+  }
+  return batch;
+}
+
+}  // namespace holo::pipeline

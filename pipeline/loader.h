@@ -1,0 +1,142 @@
+#pragma once
+/// The clip loader: per-rank sharding of a deterministic epoch order, prefetching worker
+/// threads with a bounded queue, batching, quarantine of bad videos, and a world-size
+/// independent state for checkpoints.
+///
+/// Order and sharding. Training: the epoch's order is a permutation of all records drawn from
+/// (run.seed, epoch). Testing: positions enumerate (record, view) pairs, record-major, with
+/// sampling.test_clips x sampling.test_crops views per record, unshuffled. Each global step
+/// consumes world_size x batch_size consecutive positions starting at `cursor`; rank r takes
+/// [cursor + r b, cursor + (r + 1) b). A run resumed on another world size continues at the same
+/// global cursor: no sample is skipped or repeated.
+///
+/// End of an epoch. Training with loader.drop_last: only whole global steps (floor). Without
+/// it: the last step wraps around to the start of the order (every rank gets a full batch, a
+/// few samples are seen twice, as DistributedSampler pads). Testing: ceil steps; in the last one
+/// a rank may get a smaller or even an empty batch, so that every rank returns the same number
+/// of batches and nothing is counted twice.
+///
+/// Bad videos. A sample whose file cannot be decoded is quarantined with its reason (logged
+/// once per file, counted in the state). Training fills the batch slot from the loader's own
+/// order: the next positions after the bad one, each with its own label and a fresh view
+/// (1, 2, ...) of the random draws, so no label is duplicated silently and the choice does not
+/// depend on timing. Testing drops the view (evaluation must not count another sample twice).
+/// When missing plus quarantined videos exceed data.max_bad_fraction of the dataset, next()
+/// throws holo::Error naming the count and the first reasons.
+
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/recipe.h"
+#include "pipeline/dataset.h"
+#include "pipeline/decoder.h"
+
+namespace holo::pipeline {
+
+struct Batch {
+  torch::Tensor clips;            ///< float32 N x C x T x H x W, normalised
+  torch::Tensor labels;           ///< int64 N (single-label) or float32 N x num_tags 0/1 (multi-label)
+  std::vector<int64_t> indices;   ///< record index of each clip in Dataset::records()
+  std::vector<int64_t> views;     ///< test mode: view index (clip * crops + crop); train: 0 (replacements: 1, 2, ...)
+};
+
+/// Goes into checkpoints; world-size independent.
+struct LoaderState {
+  int64_t epoch = 0;
+  int64_t cursor = 0;       ///< global position in this epoch's order already consumed by all ranks together
+  uint64_t seed = 0;
+  int64_t quarantined = 0;  ///< videos quarantined so far
+};
+
+enum class LoaderMode { kTrain, kTest };
+
+/// A quarantined video and why.
+struct QuarantineEntry {
+  int64_t record = 0;
+  std::string path;
+  std::string reason;
+};
+
+class ClipLoader {
+ public:
+  ClipLoader(std::shared_ptr<Dataset> dataset, const holo::Recipe& recipe, LoaderMode mode, int rank, int world_size);
+  ~ClipLoader();
+  ClipLoader(const ClipLoader&) = delete;
+  ClipLoader& operator=(const ClipLoader&) = delete;
+
+  /// Train: order = permutation of all records from (seed, epoch). Starts the epoch at cursor 0.
+  void set_epoch(int64_t epoch);
+  /// The next batch of this rank; nullopt at the end of the epoch (this rank's share).
+  std::optional<Batch> next();
+  /// Same on every rank (drop_last in training).
+  int64_t batches_per_epoch() const;
+  LoaderState state() const;
+  /// May come from a different world size; the next batch starts at s.cursor.
+  void load_state(const LoaderState& s);
+
+  /// Positions in one epoch: records (train) or records x views (test).
+  int64_t epoch_positions() const { return positions_; }
+  /// Views per record (test: clips x crops; train: 1).
+  int64_t views_per_record() const { return views_; }
+  /// Quarantined videos so far, in the order they were found.
+  std::vector<QuarantineEntry> quarantined() const;
+  /// The dataset.
+  const Dataset& dataset() const { return *dataset_; }
+
+ private:
+  struct Slot;
+  void start_workers();
+  void stop_workers();
+  void worker_loop(int worker);
+  /// Builds global step `step` (counted from the start of the epoch) for this rank.
+  Batch build(int64_t step, DecoderCache& cache);
+  /// One clip at `position`, or nullopt when its video is bad (then quarantined).
+  std::optional<torch::Tensor> load(int64_t record, int64_t view, DecoderCache& cache);
+  void quarantine(int64_t record, const std::string& reason);
+  void check_bad_fraction();
+  int64_t total_steps() const;
+  int64_t record_at(int64_t position) const;
+
+  std::shared_ptr<Dataset> dataset_;
+  holo::Recipe recipe_;
+  LoaderMode mode_;
+  int rank_;
+  int world_size_;
+  int64_t batch_size_;
+  int64_t positions_ = 0;
+  int64_t views_ = 1;
+  DecoderOptions decoder_options_;
+
+  // Epoch state. The first step to build is `first_step_` of the epoch, at `base_cursor_`
+  // (a resumed cursor need not be a multiple of the step size).
+  int64_t epoch_ = 0;
+  uint64_t seed_ = 0;
+  std::vector<int64_t> order_;
+  int64_t base_cursor_ = 0;
+  int64_t delivered_ = 0;  ///< batches returned by next() since base_cursor_
+
+  // Workers and the reorder buffer.
+  std::vector<std::thread> workers_;
+  std::vector<std::unique_ptr<DecoderCache>> caches_;  ///< one per worker (+1 for synchronous use)
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  int64_t next_to_build_ = 0;  ///< relative batch number a worker takes next
+  std::map<int64_t, Slot> ready_;
+
+  // Quarantine (shared by workers).
+  std::map<int64_t, std::string> bad_;  ///< record -> reason
+  std::vector<QuarantineEntry> bad_list_;
+  int64_t restored_quarantined_ = 0;
+};
+
+}  // namespace holo::pipeline

@@ -1,0 +1,294 @@
+// The loader: deterministic draws, disjoint shards covering the epoch, state round trip onto
+// another world size, test views, frame-exact clips with stride, and every kind of bad input.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <set>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "pipeline/clip.h"
+#include "pipeline/loader.h"
+#include "pipeline/synth.h"
+#include "pipeline/video_writer.h"
+#include "tests/pipeline/pipeline_test_util.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace holo::pipeline {
+namespace {
+
+using ::testing::HasSubstr;
+
+class Loader : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const char* root = std::getenv("HOLO_TEST_TMP");
+    dir_ = new std::string((fs::path(root ? root : "/tmp/holo-test") / "Loader.shared").string());
+    fs::remove_all(*dir_);
+    synthesize(SynthOptions().set_out(*dir_ + "/motion").set_videos(14).set_classes(3).set_frames(20).set_size(64, 48).set_seed(7));
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static Recipe recipe() {
+    Recipe r;
+    r.run.seed = 11;
+    r.data.dataset = "kinetics";
+    r.data.root = *dir_ + "/motion/videos";
+    r.data.train = *dir_ + "/motion/train.csv";
+    r.data.val = *dir_ + "/motion/val.csv";
+    r.sampling.num_frames = 4;
+    r.sampling.stride = 2;
+    r.sampling.test_clips = 2;
+    r.sampling.test_crops = 3;
+    r.transform.crop_size = 32;
+    r.transform.train_scale_min = 34;
+    r.transform.train_scale_max = 44;
+    r.transform.test_scale = 36;
+    r.loader.batch_size = 2;
+    r.loader.workers = 2;
+    r.loader.prefetch = 2;
+    return r;
+  }
+
+  /// Every batch of the rest of the epoch.
+  static std::vector<Batch> drain(ClipLoader& l) {
+    std::vector<Batch> out;
+    while (auto b = l.next()) out.push_back(std::move(*b));
+    return out;
+  }
+
+  static std::string* dir_;
+};
+std::string* Loader::dir_ = nullptr;
+
+TEST_F(Loader, SameSeedSameBatchesWhateverTheWorkers) {
+  auto ds = make_dataset(recipe(), "train");
+  ASSERT_EQ(ds->records().size(), 11u);  // 14 videos, 3 of them in val
+  Recipe sync = recipe();
+  sync.loader.workers = 0;
+  ClipLoader a(ds, recipe(), LoaderMode::kTrain, 0, 1), b(ds, sync, LoaderMode::kTrain, 0, 1);
+  EXPECT_EQ(a.batches_per_epoch(), 5);  // 11 / 2, drop_last
+  const auto ba = drain(a), bb = drain(b);
+  ASSERT_EQ(ba.size(), 5u);
+  ASSERT_EQ(bb.size(), 5u);
+  for (size_t i = 0; i < ba.size(); ++i) {
+    EXPECT_EQ(ba[i].indices, bb[i].indices);
+    EXPECT_TRUE(torch::equal(ba[i].clips, bb[i].clips)) << "batch " << i;
+    EXPECT_EQ(ba[i].clips.sizes(), (std::vector<int64_t>{2, 3, 4, 32, 32}));
+    EXPECT_EQ(ba[i].labels.dtype(), torch::kInt64);
+    for (int64_t j = 0; j < 2; ++j) EXPECT_EQ(ba[i].labels[j].item<int64_t>(), ds->records()[ba[i].indices[j]].label);
+  }
+  // Another epoch is another order.
+  a.set_epoch(1);
+  const auto e1 = drain(a);
+  std::vector<int64_t> o0, o1;
+  for (auto& x : ba) o0.insert(o0.end(), x.indices.begin(), x.indices.end());
+  for (auto& x : e1) o1.insert(o1.end(), x.indices.begin(), x.indices.end());
+  EXPECT_NE(o0, o1);
+}
+
+TEST_F(Loader, RanksSeeDisjointSamplesCoveringTheEpoch) {
+  auto ds = make_dataset(recipe(), "train");
+  for (int world : {2, 3}) {
+    std::multiset<int64_t> seen;
+    int64_t steps = -1;
+    for (int r = 0; r < world; ++r) {
+      ClipLoader l(ds, recipe(), LoaderMode::kTrain, r, world);
+      if (steps < 0) steps = l.batches_per_epoch();
+      EXPECT_EQ(l.batches_per_epoch(), steps);
+      const auto batches = drain(l);
+      EXPECT_EQ(static_cast<int64_t>(batches.size()), steps);
+      for (auto& b : batches) seen.insert(b.indices.begin(), b.indices.end());
+    }
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), steps * world * 2) << world;
+    EXPECT_EQ(std::set<int64_t>(seen.begin(), seen.end()).size(), seen.size()) << "a sample seen twice, world " << world;
+  }
+  // Without drop_last every rank gets full batches: the last step wraps around.
+  Recipe keep = recipe();
+  keep.loader.drop_last = false;
+  ClipLoader l(ds, keep, LoaderMode::kTrain, 1, 2);
+  EXPECT_EQ(l.batches_per_epoch(), 3);
+  for (auto& b : drain(l)) EXPECT_EQ(b.indices.size(), 2u);
+}
+
+TEST_F(Loader, StateResumesOnAnotherWorldSizeWithTheSameClips) {
+  auto ds = make_dataset(recipe(), "train");
+  Recipe r = recipe();
+  r.loader.batch_size = 1;
+  // Reference: one rank, the whole epoch 2.
+  ClipLoader ref(ds, r, LoaderMode::kTrain, 0, 1);
+  ref.set_epoch(2);
+  std::map<int64_t, torch::Tensor> reference;
+  std::vector<int64_t> order;
+  for (auto& b : drain(ref)) {
+    reference[b.indices[0]] = b.clips[0];
+    order.push_back(b.indices[0]);
+  }
+  ASSERT_EQ(order.size(), 11u);
+  // Two ranks take 2 steps (4 samples), save, and three ranks finish the epoch.
+  std::vector<int64_t> first;
+  LoaderState saved;
+  for (int rank = 0; rank < 2; ++rank) {
+    ClipLoader l(ds, r, LoaderMode::kTrain, rank, 2);
+    l.set_epoch(2);
+    for (int s = 0; s < 2; ++s) first.push_back(l.next()->indices[0]);
+    saved = l.state();
+  }
+  EXPECT_EQ(saved.cursor, 4);
+  EXPECT_EQ(saved.epoch, 2);
+  std::vector<int64_t> rest(7, -1);
+  for (int rank = 0; rank < 3; ++rank) {
+    ClipLoader l(ds, r, LoaderMode::kTrain, rank, 3);
+    l.load_state(saved);
+    int64_t step = 0;
+    while (auto b = l.next()) {
+      const int64_t pos = step * 3 + rank;
+      ASSERT_LT(pos, 6);  // 7 left, drop_last: two whole steps of 3
+      rest[pos] = b->indices[0];
+      EXPECT_TRUE(torch::equal(b->clips[0], reference[b->indices[0]])) << "record " << b->indices[0];
+      ++step;
+    }
+    EXPECT_EQ(l.state().cursor, 10);
+  }
+  // Global order: rank-major within each step, as the reference saw it.
+  EXPECT_EQ(first[0], order[0]);  // rank 0, step 0
+  EXPECT_EQ(first[2], order[1]);  // rank 1, step 0
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(rest[i], order[4 + i]) << i;
+}
+
+TEST_F(Loader, TestViewsCoverEveryClipAndCropOnce) {
+  auto ds = make_dataset(recipe(), "val");
+  ASSERT_EQ(ds->records().size(), 3u);
+  std::set<std::pair<int64_t, int64_t>> seen;
+  int64_t steps = -1;
+  for (int rank = 0; rank < 2; ++rank) {
+    ClipLoader l(ds, recipe(), LoaderMode::kTest, rank, 2);
+    EXPECT_EQ(l.views_per_record(), 6);
+    if (steps < 0) steps = l.batches_per_epoch();
+    EXPECT_EQ(steps, 5);  // 18 views / (2 ranks x 2)
+    int64_t n = 0;
+    for (auto& b : drain(l)) {
+      ++n;
+      for (size_t i = 0; i < b.indices.size(); ++i) {
+        EXPECT_TRUE(seen.insert({b.indices[i], b.views[i]}).second);
+      }
+    }
+    EXPECT_EQ(n, steps);
+  }
+  EXPECT_EQ(seen.size(), 18u);
+  // The three crops of a clip differ (left, centre, right), the clips of a video too.
+  const auto& rec = ds->records()[0];
+  Recipe r = recipe();
+  auto crop = [&](int64_t view) { return read_clip(rec, test_clip(r, 20, view)); };
+  EXPECT_FALSE(torch::equal(crop(0), crop(1)));
+  EXPECT_FALSE(torch::equal(crop(1), crop(2)));
+  EXPECT_FALSE(torch::equal(crop(0), crop(3)));
+}
+
+TEST_F(Loader, ClipsHoldExactlyTheSampledFrames) {
+  auto ds = make_dataset(recipe(), "train");
+  const auto& rec = ds->records()[0];
+  for (int64_t view = 0; view < 4; ++view) {
+    ClipRequest c = train_clip(recipe(), 20, 0, 0, view);
+    ASSERT_EQ(c.frames.size(), 4u);
+    EXPECT_EQ(c.frames[1] - c.frames[0], 2);
+    EXPECT_EQ(c.frames, train_clip(recipe(), 20, 0, 0, view).frames);  // pure function
+    // Unscaled, uncropped, not normalised: the frame codes are readable.
+    c.short_side = 0;
+    c.crop_size = 0;
+    c.flip = false;
+    c.normalize = false;
+    const auto x = read_clip(rec, c);  // 3 x T x H x W in [0, 1]
+    const auto u8 = x.mul(255).round().to(torch::kUInt8).permute({1, 2, 3, 0}).contiguous();
+    for (int64_t t = 0; t < 4; ++t) {
+      EXPECT_EQ(read_frame_code(u8[t].data_ptr<uint8_t>(), 64, 48), c.frames[t]);
+    }
+  }
+  // Single frames at given times (2D models): 16 fps, so 0.5 s is frame 8.
+  const auto f = read_frames_at(rec, {0.0, 0.5, 0.99}, 0);
+  EXPECT_EQ(f.sizes(), (std::vector<int64_t>{3, 48, 64, 3}));
+  EXPECT_EQ(read_frame_code(f[1].contiguous().data_ptr<uint8_t>(), 64, 48), 8);
+  EXPECT_EQ(read_frame_code(f[2].contiguous().data_ptr<uint8_t>(), 64, 48), 15);
+}
+
+TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
+  const fs::path dir = holo::testing::temp_dir();
+  auto good = make_dataset(recipe(), "train");
+  std::vector<VideoRecord> records(good->records().begin(), good->records().begin() + 6);
+  holo::testing::write_text_file((dir / "zero.mp4").string(), "");
+  holo::testing::write_text_file((dir / "text.mp4").string(), "not a video\n");
+  holo::testing::write_wav((dir / "audio.wav").string());
+  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_coded_video((dir / "ok.mp4").string(), 12, VideoWriterOptions().set_size(64, 48));
+  for (const auto& name : {"zero.mp4", "text.mp4", "audio.wav", "cut.mp4"}) {
+    records.push_back({name, (dir / name).string(), 2, {}});
+  }
+  records.push_back({"gone", (dir / "gone.mp4").string(), 1, {}});  // vanished after indexing
+  auto ds = std::make_shared<Dataset>("mixed", records, good->class_names(), std::vector<Category>{},
+                                      std::vector<std::string>{(dir / "never.mp4").string()});
+  Recipe r = recipe();
+  r.data.max_bad_fraction = 0.5;
+  ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
+  std::multiset<int64_t> seen;
+  for (auto& b : drain(l)) {
+    EXPECT_EQ(b.indices.size(), 2u);
+    for (size_t i = 0; i < b.indices.size(); ++i) {
+      EXPECT_LT(b.indices[i], 6) << "a bad video reached a batch";
+      EXPECT_EQ(b.labels[i].item<int64_t>(), ds->records()[b.indices[i]].label);
+      seen.insert(b.indices[i]);
+    }
+  }
+  EXPECT_EQ(l.state().quarantined, 5);
+  std::map<std::string, std::string> reasons;
+  for (const auto& q : l.quarantined()) reasons[fs::path(q.path).filename().string()] = q.reason;
+  EXPECT_EQ(reasons["zero.mp4"], "zero-byte file");
+  EXPECT_THAT(reasons["text.mp4"], HasSubstr("not a readable container"));
+  EXPECT_EQ(reasons["audio.wav"], "audio only (no video stream)");
+  EXPECT_THAT(reasons["cut.mp4"], HasSubstr("truncated"));
+  EXPECT_EQ(reasons["gone.mp4"], "missing file");
+  EXPECT_EQ(seen.size(), 10u);  // 5 steps of 2 from 6 good videos: replacements are logged, not silent
+
+  // Above the limit the run stops, naming the count and a reason.
+  r.data.max_bad_fraction = 0.2;
+  ClipLoader strict(ds, r, LoaderMode::kTrain, 0, 1);
+  EXPECT_THAT([&] { drain(strict); }, ::testing::ThrowsMessage<Error>(HasSubstr("above data.max_bad_fraction = 0.2")));
+  // Missing files alone can exceed it at construction.
+  r.data.max_bad_fraction = 0.0;
+  EXPECT_THAT([&] { ClipLoader x(ds, r, LoaderMode::kTrain, 0, 1); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("first missing: " + (dir / "never.mp4").string())));
+}
+
+TEST_F(Loader, MultiLabelBatchesCarryTagVectors) {
+  const fs::path dir = holo::testing::temp_dir();
+  synthesize(SynthOptions().set_kind("hvu").set_out((dir / "hvu").string()).set_videos(6).set_frames(12).set_size(64, 48));
+  Recipe r = recipe();
+  r.data.dataset = "hvu";
+  r.data.root = (dir / "hvu" / "videos").string();
+  r.data.train = (dir / "hvu" / "HVU_Train_V1.0.csv").string();
+  r.data.categories = (dir / "hvu" / "HVU_Tags_Categories_V1.0.csv").string();
+  auto ds = make_dataset(r, "train");
+  ASSERT_TRUE(ds->multilabel());
+  EXPECT_EQ(ds->categories().size(), 6u);
+  ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
+  auto b = l.next();
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->labels.sizes(), (std::vector<int64_t>{2, static_cast<int64_t>(ds->class_names().size())}));
+  for (int64_t i = 0; i < 2; ++i) {
+    const auto& tags = ds->records()[b->indices[i]].tags;
+    EXPECT_EQ(b->labels[i].sum().item<float>(), static_cast<float>(tags.size()));
+    for (int64_t t : tags) EXPECT_EQ(b->labels[i][t].item<float>(), 1.0f);
+    // Every video has a tag in each of the six categories.
+    for (const auto& c : ds->categories()) {
+      bool any = false;
+      for (int64_t t : c.tags) any |= std::find(tags.begin(), tags.end(), t) != tags.end();
+      EXPECT_TRUE(any) << c.name;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace holo::pipeline
