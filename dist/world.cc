@@ -1,0 +1,266 @@
+#include "dist/world.h"
+
+#include <mpi.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "core/check.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "dist/world_internal.h"
+
+namespace holo::dist {
+namespace {
+
+/// Parses an integer variable; nullopt-like -1 when unset, UsageError when malformed.
+int int_var(const EnvLookup& getenv_fn, const char* name, int unset = -1) {
+  const char* v = getenv_fn(name);
+  if (v == nullptr || *v == '\0') return unset;
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX) {
+    throw UsageError(std::string("launcher variable ") + name + "='" + v +
+                     "' is not a non-negative integer");
+  }
+  return static_cast<int>(x);
+}
+
+bool is_set(const EnvLookup& getenv_fn, const char* name) {
+  const char* v = getenv_fn(name);
+  return v != nullptr && *v != '\0';
+}
+
+/// SLURM_STEP_TASKS_PER_NODE looks like "2(x3),1": tasks on node 0, 1, ... in order.
+int slurm_tasks_on_node(const std::string& spec, int node) {
+  int index = 0;
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t comma = spec.find(',', pos);
+    if (comma == std::string::npos) comma = spec.size();
+    const std::string item = spec.substr(pos, comma - pos);
+    int tasks = 0, repeat = 1;
+    if (std::sscanf(item.c_str(), "%d(x%d)", &tasks, &repeat) < 1) return -1;
+    if (node < index + repeat) return tasks;
+    index += repeat;
+    pos = comma + 1;
+  }
+  return -1;
+}
+
+std::string hostname() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) return "unknown";
+  return host;
+}
+
+struct State {
+  std::mutex mutex;
+  bool initialized = false;
+  bool finalized = false;
+  World world;
+  int next_hook = 0;
+  std::map<int, std::function<void()>> finalize_hooks;
+};
+
+State& state() {
+  static State s;
+  return s;
+}
+
+void run_finalize_hooks() {
+  std::map<int, std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> lock(state().mutex);
+    hooks.swap(state().finalize_hooks);
+  }
+  for (auto it = hooks.rbegin(); it != hooks.rend(); ++it) it->second();
+}
+
+/// Runs at exit: a process of a multi-rank job that leaves without finalize_world() (an error
+/// escaped, a code path forgot) takes the job down instead of leaving peers in a collective.
+void exit_guard() {
+  int up = 0, down = 0;
+  MPI_Initialized(&up);
+  MPI_Finalized(&down);
+  if (!up || down) return;
+  if (state().world.size > 1) {
+    std::fprintf(stderr, "%sholo: exiting without finalize_world(); aborting the job so that no "
+                 "peer waits in a collective\n", where_prefix().c_str());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  run_finalize_hooks();
+  MPI_Finalize();
+}
+
+}  // namespace
+
+World discover_world(const EnvLookup& getenv_fn) {
+  World w;
+  w.host = hostname();
+  int local_rank = -1, local_size = -1;
+  if (is_set(getenv_fn, "OMPI_COMM_WORLD_RANK")) {
+    w.launcher = "openmpi";
+    w.mpi = true;
+    w.rank = int_var(getenv_fn, "OMPI_COMM_WORLD_RANK");
+    w.size = int_var(getenv_fn, "OMPI_COMM_WORLD_SIZE", 1);
+    local_rank = int_var(getenv_fn, "OMPI_COMM_WORLD_LOCAL_RANK");
+    local_size = int_var(getenv_fn, "OMPI_COMM_WORLD_LOCAL_SIZE");
+  } else if (is_set(getenv_fn, "PMIX_RANK")) {
+    // PMIx tells the rank; the size comes from MPI once it is up. Under srun the SLURM
+    // variables of the step fill in the rest.
+    w.launcher = "pmix";
+    w.mpi = true;
+    w.rank = int_var(getenv_fn, "PMIX_RANK");
+    w.size = int_var(getenv_fn, "SLURM_STEP_NUM_TASKS", int_var(getenv_fn, "SLURM_NTASKS", w.rank + 1));
+    local_rank = int_var(getenv_fn, "SLURM_LOCALID");
+  } else if (is_set(getenv_fn, "SLURM_PROCID") && is_set(getenv_fn, "SLURM_STEP_ID")) {
+    w.launcher = "slurm";
+    w.mpi = true;
+    w.rank = int_var(getenv_fn, "SLURM_PROCID");
+    w.size = int_var(getenv_fn, "SLURM_STEP_NUM_TASKS", int_var(getenv_fn, "SLURM_NTASKS", 1));
+    local_rank = int_var(getenv_fn, "SLURM_LOCALID");
+    const char* per_node = getenv_fn("SLURM_STEP_TASKS_PER_NODE");
+    const int node = int_var(getenv_fn, "SLURM_NODEID", 0);
+    if (per_node != nullptr) local_size = slurm_tasks_on_node(per_node, node);
+  } else if (is_set(getenv_fn, "RANK") && is_set(getenv_fn, "WORLD_SIZE")) {
+    w.launcher = "torchrun";
+    w.rank = int_var(getenv_fn, "RANK");
+    w.size = int_var(getenv_fn, "WORLD_SIZE");
+    local_rank = int_var(getenv_fn, "LOCAL_RANK");
+    local_size = int_var(getenv_fn, "LOCAL_WORLD_SIZE");
+  }
+  if (w.size < 1 || w.rank >= w.size) {
+    throw UsageError("launcher variables (" + w.launcher + ") give rank " + std::to_string(w.rank) +
+                     " of a world of " + std::to_string(w.size) + " processes");
+  }
+  // Without local information every rank is assumed alone on its host; MPI corrects this.
+  w.local_rank = local_rank >= 0 ? local_rank : (w.size == 1 ? 0 : -1);
+  w.local_size = local_size >= 1 ? local_size : (w.size == 1 ? 1 : -1);
+  if (w.local_rank < 0 || w.local_size < 0) {
+    if (!w.mpi) {  // torchrun without LOCAL_*: one rank per host is the only safe guess
+      w.local_rank = 0;
+      w.local_size = 1;
+    }
+  }
+  return w;
+}
+
+const World& init_world() {
+  State& s = state();
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (s.initialized) return s.world;
+  }
+  World w = discover_world([](const char* n) { return std::getenv(n); });
+  if (w.mpi) {
+    int up = 0;
+    HOLO_MPI_CHECK(MPI_Initialized(&up));
+    if (!up) {
+      int provided = 0;
+      HOLO_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided));
+      detail::set_thread_level(provided);
+    } else {
+      int provided = 0;
+      HOLO_MPI_CHECK(MPI_Query_thread(&provided));
+      detail::set_thread_level(provided);
+    }
+    // Errors come back as codes and turn into exceptions (HOLO_MPI_CHECK) instead of killing
+    // the job from inside MPI with a less useful message.
+    HOLO_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+    int rank = 0, size = 1;
+    HOLO_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+    HOLO_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size));
+    if (rank != w.rank || size != w.size) {
+      spdlog::warn("launcher variables ({}) say rank {} of {}, MPI says rank {} of {}; using MPI's",
+                   w.launcher, w.rank, w.size, rank, size);
+    }
+    w.rank = rank;
+    w.size = size;
+    MPI_Comm local = MPI_COMM_NULL;
+    HOLO_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL,
+                                       &local));
+    int local_rank = 0, local_size = 1;
+    HOLO_MPI_CHECK(MPI_Comm_rank(local, &local_rank));
+    HOLO_MPI_CHECK(MPI_Comm_size(local, &local_size));
+    HOLO_MPI_CHECK(MPI_Comm_free(&local));
+    w.local_rank = local_rank;
+    w.local_size = local_size;
+    std::atexit(exit_guard);
+  }
+  set_process_rank(w.rank, w.size);
+  // Keep the level chosen so far; only the pattern changes (it now carries the rank).
+  log::init(std::string(spdlog::level::to_string_view(spdlog::default_logger()->level()).data()));
+  spdlog::debug("world: rank {} of {} (local {} of {}) on {}, launcher {}, MPI {}", w.rank, w.size,
+                w.local_rank, w.local_size, w.host, w.launcher, w.mpi ? "yes" : "no");
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.world = w;
+  s.initialized = true;
+  return s.world;
+}
+
+bool world_initialized() {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  return state().initialized;
+}
+
+void finalize_world() {
+  State& s = state();
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    if (!s.initialized || s.finalized) return;
+    s.finalized = true;
+  }
+  run_finalize_hooks();
+  int up = 0, down = 0;
+  MPI_Initialized(&up);
+  MPI_Finalized(&down);
+  if (up && !down) HOLO_MPI_CHECK(MPI_Finalize());
+}
+
+void abort_world(int exit_code, const std::string& reason) {
+  spdlog::critical("{}", reason);
+  spdlog::default_logger()->flush();
+  std::fprintf(stderr, "%sholo: aborting the job: %s\n", where_prefix().c_str(), reason.c_str());
+  std::fflush(stderr);
+  int up = 0, down = 0;
+  MPI_Initialized(&up);
+  MPI_Finalized(&down);
+  if (up && !down) MPI_Abort(MPI_COMM_WORLD, exit_code);
+  std::_Exit(exit_code);
+}
+
+int select_device(const World& world, int device_count) {
+  if (device_count <= 0) return -1;
+  return world.local_rank % device_count;
+}
+
+namespace detail {
+
+int g_thread_level = 0;
+
+void set_thread_level(int level) { g_thread_level = level; }
+int thread_level() { return g_thread_level; }
+
+int add_finalize_hook(std::function<void()> fn) {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  const int id = state().next_hook++;
+  state().finalize_hooks.emplace(id, std::move(fn));
+  return id;
+}
+
+void remove_finalize_hook(int id) {
+  std::lock_guard<std::mutex> lock(state().mutex);
+  state().finalize_hooks.erase(id);
+}
+
+}  // namespace detail
+}  // namespace holo::dist

@@ -1,0 +1,62 @@
+#pragma once
+/// The world of a data-parallel job: which rank this process is, how many there are, and which
+/// of them share this host. No LibTorch here.
+///
+/// The world is discovered from the variables of whatever started the process, most specific
+/// first (docs/distributed.md):
+///   1. OpenMPI's `mpirun`: OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE
+///   2. PMIx (`srun --mpi=pmix`, `prterun`): PMIX_RANK; size and local ranks from MPI
+///   3. a SLURM job step (`srun`): SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
+///      SLURM_LOCALID, SLURM_STEP_TASKS_PER_NODE; only inside a step (SLURM_STEP_ID set), so a
+///      batch script is one process
+///   4. torchrun-style variables: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE
+///   5. nothing: rank 0 of 1, and MPI is not initialised at all.
+/// MPI is initialised (MPI_THREAD_MULTIPLE) for 1-3; the values MPI reports win over the
+/// variables. A world of several ranks started by torchrun variables alone has no MPI to
+/// communicate through; `make_communicator` refuses it with a message saying so.
+
+#include <functional>
+#include <string>
+
+namespace holo::dist {
+
+/// Identity of this process in the job.
+struct World {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;           ///< rank among the processes on this host
+  int local_size = 1;           ///< processes on this host
+  std::string host;             ///< this host's name
+  bool mpi = false;             ///< MPI initialised (collectives go through MPI)
+  std::string launcher = "none";  ///< openmpi, pmix, slurm, torchrun or none
+};
+
+/// Reads a variable; returns nullptr when unset. Lets tests feed discovery a fake environment.
+using EnvLookup = std::function<const char*(const char* name)>;
+
+/// The world as the launcher's variables describe it, before MPI is asked (pure; no MPI).
+/// Throws holo::UsageError for variables that do not parse or contradict each other
+/// (rank outside [0, size)).
+World discover_world(const EnvLookup& getenv_fn);
+
+/// Discovers the world, initialises MPI when a launcher that speaks it started the process,
+/// tells holo::set_process_rank and re-initialises the log so every line carries the rank.
+/// Idempotent: later calls return the same object.
+const World& init_world();
+
+/// True once init_world() has run.
+bool world_initialized();
+
+/// Finalises MPI after a successful run (every rank must call it). Idempotent. A process that
+/// leaves without calling it while MPI is up and the world has several ranks aborts the job
+/// (see abort_world), so that no peer is left waiting in a collective.
+void finalize_world();
+
+/// Ends the whole job now: logs `reason`, then MPI_Abort (every rank exits non-zero) when MPI is
+/// up, std::_Exit(exit_code) otherwise.
+[[noreturn]] void abort_world(int exit_code, const std::string& reason);
+
+/// GPU for this process: local_rank modulo the visible devices; -1 when there are none.
+int select_device(const World& world, int device_count);
+
+}  // namespace holo::dist

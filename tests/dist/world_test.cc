@@ -1,0 +1,220 @@
+// World discovery from launcher variables, and the launch plans of `holo launch`: pure
+// functions, no MPI started.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "core/error.h"
+#include "dist/world.h"
+#include "launcher/launch.h"
+
+namespace holo::dist {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
+
+/// A fake environment for discover_world.
+EnvLookup env(std::map<std::string, std::string> vars) {
+  auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(vars));
+  return [shared](const char* name) -> const char* {
+    auto it = shared->find(name);
+    return it == shared->end() ? nullptr : it->second.c_str();
+  };
+}
+
+TEST(World, NoLauncherIsOneRankWithoutMpi) {
+  const World w = discover_world(env({}));
+  EXPECT_EQ(w.rank, 0);
+  EXPECT_EQ(w.size, 1);
+  EXPECT_EQ(w.local_rank, 0);
+  EXPECT_EQ(w.local_size, 1);
+  EXPECT_FALSE(w.mpi);
+  EXPECT_EQ(w.launcher, "none");
+  EXPECT_FALSE(w.host.empty());
+}
+
+TEST(World, OpenMpiVariables) {
+  const World w = discover_world(env({{"OMPI_COMM_WORLD_RANK", "5"},
+                                      {"OMPI_COMM_WORLD_SIZE", "8"},
+                                      {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+                                      {"OMPI_COMM_WORLD_LOCAL_SIZE", "4"},
+                                      {"RANK", "99"}}));  // OpenMPI wins over torchrun's
+  EXPECT_EQ(w.launcher, "openmpi");
+  EXPECT_TRUE(w.mpi);
+  EXPECT_EQ(w.rank, 5);
+  EXPECT_EQ(w.size, 8);
+  EXPECT_EQ(w.local_rank, 1);
+  EXPECT_EQ(w.local_size, 4);
+}
+
+TEST(World, PmixUnderSrunTakesSizeFromTheStep) {
+  const World w = discover_world(env({{"PMIX_RANK", "3"},
+                                      {"SLURM_PROCID", "3"},
+                                      {"SLURM_STEP_ID", "0"},
+                                      {"SLURM_STEP_NUM_TASKS", "6"},
+                                      {"SLURM_NTASKS", "12"},
+                                      {"SLURM_LOCALID", "1"}}));
+  EXPECT_EQ(w.launcher, "pmix");
+  EXPECT_TRUE(w.mpi);
+  EXPECT_EQ(w.rank, 3);
+  EXPECT_EQ(w.size, 6);
+  EXPECT_EQ(w.local_rank, 1);
+}
+
+TEST(World, SlurmStepWithTasksPerNode) {
+  const World w = discover_world(env({{"SLURM_PROCID", "6"},
+                                      {"SLURM_STEP_ID", "2"},
+                                      {"SLURM_STEP_NUM_TASKS", "7"},
+                                      {"SLURM_LOCALID", "0"},
+                                      {"SLURM_NODEID", "3"},
+                                      {"SLURM_STEP_TASKS_PER_NODE", "2(x3),1"}}));
+  EXPECT_EQ(w.launcher, "slurm");
+  EXPECT_EQ(w.rank, 6);
+  EXPECT_EQ(w.size, 7);
+  EXPECT_EQ(w.local_rank, 0);
+  EXPECT_EQ(w.local_size, 1);  // node 3 is the fourth entry: "1"
+  const World w2 = discover_world(env({{"SLURM_PROCID", "3"},
+                                       {"SLURM_STEP_ID", "2"},
+                                       {"SLURM_STEP_NUM_TASKS", "7"},
+                                       {"SLURM_LOCALID", "1"},
+                                       {"SLURM_NODEID", "1"},
+                                       {"SLURM_STEP_TASKS_PER_NODE", "2(x3),1"}}));
+  EXPECT_EQ(w2.local_size, 2);
+}
+
+TEST(World, BatchScriptOutsideAStepIsOneProcess) {
+  // sbatch sets SLURM_PROCID and SLURM_NTASKS for the batch script itself, which is one process.
+  const World w = discover_world(env({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "8"},
+                                      {"SLURM_JOB_ID", "42"}}));
+  EXPECT_EQ(w.launcher, "none");
+  EXPECT_EQ(w.size, 1);
+  EXPECT_FALSE(w.mpi);
+}
+
+TEST(World, TorchrunVariables) {
+  const World w = discover_world(env({{"RANK", "2"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "0"},
+                                      {"LOCAL_WORLD_SIZE", "2"}}));
+  EXPECT_EQ(w.launcher, "torchrun");
+  EXPECT_FALSE(w.mpi);
+  EXPECT_EQ(w.rank, 2);
+  EXPECT_EQ(w.size, 4);
+  EXPECT_EQ(w.local_rank, 0);
+  EXPECT_EQ(w.local_size, 2);
+}
+
+TEST(World, BadVariablesAreUsageErrors) {
+  EXPECT_THAT([] { discover_world(env({{"OMPI_COMM_WORLD_RANK", "x1"}})); },
+              ThrowsMessage<UsageError>(HasSubstr("OMPI_COMM_WORLD_RANK='x1'")));
+  EXPECT_THAT([] {
+    discover_world(env({{"OMPI_COMM_WORLD_RANK", "4"}, {"OMPI_COMM_WORLD_SIZE", "4"}}));
+  }, ThrowsMessage<UsageError>(HasSubstr("rank 4 of a world of 4")));
+}
+
+TEST(World, DeviceByLocalRank) {
+  World w;
+  w.local_rank = 5;
+  EXPECT_EQ(select_device(w, 4), 1);
+  EXPECT_EQ(select_device(w, 8), 5);
+  EXPECT_EQ(select_device(w, 0), -1);
+}
+
+}  // namespace
+}  // namespace holo::dist
+
+namespace holo::launch {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::ThrowsMessage;
+
+LaunchOptions options(int np) {
+  LaunchOptions o;
+  o.np = np;
+  o.holo_binary = "/opt/holo/bin/holo";
+  o.args = {"r.toml", "--set", "optim.lr=0.05"};
+  return o;
+}
+
+Machine machine(bool root, int cores, bool slurm = false) {
+  Machine m;
+  m.root = root;
+  m.cores = cores;
+  m.in_slurm = slurm;
+  m.env_names = {"HOLO_LOG_LEVEL", "PATH"};
+  return m;
+}
+
+TEST(LaunchPlan, MpirunWithRootOversubscribeAndEnvironment) {
+  const LaunchPlan p = plan_launch(options(4), machine(true, 2));
+  EXPECT_EQ(p.via, "mpirun");
+  EXPECT_EQ(to_command_line(p),
+            "mpirun -np 4 --allow-run-as-root --oversubscribe --bind-to none --tag-output "
+            "-x HOLO_LOG_LEVEL -x PATH /opt/holo/bin/holo train r.toml --set optim.lr=0.05");
+}
+
+TEST(LaunchPlan, NoRootFlagForUsersAndNoOversubscribeWithinCores) {
+  const LaunchPlan p = plan_launch(options(2), machine(false, 8));
+  EXPECT_THAT(p.argv, Not(Contains("--allow-run-as-root")));
+  EXPECT_THAT(p.argv, Not(Contains("--oversubscribe")));
+}
+
+TEST(LaunchPlan, HostsGoToMpirun) {
+  LaunchOptions o = options(4);
+  o.hosts = {"a:2", "b:2"};
+  const LaunchPlan p = plan_launch(o, machine(false, 1));
+  EXPECT_THAT(to_command_line(p), HasSubstr("--host a:2,b:2"));
+  EXPECT_THAT(p.argv, Not(Contains("--oversubscribe")));  // slots are the hosts' business
+}
+
+TEST(LaunchPlan, SrunInsideAnAllocation) {
+  const LaunchPlan p = plan_launch(options(3), machine(false, 2, true));
+  EXPECT_EQ(p.via, "srun");
+  EXPECT_EQ(to_command_line(p), "srun --ntasks=3 --kill-on-bad-exit=1 --label "
+                                "/opt/holo/bin/holo train r.toml --set optim.lr=0.05");
+  LaunchOptions o = options(3);
+  o.via = "srun";
+  EXPECT_THAT([&] { plan_launch(o, machine(false, 2, false)); },
+              ThrowsMessage<UsageError>(HasSubstr("SLURM allocation")));
+}
+
+TEST(LaunchPlan, OneWorkerStartsDirectly) {
+  const LaunchPlan p = plan_launch(options(1), machine(true, 2));
+  EXPECT_EQ(p.via, "direct");
+  EXPECT_THAT(p.argv, ElementsAre("/opt/holo/bin/holo", "train", "r.toml", "--set", "optim.lr=0.05"));
+}
+
+TEST(LaunchPlan, BadRequests) {
+  EXPECT_THAT([] { plan_launch(options(0), machine(false, 2)); },
+              ThrowsMessage<UsageError>(HasSubstr("--np")));
+  LaunchOptions o = options(2);
+  o.via = "direct";
+  EXPECT_THAT([&] { plan_launch(o, machine(false, 2)); },
+              ThrowsMessage<UsageError>(HasSubstr("one worker")));
+}
+
+TEST(LaunchPlan, CommandLineQuoting) {
+  LaunchPlan p;
+  p.argv = {"holo", "train", "my recipe.toml", "--set", "run.name=it's"};
+  EXPECT_EQ(to_command_line(p), "holo train 'my recipe.toml' --set 'run.name=it'\\''s'");
+}
+
+TEST(PrefixRank, MpirunAndSrunLines) {
+  bool err = false;
+  EXPECT_EQ(prefix_rank("mpirun", "[1,3]<stdout>:step 5 loss 0.1", &err), "[rank 3] step 5 loss 0.1");
+  EXPECT_FALSE(err);
+  EXPECT_EQ(prefix_rank("mpirun", "[1,0]<stderr>:warning: x", &err), "[rank 0] warning: x");
+  EXPECT_TRUE(err);
+  EXPECT_EQ(prefix_rank("mpirun", "mpirun noticed that process rank 1 ...", &err),
+            "mpirun noticed that process rank 1 ...");
+  EXPECT_EQ(prefix_rank("srun", " 12: hello", &err), "[rank 12] hello");
+}
+
+}  // namespace
+}  // namespace holo::launch
