@@ -26,7 +26,7 @@ int run(int argc, char** argv) {
   app.add_subcommand("bench", "Benchmarks, each side by side with a baseline on this machine")
       ->require_subcommand(1);
   add_core_commands(app);
-  add_launch_commands(app);
+  add_report_commands(app);
   try {
     log::init();
     app.parse(argc, argv);

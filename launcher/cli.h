@@ -25,8 +25,8 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
 /// `holo version`, `holo env`, `holo recipe check|show|doc`.
 void add_core_commands(CLI::App& app);
 
-/// `holo launch`, `holo bench allreduce`, `holo bench scaling`.
-void add_launch_commands(CLI::App& app);
+/// `holo plot RUN_DIR`, `holo cluster FEATURES.h5 --k N`.
+void add_report_commands(CLI::App& app);
 
 /// `holo train`, `holo eval`, `holo ckpt inspect|export`.
 void add_train_commands(CLI::App& app);
