@@ -27,6 +27,7 @@ int run(int argc, char** argv) {
       ->require_subcommand(1);
   add_core_commands(app);
   add_report_commands(app);
+  add_slurm_commands(app);
   add_launch_commands(app);
   try {
     log::init();

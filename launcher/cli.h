@@ -28,6 +28,9 @@ void add_core_commands(CLI::App& app);
 /// `holo plot RUN_DIR`, `holo cluster FEATURES.h5 --k N`.
 void add_report_commands(CLI::App& app);
 
+/// `holo submit`, `holo status`, `holo cancel` (SLURM).
+void add_slurm_commands(CLI::App& app);
+
 /// `holo launch`, `holo bench allreduce`, `holo bench scaling`.
 void add_launch_commands(CLI::App& app);
 

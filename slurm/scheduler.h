@@ -1,0 +1,55 @@
+#pragma once
+/// Talking to SLURM through its client commands (sbatch, squeue, scontrol, sacct, scancel),
+/// started directly with an argument vector: no shell ever sees a value. The commands find the
+/// cluster the usual way (SLURM_CONF, /etc/slurm/slurm.conf or DNS).
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace holo::slurm {
+
+/// What a finished program printed and how it ended.
+struct ProgramResult {
+  int exit_code = -1;  ///< exit status; 128 + N when killed by signal N
+  std::string out;     ///< stdout
+  std::string err;     ///< stderr
+};
+
+/// Runs `argv[0]` (looked up on PATH) with `argv`, stdin from /dev/null, and waits for it.
+/// Throws holo::IoError when it cannot be started (e.g. not installed), naming the program.
+ProgramResult run_program(const std::vector<std::string>& argv);
+
+/// Checks that `id` is a SLURM job id (digits); throws holo::UsageError naming `where`.
+void check_job_id(const std::string& id, const std::string& where);
+
+/// Submits `script` with `sbatch --parsable` and returns the job id. Throws holo::Error with
+/// sbatch's own message when it refuses (unknown partition, bad account, no controller, ...).
+std::string submit_script(const std::string& script);
+
+/// What the scheduler knows about one job.
+struct JobInfo {
+  std::string id;
+  std::string state;      ///< PENDING, RUNNING, COMPLETING, COMPLETED, FAILED, CANCELLED, TIMEOUT,
+                          ///< PREEMPTED, NODE_FAIL, REQUEUED, ...; empty when nothing knows the job
+  std::string reason;     ///< why it pends or ended ("BeginTime", "None", ...), when known
+  int64_t restarts = -1;  ///< times SLURM restarted it (SLURM_RESTART_COUNT); -1 when unknown
+  std::string exit_code;  ///< "code:signal" of the batch script, when known
+  std::string elapsed;    ///< run time of the current (or last) start
+  std::string source;     ///< where the state came from: "squeue", "scontrol", "sacct"
+  std::string note;       ///< when the state is unknown: why (e.g. accounting disabled)
+  /// True while the job still holds or waits for resources (not in a final state).
+  bool active() const;
+};
+
+/// Queries squeue for the live state, scontrol for restarts and the exit code (while the
+/// controller remembers the job, MinJobAge), and sacct when neither knows it and accounting is
+/// available.
+JobInfo query_job(const std::string& id);
+
+/// scancel the job; with `signal` non-empty, only sends that signal (e.g. "USR1") to its batch
+/// script (`scancel --signal=SIG --batch`), which is how a preemption warning is simulated.
+/// Throws holo::Error with scancel's message on failure.
+void cancel_job(const std::string& id, const std::string& signal = "");
+
+}  // namespace holo::slurm
