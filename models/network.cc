@@ -1,0 +1,242 @@
+#include "models/network.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "models/flops.h"
+#include "models/hatnet.h"
+#include "models/resnet2d.h"
+#include "models/resnet3d.h"
+
+namespace holo::models {
+namespace {
+
+[[noreturn]] void fail(const std::string& key, const std::string& msg) {
+  throw RecipeError("[model]", 0, 0, key, msg);
+}
+
+std::vector<int64_t> layers_for_depth(int64_t depth) {
+  switch (depth) {
+    case 10: return {1, 1, 1, 1};
+    case 18: return {2, 2, 2, 2};
+    case 34: return {3, 4, 6, 3};
+    case 50: return {3, 4, 6, 3};
+    case 101: return {3, 4, 23, 3};
+    case 152: return {3, 8, 36, 3};
+    default: fail("model.depth", "must be one of 10, 18, 34, 50, 101, 152, got " + std::to_string(depth));
+  }
+}
+
+bool is_3d_family(const std::string& f) {
+  return f == "resnet3d" || f == "resnext3d" || f == "stc_resnet" || f == "stc_resnext" ||
+         f == "r2plus1d" || f == "atfr_resnet3d";
+}
+
+/// The family's architecture, before the recipe's overrides.
+ResNet3dOptions family_defaults(const std::string& family, int64_t depth, int64_t cardinality) {
+  ResNet3dOptions o;
+  const bool deep = depth >= 50;
+  o.layers(layers_for_depth(depth)).bottleneck(deep);
+  if (family == "resnet3d" || family == "stc_resnet") {
+    // Hara et al. (2018): 7x7x7 stem, 3x3x3/2 max pool, stride 2 in all dimensions.
+    o.shortcut(deep ? 'B' : 'A');
+  } else if (family == "resnext3d" || family == "stc_resnext") {
+    if (!deep) fail("model.depth", family + " needs depth 50, 101 or 152 (bottleneck blocks)");
+    o.widths({128, 256, 512, 1024}).expansion(2).cardinality(cardinality).shortcut('B');
+  } else if (family == "r2plus1d") {
+    // Tran et al. (2018), as torchvision's r2plus1d_18.
+    o.stem_style(StemStyle::k2plus1d).stem_temporal_kernel(3).stem_pool(false)
+        .conv_style(ConvStyle::k2plus1d).shortcut('B');
+  } else if (family == "atfr_resnet3d") {
+    // Table 6.12 layout: 5x7x7 stem, 1x3x3 pool, bottlenecks with the temporal kernel on the
+    // first 1x1 conv in res2 and res5, no temporal striding. Depth 18 is the modified
+    // 3DResNet-18 with its narrow widths; deeper ones use the standard widths.
+    o.bottleneck(true).stem_temporal_kernel(5).pool_kernel({1, 3, 3}).pool_stride({1, 2, 2})
+        .temporal_on_first(true).temporal_kernels({3, 1, 1, 3}).temporal_strides({1, 1, 1, 1})
+        .shortcut('B');
+    if (depth == 18) {
+      o.layers({2, 2, 2, 2}).widths({8, 64, 128, 256}).stem_channels(8);
+    } else if (!deep) {
+      fail("model.depth", "atfr_resnet3d: depth 18 (Table 6.12) or 50, 101, 152");
+    }
+  }
+  return o;
+}
+
+void check_strides(const std::vector<int64_t>& v, const std::string& key) {
+  if (!v.empty() && v.size() != 4) fail(key, "needs 4 values (res2..res5), got " + std::to_string(v.size()));
+}
+
+}  // namespace
+
+const std::vector<ModelPreset>& model_presets() {
+  static const std::vector<ModelPreset> kPresets = [] {
+    std::vector<ModelPreset> p;
+    for (int64_t d : {18, 34, 50, 101}) {
+      p.push_back({"resnet" + std::to_string(d) + "_2d", "resnet2d", d, false,
+                   "2D ResNet-" + std::to_string(d) + " (torchvision names), frames averaged"});
+    }
+    for (int64_t d : {10, 18, 34, 50, 101, 152}) {
+      p.push_back({"r3d" + std::to_string(d), "resnet3d", d, false,
+                   "3D ResNet-" + std::to_string(d) + " (Hara et al.)"});
+    }
+    for (int64_t d : {50, 101}) {
+      p.push_back({"rx3d" + std::to_string(d), "resnext3d", d, false,
+                   "3D ResNeXt-" + std::to_string(d) + ", cardinality 32"});
+    }
+    for (int64_t d : {18, 50, 101}) {
+      p.push_back({"stc_resnet" + std::to_string(d), "stc_resnet", d, false,
+                   "STC-ResNet-" + std::to_string(d) + ": STC block after every residual block"});
+    }
+    for (int64_t d : {50, 101}) {
+      p.push_back({"stc_resnext" + std::to_string(d), "stc_resnext", d, false,
+                   "STC-ResNeXt-" + std::to_string(d) + " (Table 4.1)"});
+    }
+    for (int64_t d : {18, 50}) {
+      p.push_back({"hatnet_r" + std::to_string(d), "hatnet", d, false,
+                   "HATNet: 2D + 3D ResNet-" + std::to_string(d) + " with merge-and-reduction blocks"});
+    }
+    p.push_back({"r3d18_atfr", "atfr_resnet3d", 18, true, "modified 3DResNet-18 (Table 6.12) + SGS after res2"});
+    p.push_back({"r3d50_atfr", "atfr_resnet3d", 50, true, "3DResNet-50 (Table 6.12 layout) + SGS after res2"});
+    for (int64_t d : {18, 50}) {
+      p.push_back({"r2plus1d" + std::to_string(d), "r2plus1d", d, false,
+                   "R(2+1)D-" + std::to_string(d) + " (Tran et al.)"});
+    }
+    for (int64_t d : {18, 50}) {
+      p.push_back({"r2plus1d" + std::to_string(d) + "_atfr", "r2plus1d", d, true,
+                   "R(2+1)D-" + std::to_string(d) + " + SGS after res2"});
+    }
+    return p;
+  }();
+  return kPresets;
+}
+
+const std::vector<std::pair<std::string, std::string>>& model_families() {
+  static const std::vector<std::pair<std::string, std::string>> kFamilies = {
+      {"resnet3d", "3D ResNet (Hara et al.), depth 10-152"},
+      {"resnext3d", "3D ResNeXt, depth 50-152, model.cardinality groups"},
+      {"stc_resnet", "3D ResNet with an STC block after every residual block"},
+      {"stc_resnext", "3D ResNeXt with STC blocks"},
+      {"resnet2d", "2D ResNet on every frame, features averaged; depth 18-152"},
+      {"hatnet", "HATNet: 2D and 3D branches with merge-and-reduction; depth 18-101"},
+      {"r2plus1d", "R(2+1)D, depth 10-152"},
+      {"atfr_resnet3d", "ATFR backbone layout (Table 6.12); depth 18, 50, 101, 152"},
+  };
+  return kFamilies;
+}
+
+holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
+  holo::ModelOptions o = options;
+  const auto& presets = model_presets();
+  auto it = std::find_if(presets.begin(), presets.end(),
+                         [&](const ModelPreset& p) { return p.name == o.name; });
+  if (it != presets.end()) {
+    const holo::ModelOptions defaults;
+    if (o.depth != defaults.depth && o.depth != it->depth) {
+      fail("model.depth", "is " + std::to_string(o.depth) + " but model.name '" + o.name +
+                              "' is depth " + std::to_string(it->depth));
+    }
+    o.name = it->family;
+    o.depth = it->depth;
+    if (it->sgs) o.sgs = true;
+  }
+  const auto& fam = model_families();
+  if (std::none_of(fam.begin(), fam.end(), [&](const auto& f) { return f.first == o.name; })) {
+    fail("model.name", "unknown network '" + o.name + "' (see `holo model list`)");
+  }
+  if (o.name == "stc_resnet" || o.name == "stc_resnext") o.stc = true;
+  check_strides(o.temporal_strides, "model.temporal_strides");
+  check_strides(o.spatial_strides, "model.spatial_strides");
+  if ((o.name == "resnet2d" || o.name == "hatnet") && o.sgs) {
+    fail("model.sgs", "SGS is available in the 3D families only, not '" + o.name + "'");
+  }
+  if (o.name == "resnet2d" && o.stc) fail("model.stc", "STC needs a 3D network");
+  return o;
+}
+
+std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
+                                           const std::vector<int64_t>& head_sizes) {
+  if (head_sizes.empty()) fail("model.heads", "a network needs at least one head");
+  for (auto h : head_sizes) {
+    if (h < 1) fail("model.num_classes", "every head needs at least one output, got " + std::to_string(h));
+  }
+  const holo::ModelOptions o = resolve_model(options);
+  if (o.heads == "standard" && head_sizes.size() != 1) {
+    fail("model.heads", "standard heads take one size, got " + std::to_string(head_sizes.size()));
+  }
+  if (o.name == "resnet2d") {
+    return std::make_shared<ResNet2dNetworkImpl>(o.depth, o.width, o.dropout, head_sizes);
+  }
+  if (o.name == "hatnet") {
+    return std::make_shared<HatNetImpl>(HatNetOptions(o.depth)
+                                            .width(o.width)
+                                            .stc(o.stc)
+                                            .stc_tcb(o.stc_branches != "scb")
+                                            .stc_scb(o.stc_branches != "tcb")
+                                            .stc_reduction(o.stc_reduction)
+                                            .frames(o.frames)
+                                            .dropout(o.dropout)
+                                            .heads(head_sizes));
+  }
+  HOLO_CHECK(is_3d_family(o.name), "unhandled family " + o.name);
+  ResNet3dOptions r = family_defaults(o.name, o.depth, o.cardinality);
+  if (o.shortcut != "auto") r.shortcut(o.shortcut[0]);
+  r.preact(o.preact);
+  if (o.stem_temporal_kernel > 0) r.stem_temporal_kernel(o.stem_temporal_kernel);
+  if (o.stem_temporal_stride > 0) r.stem_temporal_stride(o.stem_temporal_stride);
+  if (o.stem_pool != "auto") r.stem_pool(o.stem_pool == "max");
+  if (!o.temporal_strides.empty()) r.temporal_strides(o.temporal_strides);
+  if (!o.spatial_strides.empty()) r.spatial_strides(o.spatial_strides);
+  r.width(o.width).stc(o.stc).stc_tcb(o.stc_branches != "scb").stc_scb(o.stc_branches != "tcb")
+      .stc_reduction(o.stc_reduction).frames(o.frames).dropout(o.dropout).heads(head_sizes);
+  if (o.sgs) {
+    r.sgs_after(o.sgs_after).sgs_bins(o.sgs_bins).sgs_dim(o.sgs_dim)
+        .sgs_kernel(parse_sgs_kernel(o.sgs_kernel)).sgs_measure(parse_sgs_measure(o.sgs_measure));
+  }
+  return std::make_shared<ResNet3dImpl>(r);
+}
+
+torch::nn::ModuleList make_heads(int64_t in_features, const std::vector<int64_t>& sizes) {
+  torch::nn::ModuleList heads;
+  for (auto s : sizes) heads->push_back(torch::nn::Linear(in_features, s));
+  return heads;
+}
+
+std::vector<torch::Tensor> apply_heads(const torch::nn::ModuleList& heads, const torch::Tensor& x) {
+  std::vector<torch::Tensor> out;
+  for (const auto& m : *heads) {
+    auto linear = std::dynamic_pointer_cast<torch::nn::LinearImpl>(m);
+    torch::nn::Linear holder(linear);
+    out.push_back(counted(holder, x));
+  }
+  return out;
+}
+
+void init_resnet_weights(torch::nn::Module& module) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : module.modules(/*include_self=*/false)) {
+    if (auto* c = m->as<torch::nn::Conv3d>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0, torch::kFanOut, torch::kReLU);
+    } else if (auto* c2 = m->as<torch::nn::Conv2d>()) {
+      torch::nn::init::kaiming_normal_(c2->weight, 0, torch::kFanOut, torch::kReLU);
+    } else if (auto* b = m->as<torch::nn::BatchNorm3d>()) {
+      b->weight.fill_(1);
+      b->bias.zero_();
+    } else if (auto* b2 = m->as<torch::nn::BatchNorm2d>()) {
+      b2->weight.fill_(1);
+      b2->bias.zero_();
+    }
+  }
+}
+
+int64_t count_parameters(const torch::nn::Module& module, const std::string& prefix) {
+  int64_t n = 0;
+  for (const auto& p : module.named_parameters(true)) {
+    if (p.key().rfind(prefix, 0) == 0) n += p.value().numel();
+  }
+  return n;
+}
+
+}  // namespace holo::models

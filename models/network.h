@@ -1,0 +1,73 @@
+#pragma once
+/// The networks of holo::models behind one interface, built by name from a recipe's [model]
+/// table. Families and named presets are listed by `holo model list` and in docs/models.md.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/recipe.h"
+
+namespace holo::models {
+
+/// What one forward pass of a network gives.
+struct NetworkOutput {
+  std::vector<torch::Tensor> logits;  ///< one per head: standard = 1, multitask = one per category (HVU: 6)
+  torch::Tensor features;             ///< pooled clip features N x D (before dropout and heads)
+  torch::Tensor active_bins;          ///< SGS: int64 N active bins per clip; undefined without SGS
+};
+
+/// A clip classifier. Submodules are registered under the names stem, res2, res3, res4, res5
+/// (and sgs, merge*, ...), heads, so that parameter names start with the stage (freezing
+/// stages = prefix match).
+class NetworkImpl : public torch::nn::Module {
+ public:
+  /// clips N x C x T x H x W.
+  virtual NetworkOutput forward_all(const torch::Tensor& clips) = 0;
+  /// D of NetworkOutput::features.
+  virtual int64_t feature_dim() const = 0;
+  /// Replaces the heads (fine-tuning): one linear layer per size, freshly initialised.
+  virtual void reset_heads(const std::vector<int64_t>& head_sizes) = 0;
+  /// The logits of the first head.
+  torch::Tensor forward(const torch::Tensor& clips) { return forward_all(clips).logits.at(0); }
+};
+
+/// Builds the network named by options.name (family or preset) with one head per entry of
+/// `head_sizes` (at least one; each >= 1). Throws holo::RecipeError for inconsistent options
+/// (a preset's depth contradicted by model.depth, stride lists not of 4 values, ...).
+std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
+                                           const std::vector<int64_t>& head_sizes);
+
+/// A named preset of `holo model list`.
+struct ModelPreset {
+  std::string name;         ///< "r3d18", "stc_resnext101", "hatnet_r50", ...
+  std::string family;       ///< model.name of the family it selects
+  int64_t depth;            ///< the depth it fixes
+  bool sgs;                 ///< turns SGS on (the *_atfr presets)
+  std::string description;  ///< one line
+};
+/// Every preset, in `holo model list` order.
+const std::vector<ModelPreset>& model_presets();
+/// Families accepted as model.name, with one line each.
+const std::vector<std::pair<std::string, std::string>>& model_families();
+
+/// options with a preset expanded into family, depth and SGS, and checked: the result's name
+/// is always a family. Throws holo::RecipeError naming the key at fault.
+holo::ModelOptions resolve_model(const holo::ModelOptions& options);
+
+// ---- shared pieces of the networks ------------------------------------------------------
+
+/// Linear heads, one per size; register the result as "heads".
+torch::nn::ModuleList make_heads(int64_t in_features, const std::vector<int64_t>& sizes);
+/// Applies every head of `heads` to `x`.
+std::vector<torch::Tensor> apply_heads(const torch::nn::ModuleList& heads, const torch::Tensor& x);
+/// Kaiming-normal (fan_out, ReLU) for convolutions, ones/zeros for norms, as He et al. and
+/// Hara et al. initialise ResNets.
+void init_resnet_weights(torch::nn::Module& module);
+/// Number of parameters (elements) of `module` whose name starts with `prefix` ("" = all).
+int64_t count_parameters(const torch::nn::Module& module, const std::string& prefix = "");
+
+}  // namespace holo::models

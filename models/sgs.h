@@ -1,0 +1,82 @@
+#pragma once
+/// Similarity Guided Sampling (SGS), chapter 6 of the thesis (adaptive temporal feature
+/// resolution, ATFR).
+///
+/// A similarity network maps each temporal slice I_t of X (N x C x T x H x W) to Z_t in an
+/// L-dimensional space: spatial average pool, Linear C -> C/2, ReLU, Linear -> L,
+/// BatchNorm1d(L) (the authors' release). Delta_t is either ||Z_t - mean_t Z|| (kMeanDistance,
+/// the release, default) or ||Z_t|| (kMagnitude, the thesis' 6.1). With B bins,
+/// gamma = max(max_t Delta_t, eps) / 2B and centres beta_b = (2b - 1) gamma. Output bins are
+/// weighted sums O_b = sum_t I_t Psi(Delta_t, beta_b):
+///   - kLinear (6.6): Psi = max(0, 1 - |Delta'_t - beta_b| / gamma), where Delta' is Delta
+///     clamped to [beta_1, beta_B] so that the extreme frames (Delta = 0, Delta = max), which
+///     6.6 would weigh 0, fall fully into the outer bins;
+///   - kKronecker (6.5): each frame in the bin floor(Delta_t / 2 gamma) (the last bin closed),
+///     O_b the average of its frames.
+/// gamma stays in the autograd graph (exact gradients of the forward function; 6.8 is the
+/// partial derivative with gamma held fixed). A bin is empty when no frame has positive
+/// weight in it. Empty bins are dropped per clip, the remaining B' keep their bin order, and
+/// the batch is zero-padded to its largest B' with a mask. The eps floor of gamma keeps
+/// identical frames (all Delta equal, possibly 0) finite: they land in one bin.
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+namespace holo::models {
+
+enum class SgsKernel { kLinear, kKronecker };
+enum class SgsMeasure { kMeanDistance, kMagnitude };
+
+struct SgsOptions {
+  SgsOptions(int64_t channels, int64_t bins) : channels_(channels), bins_(bins) {}
+  /// C of the input map.
+  TORCH_ARG(int64_t, channels);
+  /// B; the thesis sets B = T.
+  TORCH_ARG(int64_t, bins);
+  /// L, the similarity space dimension.
+  TORCH_ARG(int64_t, dim) = 8;
+  TORCH_ARG(SgsKernel, kernel) = SgsKernel::kLinear;
+  TORCH_ARG(SgsMeasure, measure) = SgsMeasure::kMeanDistance;
+  /// Floor of max Delta in gamma (identical frames).
+  TORCH_ARG(double, eps) = 1e-6;
+};
+
+/// What SGS gives.
+struct SgsOutput {
+  torch::Tensor features;     ///< N x C x B'max x H x W, zero where mask is false
+  torch::Tensor mask;         ///< bool N x B'max, true for the active bins of each clip
+  torch::Tensor active_bins;  ///< int64 N: B' per clip
+  torch::Tensor delta;        ///< N x T: Delta_t
+};
+
+/// Kernel weights Psi (N x T x B) for Delta (N x T): see the file comment. For kKronecker the
+/// weights already include the 1/count of (6.5).
+torch::Tensor sgs_weights(const torch::Tensor& delta, int64_t bins, SgsKernel kernel, double eps);
+
+/// Sampling given Delta: O = sum_t I_t Psi, empty bins dropped, padded, masked.
+SgsOutput sgs_sample(const torch::Tensor& x, const torch::Tensor& delta, int64_t bins,
+                     SgsKernel kernel, double eps);
+
+class SgsImpl : public torch::nn::Module {
+ public:
+  explicit SgsImpl(const SgsOptions& options);
+  /// x: N x C x T x H x W.
+  SgsOutput forward(const torch::Tensor& x);
+  /// Z (N x T x L) of the similarity network.
+  torch::Tensor embed(const torch::Tensor& x);
+  const SgsOptions& options() const { return options_; }
+
+ private:
+  SgsOptions options_;
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
+  torch::nn::BatchNorm1d bn_{nullptr};
+};
+TORCH_MODULE(Sgs);
+
+/// Parses "linear"/"kronecker" and "mean_distance"/"magnitude" (recipe values).
+SgsKernel parse_sgs_kernel(const std::string& s);
+SgsMeasure parse_sgs_measure(const std::string& s);
+
+}  // namespace holo::models

@@ -1,0 +1,581 @@
+// holo::models: parameter counts against published and Python-computed values, shapes of
+// every preset, STC, SGS (finite differences, degenerate and grouped inputs, mask, kernels),
+// 2D ResNet with torchvision weights, HATNet heads from the HVU category file, TorchScript and
+// state-dict round trips with Python, FLOP counts.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "models/flops.h"
+#include "models/hatnet.h"
+#include "models/network.h"
+#include "models/resnet2d.h"
+#include "models/resnet3d.h"
+#include "models/sgs.h"
+#include "models/stc.h"
+#include "tests/test_util.h"
+
+namespace holo::models {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+std::string python() { return "/usr/bin/python3 " + holo::testing::source_dir() + "/bench/model_baseline.py"; }
+
+/// "name count" lines of model_baseline.py count.
+std::map<std::string, int64_t> python_counts(const std::string& names, const std::string& args) {
+  auto r = holo::testing::run_command(python() + " count " + names + " " + args);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::string, int64_t> out;
+  std::istringstream in(r.output);
+  std::string name;
+  int64_t n;
+  while (in >> name >> n) out[name] = n;
+  return out;
+}
+
+holo::ModelOptions named(const std::string& name, double width = 1.0, int64_t frames = 16) {
+  holo::ModelOptions o;
+  o.name = name;
+  o.width = width;
+  o.frames = frames;
+  return o;
+}
+
+class ModelsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(0);
+    torch::set_num_threads(2);
+  }
+};
+
+// ---- parameter counts ----------------------------------------------------------------------
+
+TEST_F(ModelsTest, HaraPublishedCounts) {
+  // Hara et al. (CVPR 2018), 400 classes: ResNet-18 33.2M, ResNet-34 63.5M (shortcut A).
+  EXPECT_NEAR(count_parameters(*build_network(named("r3d18"), {400})) / 1e6, 33.2, 0.05);
+  EXPECT_NEAR(count_parameters(*build_network(named("r3d34"), {400})) / 1e6, 63.5, 0.05);
+}
+
+TEST_F(ModelsTest, TorchvisionVideoCounts) {
+  // torchvision r2plus1d_18 and r3d_18 (3x7x7 stem without pool, shortcut B), 400 classes.
+  EXPECT_EQ(count_parameters(*build_network(named("r2plus1d18"), {400})), 31505325);
+  auto o = named("r3d18");
+  o.stem_temporal_kernel = 3;
+  o.stem_pool = "none";
+  o.shortcut = "B";
+  EXPECT_EQ(count_parameters(*build_network(o, {400})), 33371472);
+}
+
+TEST_F(ModelsTest, CountsMatchPythonFullSize) {
+  const std::vector<std::string> names = {"r3d10", "r3d18", "r3d34", "r3d50", "r3d101", "rx3d101",
+                                          "stc_resnet18", "r3d18_atfr", "r2plus1d18", "hatnet_r18",
+                                          "resnet18_2d"};
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ",") + n;
+  auto py = python_counts(list, "--classes 400");
+  for (const auto& n : names) {
+    SCOPED_TRACE(n);
+    ASSERT_TRUE(py.count(n));
+    EXPECT_EQ(count_parameters(*build_network(named(n), {400})), py[n]);
+  }
+}
+
+TEST_F(ModelsTest, CountsMatchPythonNarrow) {
+  const std::vector<std::string> names = {"r3d152", "rx3d50", "stc_resnet50", "stc_resnext50",
+                                          "r2plus1d50", "r3d50_atfr", "hatnet_r50", "resnet50_2d",
+                                          "r2plus1d18_atfr"};
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ",") + n;
+  auto py = python_counts(list, "--classes 10 --width 0.25 --frames 8");
+  for (const auto& n : names) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(count_parameters(*build_network(named(n, 0.25, 8), {10})), py[n]);
+  }
+}
+
+TEST_F(ModelsTest, ResNet2dCountsAsTorchvision) {
+  EXPECT_EQ(count_parameters(*ResNet2d(ResNet2dOptions(50))), 25557032);
+  EXPECT_EQ(count_parameters(*ResNet2d(ResNet2dOptions(18))), 11689512);
+}
+
+// ---- shapes --------------------------------------------------------------------------------
+
+TEST_F(ModelsTest, EveryPresetForwardShapes) {
+  for (const auto& p : model_presets()) {
+    SCOPED_TRACE(p.name);
+    auto net = build_network(named(p.name, 0.125, 8), {5});
+    net->eval();
+    torch::NoGradGuard ng;
+    auto out = net->forward_all(torch::randn({2, 3, 8, 32, 32}));
+    ASSERT_EQ(out.logits.size(), 1u);
+    EXPECT_EQ(out.logits[0].sizes(), (std::vector<int64_t>{2, 5}));
+    EXPECT_EQ(out.features.sizes(), (std::vector<int64_t>{2, net->feature_dim()}));
+    EXPECT_TRUE(torch::isfinite(out.logits[0]).all().item<bool>());
+    EXPECT_EQ(out.active_bins.defined(), p.sgs);
+    for (const auto& kv : net->named_parameters()) {
+      const std::string& k = kv.key();
+      const bool staged = k.rfind("stem", 0) == 0 || k.rfind("res", 0) == 0 ||
+                          k.rfind("sgs", 0) == 0 || k.rfind("merge", 0) == 0 || k.rfind("heads", 0) == 0;
+      EXPECT_TRUE(staged) << k;
+    }
+  }
+}
+
+TEST_F(ModelsTest, DemoRecipeSizeAndFeatureDims) {
+  // recipes/demo: r3d18 width 0.25, 16 x 112 x 112.
+  auto net = build_network(named("resnet3d", 0.25), {4});
+  torch::NoGradGuard ng;
+  auto out = net->forward_all(torch::randn({1, 3, 16, 112, 112}));
+  EXPECT_EQ(out.logits[0].sizes(), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(net->feature_dim(), 128);
+  EXPECT_EQ(build_network(named("r3d50", 0.125, 8), {3})->feature_dim(), 256);
+  EXPECT_EQ(build_network(named("rx3d50", 0.125, 8), {3})->feature_dim(), 256);
+}
+
+TEST_F(ModelsTest, RecipeConsistencyErrors) {
+  auto o = named("r3d50");
+  o.depth = 34;
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("model.depth")));
+  o = named("resnet3d");
+  o.temporal_strides = {1, 2};
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("model.temporal_strides")));
+  o = named("resnext3d");
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("needs depth 50")));
+  EXPECT_THAT([&] { build_network(named("r3d18"), {3, 4}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("standard heads")));
+}
+
+TEST_F(ModelsTest, StridesAndPreactOptions) {
+  auto o = named("resnet3d", 0.125);
+  o.temporal_strides = {1, 1, 1, 1};
+  o.preact = true;
+  auto net = std::dynamic_pointer_cast<ResNet3dImpl>(build_network(o, {3}));
+  ASSERT_TRUE(net);
+  FlopRecorder rec;
+  net->forward_all(torch::randn({1, 3, 16, 32, 32}));
+  // stem pool halves T once; no stage strides in time.
+  for (const auto& s : rec.stages()) {
+    if (s.name == "res5") EXPECT_EQ(s.shape, (std::vector<int64_t>{1, 64, 8, 1, 1}));
+  }
+}
+
+// ---- STC -----------------------------------------------------------------------------------
+
+TEST_F(ModelsTest, StcBranchesChangeOutputsAndGradientsFlow) {
+  auto x = torch::randn({2, 8, 4, 5, 5});
+  auto both = StcBlock(StcOptions(8, 4).reduction(2));
+  auto tcb = StcBlock(StcOptions(8, 4).reduction(2).scb(false));
+  auto scb = StcBlock(StcOptions(8, 4).reduction(2).tcb(false));
+  // Same weights in the single-branch blocks as in `both`.
+  torch::NoGradGuard* ng = new torch::NoGradGuard;
+  for (auto& p : tcb->named_parameters()) p.value().copy_(both->named_parameters()[p.key()]);
+  for (auto& p : scb->named_parameters()) p.value().copy_(both->named_parameters()[p.key()]);
+  delete ng;
+  auto yb = both->forward(x), yt = tcb->forward(x), ys = scb->forward(x);
+  EXPECT_FALSE(torch::allclose(yb, x));
+  EXPECT_FALSE(torch::allclose(yt, ys));
+  EXPECT_TRUE(torch::allclose(yb, 0.5 * (yt + ys), 1e-5, 1e-6));
+  yb.pow(2).sum().backward();
+  for (const auto& p : both->named_parameters()) {
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0) << p.key();
+  }
+  // T-major flatten: scb_fc1 has T*C inputs.
+  EXPECT_EQ(both->named_parameters()["scb_fc1.weight"].size(1), 32);
+}
+
+TEST_F(ModelsTest, StcOtherClipLengthIsResampled) {
+  auto stc = StcBlock(StcOptions(4, 4));
+  auto y = stc->forward(torch::randn({1, 4, 8, 3, 3}));
+  EXPECT_EQ(y.size(2), 8);
+  // A clip whose T' slices repeat the trained T gives the same scale as the short clip.
+  auto short_clip = torch::randn({1, 4, 4, 1, 1});
+  auto long_clip = short_clip.repeat_interleave(2, 2);
+  auto a = stc->forward(short_clip).mean(2);
+  auto b = stc->forward(long_clip).mean(2);
+  EXPECT_TRUE(torch::isfinite(b).all().item<bool>());
+  EXPECT_EQ(a.sizes(), b.sizes());
+  // The network built for 8 frames runs 16-frame clips.
+  auto net = build_network(named("stc_resnet18", 0.125, 8), {3});
+  net->eval();
+  torch::NoGradGuard ng;
+  EXPECT_EQ(net->forward(torch::randn({1, 3, 16, 32, 32})).sizes(), (std::vector<int64_t>{1, 3}));
+}
+
+// ---- SGS -----------------------------------------------------------------------------------
+
+TEST_F(ModelsTest, SgsFiniteDifferenceGradient) {
+  torch::manual_seed(3);
+  auto sgs = Sgs(SgsOptions(4, 6).dim(3));
+  sgs->to(torch::kDouble);
+  auto x = torch::randn({2, 4, 6, 2, 2}, torch::kDouble).requires_grad_(true);
+  auto proj = torch::randn({2, 4, 6, 2, 2}, torch::kDouble);
+  auto loss_of = [&](const torch::Tensor& in) {
+    auto out = sgs->forward(in);
+    auto f = out.features;
+    return (f * proj.narrow(2, 0, f.size(2))).sum();
+  };
+  auto loss = loss_of(x);
+  auto grads = torch::autograd::grad({loss}, {x, sgs->named_parameters()["fc1.weight"]});
+  torch::NoGradGuard ng;
+  const double eps = 1e-6;
+  auto check = [&](torch::Tensor target, const torch::Tensor& grad, int64_t count) {
+    auto flat = target.view({-1});
+    for (int64_t k = 0; k < count; ++k) {
+      const int64_t i = (k * 7919) % flat.numel();
+      const double v = flat[i].item<double>();
+      flat[i] = v + eps;
+      const double up = loss_of(x).item<double>();
+      flat[i] = v - eps;
+      const double down = loss_of(x).item<double>();
+      flat[i] = v;
+      const double numeric = (up - down) / (2 * eps);
+      EXPECT_NEAR(grad.reshape({-1})[i].item<double>(), numeric, 1e-5 * std::max(1.0, std::abs(numeric)))
+          << "element " << i;
+    }
+  };
+  check(x.detach(), grads[0], 40);
+  check(sgs->named_parameters()["fc1.weight"], grads[1], 8);
+}
+
+TEST_F(ModelsTest, SgsIdenticalFramesOneBinNoNan) {
+  for (auto measure : {SgsMeasure::kMeanDistance, SgsMeasure::kMagnitude}) {
+    for (auto kernel : {SgsKernel::kLinear, SgsKernel::kKronecker}) {
+      auto sgs = Sgs(SgsOptions(4, 8).measure(measure).kernel(kernel));
+      auto frame = torch::randn({2, 4, 1, 3, 3});
+      auto x = frame.expand({2, 4, 8, 3, 3}).contiguous().requires_grad_(true);
+      auto out = sgs->forward(x);
+      EXPECT_EQ(out.active_bins.sizes(), (std::vector<int64_t>{2}));
+      EXPECT_TRUE((out.active_bins == 1).all().item<bool>());
+      EXPECT_EQ(out.features.size(2), 1);
+      EXPECT_TRUE(torch::isfinite(out.features).all().item<bool>());
+      out.features.sum().backward();
+      EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
+      for (const auto& p : sgs->parameters()) {
+        if (p.grad().defined()) EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>());
+      }
+    }
+  }
+  // All-zero input too.
+  auto sgs = Sgs(SgsOptions(4, 8));
+  sgs->eval();
+  auto out = sgs->forward(torch::zeros({1, 4, 8, 2, 2}));
+  EXPECT_EQ(out.active_bins.item<int64_t>(), 1);
+  EXPECT_TRUE(torch::isfinite(out.features).all().item<bool>());
+}
+
+/// An SGS whose similarity space is the spatial mean of channels 0 and 1 (eval mode).
+Sgs identity_sgs(int64_t bins, SgsMeasure measure) {
+  auto sgs = Sgs(SgsOptions(4, bins).dim(2).measure(measure));
+  torch::NoGradGuard ng;
+  auto p = sgs->named_parameters();
+  p["fc1.weight"].zero_();
+  p["fc1.weight"][0][0] = 1;
+  p["fc1.weight"][1][1] = 1;
+  p["fc1.bias"].zero_();
+  p["fc2.weight"].copy_(torch::eye(2));
+  p["fc2.bias"].zero_();
+  sgs->eval();
+  return sgs;
+}
+
+/// T frames cycling through k groups; group g has channel 0 at level 10 g (+ small noise).
+torch::Tensor grouped_clip(int64_t k, int64_t t) {
+  auto x = torch::rand({1, 4, t, 3, 3}) * 1e-3 + 1.0;
+  for (int64_t i = 0; i < t; ++i) x.select(2, i).select(1, 0).add_(10.0 * (i % k));
+  return x;
+}
+
+TEST_F(ModelsTest, SgsKGroupsGiveKBins) {
+  for (int64_t k : {1, 2, 3, 5}) {
+    auto sgs = identity_sgs(16, SgsMeasure::kMagnitude);
+    auto out = sgs->forward(grouped_clip(k, 16));
+    EXPECT_EQ(out.active_bins.item<int64_t>(), k) << "k = " << k;
+  }
+}
+
+TEST_F(ModelsTest, SgsPaddingMaskInBatch) {
+  auto sgs = identity_sgs(8, SgsMeasure::kMagnitude);
+  auto a = torch::rand({1, 4, 1, 3, 3}).expand({1, 4, 8, 3, 3}).contiguous();
+  auto b = grouped_clip(3, 8);
+  auto out = sgs->forward(torch::cat({a, b}, 0));
+  EXPECT_EQ(out.active_bins[0].item<int64_t>(), 1);
+  EXPECT_EQ(out.active_bins[1].item<int64_t>(), 3);
+  ASSERT_EQ(out.features.size(2), 3);
+  auto expected_mask = torch::tensor({{true, false, false}, {true, true, true}});
+  EXPECT_TRUE(torch::equal(out.mask, expected_mask));
+  EXPECT_EQ(out.features[0].narrow(1, 1, 2).abs().sum().item<double>(), 0.0);
+  auto alone_a = sgs->forward(a).features, alone_b = sgs->forward(b).features;
+  EXPECT_TRUE(torch::allclose(out.features[0].narrow(1, 0, 1), alone_a[0], 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(out.features[1], alone_b[0], 1e-5, 1e-6));
+}
+
+TEST_F(ModelsTest, SgsKernelsMatchFormulas) {
+  // B = 4, max Delta = 4 -> gamma = 0.5, beta = 0.5, 1.5, 2.5, 3.5.
+  auto delta = torch::tensor({{0.7, 1.2, 2.5, 2.2, 4.0}}, torch::kDouble);
+  auto I = torch::tensor({1.0, 2.0, 3.0, 4.0, 5.0}, torch::kDouble);  // C = H = W = 1
+  auto x = I.view({1, 1, 5, 1, 1});
+  const double gamma = 0.5;
+  const int64_t B = 4;
+  auto lin = sgs_weights(delta, B, SgsKernel::kLinear, 1e-6);
+  auto kro = sgs_weights(delta, B, SgsKernel::kKronecker, 1e-6);
+  std::vector<double> o_lin(B, 0.0), o_kro(B, 0.0), n_kro(B, 0.0);
+  for (int64_t t = 0; t < 4; ++t) {  // frames strictly inside [beta_1, beta_B]: the formulas verbatim
+    const double d = delta[0][t].item<double>();
+    for (int64_t b = 0; b < B; ++b) {
+      const double beta = (2.0 * (b + 1) - 1.0) * gamma;
+      const double w66 = std::max(0.0, 1.0 - std::abs(d - beta) / gamma);           // (6.6)
+      const double w65 = std::floor(std::abs(d - beta) / gamma) == 0 ? 1.0 : 0.0;  // (6.5) delta
+      EXPECT_NEAR(lin[0][t][b].item<double>(), w66, 1e-12) << t << "," << b;
+      o_lin[b] += I[t].item<double>() * w66;
+      o_kro[b] += I[t].item<double>() * w65;
+      n_kro[b] += w65;
+    }
+  }
+  // The frame at max Delta (on the upper edge, weight 0 in both formulas) goes to bin B.
+  EXPECT_DOUBLE_EQ(lin[0][4][3].item<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(kro[0][4][3].item<double>(), 1.0 / (n_kro[3] + 1));
+  o_lin[3] += 5.0;
+  o_kro[3] += 5.0;
+  n_kro[3] += 1;
+  auto sl = sgs_sample(x, delta, B, SgsKernel::kLinear, 1e-6);
+  auto sk = sgs_sample(x, delta, B, SgsKernel::kKronecker, 1e-6);
+  // Linear: every bin has weight here (1.2 -> bin 2 with 0.4, 2.2 -> bins 2, 3).
+  ASSERT_EQ(sl.active_bins.item<int64_t>(), 4);
+  for (int64_t b = 0; b < B; ++b) EXPECT_NEAR(sl.features[0][0][b][0][0].item<double>(), o_lin[b], 1e-12);
+  // Kronecker: averages per occupied bin, in bin order.
+  std::vector<double> expect;
+  for (int64_t b = 0; b < B; ++b) if (n_kro[b] > 0) expect.push_back(o_kro[b] / n_kro[b]);
+  ASSERT_EQ(sk.active_bins.item<int64_t>(), static_cast<int64_t>(expect.size()));
+  for (size_t b = 0; b < expect.size(); ++b) {
+    EXPECT_NEAR(sk.features[0][0][b][0][0].item<double>(), expect[b], 1e-12);
+  }
+}
+
+TEST_F(ModelsTest, AtfrNetworkReportsBinsAndSavesFlops) {
+  auto o = named("r3d18_atfr", 0.25, 16);
+  auto net = build_network(o, {4});
+  net->eval();
+  torch::NoGradGuard ng;
+  auto still = torch::rand({1, 3, 1, 64, 64}).expand({1, 3, 16, 64, 64}).contiguous();
+  auto moving = torch::rand({1, 3, 16, 64, 64});
+  // A still clip is not constant after res2 (zero temporal padding of the 5x7x7 stem and
+  // the 3x1x1 convs makes the border frames differ), but it needs fewer bins than noise.
+  double macs_still, macs_moving;
+  int64_t bins_still, bins_moving;
+  {
+    FlopRecorder rec;
+    bins_still = net->forward_all(still).active_bins.item<int64_t>();
+    macs_still = rec.total_macs();
+  }
+  {
+    FlopRecorder rec;
+    bins_moving = net->forward_all(moving).active_bins.item<int64_t>();
+    macs_moving = rec.total_macs();
+  }
+  EXPECT_GE(bins_still, 1);
+  EXPECT_LT(bins_still, bins_moving);
+  EXPECT_LE(bins_moving, 16);
+  EXPECT_LT(macs_still, macs_moving);
+}
+
+// ---- FLOPs ---------------------------------------------------------------------------------
+
+TEST_F(ModelsTest, FlopsMatchTorchvisionFigures) {
+  // torchvision's model card: r3d_18 40.70 GFLOPS, r2plus1d_18 40.52 at 16 x 112 x 112.
+  torch::NoGradGuard ng;
+  auto o = named("r3d18");
+  o.stem_temporal_kernel = 3;
+  o.stem_pool = "none";
+  o.shortcut = "B";
+  auto x = torch::randn({1, 3, 16, 112, 112});
+  {
+    auto net = build_network(o, {400});
+    FlopRecorder rec;
+    net->forward_all(x);
+    EXPECT_NEAR(rec.total_macs() / 1e9, 40.70, 0.2);
+    ASSERT_GE(rec.stages().size(), 6u);
+    EXPECT_EQ(rec.stages()[0].name, "stem");
+    EXPECT_EQ(rec.stages()[0].shape, (std::vector<int64_t>{1, 64, 16, 56, 56}));
+  }
+  {
+    auto net = build_network(named("r2plus1d18"), {400});
+    FlopRecorder rec;
+    net->forward_all(x);
+    EXPECT_NEAR(rec.total_macs() / 1e9, 40.52, 0.2);
+  }
+}
+
+// ---- 2D ResNet, transfer head, HATNet ----------------------------------------------------------
+
+TEST_F(ModelsTest, TorchvisionWeightsLoad) {
+  const std::string dir = holo::testing::temp_dir();
+  const std::string script =
+      "import torch, torchvision\n"
+      "torch.manual_seed(1)\n"
+      "m = torchvision.models.resnet18(num_classes=1000)\n"
+      "for mod in m.modules():\n"
+      "    if isinstance(mod, torch.nn.BatchNorm2d):\n"
+      "        mod.running_mean.uniform_(-0.1, 0.1); mod.running_var.uniform_(0.5, 1.5)\n"
+      "m.eval()\n"
+      "x = torch.randn(2, 3, 64, 64)\n"
+      "torch.save(dict(m.state_dict()), '" + dir + "/r18.pth')\n"
+      "torch.save(m.state_dict(), '" + dir + "/r18_ordered.pth')\n"
+      "torch.jit.script(m).save('" + dir + "/r18_script.pt')\n"
+      "with torch.no_grad():\n"
+      "    h = m.maxpool(m.relu(m.bn1(m.conv1(x))))\n"
+      "    h = m.layer4(m.layer3(m.layer2(m.layer1(h))))\n"
+      "    torch.save({'x': x, 'y': m(x), 'f': torch.flatten(m.avgpool(h), 1)}, '" + dir + "/io.pt')\n"
+      "torch.save(dict(torchvision.models.resnet34().state_dict()), '" + dir + "/r34.pth')\n";
+  std::ofstream(dir + "/make.py") << script;
+  auto r = holo::testing::run_command("/usr/bin/python3 " + dir + "/make.py");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto io = read_state_dict(dir + "/io.pt");
+  for (const std::string file : {"r18.pth", "r18_script.pt"}) {
+    SCOPED_TRACE(file);
+    auto m = ResNet2d(ResNet2dOptions(18));
+    load_torchvision_resnet(*m, dir + "/" + file);
+    m->eval();
+    torch::NoGradGuard ng;
+    EXPECT_TRUE(torch::allclose(m->forward(io["x"]), io["y"], 1e-4, 1e-4));
+    EXPECT_TRUE(torch::allclose(m->features(io["x"]), io["f"], 1e-4, 1e-4));
+  }
+  // Teacher without fc ignores the file's fc; the clip network maps names onto its stages.
+  auto teacher = ResNet2d(ResNet2dOptions(18).num_classes(0));
+  load_torchvision_resnet(*teacher, dir + "/r18.pth");
+  auto net = ResNet2dNetwork(18, 1.0, 0.0, std::vector<int64_t>{1000});
+  net->load_torchvision(dir + "/r18.pth");
+  net->eval();
+  torch::NoGradGuard ng;
+  auto clip = io["x"].unsqueeze(2);  // N x 3 x 1 x H x W
+  EXPECT_TRUE(torch::allclose(net->forward_all(clip).features, io["f"], 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(net->forward(clip), io["y"], 1e-4, 1e-4));
+  auto wrong = ResNet2d(ResNet2dOptions(18));
+  EXPECT_THAT([&] { load_torchvision_resnet(*wrong, dir + "/r34.pth"); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("r34.pth: unexpected key 'layer1.2")));
+  EXPECT_THAT([&] { load_torchvision_resnet(*wrong, dir + "/r18_ordered.pth"); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("torch.save(dict(model.state_dict())")));
+  EXPECT_THAT([&] { load_torchvision_resnet(*wrong, dir + "/make.py"); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("make.py")));
+}
+
+TEST_F(ModelsTest, TransferHead) {
+  auto head = TransferHead(512, 64);
+  EXPECT_EQ(count_parameters(*head), (576 * 2048 + 2048) + (2048 * 512 + 512) + (512 * 128 + 128) + (128 * 2 + 2));
+  auto student = torch::randn({3, 64}, torch::requires_grad());
+  auto y = head->forward(torch::randn({3, 8, 512}), student);
+  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{3, 2}));
+  y.sum().backward();
+  EXPECT_GT(student.grad().abs().sum().item<double>(), 0);
+  EXPECT_THROW(head->forward(torch::randn({3, 100}), student), c10::Error);
+}
+
+TEST_F(ModelsTest, HatNetHeadsFromHvuCategories) {
+  const std::string local = holo::testing::source_dir() + "/../shared/data/hvu/HVU_Tags_Categories_V1.0.csv";
+  const std::string file = fs::exists(local) ? local : "/work/shared/data/hvu/HVU_Tags_Categories_V1.0.csv";
+  if (!fs::exists(file)) GTEST_SKIP() << "HVU category file not found at " << file;
+  std::ifstream in(file);
+  std::string line;
+  std::getline(in, line);  // Tag,Category
+  std::map<std::string, int64_t> per;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const auto comma = line.rfind(',');
+    if (comma != std::string::npos) ++per[line.substr(comma + 1)];
+  }
+  std::vector<int64_t> sizes;
+  int64_t total = 0;
+  for (const auto& kv : per) {
+    sizes.push_back(kv.second);
+    total += kv.second;
+  }
+  ASSERT_EQ(sizes, (std::vector<int64_t>{739, 117, 291, 69, 1678, 248}));
+  auto o = named("hatnet_r18", 0.125, 8);
+  o.heads = "multitask";
+  auto net = build_network(o, sizes);
+  torch::NoGradGuard ng;
+  auto out = net->forward_all(torch::randn({2, 3, 8, 32, 32}));
+  ASSERT_EQ(out.logits.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_EQ(out.logits[i].sizes(), (std::vector<int64_t>{2, sizes[i]}));
+  auto standard = build_network(named("hatnet_r18", 0.125, 8), {total});
+  EXPECT_EQ(standard->forward(torch::randn({1, 3, 8, 32, 32})).size(1), 3142);
+  standard->reset_heads({7});
+  EXPECT_EQ(standard->forward(torch::randn({1, 3, 8, 32, 32})).size(1), 7);
+}
+
+TEST_F(ModelsTest, HatNetMergesBothBranches) {
+  auto net = std::make_shared<HatNetImpl>(HatNetOptions(18).width(0.125).frames(8).heads({3}));
+  auto params = net->named_parameters();
+  EXPECT_TRUE(params.contains("merge2.to3d.conv.weight"));
+  EXPECT_TRUE(params.contains("merge4.to2d.conv.weight"));
+  EXPECT_TRUE(params.contains("res3.b2d.0.conv1.weight"));
+  EXPECT_EQ(params["merge2.to3d.conv.weight"].size(1), 2 * params["merge2.to3d.conv.weight"].size(0));
+  auto y = net->forward(torch::randn({2, 3, 8, 32, 32}));
+  y.sum().backward();
+  // Gradients reach the first stage of both branches through the merges.
+  EXPECT_GT(params["res2.b2d.0.conv1.weight"].grad().abs().sum().item<double>(), 0);
+  EXPECT_GT(params["res2.b3d.0.conv1.weight"].grad().abs().sum().item<double>(), 0);
+}
+
+// ---- round trips with Python --------------------------------------------------------------------
+
+void save_tensors(const std::map<std::string, torch::Tensor>& m, const std::string& path) {
+  c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& kv : m) d.insert(kv.first, kv.second);
+  auto bytes = torch::pickle_save(c10::IValue(d));
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TEST_F(ModelsTest, StateDictAndTorchScriptRoundTripWithPython) {
+  const std::string dir = holo::testing::temp_dir();
+  for (const std::string name : {"r3d18", "stc_resnet18", "r3d18_atfr", "hatnet_r18", "r2plus1d18"}) {
+    SCOPED_TRACE(name);
+    auto net = build_network(named(name, 0.125, 8), {5});
+    // Non-trivial BN statistics so that eval mode matters.
+    {
+      torch::NoGradGuard ng;
+      for (auto& b : net->named_buffers()) {
+        if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 1.5);
+        if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.1, 0.1);
+      }
+    }
+    net->eval();
+    auto x = torch::rand({2, 3, 8, 32, 32});
+    torch::Tensor y;
+    {
+      torch::NoGradGuard ng;
+      y = net->forward(x);
+    }
+    save_state_dict(*net, dir + "/w.pt");
+    save_tensors({{"input", x}, {"cpp", y}}, dir + "/io.pt");
+    const std::string common = " --width 0.125 --frames 8 --classes 5 --weights " + dir + "/w.pt";
+    auto r = holo::testing::run_command(python() + " forward " + name + common + " --io " + dir + "/io.pt");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto io = read_state_dict(dir + "/io.pt");
+    EXPECT_TRUE(torch::allclose(io["python"], y, 1e-4, 1e-5)) << io["python"] << y;
+    if (name == "r3d18_atfr") continue;  // data-dependent shapes: not traceable
+    r = holo::testing::run_command(python() + " script " + name + common + " --size 32 --out " + dir + "/m.pt");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto scripted = torch::jit::load(dir + "/m.pt");
+    auto ys = scripted.forward({x}).toTensor();
+    EXPECT_TRUE(torch::allclose(ys, y, 1e-4, 1e-5));
+  }
+}
+
+}  // namespace
+}  // namespace holo::models
