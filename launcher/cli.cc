@@ -26,6 +26,7 @@ int run(int argc, char** argv) {
   app.add_subcommand("bench", "Benchmarks, each side by side with a baseline on this machine")
       ->require_subcommand(1);
   add_core_commands(app);
+  add_model_commands(app);
   add_report_commands(app);
   add_slurm_commands(app);
   add_launch_commands(app);

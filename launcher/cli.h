@@ -45,6 +45,9 @@ struct ExitRequest {
   std::string message;
 };
 
+/// `holo model list`, `holo model info RECIPE|NAME`.
+void add_model_commands(CLI::App& app);
+
 /// Runs the `holo` command line; returns the process exit code.
 int run(int argc, char** argv);
 

@@ -1,0 +1,139 @@
+// holo model list | info RECIPE|NAME
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "launcher/cli.h"
+#include "models/flops.h"
+#include "models/network.h"
+
+namespace holo::cli {
+namespace {
+
+struct InfoArgs {
+  std::string target;
+  std::vector<std::string> overrides;
+  int64_t classes = 0;
+  int64_t frames = 0;
+  int64_t size = 0;
+  double width = 0;
+  int64_t clips = 0;
+};
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  for (size_t i = 1; i < s.size(); ++i) o << (i > 1 ? "x" : "") << s[i];  // batch dropped
+  return s.empty() ? "-" : o.str();
+}
+
+/// Clip i of k: one still frame plus noise whose strength grows with i (0: a still clip).
+torch::Tensor synthetic_clip(int64_t i, int64_t k, int64_t t, int64_t size) {
+  auto still = torch::rand({1, 3, 1, size, size}).expand({1, 3, t, size, size});
+  const double motion = k > 1 ? static_cast<double>(i) / static_cast<double>(k - 1) : 1.0;
+  return still + motion * torch::randn({1, 3, t, size, size});
+}
+
+void model_info(const InfoArgs& a) {
+  ModelOptions options;
+  int64_t classes = 400, frames = 16, size = 112;
+  const bool is_file = std::filesystem::exists(a.target) || a.target.size() > 5 &&
+                                                               a.target.substr(a.target.size() - 5) == ".toml";
+  if (is_file) {
+    const Recipe r = load_recipe(a.target, a.overrides);
+    options = r.model;
+    classes = r.model.num_classes > 0 ? r.model.num_classes
+                                      : (r.data.num_classes > 0 ? r.data.num_classes : classes);
+    frames = r.sampling.num_frames;
+    size = r.transform.crop_size;
+  } else {
+    options.name = a.target;
+  }
+  if (a.classes > 0) classes = a.classes;
+  if (a.frames > 0) frames = a.frames;
+  if (a.size > 0) size = a.size;
+  if (a.width > 0) options.width = a.width;
+  if (!is_file || a.frames > 0) options.frames = frames;
+  const ModelOptions resolved = models::resolve_model(options);
+  auto net = models::build_network(options, {classes});
+  net->eval();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(0);
+
+  std::cout << "model " << a.target << " (" << resolved.name << ", depth " << resolved.depth
+            << ", width " << resolved.width << (resolved.sgs ? ", SGS" : "") << ")\n"
+            << "input 3x" << frames << "x" << size << "x" << size << ", " << classes
+            << " classes; GFLOPs = multiply-accumulates / 1e9 (docs/models.md)\n\n";
+  const int64_t clips = a.clips > 0 ? a.clips : (resolved.sgs ? 8 : 1);
+  std::vector<double> per_clip;
+  std::vector<int64_t> bins;
+  std::vector<models::StageStats> first;
+  for (int64_t i = 0; i < clips; ++i) {
+    models::FlopRecorder rec;
+    auto out = net->forward_all(clips == 1 ? torch::randn({1, 3, frames, size, size})
+                                           : synthetic_clip(i, clips, frames, size));
+    rec.finish();
+    per_clip.push_back(rec.total_macs());
+    bins.push_back(out.active_bins.defined() ? out.active_bins.item<int64_t>() : -1);
+    if (i == clips - 1) first = rec.stages();  // the table shows the most moving clip
+  }
+  std::cout << std::left << std::setw(10) << "stage" << std::setw(22) << "output" << std::right
+            << std::setw(14) << "params" << std::setw(12) << "GFLOPs" << "\n";
+  int64_t params_seen = 0;
+  for (const auto& s : first) {
+    const int64_t p = models::count_parameters(*net, s.name + ".");
+    params_seen += p;
+    std::cout << std::left << std::setw(10) << s.name << std::setw(22) << shape_text(s.shape)
+              << std::right << std::setw(14) << p << std::setw(12) << std::fixed
+              << std::setprecision(3) << s.macs / 1e9 << "\n";
+  }
+  const int64_t total = models::count_parameters(*net);
+  std::cout << std::left << std::setw(32) << "total" << std::right << std::setw(14) << total
+            << std::setw(12) << per_clip.back() / 1e9 << "\n";
+  if (clips > 1) {
+    std::cout << "\nper clip (motion from still to noise):\n";
+    double sum = 0;
+    for (int64_t i = 0; i < clips; ++i) {
+      sum += per_clip[i];
+      std::cout << "  clip " << i << ": " << std::setprecision(3) << per_clip[i] / 1e9 << " GFLOPs";
+      if (bins[i] >= 0) std::cout << ", " << bins[i] << " active bins";
+      std::cout << "\n";
+    }
+    std::cout << "  average: " << sum / clips / 1e9 << " GFLOPs over " << clips << " clips\n";
+  }
+}
+
+}  // namespace
+
+void add_model_commands(CLI::App& app) {
+  auto* model = app.add_subcommand("model", "List the networks and show their size and cost");
+  model->require_subcommand(1);
+  model->add_subcommand("list", "Named networks and families, one line each")->callback([] {
+    std::cout << "presets (model.name):\n";
+    for (const auto& p : models::model_presets()) {
+      std::cout << "  " << std::left << std::setw(18) << p.name << p.description << "\n";
+    }
+    std::cout << "families (model.name, depth from model.depth):\n";
+    for (const auto& f : models::model_families()) {
+      std::cout << "  " << std::left << std::setw(18) << f.first << f.second << "\n";
+    }
+  });
+  auto args = std::make_shared<InfoArgs>();
+  auto* info = model->add_subcommand("info", "Per-stage output shapes, parameters and GFLOPs");
+  info->add_option("target", args->target, "Recipe file or network name (`holo model list`)")->required();
+  info->add_option("--set", args->overrides, "Recipe override KEY=VALUE")->take_all();
+  info->add_option("--classes", args->classes, "Outputs of the head (default: recipe, else 400)");
+  info->add_option("--frames", args->frames, "Clip length T (default: recipe, else 16)");
+  info->add_option("--size", args->size, "Crop side S (default: recipe, else 112)");
+  info->add_option("--width", args->width, "Width multiplier (default: recipe, else 1)");
+  info->add_option("--clips", args->clips, "Clips to average GFLOPs over (default: 8 with SGS, else 1)");
+  info->callback([args] { model_info(*args); });
+}
+
+}  // namespace holo::cli
