@@ -1,0 +1,123 @@
+// holo train | eval | ckpt inspect/export
+
+#include <CLI/CLI.hpp>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "checkpoints/checkpoint.h"
+#include "core/error.h"
+#include "core/recipe.h"
+#include "core/run_dir.h"
+#include "dist/world.h"
+#include "launcher/cli.h"
+#include "train/signals.h"
+#include "train/table.h"
+#include "train/trainer.h"
+
+namespace holo::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+void inspect(const std::string& dir_arg) {
+  const std::string dir = train::resolve_checkpoint(dir_arg);
+  const auto loaded = ckpt::Manager::load(dir, 0, 1);  // verifies every shard's checksum
+  const auto m = nlohmann::json::parse(read_file(dir + "/manifest.json"));
+  std::cout << "checkpoint " << dir << "\n"
+            << "  step " << loaded.step << ", epoch " << loaded.epoch << ", saved by "
+            << loaded.world_size << " rank(s) at " << m.value("created", "") << "\n"
+            << "  dataset hash " << loaded.dataset_hash << "\n";
+  if (loaded.meta.contains("loader")) std::cout << "  loader " << loaded.meta["loader"].dump() << "\n";
+  if (m.contains("score") && !m["score"].is_null()) std::cout << "  score " << m["score"].dump() << "\n";
+  TextTable shards({"shard", "rank", "bytes", "checksum", "status"});
+  for (const auto& s : m.at("shards")) {
+    shards.add_row({s.at("file"), std::to_string(s.at("rank").get<int>()),
+                    std::to_string(s.at("bytes").get<uint64_t>()), s.at("checksum"), "ok"});
+  }
+  std::cout << shards.str();
+  int64_t params = 0, bytes = 0, model_tensors = 0, optim_tensors = 0;
+  for (const auto& [name, t] : loaded.replicated) {
+    bytes += t.numel() * t.element_size();
+    if (name.rfind("model.", 0) == 0) {
+      ++model_tensors;
+      if (t.is_floating_point()) params += t.numel();
+    } else if (name.rfind("optim.", 0) == 0) {
+      ++optim_tensors;
+    }
+  }
+  std::cout << "  " << model_tensors << " model tensors (" << params << " values), " << optim_tensors
+            << " optimiser tensors, " << bytes << " bytes\n";
+}
+
+void export_model(const std::string& dir_arg, const std::string& out) {
+  const std::string dir = train::resolve_checkpoint(dir_arg);
+  const auto loaded = ckpt::Manager::load(dir, 0, 1);
+  c10::Dict<std::string, at::Tensor> state;
+  for (const auto& [name, t] : loaded.replicated) {
+    if (name.rfind("model.", 0) == 0) state.insert(name.substr(6), t);
+  }
+  const std::vector<char> bytes = torch::pickle_save(state);
+  write_file_atomic(out, std::string(bytes.begin(), bytes.end()));
+  std::cout << "exported " << state.size() << " tensors of " << dir << " (step " << loaded.step
+            << ") to " << out << " (torch.load gives a state dict)\n";
+}
+
+}  // namespace
+
+void add_train_commands(CLI::App& app) {
+  auto train_args = std::make_shared<RecipeArgs>();
+  auto* train_cmd = app.add_subcommand(
+      "train", "Train a recipe on this process (one rank; `holo launch` starts several)");
+  add_recipe_args(train_cmd, *train_args);
+  train_cmd->callback([train_args] {
+    const Recipe recipe = load_recipe(train_args->file, train_args->overrides);
+    const auto result = train::train(recipe);
+    dist::finalize_world();
+    if (result.preempted) {
+      throw ExitRequest(train::kExitPreempted, "stopped by a signal at step " +
+                                                   std::to_string(result.step) +
+                                                   " after saving a checkpoint");
+    }
+  });
+
+  auto eval_args = std::make_shared<RecipeArgs>();
+  auto checkpoint = std::make_shared<std::string>();
+  auto out_dir = std::make_shared<std::string>();
+  auto* eval_cmd = app.add_subcommand(
+      "eval", "Multi-view testing of a checkpoint: top-1/top-5 or mAP tables, per-class CSV");
+  add_recipe_args(eval_cmd, *eval_args);
+  eval_cmd->add_option("--checkpoint", *checkpoint,
+                       "Checkpoint directory, or a run directory (its newest checkpoint)")
+      ->required();
+  eval_cmd->add_option("--out", *out_dir, "Folder for eval-<split>.json and the CSV (default: the run directory)");
+  eval_cmd->callback([eval_args, checkpoint, out_dir] {
+    const Recipe recipe = load_recipe(eval_args->file, eval_args->overrides);
+    const std::string out = out_dir->empty() ? run_dir_path(recipe) : *out_dir;
+    const auto result = train::evaluate(recipe, *checkpoint, out);
+    if (dist::init_world().rank == 0) {
+      std::cout << result.table;
+      if (!result.csv_path.empty()) std::cout << "per-class results: " << result.csv_path << "\n";
+    }
+    dist::finalize_world();
+  });
+
+  auto* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and export checkpoints");
+  ckpt_cmd->require_subcommand(1);
+  auto inspect_dir = std::make_shared<std::string>();
+  auto* inspect_cmd = ckpt_cmd->add_subcommand("inspect", "Print a checkpoint's manifest and verify its shards");
+  inspect_cmd->add_option("dir", *inspect_dir, "Checkpoint directory, or a run directory")->required();
+  inspect_cmd->callback([inspect_dir] { inspect(*inspect_dir); });
+  auto export_dir = std::make_shared<std::string>();
+  auto export_out = std::make_shared<std::string>();
+  auto* export_cmd = ckpt_cmd->add_subcommand(
+      "export", "Write the model's state dict to one file that Python's torch.load reads");
+  export_cmd->add_option("dir", *export_dir, "Checkpoint directory, or a run directory")->required();
+  export_cmd->add_option("--out", *export_out, "Output file, e.g. model.pt")->required();
+  export_cmd->callback([export_dir, export_out] { export_model(*export_dir, *export_out); });
+}
+
+}  // namespace holo::cli

@@ -1,0 +1,309 @@
+// The trainer end to end through the `holo` binary on synthetic videos: losses, exact resume,
+// preemption, multi-label training, fine-tuning, evaluation, export.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "checkpoints/checkpoint.h"
+#include "tests/test_util.h"
+#include "tests/train/python_util.h"
+
+namespace holo {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using holo::testing::holo_binary;
+using holo::testing::run_command;
+
+std::string data_root() {
+  const char* t = std::getenv("HOLO_TEST_TMP");
+  return std::string(t ? t : "/tmp/holo-test") + "/trainer-data";
+}
+
+class Trainer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    // One motion and one HVU-style dataset for the whole suite (a second each).
+    fs::remove_all(data_root());
+    for (const auto& [kind, extra] : std::vector<std::pair<std::string, std::string>>{
+             {"motion", "--classes 4 --videos 32"},
+             {"motion2", "--classes 2 --videos 32"},
+             {"hvu", "--videos 32"}}) {
+      const std::string synth_kind = kind == "motion2" ? "motion" : kind;
+      const auto r = run_command(holo_binary() + " data synth --kind " + synth_kind + " --out " + data_root() +
+                                 "/" + kind + " --frames 16 --size 48x32 --seed 5 " + extra);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+  }
+
+  /// A small, fast, deterministic recipe over the motion data; `extra` is appended TOML.
+  std::string recipe(const std::string& dir, const std::string& extra = "") {
+    const std::string m = data_root() + "/motion";
+    const std::string path = dir + "/recipe.toml";
+    std::ofstream(path) << "[run]\nseed = 3\ndir = \"" << dir << "/run\"\n"
+                        << "[data]\ndataset = \"kinetics\"\nroot = \"" << m << "\"\ntrain = \"" << m
+                        << "/train.csv\"\n"
+                        << "[sampling]\nnum_frames = 4\nstride = 2\ntest_clips = 2\ntest_crops = 1\n"
+                        << "[transform]\ncrop_size = 32\ntrain_scale_min = 32\ntrain_scale_max = 36\ntest_scale = 32\n"
+                        << "[loader]\nbatch_size = 4\nworkers = 1\n"
+                        << "[model]\nname = \"resnet3d\"\ndepth = 10\nwidth = 0.125\ndropout = 0.2\n"
+                        << "[optim]\nlr = 0.05\n"
+                        << "[schedule]\nkind = \"step\"\nstep_epochs = 2\ngamma = 0.5\n"
+                        << "[train]\nepochs = 3\nlog_every = 1\n"
+                        << "[checkpoint]\nevery_steps = 4\nbackground = true\n"
+                        << extra;
+    return path;
+  }
+
+  static holo::testing::CommandResult train(const std::string& recipe, const std::string& sets = "",
+                                            const std::string& env = "") {
+    return run_command(env + " HOLO_NUM_THREADS=1 " + holo_binary() + " train " + recipe + " " + sets);
+  }
+
+  static std::vector<nlohmann::json> metric_lines(const std::string& run, const std::string& split) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(run + "/metrics.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      if (j["split"] == split) {
+        j.erase("time");
+        j.erase("clips_per_s");
+        out.push_back(j);
+      }
+    }
+    return out;
+  }
+
+  static std::map<std::string, torch::Tensor> final_state(const std::string& run) {
+    const auto entries = ckpt::Manager::list(run + "/checkpoints");
+    EXPECT_FALSE(entries.empty()) << run;
+    return ckpt::Manager::load(entries.back().path, 0, 1).replicated;
+  }
+};
+
+TEST_F(Trainer, LossFallsAndRunDirectoryIsComplete) {
+  const std::string d = holo::testing::temp_dir();
+  // Two motion classes (left or right) on a third of the training set, no flips (a flip
+  // turns left into right): the network fits it within a few dozen steps on a CPU.
+  const std::string m = data_root() + "/motion2";
+  const auto r = train(recipe(d), "--set data.root=" + m + " --set data.train=" + m + "/train.csv "
+                       "--set data.fraction=0.34 --set train.epochs=15 --set schedule.kind=constant "
+                       "--set optim.lr=0.01 --set model.width=0.25 --set sampling.num_frames=8 "
+                       "--set model.dropout=0 --set transform.flip=false --set train.log_every=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = metric_lines(d + "/run", "train");
+  ASSERT_GE(lines.size(), 12u);
+  auto mean_loss = [&](size_t from, size_t n) {
+    double s = 0;
+    for (size_t i = from; i < from + n; ++i) s += lines[i]["loss"].get<double>();
+    return s / n;
+  };
+  const double first = mean_loss(0, 4), last = mean_loss(lines.size() - 4, 4);
+  EXPECT_LT(last, first * 0.8) << "first " << first << " last " << last;
+  for (const auto& f : {"recipe.toml", "train.log", "metrics.jsonl", "summary.json"}) {
+    EXPECT_TRUE(fs::exists(d + "/run/" + f)) << f;
+  }
+  const auto summary = nlohmann::json::parse(std::ifstream(d + "/run/summary.json"));
+  EXPECT_EQ(summary["step"], lines.back()["step"]);
+  // keep = 3 by default: the periodic ones beyond the newest three are gone.
+  EXPECT_LE(ckpt::Manager::list(d + "/run/checkpoints").size(), 3u);
+}
+
+TEST_F(Trainer, ExactResumeIsBitwise) {
+  const std::string a = holo::testing::temp_dir() + "/a";
+  const std::string b = holo::testing::temp_dir() + "/b";
+  fs::create_directories(a);
+  fs::create_directories(b);
+  // A: 12 steps straight. B: 6 steps, a new process resumes for 6 more.
+  ASSERT_EQ(train(recipe(a), "--set train.max_steps=12").exit_code, 0);
+  const auto r1 = train(recipe(b), "--set train.max_steps=6");
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  const auto r2 = train(recipe(b), "--set train.max_steps=12");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  EXPECT_THAT(r2.output, HasSubstr("resumed from"));
+  EXPECT_EQ(metric_lines(a + "/run", "train"), metric_lines(b + "/run", "train"));
+  const auto sa = final_state(a + "/run");
+  const auto sb = final_state(b + "/run");
+  ASSERT_EQ(sa.size(), sb.size());
+  for (const auto& [name, t] : sa) {
+    ASSERT_TRUE(sb.count(name)) << name;
+    EXPECT_TRUE(torch::equal(t, sb.at(name))) << name << " differs after resume";
+  }
+}
+
+TEST_F(Trainer, SignalSavesCheckpointExitsThreeAndResumes) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string path = recipe(d, "");
+  const std::string log = d + "/samples";
+  const std::string cmd = "HOLO_NUM_THREADS=1 HOLO_SAMPLE_LOG=" + log + " exec " + holo_binary() +
+                          " train " + path + " --set train.epochs=40 --set checkpoint.every_steps=0 > " +
+                          d + "/out.txt 2>&1";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait (bounded by the run itself) until some steps are logged, then preempt.
+  for (int i = 0; i < 6000; ++i) {
+    if (metric_lines(d + "/run", "train").size() >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(pid, SIGUSR1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << holo::testing::run_command("cat " + d + "/out.txt").output;
+  const auto entries = ckpt::Manager::list(d + "/run/checkpoints");
+  ASSERT_EQ(entries.size(), 1u);
+  const int64_t saved = entries[0].step;
+  EXPECT_GE(saved, 3);
+
+  const auto r = train(path, "--set train.epochs=3", "HOLO_SAMPLE_LOG=" + log);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("resumed from"));
+  // Every sample of each epoch once: no sample lost or repeated across the stop.
+  std::map<int64_t, std::multiset<int64_t>> per_epoch;
+  std::map<int64_t, int64_t> steps;
+  std::ifstream in(log + ".rank0");
+  int64_t e, s, rec;
+  while (in >> e >> s >> rec) {
+    per_epoch[e].insert(rec);
+    steps[s]++;
+  }
+  ASSERT_EQ(per_epoch.size(), 3u);
+  for (const auto& [epoch, recs] : per_epoch) {
+    for (int64_t x : recs) EXPECT_EQ(recs.count(x), 1u) << "epoch " << epoch << " record " << x;
+    EXPECT_EQ(recs.size(), per_epoch.begin()->second.size()) << epoch;
+  }
+  for (const auto& [step, n] : steps) EXPECT_EQ(n, 4) << "step " << step << " trained twice or partly";
+}
+
+TEST_F(Trainer, MultiTaskHvuTrainsAndEvaluates) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string h = data_root() + "/hvu";
+  const std::string extra = "[task]\nkind = \"multilabel\"\n";
+  const std::string path = recipe(d, extra);
+  const std::string sets = "--set data.dataset=hvu --set data.root=" + h + " --set data.train=" + h +
+                           "/HVU_Train_V1.0.csv --set data.val=" + h + "/HVU_Val_V1.0.csv --set data.categories=" + h +
+                           "/HVU_Tags_Categories_V1.0.csv --set model.heads=multitask --set train.epochs=2";
+  const auto r = train(path, sets);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto lines = metric_lines(d + "/run", "train");
+  ASSERT_FALSE(lines.empty());
+  for (const char* cat : {"action", "attribute", "concept", "event", "object", "scene"}) {
+    EXPECT_TRUE(lines.back().contains(std::string("loss_") + cat)) << cat;
+  }
+  const auto val = metric_lines(d + "/run", "val");
+  ASSERT_FALSE(val.empty());
+  EXPECT_GT(val.back()["mAP"].get<double>(), 0.0);
+  EXPECT_LE(val.back()["mAP"].get<double>(), 1.0);
+  const auto ev = run_command(holo_binary() + " eval " + path + " " + sets + " --checkpoint " + d + "/run");
+  ASSERT_EQ(ev.exit_code, 0) << ev.output;
+  EXPECT_THAT(ev.output, HasSubstr("mAP_scene"));
+  EXPECT_TRUE(fs::exists(d + "/run/eval-val-per-class.csv"));
+}
+
+TEST_F(Trainer, FinetuneFreezesStagesAndReplacesTheHead) {
+  const std::string src = holo::testing::temp_dir() + "/src";
+  const std::string dst = holo::testing::temp_dir() + "/dst";
+  fs::create_directories(src);
+  fs::create_directories(dst);
+  ASSERT_EQ(train(recipe(src), "--set train.max_steps=4").exit_code, 0);
+  const auto r = train(recipe(dst, "[task]\nkind = \"finetune\"\nfreeze = [\"stem\", \"res2\"]\n"),
+                       "--set model.init=" + src + "/run --set train.max_steps=4 --set data.root=" +
+                           data_root() + "/motion2 --set data.train=" + data_root() + "/motion2/train.csv");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("initialised"));
+  const auto a = final_state(src + "/run");
+  const auto b = final_state(dst + "/run");
+  int frozen_checked = 0, changed = 0;
+  for (const auto& [name, t] : b) {
+    if (name.rfind("model.heads.", 0) == 0 && t.dim() == 2) EXPECT_EQ(t.size(0), 2) << name;
+    if (!a.count(name) || name.find("running_") != std::string::npos || name.find("num_batches") != std::string::npos) continue;
+    if (name.rfind("model.stem.", 0) == 0 || name.rfind("model.res2.", 0) == 0) {
+      EXPECT_TRUE(torch::equal(t, a.at(name))) << name << " should be frozen";
+      ++frozen_checked;
+    } else if (name.rfind("model.res4.", 0) == 0 && !torch::equal(t, a.at(name))) {
+      ++changed;
+    }
+  }
+  EXPECT_GT(frozen_checked, 0);
+  EXPECT_GT(changed, 0);
+}
+
+TEST_F(Trainer, EvalMultiViewAndExportReadableByPython) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string m = data_root() + "/motion";
+  const std::string path = recipe(d);
+  ASSERT_EQ(train(path, "--set train.max_steps=4 --set data.val=" + m + "/val.csv --set train.val_every=0").exit_code, 0);
+  const auto ev = run_command(holo_binary() + " eval " + path + " --set data.val=" + m +
+                              "/val.csv --set sampling.test_clips=2 --set sampling.test_crops=3 --checkpoint " + d + "/run");
+  ASSERT_EQ(ev.exit_code, 0) << ev.output;
+  EXPECT_THAT(ev.output, HasSubstr("2 clips x 3 crops"));
+  const auto j = nlohmann::json::parse(std::ifstream(d + "/run/eval-val.json"));
+  int64_t val_videos = -1;  // the val CSV's rows
+  {
+    std::ifstream in(m + "/val.csv");
+    std::string line;
+    while (std::getline(in, line)) ++val_videos;
+  }
+  EXPECT_EQ(j["metrics"]["videos"].get<double>(), static_cast<double>(val_videos));
+  const double top1 = j["metrics"]["top1"];
+  EXPECT_GE(top1, 0.0);
+  EXPECT_LE(top1, 1.0);
+  std::ifstream csv(d + "/run/eval-val-per-class.csv");
+  int rows = 0;
+  std::string line;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(rows, 1 + 4);
+
+  if (!holo::testing::have_reference_python()) GTEST_SKIP() << "/usr/bin/python3 is missing";
+  const auto ex = run_command(holo_binary() + " ckpt export " + d + "/run --out " + d + "/model.pt");
+  ASSERT_EQ(ex.exit_code, 0) << ex.output;
+  const std::string out = holo::testing::run_python(d,
+      "import torch\nsd = torch.load('" + d + "/model.pt')\n"
+      "with open(OUT, 'w') as f:\n"
+      "    for k in sorted(sd):\n"
+      "        f.write('%s %r\\n' % (k, float(sd[k].double().sum())))\n");
+  const auto state = final_state(d + "/run");
+  int n = 0;
+  std::istringstream in(out);
+  std::string name;
+  double sum;
+  while (in >> name >> sum) {
+    ASSERT_TRUE(state.count("model." + name)) << name;
+    EXPECT_DOUBLE_EQ(sum, state.at("model." + name).to(torch::kFloat64).sum().item<double>()) << name;
+    ++n;
+  }
+  int64_t model_tensors = 0;
+  for (const auto& [k, v] : state) model_tensors += k.rfind("model.", 0) == 0;
+  EXPECT_EQ(n, model_tensors);
+}
+
+TEST_F(Trainer, BadRecipeStopsBeforeAnyWork) {
+  const std::string d = holo::testing::temp_dir();
+  const auto r = train(recipe(d, "[eval]\nper_klass = true\n"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("eval.per_klass"));
+  EXPECT_FALSE(fs::exists(d + "/run"));
+  const auto f = train(recipe(d), "--set train.precision=fp16");
+  EXPECT_EQ(f.exit_code, 2) << f.output;
+  EXPECT_THAT(f.output, HasSubstr("fp16 needs a CUDA device"));
+  EXPECT_FALSE(fs::exists(d + "/run/metrics.jsonl"));
+}
+
+}  // namespace
+}  // namespace holo

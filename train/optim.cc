@@ -1,0 +1,130 @@
+#include "train/optim.h"
+
+#include <torch/torch.h>
+
+#include <map>
+
+#include "core/error.h"
+
+namespace holo::train {
+namespace {
+
+std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+}  // namespace
+
+Optimizer::Optimizer(const OptimOptions& options, const NamedTensors& params)
+    : options_(options) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (const auto& [name, p] : params) {
+    if (!p.requires_grad()) continue;
+    params_.emplace_back(name, p);
+    if (p.dim() <= 1 && !options.decay_norm_bias) {
+      no_decay.push_back(p);
+    } else {
+      decay.push_back(p);
+    }
+  }
+  HOLO_CHECK(!params_.empty(), std::string("the optimiser has no trainable parameters"));
+  if (options.name == "sgd") {
+    auto base = torch::optim::SGDOptions(options.lr)
+                    .momentum(options.momentum)
+                    .nesterov(options.nesterov && options.momentum > 0)
+                    .weight_decay(options.weight_decay);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(base));
+    auto nd = base;
+    nd.weight_decay(0);
+    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(nd));
+    optimizer_ = std::make_unique<torch::optim::SGD>(std::move(groups), base);
+  } else if (options.name == "adamw") {
+    auto base = torch::optim::AdamWOptions(options.lr)
+                    .betas({options.betas.at(0), options.betas.at(1)})
+                    .eps(options.eps)
+                    .weight_decay(options.weight_decay);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
+    auto nd = base;
+    nd.weight_decay(0);
+    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
+    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), base);
+  } else {
+    throw Error("unknown optimiser '" + options.name + "'");
+  }
+}
+
+void Optimizer::set_lr(double lr) {
+  for (auto& g : optimizer_->param_groups()) g.options().set_lr(lr);
+}
+
+double Optimizer::lr() const { return optimizer_->param_groups().front().options().get_lr(); }
+
+NamedTensors Optimizer::state() const {
+  NamedTensors out;
+  const auto& st = optimizer_->state();
+  for (const auto& [name, p] : params_) {
+    auto it = st.find(key_of(p));
+    if (it == st.end()) continue;
+    const std::string prefix = "optim." + name + ".";
+    if (options_.name == "sgd") {
+      const auto& s = static_cast<const torch::optim::SGDParamState&>(*it->second);
+      if (s.momentum_buffer().defined()) out.emplace_back(prefix + "momentum_buffer", s.momentum_buffer());
+    } else {
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+      out.emplace_back(prefix + "step", torch::tensor(s.step(), torch::kInt64));
+      out.emplace_back(prefix + "exp_avg", s.exp_avg());
+      out.emplace_back(prefix + "exp_avg_sq", s.exp_avg_sq());
+    }
+  }
+  return out;
+}
+
+void Optimizer::load_state(const std::map<std::string, torch::Tensor>& state) {
+  std::map<std::string, torch::Tensor> by_name(params_.begin(), params_.end());
+  std::map<std::string, std::map<std::string, torch::Tensor>> grouped;
+  for (const auto& [full, t] : state) {
+    if (full.rfind("optim.", 0) != 0) continue;
+    const auto dot = full.rfind('.');
+    const std::string param = full.substr(6, dot - 6);
+    if (!by_name.count(param)) {
+      throw Error("checkpoint has optimiser state for '" + param +
+                  "', which is not a trainable parameter of this model");
+    }
+    grouped[param][full.substr(dot + 1)] = t;
+  }
+  auto& st = optimizer_->state();
+  for (auto& [param, buffers] : grouped) {
+    const torch::Tensor& p = by_name.at(param);
+    auto to_p = [&](const torch::Tensor& t) { return t.to(p.device(), p.scalar_type()).clone(); };
+    if (options_.name == "sgd") {
+      auto s = std::make_unique<torch::optim::SGDParamState>();
+      s->momentum_buffer(to_p(buffers.at("momentum_buffer")));
+      st[key_of(p)] = std::move(s);
+    } else {
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
+      s->step(buffers.at("step").item<int64_t>());
+      s->exp_avg(to_p(buffers.at("exp_avg")));
+      s->exp_avg_sq(to_p(buffers.at("exp_avg_sq")));
+      st[key_of(p)] = std::move(s);
+    }
+  }
+}
+
+double clip_grad_norm(const NamedTensors& params, double max_norm) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& [n, p] : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return 0.0;
+  torch::NoGradGuard no_grad;
+  torch::Tensor total = torch::zeros({}, grads.front().options().dtype(torch::kFloat64));
+  for (const auto& g : grads) total += g.to(torch::kFloat64).pow(2).sum();
+  const double norm = std::sqrt(total.item<double>());
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);
+    for (auto& g : grads) g.mul_(scale);
+  }
+  return norm;
+}
+
+}  // namespace holo::train

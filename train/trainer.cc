@@ -1,0 +1,675 @@
+#include "train/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "checkpoints/checkpoint.h"
+#include "core/env.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/progress.h"
+#include "core/run_dir.h"
+#include "dist/communicator.h"
+#include "dist/reducer.h"
+#include "dist/world.h"
+#include "models/network.h"
+#include "pipeline/dataset.h"
+#include "pipeline/loader.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+#include "train/signals.h"
+#include "train/table.h"
+#include "train/task.h"
+
+namespace holo::train {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+/// Everything a rank needs to run a network on a dataset.
+struct Context {
+  const dist::World* world = nullptr;
+  torch::Device device = torch::kCPU;
+  std::shared_ptr<dist::Communicator> comm;
+  std::shared_ptr<pipeline::Dataset> dataset;
+  std::unique_ptr<Task> task;
+  std::shared_ptr<models::NetworkImpl> net;
+};
+
+torch::Device pick_device(const dist::World& world) {
+  const int n = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+  const int d = dist::select_device(world, n);
+  return d >= 0 ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(d)) : torch::Device(torch::kCPU);
+}
+
+/// Checks what only makes sense together, before any work starts.
+void check_runnable(const Recipe& r, const torch::Device& device) {
+  if (r.train.precision == "fp16" && !device.is_cuda()) {
+    throw RecipeError("--set/recipe", 0, 0, "train.precision",
+                      "fp16 needs a CUDA device; use bf16 or fp32 on the CPU");
+  }
+  if (r.task.kind == "transfer") {
+    throw RecipeError("--set/recipe", 0, 0, "task.kind",
+                      "2D->3D transfer runs through `holo train` with a transfer recipe; "
+                      "this loop trains classification, multilabel and finetune tasks");
+  }
+}
+
+Context make_context(const Recipe& recipe, const std::string& split) {
+  Context ctx;
+  ctx.world = &dist::init_world();
+  ctx.device = pick_device(*ctx.world);
+  check_runnable(recipe, ctx.device);
+  if (env::num_threads() > 0) torch::set_num_threads(env::num_threads());
+  ctx.comm = dist::make_communicator(recipe.dist, ctx.device);
+  ctx.dataset = pipeline::make_dataset(recipe, split);
+  ctx.task = make_task(recipe, *ctx.dataset);
+  // Identical initial weights on every rank (and broadcast from rank 0 all the same).
+  torch::manual_seed(static_cast<uint64_t>(recipe.run.seed));
+  ctx.net = models::build_network(recipe.model, ctx.task->head_sizes());
+  ctx.net->to(ctx.device);
+  return ctx;
+}
+
+ckpt::NamedTensors model_state(models::NetworkImpl& net) {
+  ckpt::NamedTensors out;
+  for (const auto& p : net.named_parameters()) out.emplace_back("model." + p.key(), p.value());
+  for (const auto& b : net.named_buffers()) out.emplace_back("model." + b.key(), b.value());
+  return out;
+}
+
+/// Copies "model.*" tensors into the network. With `partial`, tensors whose name is missing or
+/// whose shape differs (a replaced head) are skipped and counted; otherwise they are errors.
+void load_model_state(models::NetworkImpl& net, const std::map<std::string, torch::Tensor>& state,
+                      const std::string& from, bool partial) {
+  torch::NoGradGuard no_grad;
+  int64_t loaded = 0, skipped = 0;
+  auto load_one = [&](const std::string& name, torch::Tensor& dst) {
+    auto it = state.find("model." + name);
+    if (it == state.end() || it->second.sizes() != dst.sizes()) {
+      if (!partial) {
+        throw IoError("'" + from + "' does not fit this model: tensor 'model." + name + "' " +
+                      (it == state.end() ? "is missing" : "has another shape"));
+      }
+      ++skipped;
+      return;
+    }
+    dst.copy_(it->second.to(dst.device(), dst.scalar_type()));
+    ++loaded;
+  };
+  for (auto& p : net.named_parameters()) load_one(p.key(), p.value());
+  for (auto& b : net.named_buffers()) load_one(b.key(), b.value());
+  if (partial) spdlog::info("initialised {} tensors from {} ({} left as they were)", loaded, from, skipped);
+}
+
+/// model.init: a checkpoint (directory or folder of checkpoints) or a single file of tensors
+/// (a dict saved by torch.save or `holo ckpt export`).
+void init_from(models::NetworkImpl& net, const std::string& path) {
+  std::map<std::string, torch::Tensor> state;
+  if (fs::is_directory(path)) {
+    auto loaded = ckpt::Manager::load(resolve_checkpoint(path), 0, 1);
+    state = std::move(loaded.replicated);
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw IoError("model.init: cannot open '" + path + "'");
+    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    torch::IValue v;
+    try {
+      v = torch::pickle_load(bytes);
+    } catch (const c10::Error& e) {
+      throw IoError("model.init: '" + path + "' is not a tensor dict saved by torch.save: " + e.what_without_backtrace());
+    }
+    if (!v.isGenericDict()) throw IoError("model.init: '" + path + "' does not hold a dict of tensors");
+    for (const auto& kv : v.toGenericDict()) {
+      std::string k = kv.key().toStringRef();
+      if (k.rfind("model.", 0) != 0) k = "model." + k;
+      state[k] = kv.value().toTensor();
+    }
+  }
+  load_model_state(net, state, path, /*partial=*/true);
+}
+
+void freeze_stages(models::NetworkImpl& net, const std::vector<std::string>& stages) {
+  int64_t frozen = 0;
+  for (auto& p : net.named_parameters()) {
+    for (const auto& s : stages) {
+      if (p.key().rfind(s + ".", 0) == 0) {
+        p.value().set_requires_grad(false);
+        ++frozen;
+      }
+    }
+  }
+  if (!stages.empty()) spdlog::info("froze {} parameter tensors of stages {}", frozen, fmt::join(stages, ","));
+}
+
+/// Autocast for bf16/fp16 while it lives.
+class AutocastGuard {
+ public:
+  AutocastGuard(const std::string& precision, const torch::Device& device) {
+    if (precision == "fp32") return;
+    const auto dtype = precision == "bf16" ? at::kBFloat16 : at::kHalf;
+    active_ = true;
+    cuda_ = device.is_cuda();
+    if (cuda_) {
+      at::autocast::set_enabled(true);
+      at::autocast::set_autocast_gpu_dtype(dtype);
+    } else {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(dtype);
+    }
+  }
+  ~AutocastGuard() {
+    if (!active_) return;
+    if (cuda_) {
+      at::autocast::set_enabled(false);
+    } else {
+      at::autocast::set_cpu_enabled(false);
+    }
+    at::autocast::clear_cache();
+  }
+
+ private:
+  bool active_ = false;
+  bool cuda_ = false;
+};
+
+/// Dynamic loss scaling for fp16: scale up after a run of finite steps, halve and skip the step
+/// on overflow (decided by all ranks together).
+class LossScaler {
+ public:
+  explicit LossScaler(bool enabled) : enabled_(enabled) {}
+  torch::Tensor scale(const torch::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
+  /// Unscales gradients; returns false when the step must be skipped.
+  bool unscale(const NamedTensors& params, dist::Communicator& comm, const torch::Device& dev) {
+    if (!enabled_) return true;
+    torch::NoGradGuard no_grad;
+    torch::Tensor bad = torch::zeros({1}, torch::TensorOptions().device(dev));
+    for (const auto& [n, p] : params) {
+      if (!p.grad().defined()) continue;
+      p.grad().div_(scale_);
+      bad += (~torch::isfinite(p.grad())).any().to(torch::kFloat32);
+    }
+    comm.all_reduce(bad, dist::ReduceOp::kMax);
+    if (bad.item<float>() > 0) {
+      scale_ /= 2;
+      good_ = 0;
+      spdlog::warn("fp16 overflow: step skipped, loss scale now {}", scale_);
+      return false;
+    }
+    if (++good_ % 2000 == 0) scale_ *= 2;
+    return true;
+  }
+  double value() const { return scale_; }
+  void set(double s) { scale_ = s; }
+
+ private:
+  bool enabled_;
+  double scale_ = 65536.0;
+  int64_t good_ = 0;
+};
+
+/// Sums `stats` over all ranks; keys are the same on every rank.
+Stats all_reduce_stats(const Stats& stats, dist::Communicator& comm, const torch::Device& dev) {
+  std::vector<double> values;
+  for (const auto& [k, v] : stats) values.push_back(v);
+  if (values.empty()) return stats;
+  torch::Tensor t = torch::tensor(values, torch::kFloat64).to(dev);
+  comm.all_reduce(t, dist::ReduceOp::kSum);
+  t = t.cpu();
+  Stats out;
+  size_t i = 0;
+  for (const auto& [k, v] : stats) out[k] = t[static_cast<int64_t>(i++)].item<double>();
+  return out;
+}
+
+/// Targets of records, as the task's evaluate() expects them.
+torch::Tensor record_targets(const pipeline::Dataset& ds, const std::vector<int64_t>& records,
+                             bool multilabel, int64_t num_tags) {
+  if (!multilabel) {
+    std::vector<int64_t> l;
+    for (int64_t r : records) l.push_back(ds.records()[r].label);
+    return torch::tensor(l, torch::kInt64);
+  }
+  torch::Tensor t = torch::zeros({static_cast<int64_t>(records.size()), num_tags});
+  for (size_t i = 0; i < records.size(); ++i) {
+    for (int64_t tag : ds.records()[records[i]].tags) t[static_cast<int64_t>(i)][tag] = 1.0f;
+  }
+  return t;
+}
+
+/// Video-level scores of every record of the loader's dataset: views averaged per video, then
+/// gathered from all ranks. Returns (record indices, V x C scores, V x D features).
+struct VideoScores {
+  std::vector<int64_t> records;
+  torch::Tensor scores;
+  torch::Tensor features;
+};
+
+VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::string& precision,
+                         const std::string& label) {
+  torch::NoGradGuard no_grad;
+  ctx.net->eval();
+  std::map<int64_t, std::tuple<torch::Tensor, torch::Tensor, int64_t>> acc;  // record -> sums
+  holo::Progress progress({label, loader.batches_per_epoch(), "batches"});
+  while (auto batch = loader.next()) {
+    models::NetworkOutput out;
+    {
+      AutocastGuard autocast(precision, ctx.device);
+      out = ctx.net->forward_all(batch->clips.to(ctx.device));
+    }
+    const torch::Tensor s = ctx.task->scores(out).cpu();
+    const torch::Tensor f = out.features.to(torch::kFloat32).cpu();
+    for (size_t i = 0; i < batch->indices.size(); ++i) {
+      auto& [ss, fs_, n] = acc[batch->indices[i]];
+      const auto row = static_cast<int64_t>(i);
+      ss = ss.defined() ? ss + s[row] : s[row].clone();
+      fs_ = fs_.defined() ? fs_ + f[row] : f[row].clone();
+      ++n;
+    }
+    if (ctx.world->rank == 0) progress.advance();
+  }
+  progress.finish();
+  ctx.net->train();
+  // Rows: [record, scores..., features...], padded to the largest rank's count with record -1.
+  const int64_t c = static_cast<int64_t>(ctx.task->head_sizes().size() == 1
+                                             ? ctx.task->head_sizes()[0]
+                                             : 0);
+  int64_t cols_s = c, cols_f = ctx.net->feature_dim();
+  if (!acc.empty()) {
+    cols_s = std::get<0>(acc.begin()->second).size(0);
+    cols_f = std::get<1>(acc.begin()->second).size(0);
+  }
+  torch::Tensor dims = torch::tensor({static_cast<double>(acc.size()), static_cast<double>(cols_s)}, torch::kFloat64).to(ctx.device);
+  ctx.comm->all_reduce(dims, dist::ReduceOp::kMax);
+  const int64_t rows = static_cast<int64_t>(dims[0].item<double>());
+  cols_s = static_cast<int64_t>(dims[1].item<double>());
+  torch::Tensor local = torch::full({rows, 1 + cols_s + cols_f}, -1.0, torch::kFloat64);
+  int64_t i = 0;
+  for (const auto& [rec, v] : acc) {
+    const auto& [ss, fs_, n] = v;
+    local[i][0] = static_cast<double>(rec);
+    local[i].slice(0, 1, 1 + cols_s).copy_(ss.to(torch::kFloat64) / n);
+    local[i].slice(0, 1 + cols_s).copy_(fs_.to(torch::kFloat64) / n);
+    ++i;
+  }
+  std::vector<torch::Tensor> parts = ctx.comm->all_gather(local.to(ctx.device));
+  torch::Tensor all = torch::cat(parts).cpu();
+  all = all.index_select(0, torch::nonzero(all.select(1, 0) >= 0).squeeze(1));
+  all = all.index_select(0, all.select(1, 0).argsort());
+  VideoScores out;
+  for (int64_t r = 0; r < all.size(0); ++r) out.records.push_back(static_cast<int64_t>(all[r][0].item<double>()));
+  out.scores = all.slice(1, 1, 1 + cols_s).to(torch::kFloat32);
+  out.features = all.slice(1, 1 + cols_s).to(torch::kFloat32);
+  return out;
+}
+
+/// Appends JSON lines to metrics.jsonl (rank 0 only).
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+    if (!out_) throw IoError("cannot write '" + path + "'");
+  }
+  void write(const nlohmann::json& line) {
+    out_ << line.dump() << "\n";
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+nlohmann::json to_json(const pipeline::LoaderState& s) {
+  return {{"epoch", s.epoch}, {"cursor", s.cursor}, {"seed", s.seed}, {"quarantined", s.quarantined}};
+}
+
+pipeline::LoaderState loader_state_from(const nlohmann::json& j) {
+  pipeline::LoaderState s;
+  s.epoch = j.at("epoch");
+  s.cursor = j.at("cursor");
+  s.seed = j.at("seed");
+  s.quarantined = j.value("quarantined", int64_t{0});
+  return s;
+}
+
+std::string attempt_id(dist::Communicator& comm, const torch::Device& dev) {
+  std::random_device rd;
+  torch::Tensor t = torch::tensor({static_cast<int64_t>((static_cast<uint64_t>(rd()) << 31) ^ rd())}, torch::kInt64).to(dev);
+  comm.broadcast(t, 0);
+  return std::to_string(t.cpu().item<int64_t>());
+}
+
+Recipe validation_recipe(Recipe r) {
+  // Periodic validation during training: one centre view per video, for speed.
+  r.sampling.test_clips = 1;
+  r.sampling.test_crops = 1;
+  return r;
+}
+
+}  // namespace
+
+std::string resolve_checkpoint(const std::string& path) {
+  if (fs::exists(fs::path(path) / "manifest.json")) return path;
+  for (const auto& root : {fs::path(path), fs::path(path) / "checkpoints"}) {
+    const auto entries = ckpt::Manager::list(root.string());
+    if (!entries.empty()) return entries.back().path;
+  }
+  throw IoError("no checkpoint in '" + path + "' (looked for manifest.json, step-* and checkpoints/step-*)");
+}
+
+TrainResult train(const Recipe& recipe) {
+  install_stop_handlers();
+  Context ctx = make_context(recipe, "train");
+  const dist::World& world = *ctx.world;
+  TrainResult result;
+  result.run_dir = run_dir_path(recipe);
+  if (world.rank == 0) prepare_run_dir(recipe);
+  ctx.comm->barrier();
+  log::add_file((fs::path(result.run_dir) / (world.rank == 0 ? "train.log" : "train.rank" + std::to_string(world.rank) + ".log")).string());
+  spdlog::info("training {} on {} ({} rank{}), device {}, run dir {}", recipe.model.name,
+               recipe.task.kind, world.size, world.size == 1 ? "" : "s", ctx.device.str(), result.run_dir);
+
+  std::shared_ptr<pipeline::Dataset> val_ds;
+  if (!recipe.data.val.empty() && recipe.train.val_every > 0) val_ds = pipeline::make_dataset(recipe, "val");
+
+  if (!recipe.model.init.empty()) init_from(*ctx.net, recipe.model.init);
+  freeze_stages(*ctx.net, recipe.task.freeze);
+  dist::broadcast_module(*ctx.net, *ctx.comm, 0);
+
+  NamedTensors params;
+  for (const auto& p : ctx.net->named_parameters()) params.emplace_back(p.key(), p.value());
+  Optimizer optim(recipe.optim, params);
+  NamedTensors trainable;
+  std::vector<torch::Tensor> trainable_list;
+  for (const auto& [n, p] : params) {
+    if (p.requires_grad()) {
+      trainable.emplace_back(n, p);
+      trainable_list.push_back(p);
+    }
+  }
+  dist::GradientReducer reducer(trainable_list, ctx.comm, dist::ReducerOptions().bucket_mb(recipe.dist.bucket_mb));
+  LossScaler scaler(recipe.train.precision == "fp16");
+
+  pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTrain, world.rank, world.size);
+  const int64_t batches = loader.batches_per_epoch();
+  const int64_t accumulate = recipe.train.accumulate;
+  const int64_t steps_per_epoch = batches / accumulate;
+  if (steps_per_epoch <= 0) {
+    throw Error("the training set gives " + std::to_string(batches) + " batches per epoch on " +
+                std::to_string(world.size) + " rank(s) with loader.batch_size = " +
+                std::to_string(recipe.loader.batch_size) + " and train.accumulate = " +
+                std::to_string(accumulate) + ": nothing to train on");
+  }
+  int64_t total_steps = recipe.train.epochs * steps_per_epoch;
+  if (recipe.train.max_steps > 0) total_steps = std::min(total_steps, recipe.train.max_steps);
+  const ScheduleClock clock{steps_per_epoch, total_steps};
+  check_schedule(recipe.schedule, clock);
+
+  // Resume.
+  const std::string ckpt_root = (fs::path(result.run_dir) / "checkpoints").string();
+  ckpt::ManagerOptions mopts;
+  mopts.rank = world.rank;
+  mopts.world_size = world.size;
+  mopts.keep = recipe.checkpoint.keep;
+  mopts.background = recipe.checkpoint.background;
+  mopts.attempt_id = attempt_id(*ctx.comm, ctx.device);
+  ckpt::Manager manager(ckpt_root, mopts);
+  int64_t step = 0;
+  int64_t epoch = 0;
+  loader.set_epoch(0);
+  std::optional<ckpt::Loaded> resume;
+  if (recipe.checkpoint.resume == "auto") {
+    resume = ckpt::Manager::load_latest(ckpt_root, world.rank, world.size);
+  } else if (recipe.checkpoint.resume != "never") {
+    resume = ckpt::Manager::load(resolve_checkpoint(recipe.checkpoint.resume), world.rank, world.size);
+  }
+  if (resume) {
+    if (!resume->dataset_hash.empty() && resume->dataset_hash != ctx.dataset->content_hash()) {
+      throw Error("cannot resume from " + resume->path + ": the training set changed since it was saved (dataset hash " +
+                  resume->dataset_hash + ", now " + ctx.dataset->content_hash() + ")");
+    }
+    load_model_state(*ctx.net, resume->replicated, resume->path, /*partial=*/false);
+    optim.load_state(resume->replicated);
+    step = resume->step;
+    const auto ls = loader_state_from(resume->meta.at("loader"));
+    epoch = ls.epoch;
+    loader.set_epoch(epoch);
+    loader.load_state(ls);
+    if (resume->meta.contains("loss_scale")) scaler.set(resume->meta["loss_scale"]);
+    if (resume->per_rank.count("rng.cpu")) {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      gen.set_state(resume->per_rank.at("rng.cpu"));
+    } else {
+      torch::manual_seed(static_cast<uint64_t>(recipe.run.seed) * 1000003u + world.rank * 7919u + step);
+    }
+    result.resumed_from = step;
+    spdlog::info("resumed from {} at step {} (epoch {}, cursor {}), saved by {} rank(s)", resume->path, step,
+                 epoch, ls.cursor, resume->world_size);
+  } else {
+    torch::manual_seed(static_cast<uint64_t>(recipe.run.seed) * 1000003u + world.rank * 7919u);
+  }
+
+  std::unique_ptr<std::ofstream> sample_log;
+  if (!env::sample_log().empty()) {
+    sample_log = std::make_unique<std::ofstream>(env::sample_log() + ".rank" + std::to_string(world.rank),
+                                                 std::ios::app);
+  }
+
+  std::unique_ptr<MetricsLog> metrics;
+  if (world.rank == 0) metrics = std::make_unique<MetricsLog>((fs::path(result.run_dir) / "metrics.jsonl").string());
+
+  auto snapshot = [&](std::optional<double> score) {
+    ckpt::Snapshot s;
+    s.step = step;
+    s.epoch = epoch;
+    s.replicated = ckpt::NamedTensors(model_state(*ctx.net));
+    for (auto& t : optim.state()) s.replicated.push_back(t);
+    s.per_rank = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+    s.meta = {{"loader", to_json(loader.state())}, {"loss_scale", scaler.value()}};
+    s.recipe_toml = to_toml(recipe);
+    s.dataset_hash = ctx.dataset->content_hash();
+    s.score = score;
+    return s;
+  };
+
+  auto validate = [&]() -> Stats {
+    Recipe vr = validation_recipe(recipe);
+    pipeline::ClipLoader vloader(val_ds, vr, pipeline::LoaderMode::kTest, world.rank, world.size);
+    vloader.set_epoch(0);
+    const auto vs = score_videos(ctx, vloader, recipe.train.precision, "validate");
+    const bool multilabel = recipe.task.kind == "multilabel";
+    const torch::Tensor targets = record_targets(*val_ds, vs.records, multilabel, vs.scores.size(1));
+    Stats m = ctx.task->evaluate(vs.scores, targets);
+    if (metrics) {
+      nlohmann::json line = {{"step", step}, {"epoch", epoch}, {"split", "val"}};
+      for (const auto& [k, v] : m) line[k] = v;
+      metrics->write(line);
+    }
+    spdlog::info("validation at step {}: {} = {:.4f} over {} videos", step, ctx.task->score_key(),
+                 m[ctx.task->score_key()], static_cast<int64_t>(m["videos"]));
+    return m;
+  };
+
+  std::unique_ptr<holo::Progress> progress;
+  if (world.rank == 0) progress = std::make_unique<holo::Progress>(holo::ProgressOptions{"train", total_steps, "steps"});
+  if (progress) progress->advance(step);
+
+  Stats window;
+  int64_t window_steps = 0;
+  auto window_start = Clock::now();
+  const auto run_start = Clock::now();
+  bool preempted = false;
+  int64_t last_val_step = -1;
+  ctx.net->train();
+
+  while (step < total_steps && !preempted) {
+    // One optimiser step over `accumulate` batches.
+    bool epoch_done = false;
+    optim.zero_grad();
+    // Batches left in this epoch on every rank; fewer than `accumulate` end the epoch early.
+    const int64_t global_batch = recipe.loader.batch_size * world.size;
+    const int64_t consumed = (loader.state().cursor + global_batch - 1) / global_batch;
+    if (batches - consumed < accumulate) epoch_done = true;
+    for (int64_t micro = 0; micro < accumulate && !epoch_done; ++micro) {
+      auto batch = loader.next();
+      if (!batch) {
+        epoch_done = true;
+        break;
+      }
+      if (sample_log) {
+        for (int64_t r : batch->indices) *sample_log << epoch << " " << step << " " << r << "\n";
+        sample_log->flush();
+      }
+      reducer.prepare_for_backward(micro == accumulate - 1);
+      models::NetworkOutput out;
+      {
+        AutocastGuard autocast(recipe.train.precision, ctx.device);
+        out = ctx.net->forward_all(batch->clips.to(ctx.device));
+      }
+      torch::Tensor loss = ctx.task->loss(out, *batch, window) / static_cast<double>(accumulate);
+      scaler.scale(loss).backward();
+      if (micro == accumulate - 1) reducer.finish();
+    }
+    if (epoch_done) {
+      // The loader's share of this epoch ended (drop_last keeps ranks in step).
+      optim.zero_grad();
+      ++epoch;
+      loader.set_epoch(epoch);
+      if (val_ds && recipe.train.val_every > 0 && epoch % recipe.train.val_every == 0) {
+        result.last_val = validate();
+        last_val_step = step;
+      }
+      continue;
+    }
+    const bool ok = scaler.unscale(trainable, *ctx.comm, ctx.device);
+    if (recipe.optim.clip_grad_norm > 0) clip_grad_norm(trainable, recipe.optim.clip_grad_norm);
+    const double lr = learning_rate_at(recipe.schedule, recipe.optim.lr, step, clock);
+    optim.set_lr(lr);
+    if (ok) optim.step();
+    ++step;
+    ++window_steps;
+    if (progress) {
+      const double count = window.count("count") ? window["count"] : 0.0;
+      if (count > 0) progress->set_postfix(fmt::format("loss {:.4f}", window["loss"] / count));
+      progress->advance();
+    }
+
+    if (step % recipe.train.log_every == 0 || step == total_steps) {
+      Stats s = all_reduce_stats(window, *ctx.comm, ctx.device);
+      const double secs = seconds_since(window_start);
+      if (metrics) {
+        nlohmann::json line = {{"step", step}, {"epoch", epoch}, {"split", "train"}, {"lr", lr}};
+        const double count = s["count"] > 0 ? s["count"] : 1;
+        for (const auto& k : ctx.task->mean_keys()) {
+          if (s.count(k)) line[k] = s[k] / count;
+        }
+        line["clips_per_s"] = s["count"] / std::max(secs, 1e-9);
+        line["time"] = seconds_since(run_start);
+        metrics->write(line);
+      }
+      window.clear();
+      window_steps = 0;
+      window_start = Clock::now();
+    }
+
+    // Every rank agrees on stopping, so they all save the same step.
+    torch::Tensor stop = torch::tensor({stop_requested() ? 1.0f : 0.0f}).to(ctx.device);
+    if (world.size > 1) ctx.comm->all_reduce(stop, dist::ReduceOp::kMax);
+    if (stop.item<float>() > 0) {
+      spdlog::warn("stop requested (signal {}): saving a checkpoint at step {}", stop_signal(), step);
+      manager.save(snapshot(std::nullopt), /*wait=*/true);
+      preempted = true;
+      break;
+    }
+    if (recipe.checkpoint.every_steps > 0 && step % recipe.checkpoint.every_steps == 0 && step < total_steps) {
+      manager.save(snapshot(std::nullopt), /*wait=*/false);
+    }
+  }
+  if (progress) progress->finish();
+
+  if (!preempted) {
+    if (val_ds && last_val_step != step) result.last_val = validate();
+    std::optional<double> score;
+    if (!result.last_val.empty()) score = result.last_val[ctx.task->score_key()];
+    manager.save(snapshot(score), /*wait=*/true);
+  }
+  manager.wait();
+  result.step = step;
+  result.epoch = epoch;
+  result.preempted = preempted;
+  if (world.rank == 0 && !preempted) {
+    nlohmann::json summary = {{"step", step}, {"epoch", epoch}, {"resumed_from", result.resumed_from},
+                              {"seconds", seconds_since(run_start)}};
+    for (const auto& [k, v] : result.last_val) summary["val"][k] = v;
+    write_file_atomic((fs::path(result.run_dir) / "summary.json").string(), summary.dump(2));
+    TextTable table({"run", "steps", "epochs", "validation"});
+    std::string val;
+    for (const auto& [k, v] : result.last_val) {
+      if (k != "videos") val += (val.empty() ? "" : ", ") + k + " " + TextTable::number(v, 4);
+    }
+    table.add_row({result.run_dir, std::to_string(step), std::to_string(epoch), val.empty() ? "-" : val});
+    spdlog::info("training finished\n{}", table.str());
+  }
+  return result;
+}
+
+EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir) {
+  const std::string split = recipe.eval.split;
+  Context ctx = make_context(recipe, split);
+  const std::string path = resolve_checkpoint(checkpoint);
+  const auto loaded = ckpt::Manager::load(path, ctx.world->rank, ctx.world->size);
+  load_model_state(*ctx.net, loaded.replicated, path, /*partial=*/false);
+  pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
+  loader.set_epoch(0);
+  const auto vs = score_videos(ctx, loader, recipe.train.precision, "eval " + split);
+  const bool multilabel = recipe.task.kind == "multilabel";
+  const torch::Tensor targets = record_targets(*ctx.dataset, vs.records, multilabel, vs.scores.size(1));
+  EvalResult result;
+  result.metrics = ctx.task->evaluate(vs.scores, targets);
+  TextTable table({"metric", "value"});
+  for (const auto& [k, v] : result.metrics) {
+    table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v)) : TextTable::percent(v, 2)});
+  }
+  result.table = "checkpoint " + path + " (step " + std::to_string(loaded.step) + "), split " + split + ", " +
+                 std::to_string(recipe.sampling.test_clips) + " clips x " +
+                 std::to_string(recipe.sampling.test_crops) + " crops\n" + table.str();
+  if (ctx.world->rank == 0) {
+    fs::create_directories(out_dir);
+    nlohmann::json j = {{"checkpoint", path}, {"step", loaded.step}, {"split", split},
+                        {"clips", recipe.sampling.test_clips}, {"crops", recipe.sampling.test_crops}};
+    for (const auto& [k, v] : result.metrics) j["metrics"][k] = v;
+    write_file_atomic((fs::path(out_dir) / ("eval-" + split + ".json")).string(), j.dump(2));
+    if (recipe.eval.per_class) {
+      std::string csv;
+      for (const auto& row : ctx.task->per_class(vs.scores, targets)) {
+        for (size_t i = 0; i < row.size(); ++i) {
+          std::string cell = row[i];
+          if (cell.find_first_of(",\"") != std::string::npos) {
+            std::string q = "\"";
+            for (char c : cell) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+            cell = q + "\"";
+          }
+          csv += (i ? "," : "") + cell;
+        }
+        csv += "\n";
+      }
+      result.csv_path = (fs::path(out_dir) / ("eval-" + split + "-per-class.csv")).string();
+      write_file_atomic(result.csv_path, csv);
+    }
+  }
+  return result;
+}
+
+}  // namespace holo::train

@@ -1,0 +1,47 @@
+#pragma once
+/// The training loop shared by every task, evaluation with multi-view testing, and feature
+/// extraction. One call runs one rank; the world comes from dist::init_world().
+
+#include <map>
+#include <string>
+
+#include "core/recipe.h"
+
+namespace holo::train {
+
+struct TrainResult {
+  int64_t step = 0;        ///< optimiser steps done in total (including before a resume)
+  int64_t epoch = 0;
+  bool preempted = false;  ///< stopped by SIGUSR1/SIGTERM after saving a checkpoint
+  int64_t resumed_from = -1;  ///< step of the checkpoint resumed from; -1 for a fresh start
+  std::map<std::string, double> last_val;  ///< last validation metrics (empty if none ran)
+  std::string run_dir;
+};
+
+/// Trains `recipe` to its end (train.epochs or train.max_steps), resuming from the newest
+/// checkpoint in the run directory when checkpoint.resume = "auto". Rank 0 writes the run
+/// directory: recipe.toml, train.log, metrics.jsonl, checkpoints/, summary.json.
+TrainResult train(const Recipe& recipe);
+
+struct EvalResult {
+  std::map<std::string, double> metrics;
+  std::string table;     ///< printable summary
+  std::string csv_path;  ///< per-class results ("" when eval.per_class is false)
+};
+
+/// Multi-view testing (sampling.test_clips x sampling.test_crops per video, probabilities
+/// averaged per video) of the model in `checkpoint` (a checkpoint directory, or a run directory
+/// / checkpoints folder whose newest checkpoint is used) on the eval.split annotation file.
+/// Rank 0 writes eval-<split>.json and eval-<split>-per-class.csv into `out_dir`.
+EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir);
+
+/// Writes clip features (averaged over the test views) of every video of `split` into the
+/// HDF5 feature store at `out`, keyed by video id, with labels. Returns the number of videos.
+int64_t extract(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
+                const std::string& out);
+
+/// Resolves a checkpoint argument: a checkpoint directory, or a folder holding step-*
+/// checkpoints (checkpoints/ or a run directory), whose newest one is taken.
+std::string resolve_checkpoint(const std::string& path);
+
+}  // namespace holo::train
