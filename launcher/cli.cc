@@ -27,6 +27,7 @@ int run(int argc, char** argv) {
       ->require_subcommand(1);
   add_core_commands(app);
   add_model_commands(app);
+  add_data_commands(app);
   add_report_commands(app);
   add_slurm_commands(app);
   add_train_commands(app);

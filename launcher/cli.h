@@ -25,6 +25,9 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
 /// `holo version`, `holo env`, `holo recipe check|show|doc`.
 void add_core_commands(CLI::App& app);
 
+/// `holo data synth|probe`, `holo bench decode`.
+void add_data_commands(CLI::App& app);
+
 /// `holo plot RUN_DIR`, `holo cluster FEATURES.h5 --k N`.
 void add_report_commands(CLI::App& app);
 

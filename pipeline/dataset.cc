@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "core/env.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "pipeline/probe.h"
 #include "pipeline/random.h"
 #include "pipeline/synth.h"
 
@@ -609,12 +611,14 @@ bool is_video_file(const std::string& path) {
 }
 
 Dataset::Dataset(std::string name, std::vector<VideoRecord> records, std::vector<std::string> class_names,
-                 std::vector<Category> categories, std::vector<std::string> missing)
+                 std::vector<Category> categories, std::vector<std::string> missing,
+                 std::vector<std::string> known_bad)
     : name_(std::move(name)),
       records_(std::move(records)),
       class_names_(std::move(class_names)),
       categories_(std::move(categories)),
-      missing_(std::move(missing)) {}
+      missing_(std::move(missing)),
+      known_bad_(std::move(known_bad)) {}
 
 std::string Dataset::content_hash() const {
   XXH64_state_t* state = XXH64_createState();
@@ -660,7 +664,8 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
       r.data.test = (fs::path(dir) / "test.csv").string();
     }
     auto ds = make_dataset(r, split);
-    return std::make_shared<Dataset>("synth:" + split, ds->records(), ds->class_names(), ds->categories(), ds->missing());
+    return std::make_shared<Dataset>("synth:" + split, ds->records(), ds->class_names(), ds->categories(), ds->missing(),
+                                     ds->known_bad());
   }
   Index index;
   if (d.dataset == "kinetics") {
@@ -695,8 +700,30 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
     }
     index.records = std::move(kept);
   }
+  std::vector<std::string> known_bad;
+  if (!d.manifest.empty()) {
+    const auto manifest = read_manifest(d.manifest);
+    std::vector<VideoRecord> kept;
+    for (auto& r : index.records) {
+      auto it = manifest.find(r.path);
+      std::error_code ec;
+      const bool current = it != manifest.end() && static_cast<int64_t>(fs::file_size(r.path, ec)) == it->second.size &&
+                           std::chrono::duration_cast<std::chrono::seconds>(
+                               fs::last_write_time(r.path, ec).time_since_epoch()).count() == it->second.mtime;
+      if (current && !it->second.ok()) {
+        known_bad.push_back(r.path + ": " + it->second.status);
+      } else {
+        kept.push_back(std::move(r));
+      }
+    }
+    index.records = std::move(kept);
+    if (!known_bad.empty()) {
+      spdlog::warn("{}: {} videos left out as unusable by the manifest {} (first: {})", name, known_bad.size(),
+                   d.manifest, known_bad.front());
+    }
+  }
   return std::make_shared<Dataset>(name, std::move(index.records), std::move(index.class_names),
-                                   std::move(index.categories), std::move(index.missing));
+                                   std::move(index.categories), std::move(index.missing), std::move(known_bad));
 }
 
 }  // namespace holo::pipeline

@@ -16,7 +16,9 @@
 /// times as `%06d` whole seconds (truncated) or tenths of seconds (`data.name_times`; `auto`
 /// tries both), in per-label folders or flat under data.root (`data.layout`; `auto` indexes
 /// every file under the root once). Entries whose file is absent are not records: they are
-/// counted and listed in `missing()`, and logged once.
+/// counted and listed in `missing()`, and logged once. With `data.manifest` (from
+/// `holo data probe`), files it marks unusable are left out and listed in `known_bad()`
+/// (entries whose size or time changed since probing are ignored).
 
 #include <cstdint>
 #include <memory>
@@ -45,7 +47,8 @@ struct Category {
 class Dataset {
  public:
   Dataset(std::string name, std::vector<VideoRecord> records, std::vector<std::string> class_names,
-          std::vector<Category> categories = {}, std::vector<std::string> missing = {});
+          std::vector<Category> categories = {}, std::vector<std::string> missing = {},
+          std::vector<std::string> known_bad = {});
 
   /// Usable samples in a stable order (the order of the annotation file).
   const std::vector<VideoRecord>& records() const { return records_; }
@@ -55,6 +58,9 @@ class Dataset {
   const std::vector<Category>& categories() const { return categories_; }
   /// Annotation entries whose file is absent (the path looked for first).
   const std::vector<std::string>& missing() const { return missing_; }
+  /// Files the probe manifest (data.manifest) marks unusable, as "path: reason"; they are not
+  /// records and count as quarantined.
+  const std::vector<std::string>& known_bad() const { return known_bad_; }
   /// XXH64 of the index (ids, paths, labels, tags) as 16 hex digits, for checkpoint manifests.
   std::string content_hash() const;
   /// "kinetics:train" etc., for messages.
@@ -68,6 +74,7 @@ class Dataset {
   std::vector<std::string> class_names_;
   std::vector<Category> categories_;
   std::vector<std::string> missing_;
+  std::vector<std::string> known_bad_;
 };
 
 /// Reads the dataset of `split` ("train", "val" or "test") as the recipe describes. Throws

@@ -214,8 +214,10 @@ void ClipLoader::quarantine(int64_t record, const std::string& reason) {
 
 void ClipLoader::check_bad_fraction() {
   const int64_t missing = static_cast<int64_t>(dataset_->missing().size());
-  const int64_t quarantined = std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
-  const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing;
+  const int64_t known_bad = static_cast<int64_t>(dataset_->known_bad().size());
+  const int64_t quarantined =
+      known_bad + std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
+  const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing + known_bad;
   const int64_t bad = missing + quarantined;
   if (static_cast<double>(bad) <= recipe_.data.max_bad_fraction * static_cast<double>(total)) return;
   std::ostringstream os;
@@ -223,6 +225,7 @@ void ClipLoader::check_bad_fraction() {
      << "%) are missing (" << missing << ") or undecodable (" << quarantined
      << "), above data.max_bad_fraction = " << recipe_.data.max_bad_fraction;
   if (!bad_list_.empty()) os << "; first undecodable: " << bad_list_.front().path << ": " << bad_list_.front().reason;
+  if (known_bad > 0) os << "; first marked by the manifest: " << dataset_->known_bad().front();
   if (missing > 0) os << "; first missing: " << dataset_->missing().front();
   throw Error(os.str());
 }

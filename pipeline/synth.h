@@ -35,7 +35,7 @@ struct SynthOptions {
   int height = 64;              ///< short side
   double fps = 16;
   double val_fraction = 0.25;   ///< share of videos (per class) in the validation split
-  int threads = 0;              ///< 0: one per core
+  int threads = 0;              ///< 0: one per core (libx264: always one, for identical bytes)
   std::string codec = "auto";   ///< see VideoWriterOptions::codec
 
   SynthOptions& set_kind(std::string k) { kind = std::move(k); return *this; }

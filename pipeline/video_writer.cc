@@ -6,8 +6,10 @@ extern "C" {
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <mutex>
 
 #include "pipeline/av_handles.h"
 
@@ -47,7 +49,17 @@ struct VideoWriter::State {
   }
 };
 
+namespace {
+/// Opening encoders and scalers is serialised: their one-time global set-up in libav* is not
+/// safe to race.
+std::mutex& open_mutex() {
+  static std::mutex m;
+  return m;
+}
+}  // namespace
+
 VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : state_(std::make_unique<State>()) {
+  std::lock_guard<std::mutex> lock(open_mutex());
   State& s = *state_;
   s.path = path;
   s.options = options;
@@ -90,7 +102,7 @@ VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : 
   if (s.codec_name == "libx264") {
     av_opt_set(c->priv_data, "preset", "veryfast", 0);
     av_opt_set(c->priv_data, "crf", std::to_string(options.quality).c_str(), 0);
-    const std::string params = "scenecut=0:keyint=" + std::to_string(options.gop) +
+    const std::string params = "threads=1:lookahead-threads=1:sync-lookahead=0:scenecut=0:keyint=" + std::to_string(options.gop) +
                                ":min-keyint=" + std::to_string(options.gop) +
                                ":bframes=" + std::to_string(options.bframes);
     av_opt_set(c->priv_data, "x264-params", params.c_str(), 0);
@@ -136,6 +148,11 @@ void VideoWriter::write(const uint8_t* rgb) {
   State& s = *state_;
   HOLO_CHECK(!s.closed, "VideoWriter::write after close");
   HOLO_AV_CHECK(av_frame_make_writable(s.frame.get()));
+  // Whole planes, padding included, so that no byte the encoder may read is left undefined.
+  for (int p = 0; p < 3; ++p) {
+    const int rows = p == 0 ? s.options.height : (s.options.height + 1) / 2;
+    std::memset(s.frame->data[p], 0, static_cast<size_t>(s.frame->linesize[p]) * rows);
+  }
   const uint8_t* src[4] = {rgb, nullptr, nullptr, nullptr};
   const int src_stride[4] = {s.options.width * 3, 0, 0, 0};
   sws_scale(s.sws.get(), src, src_stride, 0, s.options.height, s.frame->data, s.frame->linesize);
@@ -167,6 +184,12 @@ void VideoWriter::close() {
 
 const std::string& VideoWriter::codec_name() const { return state_->codec_name; }
 int64_t VideoWriter::frames_written() const { return state_->frames; }
+
+std::string resolve_encoder(const std::string& codec) {
+  if ((codec == "auto" || codec == "libx264") && avcodec_find_encoder_by_name("libx264") != nullptr) return "libx264";
+  if (codec == "libx264") throw Error("this FFmpeg has no libx264 encoder");
+  return "mpeg4";
+}
 
 int frame_code_band(int height) { return std::max(6, height / 8); }
 

@@ -56,6 +56,9 @@ class VideoWriter {
   std::unique_ptr<State> state_;
 };
 
+/// The encoder `codec` ("auto", "libx264", "mpeg4") resolves to in this FFmpeg.
+std::string resolve_encoder(const std::string& codec);
+
 /// Bits in the frame code (indices up to 2^kFrameCodeBits - 1).
 constexpr int kFrameCodeBits = 10;
 /// Height in pixels of the band at the top of a frame that holds the code.

@@ -1,0 +1,362 @@
+#include "pipeline/feature_store.h"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+
+#include "core/check.h"
+#include "core/error.h"
+
+namespace fs = std::filesystem;
+
+namespace holo::pipeline {
+namespace {
+
+/// HDF5 is not built thread-safe on every system: every call goes through this lock.
+std::mutex& h5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+/// RAII for hid_t handles: the right H5*close for the kind of object.
+class H5Handle {
+ public:
+  H5Handle() = default;
+  H5Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  ~H5Handle() { reset(); }
+  H5Handle(H5Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  H5Handle& operator=(H5Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      id_ = o.id_;
+      close_ = o.close_;
+      o.id_ = -1;
+    }
+    return *this;
+  }
+  H5Handle(const H5Handle&) = delete;
+  H5Handle& operator=(const H5Handle&) = delete;
+  hid_t get() const { return id_; }
+  void reset() {
+    if (id_ >= 0 && close_ != nullptr) close_(id_);
+    id_ = -1;
+  }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+H5Handle checked(hid_t id, herr_t (*close)(hid_t), const char* what) {
+  if (id < 0) throw CallError("HDF5", what, static_cast<long>(id), "HDF5 call failed", __FILE__, __LINE__);
+  return H5Handle(id, close);
+}
+
+void quiet_hdf5() {
+  static const bool done = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become exceptions, not printed stacks
+    return true;
+  }();
+  (void)done;
+}
+
+bool link_exists(hid_t loc, const std::string& name) {
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+H5Handle open_or_create_group(hid_t loc, const std::string& name) {
+  if (link_exists(loc, name)) return checked(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2");
+  return checked(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate2");
+}
+
+std::string frame_name(int64_t frame) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06lld", static_cast<long long>(frame));
+  return buf;
+}
+
+std::string unkey(const std::string& key) {
+  std::string out;
+  for (size_t i = 0; i < key.size(); ++i) {
+    if (key[i] == '%' && i + 2 < key.size()) {
+      out += static_cast<char>(std::stoi(key.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += key[i];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> group_members(hid_t file, const std::string& group) {
+  std::vector<std::string> out;
+  if (!link_exists(file, group)) return out;
+  H5Handle g = checked(H5Gopen2(file, group.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2");
+  H5G_info_t info;
+  HOLO_H5_CHECK(H5Gget_info(g.get(), &info));
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    const ssize_t n = H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
+    std::string name(static_cast<size_t>(n), '\0');
+    H5Lget_name_by_idx(g.get(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), static_cast<size_t>(n) + 1, H5P_DEFAULT);
+    out.push_back(name);
+  }
+  return out;
+}
+
+torch::Tensor read_dataset(hid_t loc, const std::string& path) {
+  H5Handle ds = checked(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2");
+  H5Handle space = checked(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space");
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  std::vector<int64_t> shape(dims.begin(), dims.end());
+  torch::Tensor t = torch::empty(shape, torch::kFloat32);
+  if (t.numel() > 0) HOLO_H5_CHECK(H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr<float>()));
+  return t;
+}
+
+}  // namespace
+
+std::string feature_shard_path(const std::string& dir, int rank) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "features-rank%05d.h5", rank);
+  return (fs::path(dir) / buf).string();
+}
+
+std::string feature_key(const std::string& id) {
+  std::string out;
+  for (char c : id) {
+    if (c == '%') {
+      out += "%25";
+    } else if (c == '/') {
+      out += "%2F";
+    } else {
+      out += c;
+    }
+  }
+  if (out == "." || out.empty()) out = "%2E" + out.substr(out.empty() ? 0 : 1);
+  return out;
+}
+
+// ---- writer ------------------------------------------------------------------------------
+
+struct FeatureWriter::Impl {
+  std::string path;
+  FeatureStoreOptions options;
+  H5Handle file, clips, frames;
+
+  void write_tensor(hid_t loc, const std::string& name, const torch::Tensor& feature, const std::string& id) {
+    if (link_exists(loc, name)) throw IoError(path + ": feature '" + id + "' is already stored");
+    const torch::Tensor t = feature.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+    std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+    H5Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "H5Screate_simple");
+    H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate");
+    if (!dims.empty() && t.numel() > 0) {
+      HOLO_H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), dims.data()));
+      if (options.compression > 0) {
+        HOLO_H5_CHECK(H5Pset_shuffle(dcpl.get()));
+        HOLO_H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.compression)));
+      }
+    }
+    H5Handle ds = checked(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+                          H5Dclose, "H5Dcreate2");
+    if (t.numel() > 0) HOLO_H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr<float>()));
+  }
+};
+
+FeatureWriter::FeatureWriter(const std::string& dir, int rank, FeatureStoreOptions options) : impl_(std::make_unique<Impl>()) {
+  HOLO_CHECK(options.compression >= 0 && options.compression <= 9, "feature store compression must be 0-9");
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  quiet_hdf5();
+  fs::create_directories(dir);
+  impl_->path = feature_shard_path(dir, rank);
+  impl_->options = options;
+  // Appending to an existing shard lets an interrupted extraction continue.
+  if (fs::exists(impl_->path)) {
+    impl_->file = checked(H5Fopen(impl_->path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose, "H5Fopen");
+  } else {
+    impl_->file = checked(H5Fcreate(impl_->path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate");
+  }
+  impl_->clips = open_or_create_group(impl_->file.get(), "clips");
+  impl_->frames = open_or_create_group(impl_->file.get(), "frames");
+}
+
+FeatureWriter::~FeatureWriter() {
+  try {
+    close();
+  } catch (...) {
+    // Destructors do not throw; close() reports the error when called explicitly.
+  }
+}
+
+void FeatureWriter::write(const std::string& id, const torch::Tensor& feature) {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  HOLO_CHECK(impl_->file.get() >= 0, "FeatureWriter::write after close");
+  impl_->write_tensor(impl_->clips.get(), feature_key(id), feature, id);
+}
+
+void FeatureWriter::write(const std::string& id, int64_t frame, const torch::Tensor& feature) {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  HOLO_CHECK(impl_->file.get() >= 0, "FeatureWriter::write after close");
+  H5Handle g = open_or_create_group(impl_->frames.get(), feature_key(id));
+  impl_->write_tensor(g.get(), frame_name(frame), feature, id + " frame " + std::to_string(frame));
+}
+
+void FeatureWriter::close() {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  if (impl_->file.get() < 0) return;
+  impl_->clips.reset();
+  impl_->frames.reset();
+  HOLO_H5_CHECK(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL));
+  impl_->file.reset();
+}
+
+// ---- index -------------------------------------------------------------------------------
+
+int64_t write_feature_index(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  quiet_hdf5();
+  std::vector<std::pair<int, std::string>> shards;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    int rank = -1;
+    const std::string name = e.path().filename().string();
+    if (std::sscanf(name.c_str(), "features-rank%d.h5", &rank) == 1 && name == fs::path(feature_shard_path(dir, rank)).filename().string()) {
+      shards.emplace_back(rank, name);
+    }
+  }
+  std::sort(shards.begin(), shards.end());
+  const std::string tmp = (fs::path(dir) / "index.h5.part").string();
+  fs::remove(tmp);
+  std::vector<std::string> keys;
+  std::vector<int32_t> owners;
+  {
+    H5Handle index = checked(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate");
+    H5Handle clips = open_or_create_group(index.get(), "clips");
+    H5Handle frames = open_or_create_group(index.get(), "frames");
+    std::map<std::string, int> owner;
+    for (const auto& [rank, name] : shards) {
+      H5Handle shard = checked(H5Fopen((fs::path(dir) / name).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
+      for (const char* group : {"clips", "frames"}) {
+        for (const auto& key : group_members(shard.get(), group)) {
+          const std::string path = std::string(group) + "/" + key;
+          auto [it, fresh] = owner.emplace(path, rank);
+          if (!fresh) {
+            throw IoError(dir + ": feature '" + unkey(key) + "' is in both rank " + std::to_string(it->second) +
+                          " and rank " + std::to_string(rank) + " shards");
+          }
+          // Relative file name: the store can be moved as a folder.
+          HOLO_H5_CHECK(H5Lcreate_external(name.c_str(), ("/" + path).c_str(),
+                                           std::string(group) == "clips" ? clips.get() : frames.get(), key.c_str(),
+                                           H5P_DEFAULT, H5P_DEFAULT));
+        }
+      }
+    }
+    std::set<std::string> ids;
+    std::map<std::string, int> id_owner;
+    for (const auto& [path, rank] : owner) {
+      const std::string key = path.substr(path.find('/') + 1);
+      if (ids.insert(key).second) id_owner[key] = rank;
+    }
+    for (const auto& k : ids) {
+      keys.push_back(unkey(k));
+      owners.push_back(id_owner[k]);
+    }
+    // /ids as variable-length UTF-8 strings, /shards as int32, in the same order.
+    std::vector<const char*> ptrs;
+    for (const auto& k : keys) ptrs.push_back(k.c_str());
+    hsize_t n = keys.size();
+    H5Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
+    H5Handle strtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+    HOLO_H5_CHECK(H5Tset_size(strtype.get(), H5T_VARIABLE));
+    HOLO_H5_CHECK(H5Tset_cset(strtype.get(), H5T_CSET_UTF8));
+    H5Handle ids_ds = checked(H5Dcreate2(index.get(), "ids", strtype.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                              H5Dclose, "H5Dcreate2");
+    if (n > 0) HOLO_H5_CHECK(H5Dwrite(ids_ds.get(), strtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()));
+    H5Handle shards_ds = checked(H5Dcreate2(index.get(), "shards", H5T_STD_I32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                 H5Dclose, "H5Dcreate2");
+    if (n > 0) HOLO_H5_CHECK(H5Dwrite(shards_ds.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, owners.data()));
+  }
+  fs::rename(tmp, fs::path(dir) / "index.h5");
+  return static_cast<int64_t>(keys.size());
+}
+
+// ---- reader ------------------------------------------------------------------------------
+
+struct FeatureReader::Impl {
+  std::string dir;
+  /// Open shards by rank and which shard holds each "clips/<key>" / "frames/<key>".
+  std::map<int, H5Handle> shards;
+  std::map<std::string, int> owner;
+
+  hid_t shard_of(const std::string& path) const {
+    auto it = owner.find(path);
+    return it == owner.end() ? -1 : shards.at(it->second).get();
+  }
+};
+
+FeatureReader::FeatureReader(const std::string& dir) : impl_(std::make_unique<Impl>()) {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  quiet_hdf5();
+  impl_->dir = dir;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw IoError("feature store " + dir + " is not a folder");
+  // The shards are the data; index.h5 is for Python users. Scanning the shards' groups costs
+  // one open per shard and gives the same map.
+  for (const auto& e : fs::directory_iterator(dir)) {
+    int rank = -1;
+    const std::string name = e.path().filename().string();
+    if (std::sscanf(name.c_str(), "features-rank%d.h5", &rank) != 1) continue;
+    if (name != fs::path(feature_shard_path(dir, rank)).filename().string()) continue;
+    H5Handle f = checked(H5Fopen(e.path().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
+    for (const char* group : {"clips", "frames"}) {
+      for (const auto& key : group_members(f.get(), group)) impl_->owner[std::string(group) + "/" + key] = rank;
+    }
+    impl_->shards.emplace(rank, std::move(f));
+  }
+  if (impl_->shards.empty()) throw IoError("feature store " + dir + " has no features-rank*.h5 shard");
+}
+
+FeatureReader::~FeatureReader() {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  impl_.reset();
+}
+
+bool FeatureReader::contains(const std::string& id) const {
+  return impl_->owner.count("clips/" + feature_key(id)) > 0;
+}
+
+bool FeatureReader::contains(const std::string& id, int64_t frame) const {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  const hid_t f = impl_->shard_of("frames/" + feature_key(id));
+  return f >= 0 && link_exists(f, "frames/" + feature_key(id) + "/" + frame_name(frame));
+}
+
+torch::Tensor FeatureReader::read(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  const std::string path = "clips/" + feature_key(id);
+  const hid_t f = impl_->shard_of(path);
+  if (f < 0) throw IoError("feature store " + impl_->dir + " has no clip feature for '" + id + "'");
+  return read_dataset(f, path);
+}
+
+torch::Tensor FeatureReader::read(const std::string& id, int64_t frame) const {
+  std::lock_guard<std::mutex> lock(h5_mutex());
+  const std::string group = "frames/" + feature_key(id);
+  const hid_t f = impl_->shard_of(group);
+  const std::string path = group + "/" + frame_name(frame);
+  if (f < 0 || !link_exists(f, path)) {
+    throw IoError("feature store " + impl_->dir + " has no feature for '" + id + "' frame " + std::to_string(frame));
+  }
+  return read_dataset(f, path);
+}
+
+std::vector<std::string> FeatureReader::ids() const {
+  std::set<std::string> out;
+  for (const auto& [path, rank] : impl_->owner) out.insert(unkey(path.substr(path.find('/') + 1)));
+  return {out.begin(), out.end()};
+}
+
+}  // namespace holo::pipeline

@@ -1,0 +1,194 @@
+// The HDF5 feature store across processes and from Python, the probe and its manifest, and
+// `holo data synth` output checked by ffprobe.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/recipe.h"
+#include "pipeline/dataset.h"
+#include "pipeline/feature_store.h"
+#include "pipeline/probe.h"
+#include "pipeline/synth.h"
+#include "tests/pipeline/pipeline_test_util.h"
+#include "tests/test_util.h"
+
+namespace fs = std::filesystem;
+
+namespace holo::pipeline {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(FeatureStore, ShardsFromTwoProcessesOneIndexReadByHoloAndPython) {
+  const fs::path dir = fs::path(holo::testing::temp_dir()) / "store";
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // Rank 1 in its own process.
+    int rc = 0;
+    try {
+      FeatureWriter w(dir.string(), 1);
+      w.write("b/x", torch::full({4}, 2.5f));
+      for (int64_t f = 0; f < 3; ++f) w.write("c", f, torch::full({2}, static_cast<float>(f)));
+      w.close();
+    } catch (...) {
+      rc = 1;
+    }
+    _exit(rc);
+  }
+  {
+    FeatureWriter w(dir.string(), 0, FeatureStoreOptions().set_compression(4));
+    w.write("a", torch::arange(6, torch::kFloat32).view({2, 3}));
+    EXPECT_THAT([&] { w.write("a", torch::zeros({1})); }, ::testing::ThrowsMessage<IoError>(HasSubstr("'a' is already stored")));
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(write_feature_index(dir.string()), 3);
+
+  FeatureReader r(dir.string());
+  EXPECT_THAT(r.ids(), ElementsAre("a", "b/x", "c"));
+  EXPECT_TRUE(r.contains("a"));
+  EXPECT_FALSE(r.contains("c"));
+  EXPECT_TRUE(r.contains("c", 2));
+  EXPECT_FALSE(r.contains("c", 3));
+  EXPECT_TRUE(torch::equal(r.read("a"), torch::arange(6, torch::kFloat32).view({2, 3})));
+  EXPECT_TRUE(torch::equal(r.read("b/x"), torch::full({4}, 2.5f)));
+  EXPECT_TRUE(torch::equal(r.read("c", 1), torch::full({2}, 1.0f)));
+  EXPECT_THAT([&] { r.read("zzz"); }, ::testing::ThrowsMessage<IoError>(HasSubstr("no clip feature for 'zzz'")));
+
+  // Python reads the index (external links into both shards) while Holo still has it open.
+  if (!fs::exists("/usr/bin/python3")) GTEST_SKIP() << "/usr/bin/python3 not present";
+  const std::string script =
+      "import h5py, sys\n"
+      "f = h5py.File(sys.argv[1] + '/index.h5', 'r')\n"
+      "ids = [x.decode() if isinstance(x, bytes) else x for x in f['ids'][()]]\n"
+      "assert ids == ['a', 'b/x', 'c'], ids\n"
+      "assert list(f['shards'][()]) == [0, 1, 1]\n"
+      "a = f['clips/a'][()]\n"
+      "assert a.shape == (2, 3) and a.sum() == 15, a\n"
+      "assert f['clips/a'].compression == 'gzip'\n"
+      "assert (f['clips']['b%2Fx'][()] == 2.5).all()\n"
+      "assert f['frames/c/000002'][()].tolist() == [2.0, 2.0]\n"
+      "print('python ok')\n";
+  holo::testing::write_text_file((dir.parent_path() / "check.py").string(), script);
+  const auto res = holo::testing::run_command("/usr/bin/python3 " + (dir.parent_path() / "check.py").string() + " " + dir.string());
+  if (res.output.find("No module named 'h5py'") != std::string::npos) GTEST_SKIP() << "no h5py";
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+  EXPECT_THAT(res.output, HasSubstr("python ok"));
+}
+
+TEST(FeatureStore, SameKeyInTwoShardsIsAnError) {
+  const fs::path dir = fs::path(holo::testing::temp_dir()) / "store";
+  FeatureWriter(dir.string(), 0).write("x", torch::ones({1}));
+  FeatureWriter(dir.string(), 1).write("x", torch::ones({1}));
+  EXPECT_THAT([&] { write_feature_index(dir.string()); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("'x' is in both rank 0 and rank 1 shards")));
+}
+
+TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
+  const fs::path dir = holo::testing::temp_dir();
+  holo::testing::write_coded_video((dir / "good.mp4").string(), 20);
+  holo::testing::write_coded_video((dir / "vfr.mp4").string(), 20, VideoWriterOptions().set_variable_rate(true));
+  holo::testing::write_text_file((dir / "zero.mp4").string(), "");
+  holo::testing::write_truncated((dir / "good.mp4").string(), (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_wav((dir / "sound.wav").string());
+  fs::copy_file(dir / "good.mp4", dir / "copy.mp4");
+  auto files = find_videos({dir.string(), (dir / "sound.wav").string()});
+  ASSERT_EQ(files.size(), 6u);  // the .wav only because it was named
+  const auto results = probe_videos(files, 2, false);
+  std::map<std::string, ProbeResult> by;
+  for (const auto& r : results) by[fs::path(r.path).filename().string()] = r;
+  EXPECT_TRUE(by["good.mp4"].ok());
+  EXPECT_TRUE(by["good.mp4"].decodes_to_end);
+  EXPECT_EQ(by["good.mp4"].frames, 20);
+  EXPECT_EQ(by["good.mp4"].codec, "h264");
+  EXPECT_EQ(by["good.mp4"].width, 128);
+  EXPECT_FALSE(by["good.mp4"].variable_rate);
+  EXPECT_TRUE(by["vfr.mp4"].variable_rate);
+  EXPECT_EQ(by["good.mp4"].hash, by["copy.mp4"].hash);
+  EXPECT_NE(by["good.mp4"].hash, by["vfr.mp4"].hash);
+  EXPECT_EQ(by["zero.mp4"].status, "zero-byte file");
+  EXPECT_THAT(by["cut.mp4"].status, HasSubstr("truncated"));
+  EXPECT_EQ(by["sound.wav"].status, "audio only (no video stream)");
+  const std::string table = format_probe_table(results);
+  EXPECT_THAT(table, HasSubstr("6 files: 3 ok (1 with variable frame rate), 3 quarantined"));
+  EXPECT_THAT(table, HasSubstr("zero-byte file"));
+
+  const std::string manifest = (dir / "manifest.json").string();
+  write_manifest(manifest, results);
+  const auto back = read_manifest(manifest);
+  EXPECT_EQ(back.size(), 6u);
+  EXPECT_EQ(back.at((dir / "vfr.mp4").string()).frames, 20);
+  EXPECT_EQ(back.at((dir / "cut.mp4").string()).status, by["cut.mp4"].status);
+
+  holo::testing::write_text_file((dir / "list.txt").string(), "good.mp4 0\ncut.mp4 1\nvfr.mp4 1\n");
+  Recipe r;
+  r.data.dataset = "list";
+  r.data.root = dir.string();
+  r.data.train = (dir / "list.txt").string();
+  r.data.manifest = manifest;
+  auto ds = make_dataset(r, "train");
+  EXPECT_EQ(ds->records().size(), 2u);
+  ASSERT_EQ(ds->known_bad().size(), 1u);
+  EXPECT_THAT(ds->known_bad()[0], HasSubstr("cut.mp4: truncated"));
+}
+
+TEST(Synth, CommandWritesDeterministicVideosThatFfprobeReads) {
+  const fs::path dir = holo::testing::temp_dir();
+  auto synth = [&](const std::string& out, int seed) {
+    return holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind motion --out " + (dir / out).string() +
+                                      " --seed " + std::to_string(seed) + " --videos 16 --classes 8 --frames 24");
+  };
+  auto a = synth("a", 5);
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  ASSERT_EQ(synth("b", 5).exit_code, 0);
+  ASSERT_EQ(synth("c", 6).exit_code, 0);
+  const auto files = find_videos({(dir / "a").string()});
+  ASSERT_EQ(files.size(), 16u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string rel = fs::relative(files[i], dir / "a").string();
+    EXPECT_EQ(file_hash(files[i]), file_hash((dir / "b" / rel).string())) << rel;
+  }
+  EXPECT_NE(find_videos({(dir / "c").string()}), std::vector<std::string>());
+  EXPECT_NE(fs::relative(find_videos({(dir / "c").string()})[0], dir / "c"), fs::relative(files[0], dir / "a"));
+
+  const auto probe = holo::testing::run_command(
+      "ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=codec_name,width,height,nb_read_frames "
+      "-of csv=p=0 '" + files[0] + "'");
+  if (probe.exit_code == 127) GTEST_SKIP() << "ffprobe not installed";
+  EXPECT_EQ(probe.exit_code, 0) << probe.output;
+  EXPECT_EQ(probe.output, "h264,96,64,24\n");
+
+  // Kinetics-format annotations: 8 classes x 2 videos, a quarter in val, test without labels.
+  Recipe r;
+  r.data.dataset = "kinetics";
+  r.data.root = (dir / "a" / "videos").string();
+  r.data.train = (dir / "a" / "train.csv").string();
+  r.data.val = (dir / "a" / "val.csv").string();
+  r.data.test = (dir / "a" / "test.csv").string();
+  EXPECT_EQ(make_dataset(r, "train")->records().size(), 8u);
+  EXPECT_EQ(make_dataset(r, "val")->records().size(), 8u);
+  EXPECT_EQ(make_dataset(r, "train")->class_names(), motion_class_names() == std::vector<std::string>() ? std::vector<std::string>() : [] {
+    auto n = motion_class_names();
+    std::sort(n.begin(), n.end());
+    return n;
+  }());
+  EXPECT_EQ(make_dataset(r, "test")->records().size(), 8u);
+
+  const auto hvu = holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind hvu --out " +
+                                              (dir / "h").string() + " --videos 4 --frames 8");
+  ASSERT_EQ(hvu.exit_code, 0) << hvu.output;
+  EXPECT_TRUE(fs::exists(dir / "h" / "HVU_Tags_Categories_V1.0.csv"));
+  const auto bad = holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind dance --out " + (dir / "x").string());
+  EXPECT_EQ(bad.exit_code, 2);
+}
+
+}  // namespace
+}  // namespace holo::pipeline
