@@ -217,7 +217,22 @@ stop_one() {
 }
 
 stop() {
-  # Compute node first (it ends its jobs' processes), then the controller, then munged.
+  # Jobs first: their processes (under slurmstepd) would outlive slurmd. KillWait bounds how
+  # long they take to end once cancelled.
+  if live_pid "$ctld_pid" slurmctld >/dev/null; then
+    local jobs i
+    jobs=$(SLURM_CONF=$conf squeue -h -o '%i' 2>/dev/null || true)
+    if [ -n "$jobs" ]; then
+      say "cancelling jobs: $(echo $jobs)"
+      # shellcheck disable=SC2086
+      SLURM_CONF=$conf scancel $jobs 2>/dev/null || true
+      for i in $(seq 1 300); do
+        [ -z "$(SLURM_CONF=$conf squeue -h -o '%i' 2>/dev/null)" ] && break
+        sleep 0.2
+      done
+    fi
+  fi
+  # Compute node next, then the controller, then munged.
   stop_one "$slurmd_pid" slurmd
   stop_one "$ctld_pid" slurmctld
   stop_one "$munged_pid" munged

@@ -1,0 +1,234 @@
+// `holo submit` of real training runs on the local cluster (scripts/slurm-local.sh): a tiny
+// synthetic recipe trains to COMPLETED; a run preempted by the warning signal checkpoints,
+// requeues itself, restarts with SLURM_RESTART_COUNT=1, resumes at the saved step and finishes
+// with the same steps and the same losses as an uninterrupted run (so no sample was repeated or
+// skipped); and a run without restart budget ends with a clear message.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/recipe.h"
+#include "slurm/scheduler.h"
+#include "slurm/script.h"
+#include "slurm/submit.h"
+#include "tests/slurm/local_cluster.h"
+#include "tests/test_util.h"
+
+namespace holo {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using holo::testing::holo_binary;
+using holo::testing::read_text;
+using holo::testing::run_command;
+using holo::testing::text_lines;
+using holo::testing::wait_until;
+using slurm::shell_quote;
+
+// Enough steps that the warning, sent as soon as the first step is logged, lands mid-run (a
+// step of this model takes a few tens of milliseconds here; the test says so if it did not).
+constexpr int kSteps = 600;
+
+/// The environment of every training process here: one LibTorch thread (as in the job, where
+/// it follows slurm.cpus_per_task), so runs in and out of SLURM compute identically, and one
+/// cache folder for the synthetic videos.
+std::string train_env(const std::string& dir) {
+  return "HOLO_NUM_THREADS=1 HOLO_CACHE_DIR=" + shell_quote(dir + "/cache") + " ";
+}
+
+/// Skips the test (with the reason printed) when this build has no `holo train`.
+#define SKIP_WITHOUT_TRAIN()                                                                \
+  do {                                                                                      \
+    const auto help = run_command(holo_binary() + " train --help");                         \
+    if (help.exit_code != 0) {                                                              \
+      GTEST_SKIP() << "`holo train` is not available in this build (`holo train --help` "   \
+                      "exited " << help.exit_code << "): " << help.output.substr(0, 200);   \
+    }                                                                                       \
+  } while (0)
+
+/// A small, deterministic synthetic run: a narrow 3D ResNet on tiny clips, one metric line per
+/// step, checkpoints only at the end and on preemption.
+std::string write_recipe(const std::string& dir, const std::string& run_dir, int max_restarts) {
+  fs::create_directories(dir);
+  const std::string path = dir + "/tiny.toml";
+  std::ofstream(path) << "[run]\nname = \"tiny\"\ndir = " << to_toml_text(Value(run_dir)) << R"(
+seed = 7
+deterministic = true
+[data]
+dataset = "synth"
+synth_videos = 16
+synth_classes = 2
+synth_frames = 16
+[sampling]
+num_frames = 4
+stride = 2
+[transform]
+crop_size = 32
+train_scale_min = 32
+train_scale_max = 40
+test_scale = 32
+[loader]
+batch_size = 2
+workers = 1
+prefetch = 2
+[model]
+name = "resnet3d"
+depth = 10
+width = 0.125
+dropout = 0.0
+[optim]
+lr = 0.01
+[train]
+epochs = 100
+max_steps = )" << kSteps << R"(
+log_every = 1
+val_every = 0
+[checkpoint]
+every_steps = 0
+background = false
+[slurm]
+time = "00:30:00"
+cpus_per_task = 1
+mem = "4G"
+max_restarts = )" << max_restarts << "\n";
+  return path;
+}
+
+std::string submit(const std::string& dir, const std::string& recipe) {
+  const auto r = run_command(train_env(dir) + holo_binary() + " submit " + shell_quote(recipe));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto pos = r.output.find("submitted job ");
+  if (pos == std::string::npos) return "";
+  return r.output.substr(pos + 14, r.output.find('\n', pos) - pos - 14);
+}
+
+/// Training metric lines by step; fails the test when a step appears twice.
+std::map<int64_t, nlohmann::json> train_lines(const std::string& run_dir) {
+  std::map<int64_t, nlohmann::json> by_step;
+  for (const auto& l : text_lines(read_text(run_dir + "/metrics.jsonl"))) {
+    // While the run writes, the last line may be incomplete: it is read on the next poll.
+    const auto j = nlohmann::json::parse(l, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || j.value("split", "") != "train") continue;
+    const int64_t step = j.at("step").get<int64_t>();
+    EXPECT_TRUE(by_step.emplace(step, j).second) << "step " << step << " logged twice in " << run_dir;
+  }
+  return by_step;
+}
+
+std::string job_files(const std::string& run_dir, const std::string& id) {
+  return "\n--- job output ---\n" + read_text(run_dir + "/slurm/job-" + id + ".out") +
+         "\n--- job errors ---\n" + read_text(run_dir + "/slurm/job-" + id + ".err");
+}
+
+TEST(SlurmEndToEnd, TinyRecipeReachesCompletedWithMetrics) {
+  SKIP_WITHOUT_TRAIN();
+  const std::string d = holo::testing::temp_dir();
+  const std::string run = d + "/run";
+  const std::string id = submit(d, write_recipe(d, run, 1));
+  ASSERT_FALSE(id.empty());
+  const auto info = holo::testing::wait_for_end(id);
+  ASSERT_EQ(info.state, "COMPLETED") << job_files(run, id);
+  const auto lines = train_lines(run);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(kSteps));
+  EXPECT_EQ(lines.begin()->first, 1);
+  EXPECT_EQ(lines.rbegin()->first, kSteps);
+  for (const auto& [step, j] : lines) {
+    EXPECT_TRUE(j.contains("loss") && std::isfinite(j["loss"].get<double>())) << j.dump();
+  }
+  ASSERT_TRUE(slurm::last_checkpoint(run).has_value());
+  EXPECT_EQ(slurm::last_checkpoint(run)->step, kSteps);
+  const auto status = run_command(holo_binary() + " status " + shell_quote(run));
+  EXPECT_THAT(status.output, AllOf(HasSubstr("COMPLETED"), HasSubstr("checkpoint  step " + std::to_string(kSteps))));
+}
+
+TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
+  SKIP_WITHOUT_TRAIN();
+  const std::string d = holo::testing::temp_dir();
+
+  // The same recipe trained without interruption, outside SLURM: the reference.
+  const std::string ref = d + "/reference";
+  const std::string ref_recipe = write_recipe(d + "/ref", ref, 1);
+  const auto r = run_command(train_env(d) + holo_binary() + " train " + shell_quote(ref_recipe));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto expected = train_lines(ref);
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
+
+  const std::string run = d + "/run";
+  const std::string id = submit(d, write_recipe(d, run, 2));
+  ASSERT_FALSE(id.empty());
+  // Warn as soon as training has made a step, as SLURM does before an allocation ends.
+  ASSERT_TRUE(wait_until([&] { return !train_lines(run).empty() || !slurm::query_job(id).active(); },
+                         "the first training step", 900, 20));
+  slurm::cancel_job(id, "USR1");
+  const auto requeued = holo::testing::wait_for_requeue(id, 1);
+  EXPECT_EQ(requeued.restarts, 1);
+  // Between the two starts the newest checkpoint is the one saved on the warning.
+  const auto saved = slurm::last_checkpoint(run);
+  ASSERT_TRUE(saved.has_value()) << job_files(run, id);
+  const int64_t saved_step = saved->step;
+  ASSERT_LT(saved_step, kSteps) << "training finished before the warning arrived; the test needs "
+                                   "more steps to preempt it";
+  EXPECT_EQ(train_lines(run).rbegin()->first, saved_step);
+
+  const auto info = holo::testing::wait_for_end(id);
+  ASSERT_EQ(info.state, "COMPLETED") << job_files(run, id);
+  EXPECT_EQ(info.restarts, 1);
+  const std::string events = read_text(run + "/slurm/events.log");
+  EXPECT_THAT(events, AllOf(HasSubstr("restart 0: workers saved a checkpoint and stopped (exit code 3)"),
+                            HasSubstr("restart 0: requeueing: restart 1 of 2"),
+                            HasSubstr("restart 1: started (SLURM_RESTART_COUNT=1)"),
+                            HasSubstr("restart 1: finished: training complete")));
+  const auto summary = nlohmann::json::parse(read_text(run + "/summary.json"));
+  EXPECT_EQ(summary["resumed_from"].get<int64_t>(), saved_step);
+  EXPECT_EQ(summary["step"].get<int64_t>(), kSteps);
+
+  // Every step once, and each step's loss equal to the uninterrupted run's: the resumed run
+  // drew the same samples in the same order.
+  const auto got = train_lines(run);
+  ASSERT_EQ(got.size(), expected.size());
+  for (const auto& [step, j] : expected) {
+    ASSERT_TRUE(got.count(step)) << "step " << step << " missing";
+    EXPECT_NEAR(got.at(step)["loss"].get<double>(), j["loss"].get<double>(),
+                1e-6 * std::max(1.0, std::abs(j["loss"].get<double>())))
+        << "step " << step;
+  }
+}
+
+TEST(SlurmEndToEnd, ExhaustedRestartBudgetEndsWithAClearMessage) {
+  SKIP_WITHOUT_TRAIN();
+  const std::string d = holo::testing::temp_dir();
+  const std::string run = d + "/run";
+  const std::string id = submit(d, write_recipe(d, run, 0));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(wait_until([&] { return !train_lines(run).empty() || !slurm::query_job(id).active(); },
+                         "the first training step", 900, 20));
+  slurm::cancel_job(id, "USR1");
+  const auto info = holo::testing::wait_for_end(id);
+  EXPECT_EQ(info.state, "FAILED") << job_files(run, id);
+  EXPECT_EQ(info.exit_code, "3:0");
+  EXPECT_EQ(info.restarts, 0);
+  EXPECT_THAT(read_text(run + "/slurm/job-" + id + ".err"),
+              HasSubstr("restart budget exhausted (slurm.max_restarts = 0, restarts used: 0)"));
+  const auto saved = slurm::last_checkpoint(run);
+  ASSERT_TRUE(saved.has_value());
+  EXPECT_LT(saved->step, kSteps);
+  EXPECT_EQ(train_lines(run).rbegin()->first, saved->step);
+  EXPECT_THAT(read_text(run + "/slurm/events.log"), Not(HasSubstr("requeueing: restart")));
+}
+
+}  // namespace
+}  // namespace holo
+
+int slurm_e2e_registered = [] {
+  ::testing::AddGlobalTestEnvironment(new holo::testing::LocalCluster("slurm_e2e"));
+  return 0;
+}();

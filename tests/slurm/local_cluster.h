@@ -1,0 +1,118 @@
+#pragma once
+// The real single-node SLURM cluster of the `slurm` tests: started once per test executable by
+// scripts/slurm-local.sh in a folder of its own, stopped (its jobs cancelled first) at the end.
+// SLURM_CONF is set in this process, so sbatch, squeue, scontrol and every `holo` started by a
+// test talk to it.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "slurm/scheduler.h"
+#include "slurm/script.h"
+#include "tests/test_util.h"
+
+namespace holo::testing {
+
+class LocalCluster : public ::testing::Environment {
+ public:
+  explicit LocalCluster(std::string name) : name_(std::move(name)) {}
+
+  void SetUp() override {
+    const char* tmp = std::getenv("HOLO_TEST_TMP");
+    dir_ = std::string(tmp ? tmp : "/tmp/holo-test") + "/cluster-" + name_;
+    std::filesystem::create_directories(dir_);
+    script_ = source_dir() + "/scripts/slurm-local.sh";
+    // A cluster left running by an interrupted earlier run of this executable goes first.
+    run_command("bash " + slurm::shell_quote(script_) + " stop " + slurm::shell_quote(dir_));
+    const auto r = run_command("bash " + slurm::shell_quote(script_) + " start " + slurm::shell_quote(dir_));
+    ASSERT_EQ(r.exit_code, 0) << "scripts/slurm-local.sh start failed:\n" << r.output;
+    ::setenv("SLURM_CONF", (dir_ + "/etc/slurm.conf").c_str(), 1);
+    started_ = true;
+  }
+
+  void TearDown() override {
+    if (!started_) return;
+    const auto r = run_command("bash " + slurm::shell_quote(script_) + " stop " + slurm::shell_quote(dir_));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string name_;
+  std::string dir_;
+  std::string script_;
+  bool started_ = false;
+};
+
+/// Polls `done` every `poll_ms` until it holds. The limit is only a safety net so that a broken
+/// cluster ends the test instead of hanging it: it is far above what any wait here needs (a
+/// requeued job may wait about two minutes before SLURM starts it again).
+inline bool wait_until(const std::function<bool()>& done, const std::string& what,
+                       double limit_s = 900, int poll_ms = 500) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!done()) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit_s) {
+      ADD_FAILURE() << "gave up waiting for " << what << " after " << limit_s << " s";
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
+  }
+  return true;
+}
+
+/// Waits until job `id` has left the queue for good (a final state) and returns what SLURM says.
+inline slurm::JobInfo wait_for_end(const std::string& id) {
+  slurm::JobInfo info;
+  wait_until([&] {
+    info = slurm::query_job(id);
+    return !info.state.empty() && !info.active();
+  }, "job " + id + " to end");
+  return info;
+}
+
+/// A requeued job pends on a begin time about two minutes ahead. Once it is pending again with
+/// its restart counted, move that begin time to now, as an administrator would: the requeue has
+/// happened by itself, only the idle wait is skipped. Returns the job's state then.
+inline slurm::JobInfo wait_for_requeue(const std::string& id, int64_t restarts) {
+  slurm::JobInfo info;
+  wait_until([&] {
+    info = slurm::query_job(id);
+    if (info.restarts < restarts) return false;
+    // Right after the requeue the job is still COMPLETING (or REQUEUED): wait for it to pend.
+    if (info.state == "COMPLETING" || info.state.compare(0, 7, "REQUEUE") == 0) return false;
+    if (info.state == "PENDING" && info.reason == "BeginTime") {
+      // May race with the scheduler starting it anyway; either way the job moves on.
+      slurm::run_program({"scontrol", "update", "JobId=" + id, "StartTime=now"});
+    }
+    return true;
+  }, "job " + id + " to be requeued (restart " + std::to_string(restarts) + ")");
+  return info;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline std::vector<std::string> text_lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);) {
+    if (!l.empty()) out.push_back(l);
+  }
+  return out;
+}
+
+}  // namespace holo::testing
