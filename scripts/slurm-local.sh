@@ -105,7 +105,9 @@ SlurmdPort=$slurmd_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$socket
+# cred_expire also sets how long a requeued job waits before it may start again (default
+# 120 s): the revoked credential of its last start must have expired first.
+AuthInfo=socket=$socket,cred_expire=15
 CredType=cred/munge
 StateSaveLocation=$dir/state/ctld
 SlurmdSpoolDir=$dir/state/slurmd

@@ -80,21 +80,16 @@ inline slurm::JobInfo wait_for_end(const std::string& id) {
   return info;
 }
 
-/// A requeued job pends on a begin time about two minutes ahead. Once it is pending again with
-/// its restart counted, move that begin time to now, as an administrator would: the requeue has
-/// happened by itself, only the idle wait is skipped. Returns the job's state then.
+/// Waits until job `id` has been requeued `restarts` times and is pending (or running) again.
+/// A requeued job pends on a begin time until its last credential has expired: about two
+/// minutes on a default cluster, `cred_expire` (15 s) on the local one.
 inline slurm::JobInfo wait_for_requeue(const std::string& id, int64_t restarts) {
   slurm::JobInfo info;
   wait_until([&] {
     info = slurm::query_job(id);
-    if (info.restarts < restarts) return false;
-    // Right after the requeue the job is still COMPLETING (or REQUEUED): wait for it to pend.
-    if (info.state == "COMPLETING" || info.state.compare(0, 7, "REQUEUE") == 0) return false;
-    if (info.state == "PENDING" && info.reason == "BeginTime") {
-      // May race with the scheduler starting it anyway; either way the job moves on.
-      slurm::run_program({"scontrol", "update", "JobId=" + id, "StartTime=now"});
-    }
-    return true;
+    // Right after the requeue the job is still COMPLETING (or REQUEUED).
+    return info.restarts >= restarts && info.state != "COMPLETING" &&
+           info.state.compare(0, 7, "REQUEUE") != 0;
   }, "job " + id + " to be requeued (restart " + std::to_string(restarts) + ")");
   return info;
 }
