@@ -108,6 +108,7 @@ struct TaskOptions {
   std::string kind = "classification";  ///< classification, multilabel, transfer, finetune
   std::string teacher;                  ///< transfer: 2D teacher weights file
   std::string teacher_arch = "resnet18";
+  double teacher_width = 1.0;           ///< transfer: teacher width multiplier (1 for torchvision weights)
   int64_t teacher_frames = 8;           ///< transfer: frames X averaged by the teacher
   double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
   std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]

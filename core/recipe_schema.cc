@@ -283,6 +283,7 @@ std::vector<KeyDef> make_schema() {
   s.key("task.teacher", &R::task, &TaskOptions::teacher, "transfer: frozen 2D teacher weights (TorchScript or torchvision-named state dict).").path();
   s.key("task.teacher_arch", &R::task, &TaskOptions::teacher_arch, "transfer: teacher architecture.")
       .choices({"resnet18", "resnet34", "resnet50", "resnet101"});
+  s.key("task.teacher_width", &R::task, &TaskOptions::teacher_width, "transfer: teacher width multiplier (1 for torchvision weights).").range(0.03125, 4);
   s.key("task.teacher_frames", &R::task, &TaskOptions::teacher_frames, "transfer: frames X averaged by the teacher.").range(1, 256);
   s.key("task.negative_ratio", &R::task, &TaskOptions::negative_ratio, "transfer: fraction of negative pairs.").range(0, 1);
   s.key("task.freeze", &R::task, &TaskOptions::freeze, "finetune: stages kept frozen.").choices({"stem", "res2", "res3", "res4", "res5"});

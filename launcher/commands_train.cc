@@ -53,12 +53,26 @@ void inspect(const std::string& dir_arg) {
             << " optimiser tensors, " << bytes << " bytes\n";
 }
 
-void export_model(const std::string& dir_arg, const std::string& out) {
+/// Holo's 2D ResNet clip network names (stem.conv1, res2.0, heads.0) as torchvision's
+/// (conv1, layer1.0, fc), so that the file loads into torchvision.models.resnetNN or serves as
+/// a transfer teacher.
+std::string torchvision_name(const std::string& name) {
+  if (name.rfind("stem.", 0) == 0) return name.substr(5);
+  if (name.rfind("heads.0.", 0) == 0) return "fc." + name.substr(8);
+  if (name.size() > 5 && name.rfind("res", 0) == 0 && name[4] == '.' && name[3] >= '2' && name[3] <= '5') {
+    return "layer" + std::string(1, static_cast<char>(name[3] - 1)) + name.substr(4);
+  }
+  throw UsageError("tensor '" + name + "' has no torchvision name (--torchvision is for resnet*_2d checkpoints)");
+}
+
+void export_model(const std::string& dir_arg, const std::string& out, bool torchvision) {
   const std::string dir = train::resolve_checkpoint(dir_arg);
   const auto loaded = ckpt::Manager::load(dir, 0, 1);
   c10::Dict<std::string, at::Tensor> state;
   for (const auto& [name, t] : loaded.replicated) {
-    if (name.rfind("model.", 0) == 0) state.insert(name.substr(6), t);
+    if (name.rfind("model.", 0) == 0) {
+      state.insert(torchvision ? torchvision_name(name.substr(6)) : name.substr(6), t);
+    }
   }
   const std::vector<char> bytes = torch::pickle_save(state);
   write_file_atomic(out, std::string(bytes.begin(), bytes.end()));
@@ -117,7 +131,10 @@ void add_train_commands(CLI::App& app) {
       "export", "Write the model's state dict to one file that Python's torch.load reads");
   export_cmd->add_option("dir", *export_dir, "Checkpoint directory, or a run directory")->required();
   export_cmd->add_option("--out", *export_out, "Output file, e.g. model.pt")->required();
-  export_cmd->callback([export_dir, export_out] { export_model(*export_dir, *export_out); });
+  auto export_tv = std::make_shared<bool>(false);
+  export_cmd->add_flag("--torchvision", *export_tv,
+                       "Name the tensors as torchvision's ResNet (resnet*_2d checkpoints), e.g. for a transfer teacher");
+  export_cmd->callback([export_dir, export_out, export_tv] { export_model(*export_dir, *export_out, *export_tv); });
 }
 
 }  // namespace holo::cli

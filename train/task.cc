@@ -7,6 +7,9 @@
 #include "train/metrics_torch.h"
 
 namespace holo::train {
+
+std::unique_ptr<Task> make_transfer_task(const Recipe& recipe, const pipeline::Dataset& dataset);
+
 namespace {
 
 std::vector<float> to_floats(const torch::Tensor& t) {
@@ -174,6 +177,7 @@ class MultiLabelTask : public Task {
 
 std::unique_ptr<Task> make_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
   const std::string& kind = recipe.task.kind;
+  if (kind == "transfer") return make_transfer_task(recipe, dataset);  // unlabeled: no classes
   int64_t n = recipe.model.num_classes > 0 ? recipe.model.num_classes
               : recipe.data.num_classes > 0 ? recipe.data.num_classes
                                              : static_cast<int64_t>(dataset.class_names().size());

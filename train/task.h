@@ -16,6 +16,10 @@
 #include "pipeline/loader.h"
 #include "models/network.h"
 
+namespace holo::dist {
+class Communicator;
+}
+
 namespace holo::train {
 
 /// Named scalar statistics of a batch or an evaluation.
@@ -43,6 +47,19 @@ class Task {
                                                           const torch::Tensor& targets) const = 0;
   /// Statistic keys that are sums to be turned into means by dividing by "count".
   virtual std::vector<std::string> mean_keys() const = 0;
+
+  /// A trainable module the task owns besides the network (e.g. the 2D->3D transfer head), or
+  /// nullptr. The trainer optimises, all-reduces and checkpoints it with the prefix "task.".
+  virtual std::shared_ptr<torch::nn::Module> module() { return nullptr; }
+  /// Called once on every rank before training, after the network is built and on its device
+  /// (e.g. to compute and cache a frozen teacher's features). May use collectives.
+  virtual void prepare(const Recipe& recipe, const pipeline::Dataset& dataset,
+                       models::NetworkImpl& network, const torch::Device& device,
+                       dist::Communicator& comm) {}
+  /// The epoch about to be trained (tasks that recompute what the loader drew need it).
+  virtual void set_epoch(int64_t epoch) {}
+  /// False for tasks without a validation protocol of their own (2D->3D transfer).
+  virtual bool validates() const { return true; }
 };
 
 /// The task for `recipe` over `dataset` (class count or categories come from the dataset unless

@@ -61,11 +61,6 @@ void check_runnable(const Recipe& r, const torch::Device& device) {
     throw RecipeError("--set/recipe", 0, 0, "train.precision",
                       "fp16 needs a CUDA device; use bf16 or fp32 on the CPU");
   }
-  if (r.task.kind == "transfer") {
-    throw RecipeError("--set/recipe", 0, 0, "task.kind",
-                      "2D->3D transfer runs through `holo train` with a transfer recipe; "
-                      "this loop trains classification, multilabel and finetune tasks");
-  }
 }
 
 Context make_context(const Recipe& recipe, const std::string& split) {
@@ -113,6 +108,22 @@ void load_model_state(models::NetworkImpl& net, const std::map<std::string, torc
   for (auto& p : net.named_parameters()) load_one(p.key(), p.value());
   for (auto& b : net.named_buffers()) load_one(b.key(), b.value());
   if (partial) spdlog::info("initialised {} tensors from {} ({} left as they were)", loaded, from, skipped);
+}
+
+/// Copies "task.*" tensors into the task's module; every one must be there.
+void load_task_state(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& state,
+                     const std::string& from) {
+  torch::NoGradGuard no_grad;
+  auto load_one = [&](const std::string& name, torch::Tensor& dst) {
+    auto it = state.find("task." + name);
+    if (it == state.end() || it->second.sizes() != dst.sizes()) {
+      throw IoError("'" + from + "' does not fit this task: tensor 'task." + name + "' " +
+                    (it == state.end() ? "is missing" : "has another shape"));
+    }
+    dst.copy_(it->second.to(dst.device(), dst.scalar_type()));
+  };
+  for (auto& p : module.named_parameters()) load_one(p.key(), p.value());
+  for (auto& b : module.named_buffers()) load_one(b.key(), b.value());
 }
 
 /// model.init: a checkpoint (directory or folder of checkpoints) or a single file of tensors
@@ -382,14 +393,23 @@ TrainResult train(const Recipe& recipe) {
                recipe.task.kind, world.size, world.size == 1 ? "" : "s", ctx.device.str(), result.run_dir);
 
   std::shared_ptr<pipeline::Dataset> val_ds;
-  if (!recipe.data.val.empty() && recipe.train.val_every > 0) val_ds = pipeline::make_dataset(recipe, "val");
+  if (!recipe.data.val.empty() && recipe.train.val_every > 0 && ctx.task->validates()) val_ds = pipeline::make_dataset(recipe, "val");
 
   if (!recipe.model.init.empty()) init_from(*ctx.net, recipe.model.init);
   freeze_stages(*ctx.net, recipe.task.freeze);
   dist::broadcast_module(*ctx.net, *ctx.comm, 0);
 
+  ctx.task->prepare(recipe, *ctx.dataset, *ctx.net, ctx.device, *ctx.comm);
+  std::shared_ptr<torch::nn::Module> task_module = ctx.task->module();
+  if (task_module) {
+    task_module->to(ctx.device);
+    dist::broadcast_module(*task_module, *ctx.comm, 0);
+  }
   NamedTensors params;
   for (const auto& p : ctx.net->named_parameters()) params.emplace_back(p.key(), p.value());
+  if (task_module) {
+    for (const auto& p : task_module->named_parameters()) params.emplace_back("task." + p.key(), p.value());
+  }
   Optimizer optim(recipe.optim, params);
   NamedTensors trainable;
   std::vector<torch::Tensor> trainable_list;
@@ -429,6 +449,7 @@ TrainResult train(const Recipe& recipe) {
   int64_t step = 0;
   int64_t epoch = 0;
   loader.set_epoch(0);
+  ctx.task->set_epoch(0);
   std::optional<ckpt::Loaded> resume;
   if (recipe.checkpoint.resume == "auto") {
     resume = ckpt::Manager::load_latest(ckpt_root, world.rank, world.size);
@@ -441,11 +462,13 @@ TrainResult train(const Recipe& recipe) {
                   resume->dataset_hash + ", now " + ctx.dataset->content_hash() + ")");
     }
     load_model_state(*ctx.net, resume->replicated, resume->path, /*partial=*/false);
+    if (task_module) load_task_state(*task_module, resume->replicated, resume->path);
     optim.load_state(resume->replicated);
     step = resume->step;
     const auto ls = loader_state_from(resume->meta.at("loader"));
     epoch = ls.epoch;
     loader.set_epoch(epoch);
+    ctx.task->set_epoch(epoch);
     loader.load_state(ls);
     if (resume->meta.contains("loss_scale")) scaler.set(resume->meta["loss_scale"]);
     if (resume->per_rank.count("rng.cpu")) {
@@ -475,6 +498,10 @@ TrainResult train(const Recipe& recipe) {
     s.step = step;
     s.epoch = epoch;
     s.replicated = ckpt::NamedTensors(model_state(*ctx.net));
+    if (task_module) {
+      for (const auto& p : task_module->named_parameters()) s.replicated.emplace_back("task." + p.key(), p.value());
+      for (const auto& b : task_module->named_buffers()) s.replicated.emplace_back("task." + b.key(), b.value());
+    }
     for (auto& t : optim.state()) s.replicated.push_back(t);
     s.per_rank = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
     s.meta = {{"loader", to_json(loader.state())}, {"loss_scale", scaler.value()}};
@@ -547,6 +574,7 @@ TrainResult train(const Recipe& recipe) {
       optim.zero_grad();
       ++epoch;
       loader.set_epoch(epoch);
+      ctx.task->set_epoch(epoch);
       if (val_ds && recipe.train.val_every > 0 && epoch % recipe.train.val_every == 0) {
         result.last_val = validate();
         last_val_step = step;
@@ -607,10 +635,10 @@ TrainResult train(const Recipe& recipe) {
   }
   manager.wait();
   result.step = step;
-  result.epoch = epoch;
+  result.epoch = step / steps_per_epoch;  // completed epochs
   result.preempted = preempted;
   if (world.rank == 0 && !preempted) {
-    nlohmann::json summary = {{"step", step}, {"epoch", epoch}, {"resumed_from", result.resumed_from},
+    nlohmann::json summary = {{"step", step}, {"epoch", result.epoch}, {"resumed_from", result.resumed_from},
                               {"seconds", seconds_since(run_start)}};
     for (const auto& [k, v] : result.last_val) summary["val"][k] = v;
     write_file_atomic((fs::path(result.run_dir) / "summary.json").string(), summary.dump(2));
@@ -619,7 +647,7 @@ TrainResult train(const Recipe& recipe) {
     for (const auto& [k, v] : result.last_val) {
       if (k != "videos") val += (val.empty() ? "" : ", ") + k + " " + TextTable::number(v, 4);
     }
-    table.add_row({result.run_dir, std::to_string(step), std::to_string(epoch), val.empty() ? "-" : val});
+    table.add_row({result.run_dir, std::to_string(step), std::to_string(result.epoch), val.empty() ? "-" : val});
     spdlog::info("training finished\n{}", table.str());
   }
   return result;

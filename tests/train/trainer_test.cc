@@ -39,7 +39,8 @@ class Trainer : public ::testing::Test {
     for (const auto& [kind, extra] : std::vector<std::pair<std::string, std::string>>{
              {"motion", "--classes 4 --videos 32"},
              {"motion2", "--classes 2 --videos 32"},
-             {"hvu", "--videos 32"}}) {
+             {"hvu", "--videos 32"},
+             {"unlabeled", "--videos 12"}}) {
       const std::string synth_kind = kind == "motion2" ? "motion" : kind;
       const auto r = run_command(holo_binary() + " data synth --kind " + synth_kind + " --out " + data_root() +
                                  "/" + kind + " --frames 16 --size 48x32 --seed 5 " + extra);
@@ -95,23 +96,23 @@ class Trainer : public ::testing::Test {
 
 TEST_F(Trainer, LossFallsAndRunDirectoryIsComplete) {
   const std::string d = holo::testing::temp_dir();
-  // Two motion classes (left or right) on a third of the training set, no flips (a flip
+  // Two motion classes (left or right) on one batch of the training set, no flips (a flip
   // turns left into right): the network fits it within a few dozen steps on a CPU.
   const std::string m = data_root() + "/motion2";
   const auto r = train(recipe(d), "--set data.root=" + m + " --set data.train=" + m + "/train.csv "
-                       "--set data.fraction=0.34 --set train.epochs=15 --set schedule.kind=constant "
+                       "--set data.fraction=0.17 --set train.epochs=30 --set schedule.kind=constant "
                        "--set optim.lr=0.01 --set model.width=0.25 --set sampling.num_frames=8 "
-                       "--set model.dropout=0 --set transform.flip=false --set train.log_every=2");
+                       "--set model.dropout=0 --set transform.flip=false --set train.log_every=3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto lines = metric_lines(d + "/run", "train");
-  ASSERT_GE(lines.size(), 12u);
+  ASSERT_GE(lines.size(), 10u);
   auto mean_loss = [&](size_t from, size_t n) {
     double s = 0;
     for (size_t i = from; i < from + n; ++i) s += lines[i]["loss"].get<double>();
     return s / n;
   };
-  const double first = mean_loss(0, 4), last = mean_loss(lines.size() - 4, 4);
-  EXPECT_LT(last, first * 0.8) << "first " << first << " last " << last;
+  const double first = mean_loss(0, 3), last = mean_loss(lines.size() - 3, 3);
+  EXPECT_LT(last, first * 0.5) << "first " << first << " last " << last;
   for (const auto& f : {"recipe.toml", "train.log", "metrics.jsonl", "summary.json"}) {
     EXPECT_TRUE(fs::exists(d + "/run/" + f)) << f;
   }
@@ -291,6 +292,54 @@ TEST_F(Trainer, EvalMultiViewAndExportReadableByPython) {
   int64_t model_tensors = 0;
   for (const auto& [k, v] : state) model_tensors += k.rfind("model.", 0) == 0;
   EXPECT_EQ(n, model_tensors);
+}
+
+TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
+  // The teacher: a 2D ResNet-18 trained by a recipe on frames of the labelled videos, exported
+  // with torchvision names, as a user would export torchvision's ImageNet weights.
+  const std::string d = holo::testing::temp_dir();
+  fs::create_directories(d + "/teacher");
+  const std::string teacher = recipe(d + "/teacher", "");
+  ASSERT_EQ(train(teacher, "--set model.name=resnet18_2d --set model.depth=18 --set model.width=0.25 --set optim.lr=0.01 "
+                           "--set train.max_steps=4").exit_code, 0);
+  const auto ex = run_command(holo_binary() + " ckpt export " + d + "/teacher/run --torchvision --out " + d + "/teacher.pt");
+  ASSERT_EQ(ex.exit_code, 0) << ex.output;
+  // The student: a 3D ResNet on unlabeled videos, pairs against the frozen teacher.
+  fs::create_directories(d + "/student");
+  const std::string student = recipe(d + "/student",
+      "[task]\nkind = \"transfer\"\nteacher = \"" + d + "/teacher.pt\"\nteacher_arch = \"resnet18\"\n"
+      "teacher_width = 0.25\nteacher_frames = 2\n");
+  const std::string u = data_root() + "/unlabeled/videos";
+  const auto r = train(student, "--set data.dataset=folder --set data.root=" + u + " --set data.train= "
+                                "--set optim.lr=0.01 --set train.epochs=2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(d + "/student/run/teacher_features/index.h5"));
+  const auto lines = metric_lines(d + "/student/run", "train");
+  ASSERT_FALSE(lines.empty());
+  for (const auto& l : lines) {
+    ASSERT_TRUE(l["loss"].is_number()) << l.dump();
+    EXPECT_GT(l["loss"].get<double>(), 0.0);
+    EXPECT_LT(l["loss"].get<double>(), 5.0);
+  }
+  const auto state = final_state(d + "/student/run");
+  int64_t head = 0, frozen_teacher = 0;
+  for (const auto& [k, v] : state) {
+    head += k.rfind("task.", 0) == 0;
+    frozen_teacher += k.find("teacher") != std::string::npos;
+  }
+  EXPECT_EQ(head, 8);  // the transfer head: 4 linear layers, weight and bias
+  EXPECT_EQ(frozen_teacher, 0);  // the teacher is not part of the student's checkpoint
+  // A second run reuses the cached teacher features.
+  const auto again = train(student, "--set data.dataset=folder --set data.root=" + u +
+                                    " --set data.train= --set optim.lr=0.01 --set train.epochs=3");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_THAT(again.output, HasSubstr("teacher features: reusing"));
+  // The student initialises a fine-tuning run.
+  fs::create_directories(d + "/ft");
+  const auto ft = train(recipe(d + "/ft", "[task]\nkind = \"finetune\"\n"),
+                        "--set model.init=" + d + "/student/run --set train.max_steps=2");
+  ASSERT_EQ(ft.exit_code, 0) << ft.output;
+  EXPECT_THAT(ft.output, HasSubstr("initialised"));
 }
 
 TEST_F(Trainer, BadRecipeStopsBeforeAnyWork) {
