@@ -174,6 +174,11 @@ void GradientReducer::launch(int64_t bucket) {
 }
 
 void GradientReducer::comm_loop() {
+  // Nonblocking all-reduces started in bucket order (the same on every rank) and driven by
+  // testing them: gently (a test every ~50 us) while backward computes, so that this thread takes
+  // little CPU from it, and without pause once finish() waits, when nothing else runs.
+  // Blocking calls cannot be used here: a rank may start a bucket during backward that another
+  // starts in finish(), and blocking and nonblocking collectives do not match in MPI.
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
     changed_.wait(lock, [this] { return stopping_ || !queue_.empty() || !in_flight_.empty(); });
@@ -202,16 +207,15 @@ void GradientReducer::comm_loop() {
         progressed = true;
       }
       if (progressed) changed_.notify_all();
-      if (!in_flight_.empty() && queue_.empty()) {
-        // Poll gently: the peers may still be computing, and this thread must not take a core
-        // from backward.
+      if (!in_flight_.empty() && queue_.empty() && !finishing_) {
         changed_.wait_for(lock, std::chrono::microseconds(50),
-                          [this] { return stopping_ || !queue_.empty(); });
+                          [this] { return stopping_ || finishing_ || !queue_.empty(); });
       }
     } catch (...) {
       if (!lock.owns_lock()) lock.lock();
       comm_error_ = std::current_exception();
       for (int64_t b : in_flight_) buckets_[b].done = true;
+      for (int64_t b : queue_) buckets_[b].done = true;
       in_flight_.clear();
       queue_.clear();
       changed_.notify_all();
@@ -244,6 +248,8 @@ void GradientReducer::finish() {
     ++stats_.buckets_in_finish;
   }
   if (use_thread_) {
+    finishing_ = true;
+    changed_.notify_all();
     changed_.wait(lock, [this] {
       if (comm_error_) return true;
       for (const auto& b : buckets_) {
@@ -251,6 +257,7 @@ void GradientReducer::finish() {
       }
       return true;
     });
+    finishing_ = false;
     rethrow_comm_error();
   } else {
     for (auto& b : buckets_) {

@@ -122,6 +122,7 @@ class GradientReducer {
   int64_t next_launch_ = 0;
   std::deque<int64_t> queue_;     ///< buckets for the communication thread to start
   std::vector<int64_t> in_flight_;
+  bool finishing_ = false;        ///< finish() waits: drive the works without pause
   std::exception_ptr comm_error_;
   bool stopping_ = false;
   bool use_thread_ = false;

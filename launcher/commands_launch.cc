@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -80,6 +81,9 @@ int run_launch_command(const LaunchArgs& a) {
   for (const auto& s : a.recipe.overrides) o.args.insert(o.args.end(), {"--set", s});
   o.args.insert(o.args.end(), a.extra.begin(), a.extra.end());
   o.holo_binary = launch::self_executable();
+  // The workers' output reaches the user through the launcher, line by line: a progress bar
+  // redrawn with carriage returns (mpirun gives workers a pseudo-terminal) would garble it.
+  setenv("HOLO_PROGRESS", "lines", /*overwrite=*/0);
   const launch::LaunchPlan plan = launch::plan_launch(o, launch::this_machine());
   if (a.dry_run) {
     std::cout << launch::to_command_line(plan) << "\n";
@@ -255,6 +259,17 @@ void scaling_worker(const ScalingArgs& a) {
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
 
+  // Medians over steps: this benchmark shares its machine, and a median shrugs off the steps
+  // another process took time from.
+  struct Timed {
+    double total_s = 0;        ///< all timed steps, slowest rank
+    double step_s = 0;         ///< median step
+    double finish_s = 0;       ///< median time in finish(): the communication not hidden
+  };
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
   auto run = [&](dist::GradientReducer& reducer, int steps) {
     auto step = [&] {
       optim.zero_grad();
@@ -266,9 +281,20 @@ void scaling_worker(const ScalingArgs& a) {
     for (int i = 0; i < 2; ++i) step();  // warm-up
     reducer.reset_stats();
     comm->barrier();
+    std::vector<double> step_times, finish_times;
     const auto t0 = Clock::now();
-    for (int i = 0; i < steps; ++i) step();
-    return w.mpi ? max_over_ranks(since(t0)) : since(t0);
+    for (int i = 0; i < steps; ++i) {
+      const auto s0 = Clock::now();
+      const double f0 = reducer.stats().finish_s;
+      step();
+      step_times.push_back(since(s0));
+      finish_times.push_back(reducer.stats().finish_s - f0);
+    }
+    Timed t;
+    t.total_s = w.mpi ? max_over_ranks(since(t0)) : since(t0);
+    t.step_s = w.mpi ? max_over_ranks(median(step_times)) : median(step_times);
+    t.finish_s = w.mpi ? max_over_ranks(median(finish_times)) : median(finish_times);
+    return t;
   };
 
   nlohmann::json out{{"ranks", w.size}, {"threads", a.threads}, {"batch_per_rank", a.batch},
@@ -277,19 +303,20 @@ void scaling_worker(const ScalingArgs& a) {
   {
     dist::GradientReducer reducer(model->parameters(), comm,
                                   dist::ReducerOptions().bucket_mb(a.bucket_mb).overlap(true));
-    const double t = run(reducer, a.steps);
+    const Timed t = run(reducer, a.steps);
     out["buckets"] = reducer.bucket_layout().size();
-    out["step_s"] = t / a.steps;
-    out["samples_per_s"] = static_cast<double>(w.size) * a.batch * a.steps / t;
-    out["finish_overlap_s"] = reducer.stats().finish_s / std::max<int64_t>(1, reducer.stats().steps);
+    out["step_s"] = t.step_s;
+    out["samples_per_s"] = static_cast<double>(w.size) * a.batch / t.step_s;
+    out["mean_samples_per_s"] = static_cast<double>(w.size) * a.batch * a.steps / t.total_s;
+    out["finish_overlap_s"] = t.finish_s;
   }
   if (w.size > 1) {
     // The same all-reduces started only after backward: all of their time is exposed.
     dist::GradientReducer reducer(model->parameters(), comm,
                                   dist::ReducerOptions().bucket_mb(a.bucket_mb).overlap(false));
-    const double t = run(reducer, std::max(2, a.steps / 2));
-    out["step_blocking_s"] = t / std::max(2, a.steps / 2);
-    out["finish_blocking_s"] = reducer.stats().finish_s / std::max<int64_t>(1, reducer.stats().steps);
+    const Timed t = run(reducer, a.steps);
+    out["step_blocking_s"] = t.step_s;
+    out["finish_blocking_s"] = t.finish_s;
   }
   if (w.rank == 0 && !a.result.empty()) std::ofstream(a.result) << out.dump(2) << "\n";
   comm.reset();
@@ -341,12 +368,12 @@ void scaling_parent(const ScalingArgs& a) {
             << many["buckets"].get<int64_t>() << " buckets of <= " << a.bucket_mb << " MB; input "
             << a.batch << "x3x" << a.frames << "x" << a.size << "x" << a.size << " per rank\n"
             << "1 rank  x " << a.threads << " thread: " << one["samples_per_s"].get<double>()
-            << " samples/s (" << one["step_s"].get<double>() << " s/step)\n"
+            << " samples/s (median step " << one["step_s"].get<double>() << " s)\n"
             << a.np << " ranks x " << a.threads << " thread: " << many["samples_per_s"].get<double>()
-            << " samples/s (" << many["step_s"].get<double>() << " s/step)\n"
+            << " samples/s (median step " << many["step_s"].get<double>() << " s)\n"
             << "scaling efficiency: " << efficiency << " (target >= 0.85)\n"
-            << "all-reduce after backward (overlap off): " << blocking * 1e3 << " ms/step exposed\n"
-            << "all-reduce overlapped with backward:     " << exposed * 1e3 << " ms/step exposed\n"
+            << "all-reduce after backward (overlap off): " << blocking * 1e3 << " ms/step exposed (median)\n"
+            << "all-reduce overlapped with backward:     " << exposed * 1e3 << " ms/step exposed (median)\n"
             << "fraction of all-reduce time hidden behind backward: " << hidden << "\n"
             << std::defaultfloat;
   if (!a.json.empty()) {

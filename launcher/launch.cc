@@ -34,6 +34,13 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   return out;
 }
 
+/// "[rank R] text", unless the worker's log line already names its rank.
+std::string with_rank(const std::string& rank, const std::string& text) {
+  const std::string tag = "[rank " + rank + "]";
+  if (text.find(tag) != std::string::npos) return text;
+  return tag + " " + text;
+}
+
 volatile sig_atomic_t g_child = 0;
 
 void forward_signal(int sig) {
@@ -132,11 +139,11 @@ std::string prefix_rank(const std::string& via, const std::string& line, bool* i
     static const std::regex tagged(R"(^\[\d+,(\d+)\]<(stdout|stderr)>:(.*)$)");
     if (std::regex_match(line, m, tagged)) {
       if (is_stderr) *is_stderr = m[2] == "stderr";
-      return "[rank " + m[1].str() + "] " + m[3].str();
+      return with_rank(m[1].str(), m[3].str());
     }
   } else if (via == "srun") {
     static const std::regex labelled(R"(^\s*(\d+): (.*)$)");
-    if (std::regex_match(line, m, labelled)) return "[rank " + m[1].str() + "] " + m[2].str();
+    if (std::regex_match(line, m, labelled)) return with_rank(m[1].str(), m[2].str());
   }
   return line;
 }

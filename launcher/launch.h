@@ -43,7 +43,8 @@ LaunchPlan plan_launch(const LaunchOptions& options, const Machine& machine);
 std::string to_command_line(const LaunchPlan& plan);
 
 /// Turns one line of a worker's output as mpirun (--tag-output: "[1,3]<stdout>:text") or srun
-/// (--label: "3: text") prints it into "[rank 3] text"; other lines are returned unchanged.
+/// (--label: "3: text") prints it into "[rank 3] text" (just "text" when it already names its
+/// rank, as Holo's log lines do); other lines are returned unchanged.
 /// `is_stderr` is set when mpirun says the line came from the worker's stderr.
 std::string prefix_rank(const std::string& via, const std::string& line, bool* is_stderr = nullptr);
 

@@ -214,6 +214,7 @@ TEST(PrefixRank, MpirunAndSrunLines) {
   EXPECT_EQ(prefix_rank("mpirun", "mpirun noticed that process rank 1 ...", &err),
             "mpirun noticed that process rank 1 ...");
   EXPECT_EQ(prefix_rank("srun", " 12: hello", &err), "[rank 12] hello");
+  EXPECT_EQ(prefix_rank("mpirun", "[1,2]<stderr>:12:00 [rank 2] info x", &err), "12:00 [rank 2] info x");
 }
 
 }  // namespace
