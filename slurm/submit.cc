@@ -223,6 +223,12 @@ std::string cancel_run(const std::string& run_dir, const std::string& signal) {
   if (id.empty()) {
     throw UsageError("run directory '" + run_dir + "' has no job (no " + files.job_id + ")");
   }
+  // scancel says nothing about a job that has already ended: check first, and say so.
+  const JobInfo info = query_job(id);
+  if (!info.active()) {
+    throw UsageError("job " + id + " of '" + files.run_dir + "' is not pending or running (" +
+                     (info.state.empty() ? info.note : info.state) + "): nothing to cancel");
+  }
   cancel_job(id, signal);
   append_event(files, signal.empty() ? "holo cancel: cancelled job " + id
                                      : "holo cancel: sent " + signal + " to job " + id);

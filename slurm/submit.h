@@ -73,7 +73,8 @@ std::string format_status(const RunStatus& status, bool json);
 
 /// Cancels the run's job (`signal` empty), or sends it `signal` through its batch script (e.g.
 /// "USR1": save a checkpoint and requeue while the restart budget lasts). Records the request
-/// in slurm/events.log and returns the job id. Throws holo::UsageError when the run has no job.
+/// in slurm/events.log and returns the job id. Throws holo::UsageError when the run has no job
+/// or its job has already ended.
 std::string cancel_run(const std::string& run_dir, const std::string& signal = "");
 
 }  // namespace holo::slurm

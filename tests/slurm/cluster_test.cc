@@ -39,11 +39,12 @@ std::string worker() { return holo::testing::source_dir() + "/tests/slurm/contra
 
 /// A recipe for a run in `run_dir` trained for `steps` steps.
 std::string write_recipe(const std::string& dir, const std::string& run_dir, int steps,
-                         int max_restarts) {
+                         int max_restarts, const std::string& time = "00:10:00", int grace_s = 120) {
   fs::create_directories(dir);
   const std::string path = dir + "/recipe.toml";
   std::ofstream(path) << "[run]\nname = \"protocol\"\ndir = " << to_toml_text(Value(run_dir))
-                      << "\n[train]\nmax_steps = " << steps << "\n[slurm]\ntime = \"00:10:00\""
+                      << "\n[train]\nmax_steps = " << steps << "\n[slurm]\ntime = \"" << time
+                      << "\"\ngrace_s = " << grace_s
                       << "\ncpus_per_task = 1\nmem = \"500M\"\nmpi = \"none\"\nmax_restarts = "
                       << max_restarts << "\n";
   return path;
@@ -169,6 +170,9 @@ TEST(SlurmCluster, StatusAndCancelOfARunningJob) {
   EXPECT_EQ(st["restarts"], 0);
   EXPECT_EQ(st["checkpoint_step"], 2);
   EXPECT_EQ(st["active"], false);
+  const auto twice = run_command(holo_binary() + " cancel " + shell_quote(run));
+  EXPECT_EQ(twice.exit_code, 2);
+  EXPECT_THAT(twice.output, HasSubstr("is not pending or running (CANCELLED): nothing to cancel"));
 }
 
 TEST(SlurmCluster, PreemptionCheckpointsRequeuesAndResumes) {
@@ -211,6 +215,28 @@ TEST(SlurmCluster, PreemptionCheckpointsRequeuesAndResumes) {
   EXPECT_EQ(st["restarts"], 1);
   EXPECT_EQ(st["starts"], 2);
   EXPECT_EQ(st["checkpoint_step"], 8);
+}
+
+TEST(SlurmCluster, TimeLimitWarningFromSlurmCheckpointsAndRequeues) {
+  // Nobody signals this job: with a two-minute limit and a 60 s grace period, SLURM itself
+  // sends USR1 (--signal=B:USR1@60) while the worker waits at step 2.
+  const std::string d = holo::testing::temp_dir();
+  const std::string run = d + "/run";
+  const std::string recipe = write_recipe(d, run, 6, 1, "2", 60);
+  const std::string id = submit(recipe, "CONTRACT_WORKER_PAUSE_AT=2");
+  ASSERT_FALSE(id.empty());
+  const auto info = holo::testing::wait_for_end(id);
+  EXPECT_EQ(info.state, "COMPLETED");
+  EXPECT_EQ(info.restarts, 1);
+  EXPECT_THAT(text_lines(read_text(run + "/worker.log")),
+              ElementsAre("start restart=0 args=[]", "got USR1: saved step 2",
+                          "start restart=1 args=[--set checkpoint.resume=auto]",
+                          "resumed from step 2", "finished at step 6"));
+  EXPECT_EQ(metric_steps(run), one_to(6));
+  EXPECT_THAT(read_text(run + "/slurm/events.log"),
+              AllOf(HasSubstr("restart 0: USR1: the allocation ends soon"),
+                    HasSubstr("restart 0: requeueing: restart 1 of 1"),
+                    HasSubstr("restart 1: finished: training complete")));
 }
 
 TEST(SlurmCluster, ExhaustedRestartBudgetEndsTheJobWithAClearMessage) {
