@@ -276,6 +276,8 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   std::map<int64_t, std::tuple<torch::Tensor, torch::Tensor, int64_t>> acc;  // record -> sums
   holo::Progress progress({label, loader.batches_per_epoch(), "batches"});
   while (auto batch = loader.next()) {
+    if (ctx.world->rank == 0) progress.advance();
+    if (batch->indices.empty()) continue;  // a rank's share of the views can end early
     models::NetworkOutput out;
     {
       AutocastGuard autocast(precision, ctx.device);
@@ -290,7 +292,6 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
       fs_ = fs_.defined() ? fs_ + f[row] : f[row].clone();
       ++n;
     }
-    if (ctx.world->rank == 0) progress.advance();
   }
   progress.finish();
   ctx.net->train();
