@@ -36,7 +36,7 @@ using slurm::shell_quote;
 
 // Enough steps that the warning, sent as soon as the first step is logged, lands mid-run (a
 // step of this model takes a few tens of milliseconds here; the test says so if it did not).
-constexpr int kSteps = 600;
+constexpr int kSteps = 300;
 
 /// The environment of every training process here: one LibTorch thread (as in the job, where
 /// it follows slurm.cpus_per_task), so runs in and out of SLURM compute identically, and one
@@ -57,7 +57,8 @@ std::string train_env(const std::string& dir) {
 
 /// A small, deterministic synthetic run: a narrow 3D ResNet on tiny clips, one metric line per
 /// step, checkpoints only at the end and on preemption.
-std::string write_recipe(const std::string& dir, const std::string& run_dir, int max_restarts) {
+std::string write_recipe(const std::string& dir, const std::string& run_dir, int max_restarts,
+                         int tasks_per_node = 1) {
   fs::create_directories(dir);
   const std::string path = dir + "/tiny.toml";
   std::ofstream(path) << "[run]\nname = \"tiny\"\ndir = " << to_toml_text(Value(run_dir)) << R"(
@@ -99,7 +100,7 @@ background = false
 time = "00:30:00"
 cpus_per_task = 1
 mem = "4G"
-max_restarts = )" << max_restarts << "\n";
+tasks_per_node = )" << tasks_per_node << "\nmax_restarts = " << max_restarts << "\n";
   return path;
 }
 
@@ -193,6 +194,53 @@ TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
 
   // Every step once, and each step's loss equal to the uninterrupted run's: the resumed run
   // drew the same samples in the same order.
+  const auto got = train_lines(run);
+  ASSERT_EQ(got.size(), expected.size());
+  for (const auto& [step, j] : expected) {
+    ASSERT_TRUE(got.count(step)) << "step " << step << " missing";
+    EXPECT_NEAR(got.at(step)["loss"].get<double>(), j["loss"].get<double>(),
+                1e-6 * std::max(1.0, std::abs(j["loss"].get<double>())))
+        << "step " << step;
+  }
+}
+
+TEST(SlurmEndToEnd, TwoWorkersSaveTogetherAndResumeLikeAnUninterruptedRun) {
+  SKIP_WITHOUT_TRAIN();
+  const std::string d = holo::testing::temp_dir();
+  // Two ranks started by srun --mpi=pmix on the one node. The reference is the same job left
+  // alone.
+  const std::string ref = d + "/reference";
+  const std::string ref_id = submit(d, write_recipe(d + "/ref", ref, 1, 2));
+  ASSERT_FALSE(ref_id.empty());
+  ASSERT_EQ(holo::testing::wait_for_end(ref_id).state, "COMPLETED") << job_files(ref, ref_id);
+  const auto expected = train_lines(ref);
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps));
+
+  const std::string run = d + "/run";
+  const std::string id = submit(d, write_recipe(d, run, 1, 2));
+  ASSERT_FALSE(id.empty());
+  ASSERT_TRUE(wait_until([&] { return !train_lines(run).empty() || !slurm::query_job(id).active(); },
+                         "the first training step", 900, 20));
+  const auto warn = run_command(holo_binary() + " cancel --preempt " + shell_quote(run));
+  EXPECT_EQ(warn.exit_code, 0) << warn.output;
+  holo::testing::wait_for_requeue(id, 1);
+  const auto saved = slurm::last_checkpoint(run);
+  ASSERT_TRUE(saved.has_value()) << job_files(run, id);
+  ASSERT_LT(saved->step, kSteps) << "training finished before the warning arrived";
+  // Both ranks took part in the save.
+  const auto manifest = nlohmann::json::parse(read_text(saved->path + "/manifest.json"));
+  EXPECT_EQ(manifest["world_size"], 2);
+  EXPECT_EQ(manifest["step"], saved->step);
+
+  const auto info = holo::testing::wait_for_end(id);
+  ASSERT_EQ(info.state, "COMPLETED") << job_files(run, id);
+  EXPECT_EQ(info.restarts, 1);
+  EXPECT_THAT(read_text(run + "/slurm/events.log"),
+              AllOf(HasSubstr("restart 0: started (SLURM_RESTART_COUNT=0) on "),
+                    HasSubstr("1 node(s), 2 worker(s)"),
+                    HasSubstr("restart 0: workers saved a checkpoint and stopped (exit code 3)"),
+                    HasSubstr("restart 1: finished: training complete")));
+  EXPECT_EQ(nlohmann::json::parse(read_text(run + "/summary.json"))["resumed_from"], saved->step);
   const auto got = train_lines(run);
   ASSERT_EQ(got.size(), expected.size());
   for (const auto& [step, j] : expected) {
