@@ -81,9 +81,12 @@ std::vector<int64_t> one_to(int64_t n) {
   return v;
 }
 
+holo::testing::LocalCluster* const cluster = static_cast<holo::testing::LocalCluster*>(
+    ::testing::AddGlobalTestEnvironment(new holo::testing::LocalCluster("slurm_cluster")));
+
 TEST(SlurmCluster, LocalClusterReportsItsDaemonsAndNode) {
-  const auto r = run_command("bash " + holo::testing::source_dir() + "/scripts/slurm-local.sh status " +
-                             std::getenv("HOLO_TEST_TMP") + "/cluster-slurm_cluster");
+  const auto r = run_command("bash " + shell_quote(holo::testing::source_dir() + "/scripts/slurm-local.sh") +
+                             " status " + shell_quote(cluster->dir()));
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, AllOf(HasSubstr("munged running"), HasSubstr("slurmctld running"),
                               HasSubstr("slurmd running"), HasSubstr("debug* up 1")));
@@ -272,8 +275,3 @@ TEST(SlurmCluster, ExhaustedRestartBudgetEndsTheJobWithAClearMessage) {
 
 }  // namespace
 }  // namespace holo
-
-int slurm_cluster_registered = [] {
-  ::testing::AddGlobalTestEnvironment(new holo::testing::LocalCluster("slurm_cluster"));
-  return 0;
-}();
