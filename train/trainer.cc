@@ -435,7 +435,7 @@ TrainResult train(const Recipe& recipe) {
   }
   int64_t total_steps = recipe.train.epochs * steps_per_epoch;
   if (recipe.train.max_steps > 0) total_steps = std::min(total_steps, recipe.train.max_steps);
-  const ScheduleClock clock{steps_per_epoch, total_steps};
+  ScheduleClock clock{steps_per_epoch, total_steps};
   check_schedule(recipe.schedule, clock);
 
   // Resume.
@@ -479,6 +479,16 @@ TrainResult train(const Recipe& recipe) {
       torch::manual_seed(static_cast<uint64_t>(recipe.run.seed) * 1000003u + world.rank * 7919u + step);
     }
     result.resumed_from = step;
+    if (resume->world_size != world.size && recipe.train.max_steps == 0) {
+      // Steps per epoch changed with the number of ranks: the run still ends after
+      // train.epochs epochs, so the remaining steps are counted anew (the schedule's horizon
+      // with them).
+      const int64_t global_batch = recipe.loader.batch_size * world.size;
+      const int64_t left_now = (batches - (ls.cursor + global_batch - 1) / global_batch) / accumulate;
+      total_steps = step + std::max<int64_t>(0, left_now) +
+                    std::max<int64_t>(0, recipe.train.epochs - epoch - 1) * steps_per_epoch;
+      clock.total_steps = total_steps;
+    }
     spdlog::info("resumed from {} at step {} (epoch {}, cursor {}), saved by {} rank(s)", resume->path, step,
                  epoch, ls.cursor, resume->world_size);
   } else {
@@ -542,7 +552,9 @@ TrainResult train(const Recipe& recipe) {
   int64_t last_val_step = -1;
   ctx.net->train();
 
-  while (step < total_steps && !preempted) {
+  // Steps per epoch depend on the number of ranks, so a run resumed on another number stops
+  // at the end of train.epochs as well.
+  while (step < total_steps && epoch < recipe.train.epochs && !preempted) {
     // One optimiser step over `accumulate` batches.
     bool epoch_done = false;
     optim.zero_grad();

@@ -192,6 +192,44 @@ TEST_F(Trainer, SignalSavesCheckpointExitsThreeAndResumes) {
   for (const auto& [step, n] : steps) EXPECT_EQ(n, 4) << "step " << step << " trained twice or partly";
 }
 
+/// Samples per epoch from a HOLO_SAMPLE_LOG prefix, over all ranks' files.
+std::map<int64_t, std::multiset<int64_t>> logged_samples(const std::string& prefix) {
+  std::map<int64_t, std::multiset<int64_t>> per_epoch;
+  for (int rank = 0; rank < 4; ++rank) {
+    std::ifstream in(prefix + ".rank" + std::to_string(rank));
+    int64_t e, s, rec;
+    while (in >> e >> s >> rec) per_epoch[e].insert(rec);
+  }
+  return per_epoch;
+}
+
+TEST_F(Trainer, ResumeOnAnotherNumberOfRanksSeesEverySampleOnce) {
+  // 24 training videos, 4 per rank per step. Two ranks take 16 samples of epoch 0 and stop;
+  // one rank resumes, takes the other 8 and trains epoch 1; and the other way round.
+  for (const auto& [first, second] : std::vector<std::pair<int, int>>{{2, 1}, {1, 2}}) {
+    const std::string d = holo::testing::temp_dir() + "/" + std::to_string(first) + "to" + std::to_string(second);
+    fs::create_directories(d);
+    const std::string path = recipe(d);
+    const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOLO_NUM_THREADS=1 HOLO_SAMPLE_LOG=" + d + "/samples ";
+    // Two steps: 16 samples on two ranks, 8 on one.
+    const auto a = run_command(env + holo_binary() + " launch --np " + std::to_string(first) + " " + path +
+                               " --set train.epochs=2 --set train.max_steps=2");
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    const auto b = run_command(env + holo_binary() + " launch --np " + std::to_string(second) + " " + path +
+                               " --set train.epochs=2");
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    EXPECT_THAT(b.output, HasSubstr("saved by " + std::to_string(first) + " rank(s)"));
+    const auto samples = logged_samples(d + "/samples");
+    ASSERT_TRUE(samples.count(0));
+    const auto& epoch0 = samples.at(0);
+    for (int64_t x : epoch0) EXPECT_EQ(epoch0.count(x), 1u) << first << "->" << second << " record " << x;
+    EXPECT_EQ(std::set<int64_t>(epoch0.begin(), epoch0.end()).size(), 24u) << first << "->" << second;
+    ASSERT_TRUE(samples.count(1));
+    EXPECT_EQ(samples.at(1).size(), 24u);  // epoch 1 whole on the new number of ranks
+    EXPECT_EQ(samples.count(2), 0u);       // and no further: train.epochs = 2
+  }
+}
+
 TEST_F(Trainer, MultiTaskHvuTrainsAndEvaluates) {
   const std::string d = holo::testing::temp_dir();
   const std::string h = data_root() + "/hvu";
