@@ -31,11 +31,11 @@ void add_data_commands(CLI::App& app);
 /// `holo plot RUN_DIR`, `holo cluster FEATURES.h5 --k N`.
 void add_report_commands(CLI::App& app);
 
-/// `holo submit`, `holo status`, `holo cancel` (SLURM).
-void add_slurm_commands(CLI::App& app);
-
 /// `holo launch`, `holo bench allreduce`, `holo bench scaling`.
 void add_launch_commands(CLI::App& app);
+
+/// `holo submit`, `holo status`, `holo cancel` (SLURM).
+void add_slurm_commands(CLI::App& app);
 
 /// `holo train`, `holo eval`, `holo ckpt inspect|export`.
 void add_train_commands(CLI::App& app);
