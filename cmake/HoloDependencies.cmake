@@ -34,9 +34,9 @@ if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES OR CAFFE2_USE_CUDA)
   set(HOLO_WITH_CUDA ON)
 endif()
 
-# NCCL: headers and library are looked for next to the CUDA toolkit. The NCCL communicator is
-# built into a separate plugin (libholo_nccl.so) that is loaded only when a CUDA run asks for it,
-# so the CPU build never needs NCCL or the CUDA runtime at run time.
+# NCCL: headers are looked for next to the CUDA toolkit. The NCCL communicator compiles against
+# them and loads libnccl and the CUDA runtime with dlopen only when a CUDA run asks for it
+# (docs/distributed.md), so the CPU build never needs either at run time.
 find_path(HOLO_NCCL_INCLUDE_DIR nccl.h
           HINTS ENV NCCL_HOME ENV CUDA_HOME /usr/local/cuda PATH_SUFFIXES include)
 find_library(HOLO_NCCL_LIBRARY nccl
