@@ -119,6 +119,27 @@ void add_train_commands(CLI::App& app) {
     dist::finalize_world();
   });
 
+  auto extract_args = std::make_shared<RecipeArgs>();
+  auto extract_ckpt = std::make_shared<std::string>();
+  auto extract_out = std::make_shared<std::string>();
+  auto extract_split = std::make_shared<std::string>("val");
+  auto* extract_cmd = app.add_subcommand(
+      "extract", "Clip features (averaged over the test views) of every video into the HDF5 feature store");
+  add_recipe_args(extract_cmd, *extract_args);
+  extract_cmd->add_option("--checkpoint", *extract_ckpt, "Checkpoint directory, or a run directory")->required();
+  extract_cmd->add_option("--out", *extract_out, "Feature store folder (shards, index.h5, labels.csv)")->required();
+  extract_cmd->add_option("--split", *extract_split, "train, val or test")->check(CLI::IsMember({"train", "val", "test"}));
+  extract_cmd->callback([extract_args, extract_ckpt, extract_out, extract_split] {
+    const Recipe recipe = load_recipe(extract_args->file, extract_args->overrides);
+    const int64_t n = train::extract(recipe, *extract_ckpt, *extract_split, *extract_out);
+    if (dist::init_world().rank == 0) {
+      std::cout << "wrote features of " << n << " videos to " << *extract_out << " (open "
+                << *extract_out << "/index.h5 with h5py; labels in labels.csv; holo cluster "
+                << *extract_out << "/index.h5 --k N --labels " << *extract_out << "/labels.csv)\n";
+    }
+    dist::finalize_world();
+  });
+
   auto* ckpt_cmd = app.add_subcommand("ckpt", "Inspect and export checkpoints");
   ckpt_cmd->require_subcommand(1);
   auto inspect_dir = std::make_shared<std::string>();

@@ -22,6 +22,7 @@
 #include "dist/world.h"
 #include "models/network.h"
 #include "pipeline/dataset.h"
+#include "pipeline/feature_store.h"
 #include "pipeline/loader.h"
 #include "train/optim.h"
 #include "train/schedule.h"
@@ -711,6 +712,39 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
     }
   }
   return result;
+}
+
+int64_t extract(const Recipe& recipe_in, const std::string& checkpoint, const std::string& split,
+                const std::string& out) {
+  Recipe recipe = recipe_in;
+  Context ctx = make_context(recipe, split);
+  const std::string path = resolve_checkpoint(checkpoint);
+  const auto loaded = ckpt::Manager::load(path, ctx.world->rank, ctx.world->size);
+  load_model_state(*ctx.net, loaded.replicated, path, /*partial=*/false);
+  pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
+  loader.set_epoch(0);
+  const auto vs = score_videos(ctx, loader, recipe.train.precision, "extract " + split);
+  // Every rank holds every video's features after the gather; each writes its share.
+  if (ctx.world->rank == 0 && fs::exists(out)) fs::remove_all(out);
+  ctx.comm->barrier();
+  {
+    pipeline::FeatureWriter writer(out, ctx.world->rank);
+    for (size_t i = ctx.world->rank; i < vs.records.size(); i += ctx.world->size) {
+      writer.write(ctx.dataset->records()[vs.records[i]].id, vs.features[static_cast<int64_t>(i)]);
+    }
+    writer.close();
+  }
+  ctx.comm->barrier();
+  if (ctx.world->rank == 0) {
+    pipeline::write_feature_index(out);
+    std::string labels;
+    for (int64_t r : vs.records) {
+      const auto& rec = ctx.dataset->records()[r];
+      labels += pipeline::feature_key(rec.id) + "," + std::to_string(rec.label) + "\n";
+    }
+    write_file_atomic((fs::path(out) / "labels.csv").string(), labels);
+  }
+  return static_cast<int64_t>(vs.records.size());
 }
 
 }  // namespace holo::train

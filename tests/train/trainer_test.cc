@@ -309,7 +309,20 @@ TEST_F(Trainer, EvalMultiViewAndExportReadableByPython) {
   while (std::getline(csv, line)) ++rows;
   EXPECT_EQ(rows, 1 + 4);
 
+  // Features of the validation videos into the store, then clustered.
+  const auto fx = run_command(holo_binary() + " extract " + path + " --set data.val=" + m +
+                              "/val.csv --checkpoint " + d + "/run --split val --out " + d + "/features");
+  ASSERT_EQ(fx.exit_code, 0) << fx.output;
+  EXPECT_THAT(fx.output, HasSubstr("wrote features of " + std::to_string(val_videos) + " videos"));
+  const auto cl = run_command(holo_binary() + " cluster " + d + "/features/index.h5 --k 4 --labels " + d +
+                              "/features/labels.csv");
+  ASSERT_EQ(cl.exit_code, 0) << cl.output;
+
   if (!holo::testing::have_reference_python()) GTEST_SKIP() << "/usr/bin/python3 is missing";
+  const std::string h5 = holo::testing::run_python(d,
+      "import h5py\nf = h5py.File('" + d + "/features/index.h5', 'r')\n"
+      "n = sum(1 for k in f['clips'] if f['clips'][k].shape[0] > 0)\nopen(OUT, 'w').write(str(n))\n");
+  EXPECT_EQ(h5, std::to_string(val_videos));
   const auto ex = run_command(holo_binary() + " ckpt export " + d + "/run --out " + d + "/model.pt");
   ASSERT_EQ(ex.exit_code, 0) << ex.output;
   const std::string out = holo::testing::run_python(d,
