@@ -297,10 +297,8 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   progress.finish();
   ctx.net->train();
   // Rows: [record, scores..., features...], padded to the largest rank's count with record -1.
-  const int64_t c = static_cast<int64_t>(ctx.task->head_sizes().size() == 1
-                                             ? ctx.task->head_sizes()[0]
-                                             : 0);
-  int64_t cols_s = c, cols_f = ctx.net->feature_dim();
+  // A rank without videos contributes no rows; the score width is agreed with the others.
+  int64_t cols_s = 0, cols_f = ctx.net->feature_dim();
   if (!acc.empty()) {
     cols_s = std::get<0>(acc.begin()->second).size(0);
     cols_f = std::get<1>(acc.begin()->second).size(0);
@@ -667,15 +665,38 @@ TrainResult train(const Recipe& recipe) {
   return result;
 }
 
-EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir) {
-  const std::string split = recipe.eval.split;
-  Context ctx = make_context(recipe, split);
-  const std::string path = resolve_checkpoint(checkpoint);
-  const auto loaded = ckpt::Manager::load(path, ctx.world->rank, ctx.world->size);
-  load_model_state(*ctx.net, loaded.replicated, path, /*partial=*/false);
+namespace {
+
+/// The model of `checkpoint` run over every video of `split` with the test views.
+struct ScoredSplit {
+  Context ctx;
+  std::string path;  ///< the checkpoint directory used
+  int64_t step = 0;
+  VideoScores videos;
+};
+
+ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint,
+                             const std::string& split, const std::string& label) {
+  ScoredSplit out{make_context(recipe, split)};
+  Context& ctx = out.ctx;
+  out.path = resolve_checkpoint(checkpoint);
+  const auto loaded = ckpt::Manager::load(out.path, ctx.world->rank, ctx.world->size);
+  load_model_state(*ctx.net, loaded.replicated, out.path, /*partial=*/false);
+  out.step = loaded.step;
   pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
   loader.set_epoch(0);
-  const auto vs = score_videos(ctx, loader, recipe.train.precision, "eval " + split);
+  out.videos = score_videos(ctx, loader, recipe.train.precision, label + " " + split);
+  return out;
+}
+
+}  // namespace
+
+EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir) {
+  const std::string split = recipe.eval.split;
+  ScoredSplit scored = score_checkpoint(recipe, checkpoint, split, "eval");
+  Context& ctx = scored.ctx;
+  const VideoScores& vs = scored.videos;
+  const std::string& path = scored.path;
   const bool multilabel = recipe.task.kind == "multilabel";
   const torch::Tensor targets = record_targets(*ctx.dataset, vs.records, multilabel, vs.scores.size(1));
   EvalResult result;
@@ -684,12 +705,12 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
   for (const auto& [k, v] : result.metrics) {
     table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v)) : TextTable::percent(v, 2)});
   }
-  result.table = "checkpoint " + path + " (step " + std::to_string(loaded.step) + "), split " + split + ", " +
+  result.table = "checkpoint " + path + " (step " + std::to_string(scored.step) + "), split " + split + ", " +
                  std::to_string(recipe.sampling.test_clips) + " clips x " +
                  std::to_string(recipe.sampling.test_crops) + " crops\n" + table.str();
   if (ctx.world->rank == 0) {
     fs::create_directories(out_dir);
-    nlohmann::json j = {{"checkpoint", path}, {"step", loaded.step}, {"split", split},
+    nlohmann::json j = {{"checkpoint", path}, {"step", scored.step}, {"split", split},
                         {"clips", recipe.sampling.test_clips}, {"crops", recipe.sampling.test_crops}};
     for (const auto& [k, v] : result.metrics) j["metrics"][k] = v;
     write_file_atomic((fs::path(out_dir) / ("eval-" + split + ".json")).string(), j.dump(2));
@@ -714,16 +735,11 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
   return result;
 }
 
-int64_t extract(const Recipe& recipe_in, const std::string& checkpoint, const std::string& split,
+int64_t extract(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
                 const std::string& out) {
-  Recipe recipe = recipe_in;
-  Context ctx = make_context(recipe, split);
-  const std::string path = resolve_checkpoint(checkpoint);
-  const auto loaded = ckpt::Manager::load(path, ctx.world->rank, ctx.world->size);
-  load_model_state(*ctx.net, loaded.replicated, path, /*partial=*/false);
-  pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
-  loader.set_epoch(0);
-  const auto vs = score_videos(ctx, loader, recipe.train.precision, "extract " + split);
+  ScoredSplit scored = score_checkpoint(recipe, checkpoint, split, "extract");
+  Context& ctx = scored.ctx;
+  const VideoScores& vs = scored.videos;
   // Every rank holds every video's features after the gather; each writes its share.
   if (ctx.world->rank == 0 && fs::exists(out)) fs::remove_all(out);
   ctx.comm->barrier();

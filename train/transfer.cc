@@ -70,7 +70,6 @@ class TransferTask : public Task {
   void prepare(const Recipe& recipe, const pipeline::Dataset& dataset, models::NetworkImpl& network,
                const torch::Device& device, dist::Communicator& comm) override {
     device_ = device;
-    dataset_ = &dataset;
     teacher_->to(device);
     head_ = models::TransferHead(teacher_->feature_dim(), network.feature_dim());
     const std::string store = (fs::path(run_dir_path(recipe)) / "teacher_features").string();
@@ -195,7 +194,6 @@ class TransferTask : public Task {
   models::ResNet2d teacher_;
   mutable models::TransferHead head_{nullptr};
   torch::Device device_ = torch::kCPU;
-  const pipeline::Dataset* dataset_ = nullptr;
   std::vector<int64_t> frames_;
   std::vector<torch::Tensor> features_;
   int64_t epoch_ = 0;

@@ -174,7 +174,7 @@ TEST(Datasets, Hmdb51SplitMarks) {
 TEST(Datasets, HvuRealAnnotationsBothFileNameConventions) {
   const std::string hvu = holo::testing::source_dir() + "/../shared/data/hvu";
   const std::string shared = fs::exists(hvu) ? hvu : "/work/shared/data/hvu";
-  if (!fs::exists(shared + "/HVU_Val_V1.0.csv")) GTEST_SKIP() << "HVU annotation files not found at " << shared;
+  ASSERT_TRUE(fs::exists(shared + "/HVU_Val_V1.0.csv")) << "HVU annotation files not found at " << shared;
   const fs::path dir = holo::testing::temp_dir();
   // Row 1: gD_G1b0wV5I 101.5-103.5 named in tenths; row 4: s2I4-ErSc7E 182-184 in seconds.
   touch(dir / "gD_G1b0wV5I_001015_001035.mp4");

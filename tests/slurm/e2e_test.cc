@@ -45,16 +45,6 @@ std::string train_env(const std::string& dir) {
   return "HOLO_NUM_THREADS=1 HOLO_CACHE_DIR=" + shell_quote(dir + "/cache") + " ";
 }
 
-/// Skips the test (with the reason printed) when this build has no `holo train`.
-#define SKIP_WITHOUT_TRAIN()                                                                \
-  do {                                                                                      \
-    const auto help = run_command(holo_binary() + " train --help");                         \
-    if (help.exit_code != 0) {                                                              \
-      GTEST_SKIP() << "`holo train` is not available in this build (`holo train --help` "   \
-                      "exited " << help.exit_code << "): " << help.output.substr(0, 200);   \
-    }                                                                                       \
-  } while (0)
-
 /// A small, deterministic synthetic run: a narrow 3D ResNet on tiny clips, one metric line per
 /// step, checkpoints only at the end and on preemption.
 std::string write_recipe(const std::string& dir, const std::string& run_dir, int max_restarts,
@@ -131,7 +121,6 @@ std::string job_files(const std::string& run_dir, const std::string& id) {
 }
 
 TEST(SlurmEndToEnd, TinyRecipeReachesCompletedWithMetrics) {
-  SKIP_WITHOUT_TRAIN();
   const std::string d = holo::testing::temp_dir();
   const std::string run = d + "/run";
   const std::string id = submit(d, write_recipe(d, run, 1));
@@ -152,7 +141,6 @@ TEST(SlurmEndToEnd, TinyRecipeReachesCompletedWithMetrics) {
 }
 
 TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
-  SKIP_WITHOUT_TRAIN();
   const std::string d = holo::testing::temp_dir();
 
   // The same recipe trained without interruption, outside SLURM: the reference.
@@ -205,7 +193,6 @@ TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
 }
 
 TEST(SlurmEndToEnd, TwoWorkersSaveTogetherAndResumeLikeAnUninterruptedRun) {
-  SKIP_WITHOUT_TRAIN();
   const std::string d = holo::testing::temp_dir();
   // Two ranks started by srun --mpi=pmix on the one node. The reference is the same job left
   // alone.
@@ -252,7 +239,6 @@ TEST(SlurmEndToEnd, TwoWorkersSaveTogetherAndResumeLikeAnUninterruptedRun) {
 }
 
 TEST(SlurmEndToEnd, ExhaustedRestartBudgetEndsWithAClearMessage) {
-  SKIP_WITHOUT_TRAIN();
   const std::string d = holo::testing::temp_dir();
   const std::string run = d + "/run";
   const std::string id = submit(d, write_recipe(d, run, 0));

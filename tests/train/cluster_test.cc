@@ -71,7 +71,7 @@ TEST(Clustering, AccuracyAndNmiHandExample) {
 }
 
 TEST(Clustering, AccuracyAndNmiMatchScipyAndScikitLearn) {
-  if (!testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string dir = testing::temp_dir();
   std::mt19937 rng(5);
   const int trials = 8, n = 120;
@@ -151,7 +151,7 @@ TEST(KMeans, SeparatedBlobsRecoveredDeterministically) {
 }
 
 TEST(KMeans, InertiaMatchesScikitLearn) {
-  if (!testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string dir = testing::temp_dir();
   std::vector<int64_t> labels;
   // Overlapping blobs: k-means has to work, and the best of several starts is compared.

@@ -77,7 +77,7 @@ TEST(Plot, SvgWellFormedOnePolylinePerSeriesAndPngReadable) {
   const std::string svg = read_file(files.svg);
   EXPECT_THAT(svg, HasSubstr("<text"));
   EXPECT_THAT(svg, HasSubstr(">learning rate</text>"));
-  if (!testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string out = testing::run_python(dir, R"(
 import xml.etree.ElementTree as ET
 from PIL import Image

@@ -30,7 +30,7 @@ TEST(ReportCli, PlotWritesBothImagesAndFailsWithoutMetrics) {
 }
 
 TEST(ReportCli, ClusterReadsBothLayoutsAndScores) {
-  if (!testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string dir = testing::temp_dir();
   // Four separated blobs: a matrix file with ids and labels, and a file with one F x D
   // dataset per video carrying a "label" attribute.

@@ -68,7 +68,7 @@ TEST(Schedule, ErrorsNameTheKey) {
 
 /// The same schedules built from torch.optim.lr_scheduler, stepped once per optimiser step.
 TEST(Schedule, MatchesTorchSchedulers) {
-  if (!testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string out = testing::run_python(testing::temp_dir(), R"(
 import warnings; warnings.filterwarnings('ignore')
 import torch

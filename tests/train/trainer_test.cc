@@ -318,7 +318,7 @@ TEST_F(Trainer, EvalMultiViewAndExportReadableByPython) {
                               "/features/labels.csv");
   ASSERT_EQ(cl.exit_code, 0) << cl.output;
 
-  if (!holo::testing::have_reference_python()) GTEST_SKIP() << "/usr/bin/python3 is missing";
+  ASSERT_TRUE(holo::testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string h5 = holo::testing::run_python(d,
       "import h5py\nf = h5py.File('" + d + "/features/index.h5', 'r')\n"
       "n = sum(1 for k in f['clips'] if f['clips'][k].shape[0] > 0)\nopen(OUT, 'w').write(str(n))\n");
