@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   add_launch_commands(app);
   add_slurm_commands(app);
   add_train_commands(app);
+  add_checkpoint_commands(app);
   try {
     log::init();
     app.parse(argc, argv);

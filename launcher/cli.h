@@ -40,6 +40,9 @@ void add_slurm_commands(CLI::App& app);
 /// `holo train`, `holo eval`, `holo ckpt inspect|export`.
 void add_train_commands(CLI::App& app);
 
+/// `holo bench checkpoint`.
+void add_checkpoint_commands(CLI::App& app);
+
 /// Thrown by a subcommand that ends normally but must exit with a particular code (e.g. 3 for
 /// a training run stopped by a preemption signal after saving its checkpoint).
 struct ExitRequest {
