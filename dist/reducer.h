@@ -135,8 +135,8 @@ void broadcast_module(torch::nn::Module& module, Communicator& comm, int root = 
 
 /// BatchNorm statistics synchronisation by buffer averaging: every floating-point buffer of
 /// `module` (running_mean, running_var) becomes its mean over the ranks; integer buffers
-/// (num_batches_tracked) are left alone, they agree anyway. Collective. See docs/distributed.md
-/// for why this is used instead of synchronising batch statistics inside forward.
+/// (num_batches_tracked) are left alone, they agree anyway. Collective. Synchronised BatchNorm
+/// (dist/sync_batch_norm.h, train.sync_bn) makes the statistics agree without it.
 void average_buffers(torch::nn::Module& module, Communicator& comm);
 
 }  // namespace holo::dist

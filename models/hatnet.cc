@@ -21,7 +21,7 @@ torch::Tensor to_frames(const torch::Tensor& clip) {
 
 MergeReduceImpl::MergeReduceImpl(int64_t c) {
   conv_ = register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(2 * c, c, 1).bias(false)));
-  bn_ = register_module("bn", torch::nn::BatchNorm3d(c));
+  bn_ = register_module("bn", BatchNorm3d(c));
 }
 
 torch::Tensor MergeReduceImpl::forward(const torch::Tensor& own, const torch::Tensor& other) {

@@ -17,6 +17,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/dropout.h>
 
+#include "models/batch_norm.h"
 #include "models/network.h"
 #include "models/resnet2d.h"
 #include "models/resnet3d.h"
@@ -47,7 +48,7 @@ class MergeReduceImpl : public torch::nn::Module {
 
  private:
   torch::nn::Conv3d conv_{nullptr};
-  torch::nn::BatchNorm3d bn_{nullptr};
+  BatchNorm3d bn_{nullptr};
 };
 TORCH_MODULE(MergeReduce);
 

@@ -227,6 +227,12 @@ void init_resnet_weights(torch::nn::Module& module) {
     } else if (auto* b2 = m->as<torch::nn::BatchNorm2d>()) {
       b2->weight.fill_(1);
       b2->bias.zero_();
+    } else if (auto* b3 = m->as<BatchNorm3d>()) {  // models/batch_norm.h
+      b3->weight.fill_(1);
+      b3->bias.zero_();
+    } else if (auto* b4 = m->as<BatchNorm2d>()) {
+      b4->weight.fill_(1);
+      b4->bias.zero_();
     }
   }
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "models/batch_norm.h"
 #include "models/network.h"
 
 namespace holo::models {
@@ -33,9 +34,9 @@ class Block2dImpl : public torch::nn::Module {
   bool bottleneck_;
   int64_t out_;
   std::vector<torch::nn::Conv2d> convs_;
-  std::vector<torch::nn::BatchNorm2d> bns_;
+  std::vector<BatchNorm2d> bns_;
   torch::nn::Conv2d down_conv_{nullptr};
-  torch::nn::BatchNorm2d down_bn_{nullptr};
+  BatchNorm2d down_bn_{nullptr};
 };
 TORCH_MODULE(Block2d);
 
@@ -55,7 +56,7 @@ class Stem2dImpl : public torch::nn::Module {
  private:
   bool max_pool_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  BatchNorm2d bn1_{nullptr};
 };
 TORCH_MODULE(Stem2d);
 
@@ -91,7 +92,7 @@ class ResNet2dImpl : public torch::nn::Module {
  private:
   ResNet2dOptions options_;
   torch::nn::Conv2d conv1_{nullptr};
-  torch::nn::BatchNorm2d bn1_{nullptr};
+  BatchNorm2d bn1_{nullptr};
   std::vector<torch::nn::Sequential> layers_;
   torch::nn::Linear fc_{nullptr};
   int64_t feature_dim_ = 0;

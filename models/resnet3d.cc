@@ -10,7 +10,6 @@ namespace holo::models {
 namespace {
 
 namespace F = torch::nn::functional;
-using torch::nn::BatchNorm3d;
 using torch::nn::Conv3d;
 using torch::nn::Conv3dOptions;
 

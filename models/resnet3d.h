@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "models/batch_norm.h"
 #include "models/network.h"
 #include "models/sgs.h"
 #include "models/stc.h"
@@ -63,10 +64,10 @@ class ResBlockImpl : public torch::nn::Module {
   BlockConfig c_;
   std::vector<torch::nn::Conv3d> convs_;      // 3D, or the spatial part of (2+1)D
   std::vector<torch::nn::Conv3d> temporal_;   // (2+1)D temporal parts
-  std::vector<torch::nn::BatchNorm3d> mid_bns_;  // (2+1)D BN between the parts
-  std::vector<torch::nn::BatchNorm3d> bns_;
+  std::vector<BatchNorm3d> mid_bns_;  // (2+1)D BN between the parts
+  std::vector<BatchNorm3d> bns_;
   torch::nn::Conv3d down_conv_{nullptr};
-  torch::nn::BatchNorm3d down_bn_{nullptr};
+  BatchNorm3d down_bn_{nullptr};
   StcBlock stc_{nullptr};
 };
 TORCH_MODULE(ResBlock);
@@ -87,7 +88,7 @@ class StemImpl : public torch::nn::Module {
   bool pool_;
   std::vector<int64_t> pool_kernel_, pool_stride_;
   torch::nn::Conv3d conv_{nullptr}, conv_t_{nullptr};
-  torch::nn::BatchNorm3d bn_{nullptr}, bn_t_{nullptr};
+  BatchNorm3d bn_{nullptr}, bn_t_{nullptr};
 };
 TORCH_MODULE(Stem);
 

@@ -74,7 +74,7 @@ SgsImpl::SgsImpl(const SgsOptions& o) : options_(o) {
   const int64_t hidden = std::max<int64_t>(1, o.channels() / 2);
   fc1_ = register_module("fc1", torch::nn::Linear(o.channels(), hidden));
   fc2_ = register_module("fc2", torch::nn::Linear(hidden, o.dim()));
-  bn_ = register_module("bn", torch::nn::BatchNorm1d(o.dim()));
+  bn_ = register_module("bn", BatchNorm1d(o.dim()));
 }
 
 torch::Tensor SgsImpl::embed(const torch::Tensor& x) {

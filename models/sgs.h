@@ -20,9 +20,11 @@
 /// identical frames (all Delta equal, possibly 0) finite: they land in one bin.
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/pimpl.h>
+
+#include "models/batch_norm.h"
 
 namespace holo::models {
 
@@ -71,7 +73,7 @@ class SgsImpl : public torch::nn::Module {
  private:
   SgsOptions options_;
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
-  torch::nn::BatchNorm1d bn_{nullptr};
+  BatchNorm1d bn_{nullptr};
 };
 TORCH_MODULE(Sgs);
 

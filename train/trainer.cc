@@ -19,7 +19,9 @@
 #include "core/run_dir.h"
 #include "dist/communicator.h"
 #include "dist/reducer.h"
+#include "dist/sync_batch_norm.h"
 #include "dist/world.h"
+#include "models/batch_norm.h"
 #include "models/network.h"
 #include "pipeline/dataset.h"
 #include "pipeline/feature_store.h"
@@ -404,6 +406,22 @@ TrainResult train(const Recipe& recipe) {
   if (task_module) {
     task_module->to(ctx.device);
     dist::broadcast_module(*task_module, *ctx.comm, 0);
+  }
+  // train.sync_bn: every BatchNorm layer normalises in training with the statistics of the whole
+  // global batch, over a communicator of its own (its backward collectives run beside the
+  // reducer's communication thread). Eval mode keeps plain BatchNorm with running statistics.
+  std::shared_ptr<dist::Communicator> bn_comm;
+  if (recipe.train.sync_bn && world.size > 1) {
+    bn_comm = dist::make_communicator(recipe.dist, ctx.device);
+    const models::BatchNormTraining sync = [bn_comm](const torch::Tensor& x, const torch::Tensor& w,
+                                                     const torch::Tensor& b, const torch::Tensor& rm,
+                                                     const torch::Tensor& rv, double factor, double eps) {
+      return dist::sync_batch_norm(x, w, b, rm, rv, factor, eps, bn_comm);
+    };
+    int64_t layers = models::set_batch_norm_training(*ctx.net, sync);
+    if (task_module) layers += models::set_batch_norm_training(*task_module, sync);
+    spdlog::info("sync_bn: {} BatchNorm layer{} normalise with the statistics of all {} ranks", layers,
+                 layers == 1 ? "" : "s", world.size);
   }
   NamedTensors params;
   for (const auto& p : ctx.net->named_parameters()) params.emplace_back(p.key(), p.value());

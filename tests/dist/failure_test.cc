@@ -142,14 +142,17 @@ TEST(Launch, ExitCodeIsTheWorkers) {
 }
 
 TEST(Launch, TrainsTheDemoOnTwoRanks) {
+  // With synchronised BatchNorm (tests/dist/sync_bn_test.cc checks its numbers).
   const std::string dir = temp_dir();
   const auto r = run_command("HOLO_CACHE_DIR=" + dir + "/cache " + holo_binary() +
                              " launch --np 2 " + demo_recipe() + " --set train.max_steps=2" +
                              " --set loader.batch_size=2 --set checkpoint.every_steps=0" +
-                             " --set run.dir=" + dir + "/run");
+                             " --set train.sync_bn=true --set run.dir=" + dir + "/run");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("[rank 1]"));
   EXPECT_THAT(r.output, HasSubstr("(2 ranks)"));
+  // ResNet-18 3D with shortcut A: the stem and 2 per basic block.
+  EXPECT_THAT(r.output, HasSubstr("sync_bn: 17 BatchNorm layers normalise with the statistics of all 2 ranks"));
   std::ifstream manifest(dir + "/run/checkpoints/step-00000002/manifest.json");
   ASSERT_TRUE(manifest.good()) << r.output;
   const std::string text((std::istreambuf_iterator<char>(manifest)), std::istreambuf_iterator<char>());
