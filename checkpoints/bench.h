@@ -36,6 +36,8 @@ struct IoResult {
   int64_t rounds = 0;
   double save_s = 0;            ///< Manager::save(wait): snapshot copy, shard write, fsync, commit
   double snapshot_s = 0;        ///< of which the snapshot copy
+  double first_save_s = 0;      ///< the manager's first save (allocates the staging buffers), once
+  double first_snapshot_s = 0;  ///< of which the snapshot copy
   double load_s = 0;            ///< Manager::load: read, checksum, tensors, from a cold cache
   double dd_write_s = 0;        ///< dd if=/dev/zero of=F bs=4M count=N conv=fsync
   double dd_read_s = 0;         ///< dd if=F of=/dev/null bs=4M, from a cold cache
@@ -49,7 +51,8 @@ struct IoResult {
   double dd_read_mb_s() const { return dd_bytes / 1e6 / dd_read_s; }
 };
 
-/// Saves `state` (as the replicated state of one rank) and loads it back `repeat` times,
+/// Saves `state` once as a manager's first save (reported apart: first_*), then, with the same
+/// manager, saves it (as the replicated state of one rank) and loads it back `repeat` times,
 /// verifying that what loads equals what was saved, and runs dd on a file of the same size in
 /// the same folder. Before each read the files' pages are evicted from the page cache
 /// (posix_fadvise DONTNEED after fsync; the share still cached is measured with mincore and

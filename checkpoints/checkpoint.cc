@@ -44,13 +44,6 @@ std::string now_iso() {
   return buf;
 }
 
-NamedTensors cpu_copy(const NamedTensors& in) {
-  NamedTensors out;
-  out.reserve(in.size());
-  for (const auto& [n, t] : in) out.emplace_back(n, t.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true));
-  return out;
-}
-
 }  // namespace
 
 std::map<std::string, int> assign_shards(const NamedTensors& tensors, int world_size) {
@@ -104,10 +97,12 @@ void Manager::wait() {
 }
 
 void Manager::save(Snapshot snapshot, bool wait_commit) {
-  wait();
+  wait();  // the write in flight uses the staging buffers
   const auto t0 = std::chrono::steady_clock::now();
-  snapshot.replicated = cpu_copy(snapshot.replicated);
-  snapshot.per_rank = cpu_copy(snapshot.per_rank);
+  std::map<std::string, torch::Tensor> next;
+  snapshot.replicated = stage(snapshot.replicated, "r.", next);
+  snapshot.per_rank = stage(snapshot.per_rank, "p.", next);
+  staging_ = std::move(next);  // buffers of tensors no longer saved are freed
   last_stall_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (options_.background && !wait_commit) {
     worker_ = std::thread([this, s = std::move(snapshot)]() mutable {
@@ -120,6 +115,29 @@ void Manager::save(Snapshot snapshot, bool wait_commit) {
   } else {
     write(std::move(snapshot));
   }
+}
+
+NamedTensors Manager::stage(const NamedTensors& tensors, const std::string& prefix,
+                            std::map<std::string, torch::Tensor>& next) {
+  NamedTensors out;
+  out.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) {
+    HOLO_CHECK(t.defined(), "checkpoint: tensor '" + name + "' is undefined");
+    const torch::Tensor src = t.detach();
+    const std::string key = prefix + name;
+    HOLO_CHECK(!next.count(key), "checkpoint: tensor '" + name + "' appears twice in the snapshot");
+    torch::Tensor buf;
+    auto it = staging_.find(key);
+    if (it != staging_.end() && it->second.sizes() == src.sizes() && it->second.scalar_type() == src.scalar_type()) {
+      buf = it->second;
+    } else {
+      buf = torch::empty(src.sizes(), torch::TensorOptions().dtype(src.scalar_type()));
+    }
+    buf.copy_(src);
+    next[key] = buf;
+    out.emplace_back(name, buf);
+  }
+  return out;
 }
 
 void Manager::write(Snapshot snapshot) {

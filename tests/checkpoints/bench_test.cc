@@ -35,6 +35,8 @@ TEST(CheckpointBench, IoFiguresAreConsistent) {
     EXPECT_TRUE(std::isfinite(s));
   }
   EXPECT_LT(r.snapshot_s, r.save_s);  // the snapshot is part of the save
+  EXPECT_GT(r.first_snapshot_s, 0.0);
+  EXPECT_LT(r.first_snapshot_s, r.first_save_s);
   EXPECT_DOUBLE_EQ(r.save_mb_s(), r.file_bytes / 1e6 / r.save_s);
   EXPECT_DOUBLE_EQ(r.dd_read_mb_s(), r.dd_bytes / 1e6 / r.dd_read_s);
   EXPECT_GE(r.cached_before_load, 0.0);

@@ -108,6 +108,37 @@ TEST(Manager, SaveLoadSingleRank) {
   EXPECT_FALSE(fs::exists(d + "/.partial-step-00000010"));
 }
 
+TEST(Manager, SnapshotHoldsTheStateAtSaveAcrossReusedStagingBuffers) {
+  const std::string d = holo::testing::temp_dir();
+  torch::Tensor w = torch::ones({256, 1024});
+  torch::Tensor strided = torch::arange(12, torch::kFloat).view({3, 4}).t();  // not contiguous
+  Manager m(d, ManagerOptions{});
+  auto snap = [&](int64_t step) {
+    Snapshot s;
+    s.step = step;
+    s.replicated = {{"model.w", w}, {"model.t", strided}};
+    return s;
+  };
+  m.save(snap(10), /*wait=*/false);
+  w.fill_(2);  // training goes on while the first save is written
+  m.save(snap(20), /*wait=*/false);  // reuses the staging buffers once the first write is done
+  w.fill_(3);
+  m.wait();
+  EXPECT_TRUE(torch::equal(Manager::load(Manager::step_dir(d, 10), 0, 1).replicated.at("model.w"),
+                           torch::ones({256, 1024})));
+  const auto second = Manager::load(Manager::step_dir(d, 20), 0, 1);
+  EXPECT_TRUE(torch::equal(second.replicated.at("model.w"), torch::full({256, 1024}, 2.0f)));
+  EXPECT_TRUE(torch::equal(second.replicated.at("model.t"), strided));
+  // A tensor that changes shape gets a new buffer.
+  w = torch::zeros({7});
+  m.save(snap(30), /*wait=*/true);
+  EXPECT_TRUE(torch::equal(Manager::load(Manager::step_dir(d, 30), 0, 1).replicated.at("model.w"), torch::zeros({7})));
+  Snapshot twice = snap(40);
+  twice.replicated.emplace_back("model.w", w);
+  EXPECT_THAT([&] { m.save(std::move(twice), true); },
+              ::testing::ThrowsMessage<Error>(HasSubstr("'model.w' appears twice")));
+}
+
 TEST(Manager, KeepLastKAndBest) {
   const std::string d = holo::testing::temp_dir();
   ManagerOptions o;
