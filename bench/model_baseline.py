@@ -7,7 +7,8 @@ here, TorchScript files made here and run in C++) and as the baseline of `holo b
   model_baseline.py count NAME [--classes N] [--frames T] [--width W] [--heads a,b,...]
   model_baseline.py forward NAME --weights W.pt --io IO.pt [...]   # IO.pt: {"input"} -> adds "python"
   model_baseline.py script NAME --weights W.pt --out M.pt [...]     # traced TorchScript, eval mode
-  model_baseline.py bench NAME --batch B --frames T --size S --threads K --iters I [--sgs-clips]
+  model_baseline.py bench NAME --batch B --frames T --size S --threads K --iters I [--warmup W]
+                    [--weights W.pt] [--input IN.pt]   # IN.pt: {"input", "target"} (holo bench model)
 """
 import argparse
 import json
@@ -272,12 +273,14 @@ class ResNet3d(nn.Module):
         valid = None
         if self.sgs_index == 0:
             x, valid = self.sgs(x)
+            self.active_bins = valid
         for s, stage in enumerate([self.res2, self.res3, self.res4, self.res5]):
             x = stage(x)
             if valid is not None and self.t_strides[s] > 1:
                 valid = torch.div(valid - 1, self.t_strides[s], rounding_mode="floor") + 1
             if self.sgs_index == s + 1:
                 x, valid = self.sgs(x)
+                self.active_bins = valid  # B' per clip, as NetworkOutput::active_bins
         if valid is None:
             f = x.mean((2, 3, 4))
         else:
@@ -448,6 +451,7 @@ def main():
     ap.add_argument("--stc-branches", default="both")
     ap.add_argument("--weights")
     ap.add_argument("--io")
+    ap.add_argument("--input")
     ap.add_argument("--out")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0)
@@ -487,16 +491,28 @@ def main():
         return
     if a.command == "bench":
         m.train()
-        x = torch.randn(a.batch, 3, a.frames, a.size, a.size)
-        y = torch.randint(0, a.classes, (a.batch,))
+        if a.input:
+            data = torch.load(a.input)
+            x, y = data["input"], data["target"]
+            if x.shape != (a.batch, 3, a.frames, a.size, a.size):
+                sys.exit(f"{a.input}: input of shape {tuple(x.shape)}, expected batch x 3 x frames x size x size")
+        else:
+            x = torch.randn(a.batch, 3, a.frames, a.size, a.size)
+            y = torch.randint(0, a.classes, (a.batch,))
         for _ in range(a.warmup):
             F.cross_entropy(m(x), y).backward()
+        bins = []
         t0 = time.perf_counter()
         for _ in range(a.iters):
             m.zero_grad(set_to_none=True)
             F.cross_entropy(m(x), y).backward()
+            if getattr(m, "active_bins", None) is not None:
+                bins.append(float(m.active_bins.double().mean()))
         dt = time.perf_counter() - t0
-        print(json.dumps({"name": a.name, "clips_per_s": a.batch * a.iters / dt, "threads": torch.get_num_threads()}))
+        out = {"name": a.name, "clips_per_s": a.batch * a.iters / dt, "threads": torch.get_num_threads()}
+        if bins:
+            out["active_bins"] = sum(bins) / len(bins)
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":

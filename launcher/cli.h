@@ -51,7 +51,7 @@ struct ExitRequest {
   std::string message;
 };
 
-/// `holo model list`, `holo model info RECIPE|NAME`.
+/// `holo model list`, `holo model info RECIPE|NAME`, `holo bench model`.
 void add_model_commands(CLI::App& app);
 
 /// Runs the `holo` command line; returns the process exit code.

@@ -1,9 +1,10 @@
-// holo model list | info RECIPE|NAME
+// holo model list | info RECIPE|NAME, holo bench model
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "core/error.h"
 #include "core/recipe.h"
 #include "launcher/cli.h"
+#include "models/bench.h"
 #include "models/flops.h"
 #include "models/network.h"
 
@@ -134,6 +136,47 @@ void add_model_commands(CLI::App& app) {
   info->add_option("--width", args->width, "Width multiplier (default: recipe, else 1)");
   info->add_option("--clips", args->clips, "Clips to average GFLOPs over (default: 8 with SGS, else 1)");
   info->callback([args] { model_info(*args); });
+
+  auto bo = std::make_shared<models::ModelBenchOptions>();
+  auto names = std::make_shared<std::string>("r3d18,stc_resnet18,hatnet_r18,atfr_resnet3d,r3d18_atfr");
+  auto json = std::make_shared<std::string>();
+  auto* bench = app.get_subcommand("bench")->add_subcommand(
+      "model", "Training clips/s: Holo vs the same networks in PyTorch (bench/model_baseline.py); "
+               "SGS GFLOPs on low- vs high-motion clips");
+  bench->add_option("--models", *names, "Comma-separated networks (`holo model list`)")->capture_default_str();
+  bench->add_option("--batch", bo->batch(), "Clips per step")->capture_default_str();
+  bench->add_option("--frames", bo->frames(), "Clip length T")->capture_default_str();
+  bench->add_option("--size", bo->size(), "Crop side S")->capture_default_str();
+  bench->add_option("--width", bo->width(), "Width multiplier of every network")->capture_default_str();
+  bench->add_option("--classes", bo->classes(), "Outputs of the head")->capture_default_str();
+  bench->add_option("--threads", bo->threads(), "Intra-op threads, both sides")->capture_default_str();
+  bench->add_option("--iters", bo->iters(), "Timed steps")->capture_default_str();
+  bench->add_option("--warmup", bo->warmup(), "Untimed steps first")->capture_default_str();
+  bench->add_option("--python", bo->python(), "Python with PyTorch for the baseline; empty: none")
+      ->capture_default_str();
+  bench->add_option("--baseline", bo->baseline(), "The baseline script (default: the source tree's)");
+  bench->add_option("--sgs-model", bo->sgs_model(), "Network with SGS for the GFLOPs part; empty: skip it")
+      ->capture_default_str();
+  bench->add_option("--sgs-baseline", bo->sgs_baseline_model(), "The same network without SGS")
+      ->capture_default_str();
+  bench->add_option("--sgs-clips", bo->sgs_clips(), "Synthetic clips per motion kind")->capture_default_str();
+  bench->add_option("--seed", bo->seed(), "Seed of weights, inputs and clips")->capture_default_str();
+  bench->add_option("--json", *json, "Also write the figures as JSON here");
+  bench->callback([bo, names, json] {
+    std::vector<std::string> list;
+    std::stringstream in(*names);
+    for (std::string n; std::getline(in, n, ',');) {
+      if (!n.empty()) list.push_back(n);
+    }
+    bo->models(list);
+    const auto result = models::run_model_bench(*bo);
+    std::cout << models::format_model_bench(result);
+    if (!json->empty()) {
+      std::ofstream out(*json);
+      out << models::model_bench_json(result) << "\n";
+      if (!out) throw IoError(*json + ": cannot write");
+    }
+  });
 }
 
 }  // namespace holo::cli

@@ -1,0 +1,406 @@
+#include "models/bench.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+#include <torch/serialize.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <unistd.h>
+
+#include "core/error.h"
+#include "holo/build_config.h"
+#include "models/flops.h"
+#include "models/network.h"
+#include "models/resnet2d.h"
+
+namespace fs = std::filesystem;
+
+namespace holo::models {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+/// Sets torch's intra-op threads for a scope.
+class ThreadsScope {
+ public:
+  explicit ThreadsScope(int64_t n) : previous_(torch::get_num_threads()) {
+    if (n > 0) torch::set_num_threads(static_cast<int>(n));
+  }
+  ~ThreadsScope() { torch::set_num_threads(previous_); }
+  ThreadsScope(const ThreadsScope&) = delete;
+  ThreadsScope& operator=(const ThreadsScope&) = delete;
+
+ private:
+  int previous_;
+};
+
+/// A folder removed at the end of the scope.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& requested) {
+    const fs::path root = requested.empty() ? fs::temp_directory_path() : fs::path(requested);
+    path_ = root / ("holo-bench-model-" + std::to_string(::getpid()));
+    fs::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+/// Runs a shell command; returns its exit status and output (stdout and stderr).
+std::pair<int, std::string> run_shell(const std::string& cmd) {
+  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (f == nullptr) throw Error("cannot run: " + cmd);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  return {::pclose(f), out};
+}
+
+ModelOptions model_options(const std::string& name, const ModelBenchOptions& o) {
+  ModelOptions m;
+  m.name = name;
+  m.width = o.width();
+  m.frames = o.frames();
+  m.num_classes = o.classes();
+  return m;
+}
+
+void write_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const fs::path& path) {
+  c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& kv : tensors) d.insert(kv.first, kv.second);
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(d));
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) throw IoError(path.string() + ": write failed");
+}
+
+std::string default_baseline() { return std::string(HOLO_SOURCE_DIR) + "/bench/model_baseline.py"; }
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+std::string motion_kind_name(MotionKind kind) {
+  switch (kind) {
+    case MotionKind::kStill: return "still";
+    case MotionKind::kSlow: return "slow";
+    case MotionKind::kFast: return "fast";
+  }
+  return "?";
+}
+
+bool is_low_motion(MotionKind kind) { return kind == MotionKind::kStill || kind == MotionKind::kSlow; }
+
+torch::Tensor motion_clip(MotionKind kind, int64_t index, int64_t frames, int64_t size, uint64_t seed) {
+  HOLO_CHECK(frames >= 1 && size >= 8, "motion clips need frames >= 1 and size >= 8, got " +
+                                           std::to_string(frames) + " x " + std::to_string(size));
+  // The same scene and square for every kind at one (index, seed): the kinds differ only in motion.
+  auto gen = at::detail::createCPUGenerator(seed * 1000003ULL + static_cast<uint64_t>(index));
+  // A scene twice the crop in each direction, smooth (bilinear from 8 x 8 random colours).
+  auto scene = torch::nn::functional::interpolate(
+                   torch::rand({1, 3, 8, 8}, gen),
+                   torch::nn::functional::InterpolateFuncOptions()
+                       .size(std::vector<int64_t>{2 * size, 2 * size})
+                       .mode(torch::kBilinear)
+                       .align_corners(false))[0];
+  const int64_t side = std::max<int64_t>(2, size / 4);
+  auto colour = torch::rand({3, 1, 1}, gen);
+  auto pick = [&](int64_t bound) { return torch::randint(bound, {1}, gen).item<int64_t>(); };
+  const int64_t cy = pick(size), cx = pick(size);  // window of the scene
+  const int64_t sy = pick(size - side), sx = pick(size - side);  // square
+  auto clip = torch::empty({1, 3, frames, size, size});
+  for (int64_t t = 0; t < frames; ++t) {
+    int64_t wy = cy, wx = cx, qy = sy, qx = sx;
+    if (kind == MotionKind::kSlow) qx = (sx + t) % (size - side);
+    if (kind == MotionKind::kFast) {
+      wy = pick(size);
+      wx = pick(size);
+      qy = pick(size - side);
+      qx = pick(size - side);
+    }
+    auto frame = scene.narrow(1, wy, size).narrow(2, wx, size).clone();
+    frame.narrow(1, qy, side).narrow(2, qx, side).copy_(colour.expand({3, side, side}));
+    clip[0].select(1, t).copy_(frame);
+  }
+  return clip;
+}
+
+ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions& o) {
+  HOLO_CHECK(o.batch() >= 1 && o.iters() >= 1 && o.warmup() >= 0,
+             std::string("bench model: batch and iters must be >= 1, warmup >= 0"));
+  ThreadsScope threads(o.threads());
+  torch::manual_seed(o.seed());
+  auto net = build_network(model_options(name, o), {o.classes()});
+  net->train();
+  auto x = torch::randn({o.batch(), 3, o.frames(), o.size(), o.size()});
+  auto y = torch::randint(o.classes(), {o.batch()}, torch::kLong);
+
+  ThroughputRow row;
+  row.model = name;
+  row.parameters = count_parameters(*net);
+  std::vector<double> bins;
+  auto step = [&] {
+    auto out = net->forward_all(x);
+    torch::nn::functional::cross_entropy(out.logits.at(0), y).backward();
+    if (out.active_bins.defined()) bins.push_back(out.active_bins.to(torch::kDouble).mean().item<double>());
+  };
+  for (int64_t i = 0; i < o.warmup(); ++i) step();
+  bins.clear();
+  const auto t0 = Clock::now();
+  for (int64_t i = 0; i < o.iters(); ++i) {
+    net->zero_grad(/*set_to_none=*/true);
+    step();
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  row.holo_clips_per_s = static_cast<double>(o.batch() * o.iters()) / seconds;
+  if (!bins.empty()) row.holo_active_bins = mean(bins);
+
+  if (o.python().empty()) return row;
+  const std::string script = o.baseline().empty() ? default_baseline() : o.baseline();
+  if (!fs::exists(o.python()) || !fs::exists(script)) {
+    row.python_error = o.python() + " or " + script + " not found";
+    spdlog::warn("bench model: PyTorch baseline of {} skipped: {}", name, row.python_error);
+    return row;
+  }
+  // The same weights and the same input in Python, so that SGS sees the same clips.
+  TempDir dir(o.work_dir());
+  const fs::path weights = dir.path() / (name + ".pt"), input = dir.path() / "input.pt";
+  save_state_dict(*net, weights.string());
+  write_tensors({{"input", x}, {"target", y}}, input);
+  std::ostringstream cmd;
+  cmd << quote(o.python()) << " " << quote(script) << " bench " << quote(name) << " --batch " << o.batch()
+      << " --frames " << o.frames() << " --size " << o.size() << " --width " << o.width() << " --classes "
+      << o.classes() << " --threads " << o.threads() << " --iters " << o.iters() << " --warmup " << o.warmup()
+      << " --weights " << quote(weights.string()) << " --input " << quote(input.string());
+  const auto [status, output] = run_shell(cmd.str());
+  const auto last = output.find_last_of('{');
+  if (status != 0 || last == std::string::npos) {
+    row.python_error = "exit status " + std::to_string(status) + ": " + output.substr(0, 2000);
+    spdlog::warn("bench model: PyTorch baseline of {} failed: {}", name, row.python_error);
+    return row;
+  }
+  const auto j = nlohmann::json::parse(output.substr(last));
+  row.python_clips_per_s = j.at("clips_per_s").get<double>();
+  if (j.contains("active_bins")) row.python_active_bins = j.at("active_bins").get<double>();
+  row.ratio = row.holo_clips_per_s / row.python_clips_per_s;
+  return row;
+}
+
+SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
+  HOLO_CHECK(o.sgs_clips() >= 1, std::string("bench model: sgs clips must be >= 1"));
+  ThreadsScope threads(o.threads());
+  torch::NoGradGuard no_grad;
+  SgsFlops result;
+  result.model = o.sgs_model();
+  result.baseline_model = o.sgs_baseline_model();
+  torch::manual_seed(o.seed());
+  auto net = build_network(model_options(o.sgs_model(), o), {o.classes()});
+  net->eval();
+  std::vector<double> low, high, low_bins, high_bins;
+  for (MotionKind kind : {MotionKind::kStill, MotionKind::kSlow, MotionKind::kFast}) {
+    SgsRow row;
+    row.kind = motion_kind_name(kind);
+    row.low_motion = is_low_motion(kind);
+    row.clips = o.sgs_clips();
+    std::vector<double> gflops, bins;
+    for (int64_t i = 0; i < o.sgs_clips(); ++i) {
+      FlopRecorder rec;
+      auto out = net->forward_all(motion_clip(kind, i, o.frames(), o.size(), o.seed()));
+      rec.finish();
+      if (!out.active_bins.defined()) {
+        throw RecipeError("[model]", 0, 0, "model.sgs", o.sgs_model() + " has no SGS layer");
+      }
+      const auto& stages = rec.stages();
+      for (size_t s = 1; s < stages.size(); ++s) {
+        if (stages[s].name == "sgs" && stages[s - 1].shape.size() == 5) result.bins = stages[s - 1].shape[2];
+      }
+      gflops.push_back(rec.total_macs() / 1e9);
+      bins.push_back(static_cast<double>(out.active_bins.item<int64_t>()));
+    }
+    row.gflops = mean(gflops);
+    row.active_bins = mean(bins);
+    row.min_bins = *std::min_element(bins.begin(), bins.end());
+    row.max_bins = *std::max_element(bins.begin(), bins.end());
+    auto& g = row.low_motion ? low : high;
+    auto& b = row.low_motion ? low_bins : high_bins;
+    g.insert(g.end(), gflops.begin(), gflops.end());
+    b.insert(b.end(), bins.begin(), bins.end());
+    result.rows.push_back(row);
+  }
+  result.low_gflops = mean(low);
+  result.high_gflops = mean(high);
+  result.low_bins = mean(low_bins);
+  result.high_bins = mean(high_bins);
+  if (!o.sgs_baseline_model().empty()) {
+    torch::manual_seed(o.seed());
+    auto plain = build_network(model_options(o.sgs_baseline_model(), o), {o.classes()});
+    plain->eval();
+    FlopRecorder rec;
+    plain->forward_all(motion_clip(MotionKind::kStill, 0, o.frames(), o.size(), o.seed()));
+    rec.finish();
+    result.baseline_gflops = rec.total_macs() / 1e9;
+  }
+  return result;
+}
+
+ModelBenchResult run_model_bench(const ModelBenchOptions& o) {
+  ModelBenchResult r;
+  r.options = o;
+  for (const auto& name : o.models()) {
+    spdlog::info("bench model: {} ({} x 3 x {} x {} x {}, width {})", name, o.batch(), o.frames(), o.size(),
+                 o.size(), o.width());
+    r.throughput.push_back(bench_throughput(name, o));
+  }
+  if (!o.sgs_model().empty()) {
+    r.sgs = bench_sgs_flops(o);
+    r.has_sgs = true;
+  }
+  return r;
+}
+
+std::string format_model_bench(const ModelBenchResult& r) {
+  const auto& o = r.options;
+  std::ostringstream s;
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "training throughput (forward+backward, train mode): batch %lld x 3 x %lld x %lld x %lld, width %g, "
+                "%lld classes, %lld threads, %lld timed steps after %lld\n",
+                static_cast<long long>(o.batch()), static_cast<long long>(o.frames()),
+                static_cast<long long>(o.size()), static_cast<long long>(o.size()), o.width(),
+                static_cast<long long>(o.classes()), static_cast<long long>(o.threads()),
+                static_cast<long long>(o.iters()), static_cast<long long>(o.warmup()));
+  s << line;
+  std::snprintf(line, sizeof line, "  %-16s %12s %14s %14s %8s  %s\n", "model", "params", "holo clips/s",
+                "torch clips/s", "ratio", "SGS bins holo/torch");
+  s << line;
+  for (const auto& t : r.throughput) {
+    std::string torch_cps = "-", ratio = "-", bins;
+    char buf[64];
+    if (t.python_clips_per_s > 0) {
+      std::snprintf(buf, sizeof buf, "%.3f", t.python_clips_per_s);
+      torch_cps = buf;
+      std::snprintf(buf, sizeof buf, "%.2f", t.ratio);
+      ratio = buf;
+    }
+    if (t.holo_active_bins >= 0) {
+      std::snprintf(buf, sizeof buf, "%.2f / ", t.holo_active_bins);
+      bins = buf;
+      if (t.python_active_bins >= 0) {
+        std::snprintf(buf, sizeof buf, "%.2f", t.python_active_bins);
+        bins += buf;
+      } else {
+        bins += "-";
+      }
+    }
+    std::snprintf(line, sizeof line, "  %-16s %12lld %14.3f %14s %8s  %s\n", t.model.c_str(),
+                  static_cast<long long>(t.parameters), t.holo_clips_per_s, torch_cps.c_str(), ratio.c_str(),
+                  bins.c_str());
+    s << line;
+    if (!t.python_error.empty()) s << "    (no PyTorch figure: " << t.python_error.substr(0, 200) << ")\n";
+  }
+  if (r.has_sgs) {
+    const auto& g = r.sgs;
+    std::snprintf(line, sizeof line,
+                  "\nSGS: GFLOPs per clip of %s (eval, 1 x 3 x %lld x %lld x %lld, %lld synthetic clips per kind, "
+                  "B = %lld bins)\n",
+                  g.model.c_str(), static_cast<long long>(o.frames()), static_cast<long long>(o.size()),
+                  static_cast<long long>(o.size()), static_cast<long long>(o.sgs_clips()),
+                  static_cast<long long>(g.bins));
+    s << line;
+    const double base = g.baseline_gflops;
+    auto ratio = [base](double x) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%.3f", x / base);
+      return base > 0 ? std::string(b) : std::string("-");
+    };
+    std::snprintf(line, sizeof line, "  %-26s %12s %10s %14s\n", "clips", "GFLOPs", "/ no SGS", "active bins");
+    s << line;
+    for (const auto& row : g.rows) {
+      char bins[64];
+      std::snprintf(bins, sizeof bins, "%.2f (%g-%g)", row.active_bins, row.min_bins, row.max_bins);
+      std::snprintf(line, sizeof line, "  %-26s %12.4f %10s %14s\n",
+                    (row.kind + (row.low_motion ? " (low motion)" : " (high motion)")).c_str(), row.gflops,
+                    ratio(row.gflops).c_str(), bins);
+      s << line;
+    }
+    std::snprintf(line, sizeof line, "  %-26s %12.4f %10s %14.2f\n", "low motion, mean", g.low_gflops,
+                  ratio(g.low_gflops).c_str(), g.low_bins);
+    s << line;
+    std::snprintf(line, sizeof line, "  %-26s %12.4f %10s %14.2f\n", "high motion, mean", g.high_gflops,
+                  ratio(g.high_gflops).c_str(), g.high_bins);
+    s << line;
+    if (!g.baseline_model.empty()) {
+      std::snprintf(line, sizeof line, "  %-26s %12.4f %10s %14lld\n", (g.baseline_model + " (no SGS)").c_str(),
+                    base, "1", static_cast<long long>(g.bins));
+      s << line;
+    }
+  }
+  return s.str();
+}
+
+std::string model_bench_json(const ModelBenchResult& r) {
+  const auto& o = r.options;
+  nlohmann::json j = {{"batch", o.batch()},   {"frames", o.frames()},   {"size", o.size()},
+                      {"width", o.width()},   {"classes", o.classes()}, {"threads", o.threads()},
+                      {"iters", o.iters()},   {"warmup", o.warmup()},   {"models", nlohmann::json::array()}};
+  for (const auto& t : r.throughput) {
+    nlohmann::json m = {{"model", t.model}, {"parameters", t.parameters}, {"holo_clips_per_s", t.holo_clips_per_s}};
+    if (t.python_clips_per_s > 0) {
+      m["torch_clips_per_s"] = t.python_clips_per_s;
+      m["ratio"] = t.ratio;
+    } else {
+      m["torch_error"] = t.python_error;
+    }
+    if (t.holo_active_bins >= 0) m["holo_active_bins"] = t.holo_active_bins;
+    if (t.python_active_bins >= 0) m["torch_active_bins"] = t.python_active_bins;
+    j["models"].push_back(m);
+  }
+  if (r.has_sgs) {
+    const auto& g = r.sgs;
+    nlohmann::json s = {{"model", g.model},
+                        {"baseline_model", g.baseline_model},
+                        {"clips_per_kind", o.sgs_clips()},
+                        {"bins", g.bins},
+                        {"baseline_gflops", g.baseline_gflops},
+                        {"low_gflops", g.low_gflops},
+                        {"high_gflops", g.high_gflops},
+                        {"low_active_bins", g.low_bins},
+                        {"high_active_bins", g.high_bins},
+                        {"kinds", nlohmann::json::array()}};
+    for (const auto& row : g.rows) {
+      s["kinds"].push_back({{"kind", row.kind}, {"low_motion", row.low_motion}, {"gflops", row.gflops},
+                            {"active_bins", row.active_bins}, {"min_bins", row.min_bins},
+                            {"max_bins", row.max_bins}});
+    }
+    j["sgs"] = s;
+  }
+  return j.dump(1);
+}
+
+}  // namespace holo::models
