@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "models/flops.h"
+#include "models/torch_pickle.h"
 
 namespace holo::models {
 namespace {
@@ -148,30 +149,32 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
     for (const auto& b : m.named_buffers(true)) add(b.name, b.value);
     return out;
   }
-  c10::IValue v;
+  // torch.save files: the strict reader first, since LibTorch 1.13's unpickler turns
+  // collections.OrderedDict (what state_dict() returns) into None; LibTorch's unpickler only
+  // for files outside that reader's format (its error is reported if both fail).
   try {
-    v = torch::pickle_load(bytes);
-  } catch (const c10::Error& e) {
-    // LibTorch 1.13's unpickler turns collections.OrderedDict (what state_dict() returns)
-    // into None; a plain dict or TorchScript loads.
-    const bool ordered = std::string(bytes.begin(), bytes.end()).find("OrderedDict") != std::string::npos;
-    throw IoError(path + ": not a state dict LibTorch can read" +
-                  (ordered ? std::string(" (an OrderedDict: save it with torch.save(dict(model.state_dict()), f) "
-                                         "or as TorchScript)")
-                           : std::string(": ") + e.what_without_backtrace()));
-  }
-  if (v.isGenericDict()) {
-    auto d = v.toGenericDict();
-    for (const char* nested : {"state_dict", "model"}) {
-      if (d.contains(nested) && d.at(nested).isGenericDict()) {
-        d = d.at(nested).toGenericDict();
-        break;
+    for (const auto& kv : read_torch_save_state_dict(path)) add(kv.first, kv.second);
+  } catch (const UnsupportedPickleError& strict) {
+    c10::IValue v;
+    try {
+      v = torch::pickle_load(bytes);
+    } catch (const c10::Error&) {
+      throw strict;
+    }
+    if (v.isGenericDict()) {
+      auto d = v.toGenericDict();
+      for (const char* nested : {"state_dict", "model"}) {
+        if (d.contains(nested) && d.at(nested).isGenericDict()) {
+          d = d.at(nested).toGenericDict();
+          break;
+        }
+      }
+      for (const auto& kv : d) {
+        if (!kv.key().isString()) continue;
+        if (kv.value().isTensor()) add(kv.key().toStringRef(), kv.value().toTensor());
       }
     }
-    for (const auto& kv : d) {
-      if (!kv.key().isString()) continue;
-      if (kv.value().isTensor()) add(kv.key().toStringRef(), kv.value().toTensor());
-    }
+    if (out.empty()) throw strict;
   }
   if (out.empty()) throw IoError(path + ": no tensors found (expected a state dict)");
   return out;
