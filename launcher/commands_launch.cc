@@ -14,8 +14,11 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "core/check.h"
 #include "core/env.h"
@@ -208,7 +211,10 @@ void allreduce_worker(const AllreduceArgs& a) {
 struct ScalingArgs {
   int np = 2;
   int threads = 1;
-  int steps = 10;
+  int steps = 12;    ///< timed steps per mode and launch
+  int rounds = 3;    ///< pairs of launches (1 rank, then N ranks)
+  int warmup = 3;    ///< untimed steps before each mode's timed steps
+  int worker_rounds = 2;  ///< worker: rounds of the three modes within one launch
   int batch = 4;
   int frames = 8;
   int size = 56;
@@ -243,6 +249,22 @@ struct SmallCnnImpl : torch::nn::Module {
 };
 TORCH_MODULE(SmallCnn);
 
+/// Median of `v` (0 when empty).
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+/// One rank of a timed run: the same steps in three modes, interleaved round by round so that a
+/// slow spell of the machine hits all three alike.
+///   local:    forward, backward, optimiser, no communication at all (what the machine gives two
+///             processes computing side by side);
+///   overlap:  with the gradient reducer, all-reduces started during backward (training);
+///   blocking: with the reducer, all-reduces started only after backward.
+/// Every step is timed in phases: forward (with the loss), backward, finish() (waiting for the
+/// all-reduces), optimiser (zero_grad and step). Medians over all timed steps of a mode, each the
+/// slowest rank's.
 void scaling_worker(const ScalingArgs& a) {
   const auto& w = dist::init_world();
   torch::set_num_threads(a.threads);
@@ -259,65 +281,71 @@ void scaling_worker(const ScalingArgs& a) {
   int64_t params = 0;
   for (const auto& p : model->parameters()) params += p.numel();
 
-  // Medians over steps: this benchmark shares its machine, and a median shrugs off the steps
-  // another process took time from.
-  struct Timed {
-    double total_s = 0;        ///< all timed steps, slowest rank
-    double step_s = 0;         ///< median step
-    double finish_s = 0;       ///< median time in finish(): the communication not hidden
+  const std::vector<std::string> modes =
+      w.size > 1 ? std::vector<std::string>{"local", "overlap", "blocking"}
+                 : std::vector<std::string>{"local"};
+  std::map<std::string, std::unique_ptr<dist::GradientReducer>> reducers;
+  for (const auto& m : modes) {
+    if (m == "local") continue;
+    reducers[m] = std::make_unique<dist::GradientReducer>(
+        model->parameters(), comm,
+        dist::ReducerOptions().bucket_mb(a.bucket_mb).overlap(m == "overlap"));
+  }
+  struct Phases {
+    std::vector<double> step, forward, backward, finish, optim;
   };
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-  };
-  auto run = [&](dist::GradientReducer& reducer, int steps) {
-    auto step = [&] {
-      optim.zero_grad();
-      reducer.prepare_for_backward(true);
-      torch::nn::functional::cross_entropy(model->forward(x), y).backward();
-      reducer.finish();
-      optim.step();
-    };
-    for (int i = 0; i < 2; ++i) step();  // warm-up
-    reducer.reset_stats();
-    comm->barrier();
-    std::vector<double> step_times, finish_times;
+  std::map<std::string, Phases> timed;
+  auto step = [&](const std::string& mode, Phases* t) {
+    dist::GradientReducer* reducer = mode == "local" ? nullptr : reducers[mode].get();
     const auto t0 = Clock::now();
-    for (int i = 0; i < steps; ++i) {
-      const auto s0 = Clock::now();
-      const double f0 = reducer.stats().finish_s;
-      step();
-      step_times.push_back(since(s0));
-      finish_times.push_back(reducer.stats().finish_s - f0);
-    }
-    Timed t;
-    t.total_s = w.mpi ? max_over_ranks(since(t0)) : since(t0);
-    t.step_s = w.mpi ? max_over_ranks(median(step_times)) : median(step_times);
-    t.finish_s = w.mpi ? max_over_ranks(median(finish_times)) : median(finish_times);
-    return t;
+    if (reducer) reducer->prepare_for_backward(true);
+    auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+    const auto t1 = Clock::now();
+    loss.backward();
+    const auto t2 = Clock::now();
+    if (reducer) reducer->finish();
+    const auto t3 = Clock::now();
+    optim.step();
+    optim.zero_grad();
+    const auto t4 = Clock::now();
+    if (!t) return;
+    auto s = [](Clock::time_point p, Clock::time_point q) {
+      return std::chrono::duration<double>(q - p).count();
+    };
+    t->step.push_back(s(t0, t4));
+    t->forward.push_back(s(t0, t1));
+    t->backward.push_back(s(t1, t2));
+    t->finish.push_back(s(t2, t3));
+    t->optim.push_back(s(t3, t4));
   };
-
+  const int per_round = std::max(1, (a.steps + a.worker_rounds - 1) / a.worker_rounds);
+  for (int round = 0; round < a.worker_rounds; ++round) {
+    for (const auto& mode : modes) {
+      for (int i = 0; i < a.warmup; ++i) step(mode, nullptr);
+      comm->barrier();  // every rank starts the timed steps together
+      for (int i = 0; i < per_round; ++i) step(mode, &timed[mode]);
+    }
+  }
+  auto slowest = [&](const std::vector<double>& v) {
+    const double m = median_of(v);
+    return w.mpi ? max_over_ranks(m) : m;
+  };
   nlohmann::json out{{"ranks", w.size}, {"threads", a.threads}, {"batch_per_rank", a.batch},
                      {"input", {a.batch, 3, a.frames, a.size, a.size}}, {"params", params},
-                     {"steps", a.steps}, {"bucket_mb", a.bucket_mb}};
-  {
-    dist::GradientReducer reducer(model->parameters(), comm,
-                                  dist::ReducerOptions().bucket_mb(a.bucket_mb).overlap(true));
-    const Timed t = run(reducer, a.steps);
-    out["buckets"] = reducer.bucket_layout().size();
-    out["step_s"] = t.step_s;
-    out["samples_per_s"] = static_cast<double>(w.size) * a.batch / t.step_s;
-    out["mean_samples_per_s"] = static_cast<double>(w.size) * a.batch * a.steps / t.total_s;
-    out["finish_overlap_s"] = t.finish_s;
+                     {"steps", per_round * a.worker_rounds}, {"bucket_mb", a.bucket_mb}};
+  for (const auto& mode : modes) {
+    const Phases& p = timed[mode];
+    out[mode] = {{"step_s", slowest(p.step)},       {"forward_s", slowest(p.forward)},
+                 {"backward_s", slowest(p.backward)}, {"finish_s", slowest(p.finish)},
+                 {"optim_s", slowest(p.optim)}};
   }
-  if (w.size > 1) {
-    // The same all-reduces started only after backward: all of their time is exposed.
-    dist::GradientReducer reducer(model->parameters(), comm,
-                                  dist::ReducerOptions().bucket_mb(a.bucket_mb).overlap(false));
-    const Timed t = run(reducer, a.steps);
-    out["step_blocking_s"] = t.step_s;
-    out["finish_blocking_s"] = t.finish_s;
-  }
+  if (reducers.count("overlap")) out["buckets"] = reducers["overlap"]->bucket_layout().size();
+  // What the process actually ran with: one intra-op thread, and the threads it has (main,
+  // the reducers' communication threads, the watchdog, MPI's own).
+  out["intra_op_threads"] = torch::get_num_threads();
+  out["process_threads"] = std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                         std::filesystem::directory_iterator());
+  reducers.clear();
   if (w.rank == 0 && !a.result.empty()) std::ofstream(a.result) << out.dump(2) << "\n";
   comm.reset();
   dist::finalize_world();
@@ -336,48 +364,85 @@ nlohmann::json read_json(const std::string& path) {
 void scaling_parent(const ScalingArgs& a) {
   HOLO_CHECK(a.np >= 2, "holo bench scaling compares 1 rank with --np >= 2 ranks");
   // One intra-op thread per rank: the comparison is of processes, not of thread pools.
-  setenv("HOLO_NUM_THREADS", std::to_string(a.threads).c_str(), 1);
-  setenv("OMP_NUM_THREADS", std::to_string(a.threads).c_str(), 1);
+  const std::string threads = std::to_string(a.threads);
+  for (const char* v : {"HOLO_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    setenv(v, threads.c_str(), 1);
+  }
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("holo-bench-scaling-" + std::to_string(getpid()))).string();
   std::filesystem::create_directories(dir);
   auto args = [&](const std::string& result) {
     return std::vector<std::string>{
-        "--worker", "--threads", std::to_string(a.threads), "--steps", std::to_string(a.steps),
-        "--batch", std::to_string(a.batch), "--frames", std::to_string(a.frames), "--size",
+        "--worker", "--threads", threads, "--steps", std::to_string(a.steps), "--warmup",
+        std::to_string(a.warmup), "--worker-rounds", std::to_string(a.worker_rounds), "--batch",
+        std::to_string(a.batch), "--frames", std::to_string(a.frames), "--size",
         std::to_string(a.size), "--bucket-mb", std::to_string(a.bucket_mb), "--result", result};
   };
-  nlohmann::json runs = nlohmann::json::array();
-  for (int np : {1, a.np}) {
-    const std::string result = dir + "/np" + std::to_string(np) + ".json";
-    std::cout << "running " << np << " rank(s) x " << a.threads << " thread(s) ..." << std::endl;
-    const int rc = self_launch(np, {"bench", "scaling"}, args(result));
-    if (rc != 0) throw Error("bench scaling: the run with " + std::to_string(np) + " ranks failed (exit " + std::to_string(rc) + ")");
-    runs.push_back(read_json(result));
+  // Launches alternate (1 rank, N ranks, 1 rank, ...) so that the machine's slow spells fall on
+  // both; each round gives one efficiency, and the median and spread are reported.
+  nlohmann::json rounds = nlohmann::json::array();
+  std::vector<double> efficiency, compute_efficiency, hidden;
+  for (int round = 0; round < a.rounds; ++round) {
+    nlohmann::json pair = nlohmann::json::array();
+    for (int np : {1, a.np}) {
+      const std::string result = dir + "/r" + std::to_string(round) + "-np" + std::to_string(np) + ".json";
+      std::cout << "round " << round + 1 << "/" << a.rounds << ": " << np << " rank(s) x " << a.threads
+                << " thread(s) ..." << std::endl;
+      const int rc = self_launch(np, {"bench", "scaling"}, args(result));
+      if (rc != 0) throw Error("bench scaling: the run with " + std::to_string(np) + " ranks failed (exit " + std::to_string(rc) + ")");
+      pair.push_back(read_json(result));
+    }
+    const auto& one = pair[0];
+    const auto& many = pair[1];
+    const double t1 = one["local"]["step_s"].get<double>();
+    efficiency.push_back(t1 / many["overlap"]["step_s"].get<double>());
+    compute_efficiency.push_back(t1 / many["local"]["step_s"].get<double>());
+    const double blocking = many["blocking"]["finish_s"].get<double>();
+    hidden.push_back(blocking > 0 ? 1.0 - many["overlap"]["finish_s"].get<double>() / blocking : 0.0);
+    rounds.push_back(pair);
   }
   std::filesystem::remove_all(dir);
-  const auto& one = runs[0];
-  const auto& many = runs[1];
-  const double efficiency =
-      many["samples_per_s"].get<double>() / (a.np * one["samples_per_s"].get<double>());
-  const double exposed = many["finish_overlap_s"].get<double>();
-  const double blocking = many["finish_blocking_s"].get<double>();
-  const double hidden = blocking > 0 ? 1.0 - exposed / blocking : 0.0;
-  std::cout << std::fixed << std::setprecision(3)
-            << "model: small 3D CNN, " << one["params"].get<int64_t>() << " parameters, "
-            << many["buckets"].get<int64_t>() << " buckets of <= " << a.bucket_mb << " MB; input "
-            << a.batch << "x3x" << a.frames << "x" << a.size << "x" << a.size << " per rank\n"
-            << "1 rank  x " << a.threads << " thread: " << one["samples_per_s"].get<double>()
-            << " samples/s (median step " << one["step_s"].get<double>() << " s)\n"
-            << a.np << " ranks x " << a.threads << " thread: " << many["samples_per_s"].get<double>()
-            << " samples/s (median step " << many["step_s"].get<double>() << " s)\n"
-            << "scaling efficiency: " << efficiency << " (target >= 0.85)\n"
-            << "all-reduce after backward (overlap off): " << blocking * 1e3 << " ms/step exposed (median)\n"
-            << "all-reduce overlapped with backward:     " << exposed * 1e3 << " ms/step exposed (median)\n"
-            << "fraction of all-reduce time hidden behind backward: " << hidden << "\n"
+  // Per-phase medians over the rounds.
+  auto phase = [&](int which, const std::string& mode, const std::string& key) {
+    std::vector<double> v;
+    for (const auto& pair : rounds) v.push_back(pair[which][mode][key].get<double>());
+    return median_of(v);
+  };
+  auto spread = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    std::ostringstream o;
+    o << std::fixed << std::setprecision(3) << median_of(v) << " (min " << v.front() << ", max "
+      << v.back() << ", " << v.size() << " rounds)";
+    return o.str();
+  };
+  const auto& first = rounds[0];
+  std::cout << std::fixed << std::setprecision(1)
+            << "model: small 3D CNN, " << first[0]["params"].get<int64_t>() << " parameters, "
+            << first[1]["buckets"].get<int64_t>() << " buckets of <= " << a.bucket_mb << " MB; input "
+            << a.batch << "x3x" << a.frames << "x" << a.size << "x" << a.size << " per rank; "
+            << first[1]["steps"].get<int64_t>() << " timed steps per mode and launch\n"
+            << "median ms per step (slowest rank)   step  forward  backward  finish  optimiser\n";
+  const std::vector<std::tuple<std::string, int, std::string>> rows = {
+      {"1 rank, no communication", 0, "local"},
+      {std::to_string(a.np) + " ranks, no communication", 1, "local"},
+      {std::to_string(a.np) + " ranks, overlapped (training)", 1, "overlap"},
+      {std::to_string(a.np) + " ranks, all-reduce after backward", 1, "blocking"}};
+  for (const auto& [label, which, mode] : rows) {
+    std::cout << std::left << std::setw(36) << label << std::right << std::setw(5)
+              << phase(which, mode, "step_s") * 1e3 << std::setw(9) << phase(which, mode, "forward_s") * 1e3
+              << std::setw(10) << phase(which, mode, "backward_s") * 1e3 << std::setw(8)
+              << phase(which, mode, "finish_s") * 1e3 << std::setw(11) << phase(which, mode, "optim_s") * 1e3
+              << "\n";
+  }
+  std::cout << "scaling efficiency: " << spread(efficiency) << " (target >= 0.85)\n"
+            << "  of which the machine (" << a.np << " processes computing, no communication): "
+            << spread(compute_efficiency) << "\n"
+            << "fraction of all-reduce time hidden behind backward: " << spread(hidden) << "\n"
             << std::defaultfloat;
   if (!a.json.empty()) {
-    std::ofstream(a.json) << nlohmann::json{{"runs", runs}, {"efficiency", efficiency},
+    std::ofstream(a.json) << nlohmann::json{{"rounds", rounds},
+                                            {"efficiency", efficiency},
+                                            {"compute_efficiency", compute_efficiency},
                                             {"hidden_fraction", hidden}}.dump(2) << "\n";
   }
 }
@@ -441,7 +506,12 @@ void add_launch_commands(CLI::App& app) {
                  "and the all-reduce time hidden behind backward");
   scaling->add_option("--np", sc->np, "Ranks of the parallel run")->check(CLI::Range(2, 1024));
   scaling->add_option("--threads", sc->threads, "Intra-op threads per rank")->check(CLI::Range(1, 256));
-  scaling->add_option("--steps", sc->steps, "Timed steps")->check(CLI::Range(2, 100000));
+  scaling->add_option("--steps", sc->steps, "Timed steps per mode and launch")->check(CLI::Range(2, 100000));
+  scaling->add_option("--rounds", sc->rounds, "Pairs of launches (1 rank, then N); median and spread are reported")
+      ->check(CLI::Range(1, 1000));
+  scaling->add_option("--warmup", sc->warmup, "Untimed steps before each timed series")->check(CLI::Range(0, 1000));
+  scaling->add_option("--worker-rounds", sc->worker_rounds, "Worker: rounds of the three modes (internal)")
+      ->check(CLI::Range(1, 1000));
   scaling->add_option("--batch", sc->batch, "Clips per rank per step")->check(CLI::Range(1, 4096));
   scaling->add_option("--frames", sc->frames, "Frames per clip")->check(CLI::Range(1, 512));
   scaling->add_option("--size", sc->size, "Height and width")->check(CLI::Range(8, 1024));
