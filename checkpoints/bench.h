@@ -72,6 +72,8 @@ struct StallBenchOptions {
   TORCH_ARG(int64_t, warmup) = 3;
   /// Write in a background thread, as the trainer does (checkpoint.background).
   TORCH_ARG(bool, background) = true;
+  /// Nice value of the background writer (ManagerOptions::writer_nice).
+  TORCH_ARG(int, writer_nice) = ManagerOptions{}.writer_nice;
 };
 
 /// Figures of bench_stall().
@@ -84,6 +86,7 @@ struct StallResult {
   double snapshot_s = 0;       ///< mean time one save() call held the training thread
   double snapshot_max_s = 0;
   double drain_s = 0;          ///< mean wait for the write still in flight at a segment's end
+  double first_snapshot_s = 0; ///< the untimed first save's snapshot (allocates the staging buffers)
   /// Extra time per save: (step_saving_s - step_plain_s) x every. Includes the snapshot and
   /// whatever the writer thread took from the training steps (cores, memory bandwidth).
   double stall_per_save_s() const { return (step_saving_s - step_plain_s) * every; }
@@ -93,7 +96,8 @@ struct StallResult {
   double snapshot_share() const { return snapshot_s / (step_plain_s * every); }
 };
 
-/// Runs `warmup` untimed steps, then alternately a segment of `every` steps without a save and
+/// Runs `warmup` untimed steps and one untimed save (a manager's first, which allocates its
+/// staging buffers: first_snapshot_s), then alternately a segment of `every` steps without a save and
 /// one that starts with `Manager::save(snapshot(step), wait=false)` and ends by waiting for
 /// that save (as the next save would), `saves` times each. `train_step` runs one optimiser
 /// step; `snapshot` builds what the trainer would hand to save() at `step`.

@@ -64,6 +64,7 @@ struct ManagerOptions {
   bool background = true;        ///< write in a background thread
   std::string attempt_id;        ///< identical on all ranks of one run attempt (agreed at start)
   double commit_timeout_s = 600; ///< how long rank 0 waits for the other ranks' shards
+  int writer_nice = 19;          ///< nice value of the background writer thread (0: unchanged)
 };
 
 class Manager {

@@ -37,6 +37,7 @@ struct CkptBenchArgs {
   int64_t batch = 2;
   int64_t frames = 4;
   int64_t crop = 32;
+  int writer_nice = ckpt::ManagerOptions{}.writer_nice;
   std::string part = "both";
   std::string json;
 };
@@ -164,12 +165,13 @@ void bench_checkpoint(const CkptBenchArgs& a) {
     const auto r = ckpt::bench_stall([&] { s.step(); }, [&](int64_t step) { return s.snapshot(step); },
                                      ckpt::StallBenchOptions((fs::path(dir) / "train").string())
                                          .every(a.every)
-                                         .saves(a.saves));
+                                         .saves(a.saves)
+                                         .writer_nice(a.writer_nice));
     std::cout << "training stall: " << a.model << " (width " << a.width << "), batch " << a.batch << " x 3 x "
               << a.frames << " x " << a.crop << " x " << a.crop << ", SGD momentum; "
               << fixed(r.state_bytes / 1e6, 1) << " MB per save, one background save per " << r.every
               << " steps; " << r.saves << " segments of " << r.every << " steps with a save, " << r.saves
-              << " without, interleaved\n";
+              << " without, interleaved; writer thread at nice " << a.writer_nice << "\n";
     TextTable t({"figure", "value"});
     t.add_row({"mean step, no save", fixed(r.step_plain_s * 1e3, 1) + " ms"});
     t.add_row({"mean step, one save per " + std::to_string(r.every) + " steps", fixed(r.step_saving_s * 1e3, 1) + " ms"});
@@ -181,6 +183,7 @@ void bench_checkpoint(const CkptBenchArgs& a) {
                                                           fixed(100 * r.snapshot_share(), 2) + "% of " +
                                                           std::to_string(r.every) + " steps"});
     t.add_row({"write still in flight after " + std::to_string(r.every) + " steps", fixed(r.drain_s * 1e3, 1) + " ms"});
+    t.add_row({"first save's snapshot (allocates buffers; once)", fixed(r.first_snapshot_s * 1e3, 1) + " ms"});
     std::cout << t.str();
     report["train"] = {{"model", a.model},
                        {"width", a.width},
@@ -196,6 +199,8 @@ void bench_checkpoint(const CkptBenchArgs& a) {
                        {"snapshot_max_s", r.snapshot_max_s},
                        {"snapshot_share", r.snapshot_share()},
                        {"drain_s", r.drain_s},
+                       {"first_snapshot_s", r.first_snapshot_s},
+                       {"writer_nice", a.writer_nice},
                        {"threads", torch::get_num_threads()}};
   }
   std::error_code ec;
@@ -226,6 +231,9 @@ void add_checkpoint_commands(CLI::App& app) {
   cmd->add_option("--batch", a->batch, "Stall part: clips per step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--frames", a->frames, "Stall part: frames per clip")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--crop", a->crop, "Stall part: clip height and width")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--writer-nice", a->writer_nice, "Stall part: nice value of the background writer thread (0: unchanged)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 19));
   cmd->add_option("--part", a->part, "io, train or both")->capture_default_str()->check(CLI::IsMember({"io", "train", "both"}));
   cmd->add_option("--json", a->json, "Also write the figures as JSON here");
   cmd->callback([a] { bench_checkpoint(*a); });
