@@ -6,6 +6,7 @@
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -98,6 +99,14 @@ void write_tensors(const std::vector<std::pair<std::string, torch::Tensor>>& ten
 
 std::string default_baseline() { return std::string(HOLO_SOURCE_DIR) + "/bench/model_baseline.py"; }
 
+/// The median (mean of the middle two for an even count): steps slowed by other processes of
+/// a shared machine do not move it.
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 double mean(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;
@@ -172,13 +181,14 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
   };
   for (int64_t i = 0; i < o.warmup(); ++i) step();
   bins.clear();
-  const auto t0 = Clock::now();
+  std::vector<double> seconds;
   for (int64_t i = 0; i < o.iters(); ++i) {
+    const auto t0 = Clock::now();
     net->zero_grad(/*set_to_none=*/true);
     step();
+    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
-  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  row.holo_clips_per_s = static_cast<double>(o.batch() * o.iters()) / seconds;
+  row.holo_clips_per_s = static_cast<double>(o.batch()) / median(seconds);
   if (!bins.empty()) row.holo_active_bins = mean(bins);
 
   if (o.python().empty()) return row;
@@ -290,7 +300,7 @@ std::string format_model_bench(const ModelBenchResult& r) {
   char line[512];
   std::snprintf(line, sizeof line,
                 "training throughput (forward+backward, train mode): batch %lld x 3 x %lld x %lld x %lld, width %g, "
-                "%lld classes, %lld threads, %lld timed steps after %lld\n",
+                "%lld classes, %lld threads, median of %lld timed steps after %lld\n",
                 static_cast<long long>(o.batch()), static_cast<long long>(o.frames()),
                 static_cast<long long>(o.size()), static_cast<long long>(o.size()), o.width(),
                 static_cast<long long>(o.classes()), static_cast<long long>(o.threads()),

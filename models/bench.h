@@ -102,8 +102,9 @@ struct ModelBenchResult {
 };
 
 /// Forward+backward clips/s of `name` in Holo (train mode, cross-entropy on random labels,
-/// gradients reset to none each step, as the baseline does), and, when options.python() is
-/// set, of the same architecture with the same weights and input in PyTorch.
+/// gradients reset to none each step, as the baseline does; batch / median step time), and,
+/// when options.python() is set, of the same architecture with the same weights and input in
+/// PyTorch, measured the same way.
 ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions& options);
 
 /// Eval-mode GFLOPs (FlopRecorder: shapes actually seen) of options.sgs_model() on
