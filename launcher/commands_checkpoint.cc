@@ -104,6 +104,7 @@ std::string fixed(double v, int digits) {
 }
 
 void bench_checkpoint(const CkptBenchArgs& a) {
+  if (env::num_threads() > 0) torch::set_num_threads(env::num_threads());  // as holo train does
   const std::string dir = !a.dir.empty() ? a.dir
                                          : (fs::path(env::runs_dir()) / (".bench-checkpoint-" + std::to_string(::getpid())))
                                                .string();
@@ -167,7 +168,8 @@ void bench_checkpoint(const CkptBenchArgs& a) {
                                          .every(a.every)
                                          .saves(a.saves)
                                          .writer_nice(a.writer_nice));
-    std::cout << "training stall: " << a.model << " (width " << a.width << "), batch " << a.batch << " x 3 x "
+    std::cout << "training stall: " << a.model << " (width " << a.width << "), " << torch::get_num_threads()
+              << " intra-op thread(s), batch " << a.batch << " x 3 x "
               << a.frames << " x " << a.crop << " x " << a.crop << ", SGD momentum; "
               << fixed(r.state_bytes / 1e6, 1) << " MB per save, one background save per " << r.every
               << " steps; " << r.saves << " segments of " << r.every << " steps with a save, " << r.saves
