@@ -108,9 +108,8 @@ void Manager::save(Snapshot snapshot, bool wait_commit) {
   last_stall_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (options_.background && !wait_commit) {
     worker_ = std::thread([this, s = std::move(snapshot)]() mutable {
-      // The writer gives way to the training threads: at the same priority it preempts one of
-      // them, and an intra-op parallel loop then waits for its slowest thread, so the writer's
-      // CPU time cost training up to twice over (docs/benchmarks.md, "Checkpoints").
+      // A lower priority lets the writer take only idle CPU time instead of preempting an
+      // intra-op training thread (docs/benchmarks.md, "Checkpoints", compares the two).
       if (options_.writer_nice > 0) {
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), options_.writer_nice);
       }

@@ -64,7 +64,9 @@ struct ManagerOptions {
   bool background = true;        ///< write in a background thread
   std::string attempt_id;        ///< identical on all ranks of one run attempt (agreed at start)
   double commit_timeout_s = 600; ///< how long rank 0 waits for the other ranks' shards
-  int writer_nice = 19;          ///< nice value of the background writer thread (0: unchanged)
+  /// Nice value of the background writer thread; 0 leaves it unchanged. 19 (the writer takes
+  /// only idle CPU time) measured worse than 0 on the development machine (docs/benchmarks.md).
+  int writer_nice = 0;
 };
 
 class Manager {
