@@ -188,6 +188,9 @@ void add_data_commands(CLI::App& app) {
   synth->add_option("--frames", so->frames, "Frames per video")->capture_default_str();
   synth->add_option("--size", *size, "Frame size WxH (even)")->capture_default_str();
   synth->add_option("--fps", so->fps, "Frames per second")->capture_default_str();
+  synth->add_flag("!--no-frame-code", so->frame_code,
+                  "Leave out the band in which every frame carries its index (it tells a frame-level "
+                  "model the order of the frames)");
   synth->add_option("--codec", so->codec, "auto (libx264, else mpeg4), libx264 or mpeg4")->capture_default_str();
   synth->add_option("--threads", so->threads, "Encoding threads; 0: one per core")->capture_default_str();
   synth->callback([so, size] {

@@ -197,7 +197,7 @@ std::vector<std::vector<uint8_t>> render_frames(const SynthOptions& o, const std
       track_at(s, t, o.frames, &cx, &cy, &r, &a);
       draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx, cy, r, a);
     }
-    draw_frame_code(img.data(), o.width, o.height, t);
+    if (o.frame_code) draw_frame_code(img.data(), o.width, o.height, t);
   }
   return frames;
 }

@@ -37,6 +37,12 @@ struct SynthOptions {
   double val_fraction = 0.25;   ///< share of videos (per class) in the validation split
   int threads = 0;              ///< 0: one per core (libx264: always one, for identical bytes)
   std::string codec = "auto";   ///< see VideoWriterOptions::codec
+  /// Draw each frame's index as a bit pattern in the top band (read_frame_code), so that tests
+  /// can check the frames a decoder or loader returns. The band tells a frame-level model the
+  /// time of every frame, and with it the order of the frames: leave it out when such a model is
+  /// a baseline that must not see the order (the demo's frame-averaging 2D network). Without
+  /// it the band stays background and shapes still keep out of it.
+  bool frame_code = true;
 
   SynthOptions& set_kind(std::string k) { kind = std::move(k); return *this; }
   SynthOptions& set_out(std::string o) { out = std::move(o); return *this; }
@@ -46,6 +52,7 @@ struct SynthOptions {
   SynthOptions& set_frames(int64_t n) { frames = n; return *this; }
   SynthOptions& set_size(int w, int h) { width = w; height = h; return *this; }
   SynthOptions& set_threads(int t) { threads = t; return *this; }
+  SynthOptions& set_frame_code(bool on) { frame_code = on; return *this; }
 };
 
 /// What was written.

@@ -215,6 +215,36 @@ TEST_F(Loader, ClipsHoldExactlyTheSampledFrames) {
   EXPECT_EQ(read_frame_code(f[2].contiguous().data_ptr<uint8_t>(), 64, 48), 15);
 }
 
+// Without the frame code the top band is background in every frame: a frame-level model can
+// no longer read the time of a frame (and so the order of the frames) from it.
+TEST(Synth, WithoutTheFrameCodeNoFrameCarriesItsIndex) {
+  const fs::path dir = holo::testing::temp_dir();
+  for (const bool code : {true, false}) {
+    const fs::path out = dir / (code ? "coded" : "plain");
+    synthesize(SynthOptions().set_out(out.string()).set_videos(2).set_classes(2).set_frames(16).set_size(64, 48)
+                   .set_seed(3).set_frame_code(code));
+    std::string video;
+    for (const auto& e : fs::recursive_directory_iterator(out)) {
+      if (e.path().extension() == ".mp4") video = e.path().string();
+    }
+    ASSERT_FALSE(video.empty()) << "no video in " << out;
+    auto d = open_decoder(video, DecoderOptions());
+    const auto b = d->decode({5, 10}, 0);
+    const int band = frame_code_band(48);
+    double diff = 0;
+    for (int64_t i = 0; i < int64_t{band} * 64 * 3; ++i) diff += std::abs(int(b.frame(0)[i]) - int(b.frame(1)[i]));
+    diff /= band * 64 * 3;
+    if (code) {
+      EXPECT_EQ(read_frame_code(b.frame(0), 64, 48), 5);
+      EXPECT_EQ(read_frame_code(b.frame(1), 64, 48), 10);
+      EXPECT_GT(diff, 40);
+    } else {
+      EXPECT_NE(read_frame_code(b.frame(1), 64, 48), 10);
+      EXPECT_LT(diff, 4) << "the top band changes between frames";
+    }
+  }
+}
+
 TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
   const fs::path dir = holo::testing::temp_dir();
   auto good = make_dataset(recipe(), "train");
