@@ -14,6 +14,8 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args) {
   cmd->add_option("--set", args.overrides,
                   "Override a recipe key, typed and validated like the file: --set optim.lr=0.05")
       ->type_name("KEY=VALUE")
+      ->expected(1)  // one KEY=VALUE per --set: then `--` after the last one ends the options
+      ->allow_extra_args(false)
       ->take_all();
 }
 

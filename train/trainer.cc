@@ -298,7 +298,9 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   }
   progress.finish();
   ctx.net->train();
-  // Rows: [record, scores..., features...], padded to the largest rank's count with record -1.
+  // Rows: [record, views, score sums..., feature sums...], padded to the largest rank's count
+  // with record -1. The views of one video can land on different ranks (the test loader shards
+  // views, not videos), so sums travel and are merged per record before averaging.
   // A rank without videos contributes no rows; the score width is agreed with the others.
   int64_t cols_s = 0, cols_f = ctx.net->feature_dim();
   if (!acc.empty()) {
@@ -309,23 +311,28 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   ctx.comm->all_reduce(dims, dist::ReduceOp::kMax);
   const int64_t rows = static_cast<int64_t>(dims[0].item<double>());
   cols_s = static_cast<int64_t>(dims[1].item<double>());
-  torch::Tensor local = torch::full({rows, 1 + cols_s + cols_f}, -1.0, torch::kFloat64);
+  torch::Tensor local = torch::full({rows, 2 + cols_s + cols_f}, -1.0, torch::kFloat64);
   int64_t i = 0;
   for (const auto& [rec, v] : acc) {
     const auto& [ss, fs_, n] = v;
     local[i][0] = static_cast<double>(rec);
-    local[i].slice(0, 1, 1 + cols_s).copy_(ss.to(torch::kFloat64) / n);
-    local[i].slice(0, 1 + cols_s).copy_(fs_.to(torch::kFloat64) / n);
+    local[i][1] = static_cast<double>(n);
+    local[i].slice(0, 2, 2 + cols_s).copy_(ss.to(torch::kFloat64));
+    local[i].slice(0, 2 + cols_s).copy_(fs_.to(torch::kFloat64));
     ++i;
   }
   std::vector<torch::Tensor> parts = ctx.comm->all_gather(local.to(ctx.device));
   torch::Tensor all = torch::cat(parts).cpu();
   all = all.index_select(0, torch::nonzero(all.select(1, 0) >= 0).squeeze(1));
-  all = all.index_select(0, all.select(1, 0).argsort());
+  // Merge the rows of one record (sums of views from several ranks), in record order.
+  const auto [uniq, inverse] = torch::_unique(all.select(1, 0), /*sorted=*/true, /*return_inverse=*/true);
+  torch::Tensor merged = torch::zeros({uniq.size(0), all.size(1) - 1}, torch::kFloat64);
+  merged.index_add_(0, inverse, all.slice(1, 1));
+  const torch::Tensor views = merged.select(1, 0).unsqueeze(1);
   VideoScores out;
-  for (int64_t r = 0; r < all.size(0); ++r) out.records.push_back(static_cast<int64_t>(all[r][0].item<double>()));
-  out.scores = all.slice(1, 1, 1 + cols_s).to(torch::kFloat32);
-  out.features = all.slice(1, 1 + cols_s).to(torch::kFloat32);
+  for (int64_t r = 0; r < uniq.size(0); ++r) out.records.push_back(static_cast<int64_t>(uniq[r].item<double>()));
+  out.scores = (merged.slice(1, 1, 1 + cols_s) / views).to(torch::kFloat32);
+  out.features = (merged.slice(1, 1 + cols_s) / views).to(torch::kFloat32);
   return out;
 }
 

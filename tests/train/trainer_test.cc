@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -343,6 +344,40 @@ TEST_F(Trainer, EvalMultiViewAndExportReadableByPython) {
   int64_t model_tensors = 0;
   for (const auto& [k, v] : state) model_tensors += k.rfind("model.", 0) == 0;
   EXPECT_EQ(n, model_tensors);
+}
+
+TEST_F(Trainer, EvalOnTwoRanksScoresEveryVideoOnceAsOnOne) {
+  // Three views per video on two ranks: the views of a video land on both ranks, and their
+  // scores must be merged into one video, as on one rank.
+  const std::string d = holo::testing::temp_dir();
+  const std::string m = data_root() + "/motion";
+  const std::string path = recipe(d);
+  ASSERT_EQ(train(path, "--set train.max_steps=4 --set data.val=" + m + "/val.csv --set train.val_every=0").exit_code, 0);
+  const std::string sets = " --set data.val=" + m + "/val.csv --set sampling.test_clips=3 --set sampling.test_crops=1";
+  auto read = [](const std::string& f) {
+    std::ifstream in(f);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto one = run_command(holo_binary() + " eval " + path + sets + " --checkpoint " + d + "/run");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const auto j1 = nlohmann::json::parse(std::ifstream(d + "/run/eval-val.json"));
+  const std::string csv1 = read(d + "/run/eval-val-per-class.csv");
+  const auto two = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOLO_NUM_THREADS=1 " +
+                               holo_binary() + " launch --np 2 --command eval " + path + sets + " -- --checkpoint " + d + "/run");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto j2 = nlohmann::json::parse(std::ifstream(d + "/run/eval-val.json"));
+  int64_t val_videos = -1;  // the val CSV's rows
+  {
+    std::ifstream in(m + "/val.csv");
+    std::string line;
+    while (std::getline(in, line)) ++val_videos;
+  }
+  EXPECT_EQ(j1["metrics"]["videos"].get<double>(), static_cast<double>(val_videos));
+  EXPECT_EQ(j2["metrics"]["videos"].get<double>(), static_cast<double>(val_videos));
+  for (const auto& [k, v] : j1["metrics"].items()) {
+    EXPECT_NEAR(j2["metrics"][k].get<double>(), v.get<double>(), 1e-6) << k;
+  }
+  EXPECT_EQ(read(d + "/run/eval-val-per-class.csv"), csv1);
 }
 
 TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
