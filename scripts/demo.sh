@@ -27,9 +27,14 @@ echo "== recipes"
 "$HOLO" recipe check "$BASE2D"
 
 echo
-echo "== data: holo data synth --kind motion --classes 2 --videos 240"
-if [ ! -f "$DATA/train.csv" ]; then
-  "$HOLO" data synth --kind motion --classes 2 --videos 240 --frames 16 --size 48x32 --seed 1 --out "$DATA"
+SYNTH_ARGS="--kind motion --classes 2 --videos 600 --frames 32 --size 48x32 --seed 1 --no-frame-code"
+echo "== data: holo data synth $SYNTH_ARGS"
+# Made again when the synthesis arguments changed since the last demo.
+if [ "$(cat "$DATA/.synth-args" 2> /dev/null)" != "$SYNTH_ARGS" ]; then
+  rm -rf "$DATA"
+  # shellcheck disable=SC2086
+  "$HOLO" data synth $SYNTH_ARGS --out "$DATA"
+  echo "$SYNTH_ARGS" > "$DATA/.synth-args"
 fi
 rm -rf "$RUN" "$RUN2D"
 
