@@ -72,8 +72,9 @@ struct LaunchArgs {
 
 int run_launch_command(const LaunchArgs& a) {
   // A bad recipe stops here, before any worker starts: exit 2 naming the file and key.
-  load_recipe(a.recipe.file, a.recipe.overrides);
+  const Recipe recipe = load_recipe(a.recipe.file, a.recipe.overrides);
   launch::LaunchOptions o;
+  o.srun_mpi = recipe.slurm.mpi;
   o.np = a.np;
   o.hosts = a.hosts;
   o.hostfile = a.hostfile;

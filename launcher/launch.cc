@@ -105,7 +105,9 @@ LaunchPlan plan_launch(const LaunchOptions& o, const Machine& m) {
   } else if (plan.via == "srun") {
     if (!m.in_slurm) throw UsageError("launch: srun needs a SLURM allocation (SLURM_JOB_ID unset)");
     // --kill-on-bad-exit: a worker that fails ends the step instead of leaving peers waiting.
-    a = {"srun", "--ntasks=" + std::to_string(o.np), "--kill-on-bad-exit=1", "--label"};
+    // --mpi: the PMI plugin through which the workers' MPI finds its peers (as in the batch
+    // scripts of `holo submit`); without it OpenMPI's workers cannot initialise under srun.
+    a = {"srun", "--mpi=" + o.srun_mpi, "--ntasks=" + std::to_string(o.np), "--kill-on-bad-exit=1", "--label"};
     if (!o.hosts.empty()) a.push_back("--nodelist=" + join(o.hosts, ","));
     a.insert(a.end(), worker.begin(), worker.end());
   } else {

@@ -18,6 +18,7 @@ struct LaunchOptions {
   std::vector<std::string> args;      ///< the workers' arguments after the subcommand
   std::string holo_binary;            ///< absolute path of the holo executable
   std::string via = "auto";           ///< auto, mpirun, srun, direct
+  std::string srun_mpi = "pmix";      ///< srun --mpi plugin (the recipe's slurm.mpi)
 };
 
 /// Facts about where the launcher runs (this_machine() reads them).

@@ -176,9 +176,11 @@ TEST(LaunchPlan, HostsGoToMpirun) {
 TEST(LaunchPlan, SrunInsideAnAllocation) {
   const LaunchPlan p = plan_launch(options(3), machine(false, 2, true));
   EXPECT_EQ(p.via, "srun");
-  EXPECT_EQ(to_command_line(p), "srun --ntasks=3 --kill-on-bad-exit=1 --label "
+  EXPECT_EQ(to_command_line(p), "srun --mpi=pmix --ntasks=3 --kill-on-bad-exit=1 --label "
                                 "/opt/holo/bin/holo train r.toml --set optim.lr=0.05");
   LaunchOptions o = options(3);
+  o.srun_mpi = "pmi2";  // the recipe's slurm.mpi
+  EXPECT_THAT(to_command_line(plan_launch(o, machine(false, 2, true))), HasSubstr("srun --mpi=pmi2 "));
   o.via = "srun";
   EXPECT_THAT([&] { plan_launch(o, machine(false, 2, false)); },
               ThrowsMessage<UsageError>(HasSubstr("SLURM allocation")));

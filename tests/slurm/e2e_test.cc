@@ -192,6 +192,29 @@ TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
   }
 }
 
+TEST(SlurmEndToEnd, LaunchInsideAnAllocationStartsItsWorkersThroughSrun) {
+  // `holo launch` run by hand inside a batch allocation: it starts its workers with srun (not
+  // mpirun), they form one world of two ranks, and the job ends COMPLETED.
+  const std::string d = holo::testing::temp_dir();
+  const std::string run = d + "/run";
+  const std::string recipe = write_recipe(d, run, 1, 2);
+  std::ofstream(d + "/job.sh") << "#!/bin/bash\n#SBATCH --output=" << d << "/out-%j.txt\n"
+                               << "#SBATCH --ntasks=2\n#SBATCH --cpus-per-task=1\n#SBATCH --time=15\n"
+                               << "#SBATCH --mem=4G\n"
+                               << "export " << train_env(d) << "\n"
+                               << shell_quote(holo_binary()) << " launch --np 2 " << shell_quote(recipe)
+                               << " --set train.max_steps=12\n";
+  const std::string id = slurm::submit_script(d + "/job.sh");
+  const auto info = holo::testing::wait_for_end(id);
+  const std::string out = read_text(d + "/out-" + id + ".txt");
+  ASSERT_EQ(info.state, "COMPLETED") << out;
+  EXPECT_THAT(out, AllOf(HasSubstr("launch: 2 workers via srun"), HasSubstr("[rank 1]"), Not(HasSubstr("mpirun -np"))));
+  EXPECT_EQ(train_lines(run).size(), 12u) << out;
+  const auto saved = slurm::last_checkpoint(run);
+  ASSERT_TRUE(saved.has_value()) << out;
+  EXPECT_EQ(nlohmann::json::parse(read_text(saved->path + "/manifest.json"))["world_size"], 2);
+}
+
 TEST(SlurmEndToEnd, TwoWorkersSaveTogetherAndResumeLikeAnUninterruptedRun) {
   const std::string d = holo::testing::temp_dir();
   // Two ranks started by srun --mpi=pmix on the one node. The reference is the same job left
