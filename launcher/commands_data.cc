@@ -112,7 +112,7 @@ void bench_decode(const BenchArgs& a) {
   const double ffmpeg_s = seconds_since(t0);
   const double holo_fps = frames / holo_s, ffmpeg_fps = frames / ffmpeg_s;
 
-  // 2. Random clips (seek, decode num_frames with stride, scale): Holo vs PyAV / torchvision.
+  // 2. Random clips (seek, decode num_frames with stride, scale): Holo vs PyAV / PySlowFast / torchvision.
   nlohmann::json plan = {{"frames", a.frames}, {"stride", a.stride}, {"short_side", a.short_side},
                          {"threads", a.threads}, {"files", nlohmann::json::array()}};
   const int64_t span = (a.frames - 1) * a.stride + 1;
@@ -160,10 +160,10 @@ void bench_decode(const BenchArgs& a) {
   nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads}, {"short_side", a.short_side},
                         {"holo_fps", holo_fps}, {"ffmpeg_fps", ffmpeg_fps}, {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
                         {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps}};
-  for (const char* name : {"pyav", "torchvision"}) {
+  for (const char* name : {"pyav", "pyslowfast", "torchvision"}) {
     if (!python.contains(name)) continue;
     const double cps = python[name]["clips"].get<double>() / python[name]["seconds"].get<double>();
-    std::printf("                %-11s %8.1f clips/s   holo / %s %.2f\n", name, cps, name, holo_cps / cps);
+    std::printf("                %-12s %8.1f clips/s   holo / %s %.2f\n", name, cps, name, holo_cps / cps);
     out[std::string(name) + "_clips_per_s"] = cps;
     out[std::string("ratio_") + name] = holo_cps / cps;
   }
@@ -222,7 +222,7 @@ void add_data_commands(CLI::App& app) {
 
   auto ba = std::make_shared<BenchArgs>();
   auto* bench = app.get_subcommand("bench")->add_subcommand(
-      "decode", "Decode, sample and scale clips: Holo vs `ffmpeg -f null` and PyAV / torchvision (bench/decode_baseline.py)");
+      "decode", "Decode, sample and scale clips: Holo vs `ffmpeg -f null` and PyAV / PySlowFast / torchvision (bench/decode_baseline.py)");
   bench->add_option("files", ba->files, "Videos or folders; none: synthetic videos made once in $HOLO_CACHE_DIR");
   bench->add_option("--threads", ba->threads, "Decoder threads (Holo and ffmpeg alike)")->capture_default_str();
   bench->add_option("--short-side", ba->short_side, "Scale frames to this short side")->capture_default_str();
@@ -232,7 +232,7 @@ void add_data_commands(CLI::App& app) {
   bench->add_option("--synth-videos", ba->synth_videos, "Synthetic videos when no files are given")->capture_default_str();
   bench->add_option("--synth-size", ba->synth_size, "Their size WxH")->capture_default_str();
   bench->add_option("--synth-frames", ba->synth_frames, "Their length in frames")->capture_default_str();
-  bench->add_option("--python", ba->python, "Python with PyAV and torchvision for the baseline")->capture_default_str();
+  bench->add_option("--python", ba->python, "Python with PyAV, PyTorch and torchvision for the baselines")->capture_default_str();
   bench->add_option("--baseline", ba->baseline, "The baseline script")->capture_default_str();
   bench->add_option("--json", ba->json, "Also write the figures as JSON here");
   bench->callback([ba] { bench_decode(*ba); });
