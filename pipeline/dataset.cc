@@ -18,6 +18,7 @@
 #include "core/env.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "pipeline/decoder.h"
 #include "pipeline/probe.h"
 #include "pipeline/random.h"
 #include "pipeline/synth.h"
@@ -640,6 +641,15 @@ std::string Dataset::content_hash() const {
   return buf;
 }
 
+int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info) {
+  if (record.frames <= 0) return info.frames;
+  if (record.frames > info.frames) {
+    throw DecodeError(record.path, "the manifest lists " + std::to_string(record.frames) + " frames, the file has " +
+                                       std::to_string(info.frames) + " (changed since probing)");
+  }
+  return record.frames;
+}
+
 std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& split) {
   if (split != "train" && split != "val" && split != "test") {
     throw Error("dataset split must be train, val or test, not '" + split + "'");
@@ -704,19 +714,35 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
   if (!d.manifest.empty()) {
     const auto manifest = read_manifest(d.manifest);
     std::vector<VideoRecord> kept;
+    int64_t reprobed = 0;
     for (auto& r : index.records) {
       auto it = manifest.find(r.path);
+      if (it == manifest.end()) {  // not probed: the loader finds out when it opens the file
+        kept.push_back(std::move(r));
+        continue;
+      }
+      ProbeResult entry = it->second;
       std::error_code ec;
-      const bool current = it != manifest.end() && static_cast<int64_t>(fs::file_size(r.path, ec)) == it->second.size &&
-                           std::chrono::duration_cast<std::chrono::seconds>(
-                               fs::last_write_time(r.path, ec).time_since_epoch()).count() == it->second.mtime;
-      if (current && !it->second.ok()) {
-        known_bad.push_back(r.path + ": " + it->second.status);
+      const auto size = fs::file_size(r.path, ec);
+      const int64_t mtime =
+          std::chrono::duration_cast<std::chrono::seconds>(fs::last_write_time(r.path, ec).time_since_epoch()).count();
+      if (ec || static_cast<int64_t>(size) != entry.size || mtime != entry.mtime) {
+        // Changed since probing: the entry says nothing about the file now; probe it again.
+        entry = probe_video(r.path);
+        ++reprobed;
+      }
+      if (!entry.ok()) {
+        known_bad.push_back(r.path + ": " + entry.status);
       } else {
+        r.frames = entry.frames;
         kept.push_back(std::move(r));
       }
     }
     index.records = std::move(kept);
+    if (reprobed > 0) {
+      spdlog::info("{}: {} videos changed since the manifest {} was written and were probed again", name, reprobed,
+                   d.manifest);
+    }
     if (!known_bad.empty()) {
       spdlog::warn("{}: {} videos left out as unusable by the manifest {} (first: {})", name, known_bad.size(),
                    d.manifest, known_bad.front());

@@ -17,8 +17,10 @@
 /// tries both), in per-label folders or flat under data.root (`data.layout`; `auto` indexes
 /// every file under the root once). Entries whose file is absent are not records: they are
 /// counted and listed in `missing()`, and logged once. With `data.manifest` (from
-/// `holo data probe`), files it marks unusable are left out and listed in `known_bad()`
-/// (entries whose size or time changed since probing are ignored).
+/// `holo data probe`), files it marks unusable are left out, without being opened, and listed
+/// in `known_bad()` with the manifest's reason; usable files carry the manifest's frame count
+/// (`VideoRecord::frames`), which the sampler uses. A file whose size or modification time no
+/// longer matches its entry is probed again (decoded to the end) and that result is used.
 
 #include <cstdint>
 #include <memory>
@@ -31,11 +33,14 @@ struct Recipe;
 
 namespace holo::pipeline {
 
+struct VideoInfo;
+
 struct VideoRecord {
   std::string id;              ///< unique sample key (e.g. "<youtube_id>_<start>_<end>" or file stem)
   std::string path;            ///< absolute path of the video file
   int64_t label = -1;          ///< single-label class index; -1 when unlabeled/test
   std::vector<int64_t> tags;   ///< multi-label (HVU): global tag indices
+  int64_t frames = 0;          ///< frames per the probe manifest (data.manifest); 0: read from the file
 };
 
 /// HVU category and its global tag indices.
@@ -76,6 +81,12 @@ class Dataset {
   std::vector<std::string> missing_;
   std::vector<std::string> known_bad_;
 };
+
+/// The frame count clips of `record` are sampled from: the manifest's count when the record
+/// has one, else the opened file's. Throws DecodeError (the file is quarantined) when the
+/// manifest lists more frames than the file has: the file changed without its size or time
+/// changing, and its clips would ask for frames that do not exist.
+int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info);
 
 /// Reads the dataset of `split` ("train", "val" or "test") as the recipe describes. Throws
 /// holo::RecipeError-like holo::Error naming the key when a needed file is not set, and

@@ -184,11 +184,11 @@ std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, Deco
   }
   try {
     VideoDecoder& d = cache.get(r.path);
-    const int64_t frames = d.info().frames;
+    const int64_t frames = sampling_frames(r, d.info());
     if (d.info().truncated()) {
       // The readable part would decode, but the file is damaged: never train on a prefix.
       throw DecodeError(r.path, "truncated: the container lists " + std::to_string(d.info().container_frames) +
-                                    " frames, " + std::to_string(frames) + " can be read");
+                                    " frames, " + std::to_string(d.info().frames) + " can be read");
     }
     const ClipRequest request =
         mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);

@@ -11,8 +11,11 @@
 #include "core/error.h"
 #include "core/recipe.h"
 #include "pipeline/dataset.h"
+#include "pipeline/decoder.h"
 #include "pipeline/feature_store.h"
+#include "pipeline/loader.h"
 #include "pipeline/probe.h"
+#include "pipeline/sampling.h"
 #include "pipeline/synth.h"
 #include "tests/pipeline/pipeline_test_util.h"
 #include "tests/test_util.h"
@@ -137,6 +140,82 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   EXPECT_EQ(ds->records().size(), 2u);
   ASSERT_EQ(ds->known_bad().size(), 1u);
   EXPECT_THAT(ds->known_bad()[0], HasSubstr("cut.mp4: truncated"));
+}
+
+// The manifest is trusted for files that did not change (a file it marks bad is left out
+// without being opened, its frame count drives the sampling) and not for files that did
+// (they are probed again).
+TEST(Probe, ManifestEntriesAreTrustedUntilTheFileChanges) {
+  const fs::path dir = holo::testing::temp_dir();
+  for (const char* name : {"short.mp4", "fine.mp4", "stale.mp4"}) holo::testing::write_coded_video((dir / name).string(), 20);
+  holo::testing::write_truncated((dir / "fine.mp4").string(), (dir / "cut.mp4").string(), 0.5);
+  std::map<std::string, ProbeResult> by;
+  for (auto& p : probe_videos(find_videos({dir.string()}), 2, false)) by[fs::path(p.path).filename().string()] = p;
+  ASSERT_EQ(by.size(), 4u);
+  ASSERT_EQ(by["short.mp4"].frames, 20);
+  ASSERT_THAT(by["cut.mp4"].status, HasSubstr("truncated"));
+  by["short.mp4"].frames = 5;                               // current entry: its count is used
+  by["fine.mp4"].status = "truncated: as the manifest says";  // current entry: trusted, never decoded
+  by["stale.mp4"].status = "zero-byte file";                // changed size: probed again, it is fine
+  by["stale.mp4"].size += 1;
+  by["cut.mp4"].status = "ok";                              // changed time: probed again, it is truncated
+  by["cut.mp4"].mtime -= 100;
+  const std::string manifest = (dir / "manifest.json").string();
+  auto write = [&] {
+    std::vector<ProbeResult> entries;
+    for (auto& [name, p] : by) entries.push_back(p);
+    write_manifest(manifest, entries);
+  };
+  write();
+  holo::testing::write_text_file((dir / "list.txt").string(), "short.mp4 0\nfine.mp4 1\nstale.mp4 1\ncut.mp4 0\n");
+  Recipe r;
+  r.data.dataset = "list";
+  r.data.root = dir.string();
+  r.data.train = (dir / "list.txt").string();
+  r.data.manifest = manifest;
+  auto ds = make_dataset(r, "train");
+  ASSERT_EQ(ds->records().size(), 2u);
+  EXPECT_EQ(ds->records()[0].id, "short");
+  EXPECT_EQ(ds->records()[0].frames, 5);
+  EXPECT_EQ(ds->records()[1].id, "stale");
+  EXPECT_EQ(ds->records()[1].frames, 20);
+  ASSERT_EQ(ds->known_bad().size(), 2u);
+  EXPECT_EQ(ds->known_bad()[0], (dir / "fine.mp4").string() + ": truncated: as the manifest says");
+  EXPECT_THAT(ds->known_bad()[1], HasSubstr("cut.mp4: truncated: the container lists 20 frames"));
+
+  // The sampler sees the manifest's count: clip indices stay below 5 although the file has 20.
+  auto d = open_decoder(ds->records()[0].path, DecoderOptions());
+  EXPECT_EQ(sampling_frames(ds->records()[0], d->info()), 5);
+  VideoRecord unprobed = ds->records()[0];
+  unprobed.frames = 0;
+  EXPECT_EQ(sampling_frames(unprobed, d->info()), 20);
+  r.sampling.num_frames = 4;
+  r.sampling.stride = 3;
+  r.sampling.test_clips = 1;
+  const ClipRequest req = test_clip(r, sampling_frames(ds->records()[0], d->info()), 0);
+  EXPECT_THAT(req.frames, ElementsAre(0, 3, 4, 4));  // span 10 > 5 frames: the last frame repeats
+
+  // A manifest that lists more frames than the file has is stale: the loader quarantines the
+  // file with that reason and counts it with the manifest's known-bad files.
+  by["short.mp4"].frames = 400;
+  write();
+  ds = make_dataset(r, "train");
+  ASSERT_EQ(ds->records()[0].frames, 400);
+  r.loader.batch_size = 1;
+  r.loader.workers = 0;
+  r.transform.crop_size = 32;
+  r.transform.train_scale_min = 34;
+  r.transform.train_scale_max = 40;
+  r.data.max_bad_fraction = 0.75;  // 3 of 4 bad after the quarantine
+  ClipLoader loader(ds, r, LoaderMode::kTrain, 0, 1);
+  std::vector<int64_t> seen;
+  while (auto b = loader.next()) seen.insert(seen.end(), b->indices.begin(), b->indices.end());
+  EXPECT_THAT(seen, ElementsAre(1, 1));  // the bad slot is filled from the order: record 1 again
+  ASSERT_EQ(loader.quarantined().size(), 1u);
+  EXPECT_EQ(loader.quarantined()[0].reason, "the manifest lists 400 frames, the file has 20 (changed since probing)");
+  r.data.max_bad_fraction = 0.5;
+  ClipLoader strict(ds, r, LoaderMode::kTrain, 0, 1);
+  EXPECT_THAT([&] { while (strict.next()) {} }, ::testing::Throws<Error>());
 }
 
 TEST(Synth, CommandWritesDeterministicVideosThatFfprobeReads) {
