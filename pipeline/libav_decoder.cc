@@ -203,11 +203,21 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
                                   AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
   if (!sws_) throw DecodeError(path_, std::string("cannot convert pixel format ") +
                                           (av_get_pix_fmt_name(static_cast<AVPixelFormat>(sw->format)) ?: "?"));
-  const size_t frame_bytes = static_cast<size_t>(out.height) * out.width * 3;
-  uint8_t* first = out.data.data() + slots[0] * frame_bytes;
-  uint8_t* dst[4] = {first, nullptr, nullptr, nullptr};
-  int dst_stride[4] = {out.width * 3, 0, 0, 0};
+  const size_t row_bytes = static_cast<size_t>(out.width) * 3;
+  const size_t frame_bytes = row_bytes * out.height;
+  // swscale's SIMD paths write whole vectors, past the end of a row whose width is not a
+  // multiple of their width: into the next frame of the clip, or past the end of the buffer
+  // for the last one. It writes into rows padded to 64 bytes (plus a spare 64 at the end), which
+  // are then packed into the clip.
+  const int stride = static_cast<int>((row_bytes + 63) / 64 * 64);
+  scaled_.resize(static_cast<size_t>(stride) * out.height + 64);
+  uint8_t* dst[4] = {scaled_.data(), nullptr, nullptr, nullptr};
+  int dst_stride[4] = {stride, 0, 0, 0};
   sws_scale(sws_.get(), sw->data, sw->linesize, 0, sw->height, dst, dst_stride);
+  uint8_t* first = out.data.data() + slots[0] * frame_bytes;
+  for (int y = 0; y < out.height; ++y) {
+    std::memcpy(first + y * row_bytes, scaled_.data() + static_cast<size_t>(y) * stride, row_bytes);
+  }
   for (size_t s = 1; s < slots.size(); ++s) {
     std::memcpy(out.data.data() + slots[s] * frame_bytes, first, frame_bytes);
   }

@@ -51,6 +51,7 @@ class LibavDecoder : public VideoDecoder {
   av::PacketPtr packet_;
   av::FramePtr frame_;
   av::SwsPtr sws_;
+  std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see write_frame)
   int stream_ = -1;
   VideoInfo info_;
   std::vector<int64_t> key_dts_;   ///< dts of each keyframe's packet, parallel to info_.keyframes

@@ -69,6 +69,31 @@ INSTANTIATE_TEST_SUITE_P(Codecs, DecoderExact,
                                   (info.param.vfr ? "_vfr" : "_cfr");
                          });
 
+// Widths that are not a multiple of swscale's vector width, and a request whose frames are
+// decoded in another order than they sit in the clip: every frame equals the same frame decoded
+// alone (swscale writing past a row's end would spill into the neighbouring frame).
+TEST(Decoder, OddWidthsAndOutOfOrderRequestsKeepFramesApart) {
+  const auto dir = holo::testing::temp_dir();
+  struct Size { int w, h, short_side; };
+  for (const Size z : {Size{40, 32, 0}, Size{40, 32, 27}, Size{128, 96, 37}, Size{48, 34, 0}}) {
+    const std::string path = dir + "/v" + std::to_string(z.w) + "x" + std::to_string(z.h) + ".mp4";
+    holo::testing::write_coded_video(path, 12, VideoWriterOptions().set_size(z.w, z.h).set_gop(4));
+    auto d = open_decoder(path, DecoderOptions());
+    const std::vector<int64_t> request = {9, 2, 5};
+    const FrameBuffer clip = d->decode(request, z.short_side);
+    const size_t bytes = static_cast<size_t>(clip.width) * clip.height * 3;
+    ASSERT_EQ(clip.data.size(), bytes * request.size());
+    for (size_t s = 0; s < request.size(); ++s) {
+      auto alone_decoder = open_decoder(path, DecoderOptions());
+      const FrameBuffer alone = alone_decoder->decode({request[s]}, z.short_side);
+      ASSERT_EQ(alone.width, clip.width);
+      EXPECT_EQ(std::vector<uint8_t>(clip.frame(static_cast<int64_t>(s)), clip.frame(static_cast<int64_t>(s)) + bytes),
+                std::vector<uint8_t>(alone.frame(0), alone.frame(0) + bytes))
+          << path << " short side " << z.short_side << ": frame " << request[s] << " differs";
+    }
+  }
+}
+
 TEST(Decoder, VariableRateTimesMapToFrames) {
   const auto dir = holo::testing::temp_dir();
   const std::string path = dir + "/vfr.mp4";
