@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
@@ -499,6 +500,10 @@ TrainResult train(const Recipe& recipe) {
     if (resume->per_rank.count("rng.cpu")) {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       gen.set_state(resume->per_rank.at("rng.cpu"));
+      if (ctx.device.is_cuda() && resume->per_rank.count("rng.cuda")) {
+        at::Generator cuda_gen = at::globalContext().defaultGenerator(ctx.device);
+        cuda_gen.set_state(resume->per_rank.at("rng.cuda"));
+      }
     } else {
       torch::manual_seed(static_cast<uint64_t>(recipe.run.seed) * 1000003u + world.rank * 7919u + step);
     }
@@ -539,6 +544,8 @@ TrainResult train(const Recipe& recipe) {
     }
     for (auto& t : optim.state()) s.replicated.push_back(t);
     s.per_rank = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
+    // On a GPU, the device's generator too (dropout masks drawn there), for an exact resume.
+    if (ctx.device.is_cuda()) s.per_rank.emplace_back("rng.cuda", at::globalContext().defaultGenerator(ctx.device).get_state());
     s.meta = {{"loader", to_json(loader.state())}, {"loss_scale", scaler.value()}};
     s.recipe_toml = to_toml(recipe);
     s.dataset_hash = ctx.dataset->content_hash();
