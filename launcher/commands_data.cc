@@ -17,6 +17,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/shell.h"
 #include "launcher/cli.h"
 #include "pipeline/clip.h"
 #include "pipeline/decoder.h"
@@ -52,21 +53,9 @@ struct BenchArgs {
 
 /// Runs a shell command, returning its stdout; throws when it fails.
 std::string capture(const std::string& cmd) {
-  FILE* f = ::popen(cmd.c_str(), "r");
-  if (f == nullptr) throw Error("cannot run: " + cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  const int status = ::pclose(f);
+  const auto [status, out] = run_shell(cmd);
   if (status != 0) throw Error("command failed (" + std::to_string(status) + "): " + cmd + "\n" + out);
   return out;
-}
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
 }
 
 void bench_decode(const BenchArgs& a) {
@@ -106,8 +95,8 @@ void bench_decode(const BenchArgs& a) {
   const std::string scale = "scale='if(lt(iw,ih),"+ S + ",-2)':'if(lt(iw,ih),-2," + S + ")',format=rgb24";
   t0 = Clock::now();
   for (const auto& f : files) {
-    capture("ffmpeg -nostdin -hide_banner -loglevel error -threads " + std::to_string(a.threads) + " -i " + quote(f) +
-            " -vf " + quote(scale) + " -f null - 2>&1");
+    capture("ffmpeg -nostdin -hide_banner -loglevel error -threads " + std::to_string(a.threads) + " -i " + shell_quote(f) +
+            " -vf " + shell_quote(scale) + " -f null - 2>&1");
   }
   const double ffmpeg_s = seconds_since(t0);
   const double holo_fps = frames / holo_s, ffmpeg_fps = frames / ffmpeg_s;
@@ -143,7 +132,7 @@ void bench_decode(const BenchArgs& a) {
     const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-plan-" + std::to_string(::getpid()) + ".json");
     std::ofstream(plan_file) << plan.dump();
     try {
-      python = nlohmann::json::parse(capture(quote(a.python) + " " + quote(a.baseline) + " " + quote(plan_file.string())));
+      python = nlohmann::json::parse(capture(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string())));
     } catch (const std::exception& e) {
       spdlog::warn("the Python baseline failed: {}", e.what());
     }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/shell.h"
 #include "holo/build_config.h"
 #include "models/flops.h"
 #include "models/network.h"
@@ -61,23 +62,6 @@ class TempDir {
  private:
   fs::path path_;
 };
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-/// Runs a shell command; returns its exit status and output (stdout and stderr).
-std::pair<int, std::string> run_shell(const std::string& cmd) {
-  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (f == nullptr) throw Error("cannot run: " + cmd);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  return {::pclose(f), out};
-}
 
 ModelOptions model_options(const std::string& name, const ModelBenchOptions& o) {
   ModelOptions m;
@@ -204,11 +188,11 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
   save_state_dict(*net, weights.string());
   write_tensors({{"input", x}, {"target", y}}, input);
   std::ostringstream cmd;
-  cmd << quote(o.python()) << " " << quote(script) << " bench " << quote(name) << " --batch " << o.batch()
+  cmd << shell_quote(o.python()) << " " << shell_quote(script) << " bench " << shell_quote(name) << " --batch " << o.batch()
       << " --frames " << o.frames() << " --size " << o.size() << " --width " << o.width() << " --classes "
       << o.classes() << " --threads " << o.threads() << " --iters " << o.iters() << " --warmup " << o.warmup()
-      << " --weights " << quote(weights.string()) << " --input " << quote(input.string());
-  const auto [status, output] = run_shell(cmd.str());
+      << " --weights " << shell_quote(weights.string()) << " --input " << shell_quote(input.string());
+  const auto [status, output] = run_shell(cmd.str() + " 2>&1");
   const auto last = output.find_last_of('{');
   if (status != 0 || last == std::string::npos) {
     row.python_error = "exit status " + std::to_string(status) + ": " + output.substr(0, 2000);

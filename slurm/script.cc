@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/shell.h"
 
 namespace holo::slurm {
 namespace fs = std::filesystem;
@@ -53,17 +54,7 @@ std::string RunFiles::error(const std::string& id) const {
   return (fs::path(slurm_dir) / ("job-" + id + ".err")).string();
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
+std::string shell_quote(const std::string& s) { return holo::shell_quote(s); }
 
 std::string sbatch_quote(const std::string& s, const std::string& what) {
   std::string out = "\"";
