@@ -115,6 +115,18 @@ std::map<int64_t, nlohmann::json> train_lines(const std::string& run_dir) {
   return by_step;
 }
 
+/// Every step of `expected` once in `got`, each with the same loss (relative 1e-6).
+void expect_same_losses(const std::map<int64_t, nlohmann::json>& got,
+                        const std::map<int64_t, nlohmann::json>& expected) {
+  ASSERT_EQ(got.size(), expected.size());
+  for (const auto& [step, j] : expected) {
+    ASSERT_TRUE(got.count(step)) << "step " << step << " missing";
+    EXPECT_NEAR(got.at(step)["loss"].get<double>(), j["loss"].get<double>(),
+                1e-6 * std::max(1.0, std::abs(j["loss"].get<double>())))
+        << "step " << step;
+  }
+}
+
 std::string job_files(const std::string& run_dir, const std::string& id) {
   return "\n--- job output ---\n" + read_text(run_dir + "/slurm/job-" + id + ".out") +
          "\n--- job errors ---\n" + read_text(run_dir + "/slurm/job-" + id + ".err");
@@ -182,14 +194,7 @@ TEST(SlurmEndToEnd, PreemptedRunResumesAtTheSavedStepWithoutRepeats) {
 
   // Every step once, and each step's loss equal to the uninterrupted run's: the resumed run
   // drew the same samples in the same order.
-  const auto got = train_lines(run);
-  ASSERT_EQ(got.size(), expected.size());
-  for (const auto& [step, j] : expected) {
-    ASSERT_TRUE(got.count(step)) << "step " << step << " missing";
-    EXPECT_NEAR(got.at(step)["loss"].get<double>(), j["loss"].get<double>(),
-                1e-6 * std::max(1.0, std::abs(j["loss"].get<double>())))
-        << "step " << step;
-  }
+  expect_same_losses(train_lines(run), expected);
 }
 
 TEST(SlurmEndToEnd, LaunchInsideAnAllocationStartsItsWorkersThroughSrun) {
@@ -251,14 +256,7 @@ TEST(SlurmEndToEnd, TwoWorkersSaveTogetherAndResumeLikeAnUninterruptedRun) {
                     HasSubstr("restart 0: workers saved a checkpoint and stopped (exit code 3)"),
                     HasSubstr("restart 1: finished: training complete")));
   EXPECT_EQ(nlohmann::json::parse(read_text(run + "/summary.json"))["resumed_from"], saved->step);
-  const auto got = train_lines(run);
-  ASSERT_EQ(got.size(), expected.size());
-  for (const auto& [step, j] : expected) {
-    ASSERT_TRUE(got.count(step)) << "step " << step << " missing";
-    EXPECT_NEAR(got.at(step)["loss"].get<double>(), j["loss"].get<double>(),
-                1e-6 * std::max(1.0, std::abs(j["loss"].get<double>())))
-        << "step " << step;
-  }
+  expect_same_losses(train_lines(run), expected);
 }
 
 TEST(SlurmEndToEnd, ExhaustedRestartBudgetEndsWithAClearMessage) {
