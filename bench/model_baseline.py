@@ -9,6 +9,11 @@ here, TorchScript files made here and run in C++) and as the baseline of `holo b
   model_baseline.py script NAME --weights W.pt --out M.pt [...]     # traced TorchScript, eval mode
   model_baseline.py bench NAME --batch B --frames T --size S --threads K --iters I [--warmup W]
                     [--weights W.pt] [--input IN.pt]   # IN.pt: {"input", "target"} (holo bench model)
+                    [--device cpu|cuda|cuda:N] [--precision fp32|bf16|fp16]
+
+Runs under PyTorch 1.13 (Debian's python3-torch) and 2.x: files are read by load() below
+(weights-only where the version can allow LibTorch's container tag), and mixed precision uses
+torch.autocast(device_type, dtype) with a fixed fp16 loss scale (no torch.cuda.amp names).
 """
 import argparse
 import json
@@ -19,6 +24,23 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+FP16_LOSS_SCALE = 1024.0  # models/bench.h kBenchFp16LossScale
+
+
+def load(path):
+    """A file of tensors (a state dict, or the inputs Holo writes), on the CPU.
+
+    LibTorch's pickler tags typed containers with torch.jit._pickle.restore_type_tag, which the
+    weights-only unpickler (torch.load's default since 2.6) refuses unless allowed. PyTorch 2.4+
+    allows it and loads weights-only; older versions have no allow list and load as they always
+    did (the files are Holo's own, written for this run).
+    """
+    if hasattr(torch.serialization, "add_safe_globals"):
+        from torch.jit._pickle import restore_type_tag
+        torch.serialization.add_safe_globals([restore_type_tag])
+        return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(path, map_location="cpu")
 
 
 def scale(c, width, multiple=1):
@@ -121,7 +143,7 @@ class ResBlock(nn.Module):
             if c["stride_t"] != 1 or c["stride_s"] != 1:
                 sc = F.avg_pool3d(x, 1, stride=(c["stride_t"], c["stride_s"], c["stride_s"]))
             if c["out"] > c["in"]:
-                z = torch.zeros(sc.shape[0], c["out"] - c["in"], *sc.shape[2:], dtype=sc.dtype)
+                z = torch.zeros(sc.shape[0], c["out"] - c["in"], *sc.shape[2:], dtype=sc.dtype, device=sc.device)
                 sc = torch.cat([sc, z], 1)
         out = out + sc
         return out if c["preact"] else F.relu(out)
@@ -159,7 +181,7 @@ def sgs_weights(delta, bins, kernel, eps):
     dmax = delta.max(1, keepdim=True)[0]
     gamma = dmax.clamp_min(eps) / (2 * bins)
     if kernel == "linear":
-        b = torch.arange(1, bins + 1, dtype=delta.dtype)
+        b = torch.arange(1, bins + 1, dtype=delta.dtype, device=delta.device)
         beta = (2.0 * b - 1.0).unsqueeze(0) * gamma
         d = torch.max(torch.min(delta, beta[:, -1:]), beta[:, :1])
         return F.relu(1.0 - (d.unsqueeze(2) - beta.unsqueeze(1)).abs() / gamma.unsqueeze(2))
@@ -187,9 +209,9 @@ class Sgs(nn.Module):
         o = torch.bmm(x.permute(0, 1, 3, 4, 2).reshape(n, c * hh * ww, t), psi)
         active = occupied.sum(1)
         bmax = max(1, int(active.max()))
-        key = (~occupied).long() * self.bins + torch.arange(self.bins)
+        key = (~occupied).long() * self.bins + torch.arange(self.bins, device=x.device)
         order = key.sort(1)[1][:, :bmax]
-        mask = torch.arange(bmax).unsqueeze(0) < active.unsqueeze(1)
+        mask = torch.arange(bmax, device=x.device).unsqueeze(0) < active.unsqueeze(1)
         picked = o.gather(2, order.unsqueeze(1).expand(n, c * hh * ww, bmax)) * mask.unsqueeze(1).to(o.dtype)
         return picked.reshape(n, c, hh, ww, bmax).permute(0, 1, 4, 2, 3).contiguous(), active
 
@@ -285,7 +307,7 @@ class ResNet3d(nn.Module):
             f = x.mean((2, 3, 4))
         else:
             m = x.mean((3, 4))
-            keep = (torch.arange(m.shape[2]).unsqueeze(0) < valid.unsqueeze(1)).to(m.dtype).unsqueeze(1)
+            keep = (torch.arange(m.shape[2], device=m.device).unsqueeze(0) < valid.unsqueeze(1)).to(m.dtype).unsqueeze(1)
             f = (m * keep).sum(2) / valid.clamp_min(1).to(m.dtype).unsqueeze(1)
         return self.heads[0](self.dropout(f))
 
@@ -457,6 +479,8 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
@@ -475,10 +499,10 @@ def main():
         return
     m = build(a.name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches)
     if a.weights:
-        m.load_state_dict(torch.load(a.weights), strict=True)
+        m.load_state_dict(load(a.weights), strict=True)
     if a.command == "forward":
         m.eval()
-        io = torch.load(a.io)
+        io = load(a.io)
         with torch.no_grad():
             io["python"] = m(io["input"])
         torch.save(io, a.io)
@@ -490,32 +514,66 @@ def main():
         traced.save(a.out)
         return
     if a.command == "bench":
-        m.train()
-        if a.input:
-            data = torch.load(a.input)
-            x, y = data["input"], data["target"]
-            if x.shape != (a.batch, 3, a.frames, a.size, a.size):
-                sys.exit(f"{a.input}: input of shape {tuple(x.shape)}, expected batch x 3 x frames x size x size")
-        else:
-            x = torch.randn(a.batch, 3, a.frames, a.size, a.size)
-            y = torch.randint(0, a.classes, (a.batch,))
-        for _ in range(a.warmup):
-            F.cross_entropy(m(x), y).backward()
-        bins, steps = [], []
-        for _ in range(a.iters):
-            t0 = time.perf_counter()
-            m.zero_grad(set_to_none=True)
-            F.cross_entropy(m(x), y).backward()
-            if getattr(m, "active_bins", None) is not None:
-                bins.append(float(m.active_bins.double().mean()))
-            steps.append(time.perf_counter() - t0)
-        steps.sort()
-        k = len(steps)
-        median = steps[k // 2] if k % 2 else 0.5 * (steps[k // 2 - 1] + steps[k // 2])
-        out = {"name": a.name, "clips_per_s": a.batch / median, "threads": torch.get_num_threads()}
-        if bins:
-            out["active_bins"] = sum(bins) / len(bins)
-        print(json.dumps(out))
+        bench(m, a)
+
+
+def bench(m, a):
+    """Forward+backward clips/s as holo bench model measures it (models/bench.cc)."""
+    try:
+        device = torch.device(a.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        sys.exit(f"--device {a.device}: expected cpu, cuda or cuda:N")
+    if a.precision == "fp16" and device.type != "cuda":
+        sys.exit(f"--precision fp16 needs a CUDA device (--device cuda); on {a.device} use fp32 or bf16")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device {a.device}: this PyTorch sees no CUDA device")
+    if a.input:
+        data = load(a.input)
+        x, y = data["input"], data["target"]
+        if x.shape != (a.batch, 3, a.frames, a.size, a.size):
+            sys.exit(f"{a.input}: input of shape {tuple(x.shape)}, expected batch x 3 x frames x size x size")
+    else:
+        x = torch.randn(a.batch, 3, a.frames, a.size, a.size)
+        y = torch.randint(0, a.classes, (a.batch,))
+    m.to(device)
+    m.train()
+    x, y = x.to(device), y.to(device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.precision)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step():
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            logits = m(x)
+        loss = F.cross_entropy(logits.float(), y)
+        (loss * FP16_LOSS_SCALE if a.precision == "fp16" else loss).backward()
+
+    for _ in range(a.warmup):
+        step()
+    bins, steps = [], []
+    for _ in range(a.iters):
+        sync()
+        t0 = time.perf_counter()
+        m.zero_grad(set_to_none=True)
+        step()
+        if getattr(m, "active_bins", None) is not None:
+            bins.append(float(m.active_bins.double().mean()))
+        sync()
+        steps.append(time.perf_counter() - t0)
+    steps.sort()
+    k = len(steps)
+    median = steps[k // 2] if k % 2 else 0.5 * (steps[k // 2 - 1] + steps[k // 2])
+    out = {"name": a.name, "clips_per_s": a.batch / median, "threads": torch.get_num_threads(),
+           "device": str(device), "precision": a.precision, "torch": torch.__version__}
+    if device.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(device)
+    if bins:
+        out["active_bins"] = sum(bins) / len(bins)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

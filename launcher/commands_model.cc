@@ -149,7 +149,13 @@ void add_model_commands(CLI::App& app) {
   bench->add_option("--size", bo->size(), "Crop side S")->capture_default_str();
   bench->add_option("--width", bo->width(), "Width multiplier of every network")->capture_default_str();
   bench->add_option("--classes", bo->classes(), "Outputs of the head")->capture_default_str();
-  bench->add_option("--threads", bo->threads(), "Intra-op threads, both sides")->capture_default_str();
+  bench->add_option("--threads", bo->threads(), "Intra-op threads, both sides (the CPU side on CUDA)")
+      ->capture_default_str();
+  bench->add_option("--device", bo->device(), "Where both sides train: cpu, cuda or cuda:N")
+      ->capture_default_str();
+  bench->add_option("--precision", bo->precision(),
+                    "fp32, or bf16 / fp16 (fp16 on CUDA only): forward under autocast, loss in float32")
+      ->capture_default_str();
   bench->add_option("--iters", bo->iters(), "Timed steps")->capture_default_str();
   bench->add_option("--warmup", bo->warmup(), "Untimed steps first")->capture_default_str();
   bench->add_option("--python", bo->python(), "Python with PyTorch for the baseline; empty: none")

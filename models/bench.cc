@@ -1,16 +1,21 @@
 #include "models/bench.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/serialize.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <unistd.h>
@@ -42,6 +47,43 @@ class ThreadsScope {
  private:
   int previous_;
 };
+
+// LibTorch 2.4 replaced the per-device autocast calls by ones taking the device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+bool autocast_enabled(at::DeviceType t) { return at::autocast::is_autocast_enabled(t); }
+void set_autocast_enabled(at::DeviceType t, bool on) { at::autocast::set_autocast_enabled(t, on); }
+at::ScalarType autocast_dtype(at::DeviceType t) { return at::autocast::get_autocast_dtype(t); }
+void set_autocast_dtype(at::DeviceType t, at::ScalarType d) { at::autocast::set_autocast_dtype(t, d); }
+#else
+bool autocast_enabled(at::DeviceType t) {
+  return t == at::kCUDA ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+}
+void set_autocast_enabled(at::DeviceType t, bool on) {
+  if (t == at::kCUDA) {
+    at::autocast::set_enabled(on);
+  } else {
+    at::autocast::set_cpu_enabled(on);
+  }
+}
+at::ScalarType autocast_dtype(at::DeviceType t) {
+  return t == at::kCUDA ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+}
+void set_autocast_dtype(at::DeviceType t, at::ScalarType d) {
+  if (t == at::kCUDA) {
+    at::autocast::set_autocast_gpu_dtype(d);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(d);
+  }
+}
+#endif
+
+/// Waits for the device's queued kernels (CUDA only: CPU work is done when the call returns).
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
+/// options.device() as a torch::Device (check_model_bench_options has accepted it).
+torch::Device bench_device(const ModelBenchOptions& o) { return torch::Device(o.device()); }
 
 /// A folder removed at the end of the scope.
 class TempDir {
@@ -99,6 +141,25 @@ double mean(const std::vector<double>& v) {
 
 }  // namespace
 
+AutocastScope::AutocastScope(const std::string& precision, const torch::Device& device) {
+  HOLO_CHECK(precision == "fp32" || precision == "bf16" || precision == "fp16",
+             "autocast: precision " + precision + ": expected fp32, bf16 or fp16");
+  if (precision == "fp32") return;
+  type_ = device.is_cuda() ? at::kCUDA : at::kCPU;
+  active_ = true;
+  previous_enabled_ = autocast_enabled(type_);
+  previous_dtype_ = autocast_dtype(type_);
+  set_autocast_dtype(type_, precision == "bf16" ? at::kBFloat16 : at::kHalf);
+  set_autocast_enabled(type_, true);
+}
+
+AutocastScope::~AutocastScope() {
+  if (!active_) return;
+  set_autocast_enabled(type_, previous_enabled_);
+  set_autocast_dtype(type_, previous_dtype_);
+  at::autocast::clear_cache();
+}
+
 std::string motion_kind_name(MotionKind kind) {
   switch (kind) {
     case MotionKind::kStill: return "still";
@@ -144,32 +205,74 @@ torch::Tensor motion_clip(MotionKind kind, int64_t index, int64_t frames, int64_
   return clip;
 }
 
+void check_model_bench_options(const ModelBenchOptions& o) {
+  static const std::regex kDevice("cpu|cuda(:[0-9]+)?");
+  if (!std::regex_match(o.device(), kDevice)) {
+    throw UsageError("bench model: --device " + o.device() + ": expected cpu, cuda or cuda:N");
+  }
+  const std::string& p = o.precision();
+  if (p != "fp32" && p != "bf16" && p != "fp16") {
+    throw UsageError("bench model: --precision " + p + ": expected fp32, bf16 or fp16");
+  }
+  const torch::Device device(o.device());
+  if (p == "fp16" && !device.is_cuda()) {
+    throw UsageError("bench model: --precision fp16 needs a CUDA device (--device cuda); on " + o.device() +
+                     " use fp32 or bf16");
+  }
+  if (device.is_cuda()) {
+    if (!torch::cuda::is_available()) {
+      throw UsageError("bench model: --device " + o.device() +
+                       ": no CUDA device (this LibTorch has no CUDA, or the machine has no GPU)");
+    }
+    const auto count = static_cast<int64_t>(torch::cuda::device_count());
+    if (device.has_index() && device.index() >= count) {
+      throw UsageError("bench model: --device " + o.device() + ": only " + std::to_string(count) +
+                       " CUDA device(s)");
+    }
+  }
+  if (o.batch() < 1) throw UsageError("bench model: --batch must be >= 1, got " + std::to_string(o.batch()));
+  if (o.iters() < 1) throw UsageError("bench model: --iters must be >= 1, got " + std::to_string(o.iters()));
+  if (o.warmup() < 0) throw UsageError("bench model: --warmup must be >= 0, got " + std::to_string(o.warmup()));
+}
+
 ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions& o) {
-  HOLO_CHECK(o.batch() >= 1 && o.iters() >= 1 && o.warmup() >= 0,
-             std::string("bench model: batch and iters must be >= 1, warmup >= 0"));
+  check_model_bench_options(o);
+  const torch::Device device = bench_device(o);
   ThreadsScope threads(o.threads());
   torch::manual_seed(o.seed());
   auto net = build_network(model_options(name, o), {o.classes()});
+  // Weights, input and labels come from the CPU generator, so one seed gives the same ones on
+  // every device; the baseline is handed the CPU copies.
+  const auto x_cpu = torch::randn({o.batch(), 3, o.frames(), o.size(), o.size()});
+  const auto y_cpu = torch::randint(o.classes(), {o.batch()}, torch::kLong);
+  net->to(device);
   net->train();
-  auto x = torch::randn({o.batch(), 3, o.frames(), o.size(), o.size()});
-  auto y = torch::randint(o.classes(), {o.batch()}, torch::kLong);
+  const auto x = x_cpu.to(device), y = y_cpu.to(device);
+  const bool fp16 = o.precision() == "fp16";
 
   ThroughputRow row;
   row.model = name;
   row.parameters = count_parameters(*net);
   std::vector<double> bins;
   auto step = [&] {
-    auto out = net->forward_all(x);
-    torch::nn::functional::cross_entropy(out.logits.at(0), y).backward();
+    NetworkOutput out;
+    {
+      AutocastScope autocast(o.precision(), device);
+      out = net->forward_all(x);
+    }
+    auto loss = torch::nn::functional::cross_entropy(out.logits.at(0).to(torch::kFloat32), y);
+    (fp16 ? loss * kBenchFp16LossScale : loss).backward();
     if (out.active_bins.defined()) bins.push_back(out.active_bins.to(torch::kDouble).mean().item<double>());
   };
   for (int64_t i = 0; i < o.warmup(); ++i) step();
   bins.clear();
   std::vector<double> seconds;
   for (int64_t i = 0; i < o.iters(); ++i) {
+    synchronize(device);
     const auto t0 = Clock::now();
     net->zero_grad(/*set_to_none=*/true);
     step();
+    synchronize(device);
     seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   row.holo_clips_per_s = static_cast<double>(o.batch()) / median(seconds);
@@ -186,12 +289,13 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
   TempDir dir(o.work_dir());
   const fs::path weights = dir.path() / (name + ".pt"), input = dir.path() / "input.pt";
   save_state_dict(*net, weights.string());
-  write_tensors({{"input", x}, {"target", y}}, input);
+  write_tensors({{"input", x_cpu}, {"target", y_cpu}}, input);
   std::ostringstream cmd;
   cmd << shell_quote(o.python()) << " " << shell_quote(script) << " bench " << shell_quote(name) << " --batch " << o.batch()
       << " --frames " << o.frames() << " --size " << o.size() << " --width " << o.width() << " --classes "
       << o.classes() << " --threads " << o.threads() << " --iters " << o.iters() << " --warmup " << o.warmup()
-      << " --weights " << shell_quote(weights.string()) << " --input " << shell_quote(input.string());
+      << " --weights " << shell_quote(weights.string()) << " --input " << shell_quote(input.string())
+      << " --device " << shell_quote(o.device()) << " --precision " << shell_quote(o.precision());
   const auto [status, output] = run_shell(cmd.str() + " 2>&1");
   const auto last = output.find_last_of('{');
   if (status != 0 || last == std::string::npos) {
@@ -202,12 +306,17 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
   const auto j = nlohmann::json::parse(output.substr(last));
   row.python_clips_per_s = j.at("clips_per_s").get<double>();
   if (j.contains("active_bins")) row.python_active_bins = j.at("active_bins").get<double>();
+  if (j.contains("device_name")) row.device_name = j.at("device_name").get<std::string>();
   row.ratio = row.holo_clips_per_s / row.python_clips_per_s;
   return row;
 }
 
 SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
-  HOLO_CHECK(o.sgs_clips() >= 1, std::string("bench model: sgs clips must be >= 1"));
+  check_model_bench_options(o);
+  if (o.sgs_clips() < 1) {
+    throw UsageError("bench model: --sgs-clips must be >= 1, got " + std::to_string(o.sgs_clips()));
+  }
+  const torch::Device device = bench_device(o);
   ThreadsScope threads(o.threads());
   torch::NoGradGuard no_grad;
   SgsFlops result;
@@ -215,6 +324,7 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
   result.baseline_model = o.sgs_baseline_model();
   torch::manual_seed(o.seed());
   auto net = build_network(model_options(o.sgs_model(), o), {o.classes()});
+  net->to(device);
   net->eval();
   std::vector<double> low, high, low_bins, high_bins;
   for (MotionKind kind : {MotionKind::kStill, MotionKind::kSlow, MotionKind::kFast}) {
@@ -225,7 +335,7 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
     std::vector<double> gflops, bins;
     for (int64_t i = 0; i < o.sgs_clips(); ++i) {
       FlopRecorder rec;
-      auto out = net->forward_all(motion_clip(kind, i, o.frames(), o.size(), o.seed()));
+      auto out = net->forward_all(motion_clip(kind, i, o.frames(), o.size(), o.seed()).to(device));
       rec.finish();
       if (!out.active_bins.defined()) {
         throw RecipeError("[model]", 0, 0, "model.sgs", o.sgs_model() + " has no SGS layer");
@@ -254,9 +364,10 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
   if (!o.sgs_baseline_model().empty()) {
     torch::manual_seed(o.seed());
     auto plain = build_network(model_options(o.sgs_baseline_model(), o), {o.classes()});
+    plain->to(device);
     plain->eval();
     FlopRecorder rec;
-    plain->forward_all(motion_clip(MotionKind::kStill, 0, o.frames(), o.size(), o.seed()));
+    plain->forward_all(motion_clip(MotionKind::kStill, 0, o.frames(), o.size(), o.seed()).to(device));
     rec.finish();
     result.baseline_gflops = rec.total_macs() / 1e9;
   }
@@ -264,12 +375,14 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
 }
 
 ModelBenchResult run_model_bench(const ModelBenchOptions& o) {
+  check_model_bench_options(o);
   ModelBenchResult r;
   r.options = o;
   for (const auto& name : o.models()) {
-    spdlog::info("bench model: {} ({} x 3 x {} x {} x {}, width {})", name, o.batch(), o.frames(), o.size(),
-                 o.size(), o.width());
+    spdlog::info("bench model: {} ({} x 3 x {} x {} x {}, width {}, {} {})", name, o.batch(), o.frames(),
+                 o.size(), o.size(), o.width(), o.device(), o.precision());
     r.throughput.push_back(bench_throughput(name, o));
+    if (r.device_name.empty()) r.device_name = r.throughput.back().device_name;
   }
   if (!o.sgs_model().empty()) {
     r.sgs = bench_sgs_flops(o);
@@ -290,6 +403,10 @@ std::string format_model_bench(const ModelBenchResult& r) {
                 static_cast<long long>(o.classes()), static_cast<long long>(o.threads()),
                 static_cast<long long>(o.iters()), static_cast<long long>(o.warmup()));
   s << line;
+  s << "device " << o.device();
+  if (!r.device_name.empty()) s << " (" << r.device_name << ")";
+  s << ", precision " << o.precision()
+    << (o.precision() == "fp32" ? "" : " (forward under autocast, loss in float32)") << "\n";
   std::snprintf(line, sizeof line, "  %-16s %12s %14s %14s %8s  %s\n", "model", "params", "holo clips/s",
                 "torch clips/s", "ratio", "SGS bins holo/torch");
   s << line;
@@ -362,7 +479,9 @@ std::string model_bench_json(const ModelBenchResult& r) {
   const auto& o = r.options;
   nlohmann::json j = {{"batch", o.batch()},   {"frames", o.frames()},   {"size", o.size()},
                       {"width", o.width()},   {"classes", o.classes()}, {"threads", o.threads()},
-                      {"iters", o.iters()},   {"warmup", o.warmup()},   {"models", nlohmann::json::array()}};
+                      {"iters", o.iters()},   {"warmup", o.warmup()},   {"device", o.device()},
+                      {"precision", o.precision()}, {"models", nlohmann::json::array()}};
+  if (!r.device_name.empty()) j["device_name"] = r.device_name;
   for (const auto& t : r.throughput) {
     nlohmann::json m = {{"model", t.model}, {"parameters", t.parameters}, {"holo_clips_per_s", t.holo_clips_per_s}};
     if (t.python_clips_per_s > 0) {

@@ -25,8 +25,18 @@ struct ModelBenchOptions {
   TORCH_ARG(double, width) = 1.0;
   /// Outputs of the head.
   TORCH_ARG(int64_t, classes) = 400;
-  /// Intra-op threads of both sides (torch::set_num_threads / torch.set_num_threads).
+  /// Intra-op threads of both sides (torch::set_num_threads / torch.set_num_threads); on CUDA
+  /// they only affect the CPU side of each process.
   TORCH_ARG(int64_t, threads) = 2;
+  /// Where both sides train and the SGS part runs: "cpu", "cuda" or "cuda:N" (`--device`).
+  /// Network, input and labels live there; on CUDA the timed steps are bracketed by
+  /// torch::cuda::synchronize so that each step's time covers its kernels.
+  TORCH_ARG(std::string, device) = "cpu";
+  /// "fp32", "bf16" or "fp16" (`--precision`; fp16 needs a CUDA device). bf16 and fp16 run the
+  /// forward pass under autocast for the device, as the trainer does; the loss is computed in
+  /// float32 and the backward pass runs outside autocast; fp16 scales the loss by
+  /// kBenchFp16LossScale (fixed: no step is taken, so no gradient is ever unscaled).
+  TORCH_ARG(std::string, precision) = "fp32";
   /// Timed forward+backward steps, after `warmup` untimed ones.
   TORCH_ARG(int64_t, iters) = 3;
   TORCH_ARG(int64_t, warmup) = 1;
@@ -45,6 +55,32 @@ struct ModelBenchOptions {
   TORCH_ARG(uint64_t, seed) = 0;
 };
 
+/// Autocast of the device type of `device` to bf16 or fp16 while it lives, as the trainer runs
+/// its forward passes (nothing for "fp32"); restores the previous autocast state of that device
+/// type and clears the cast cache when it ends. Scope the forward pass only: the loss is taken
+/// in float32 and backward runs outside.
+class AutocastScope {
+ public:
+  AutocastScope(const std::string& precision, const torch::Device& device);
+  ~AutocastScope();
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool active_ = false;
+  c10::DeviceType type_ = c10::DeviceType::CPU;
+  bool previous_enabled_ = false;
+  c10::ScalarType previous_dtype_ = c10::ScalarType::Float;
+};
+
+/// The fixed loss scale of fp16 steps on both sides.
+inline constexpr double kBenchFp16LossScale = 1024.0;
+
+/// Throws UsageError naming the option (`--device`, `--precision`, `--batch`, ...) when `options`
+/// cannot run: an unknown device or precision, fp16 off CUDA, a CUDA device this build or
+/// machine does not have, batch or iters below 1, warmup below 0.
+void check_model_bench_options(const ModelBenchOptions& options);
+
 /// Throughput of one network.
 struct ThroughputRow {
   std::string model;
@@ -55,6 +91,7 @@ struct ThroughputRow {
   double holo_active_bins = -1;   ///< SGS: mean active bins per clip in the timed steps; -1 without
   double python_active_bins = -1;
   std::string python_error;       ///< why the baseline has no figure (empty when it has)
+  std::string device_name;        ///< the GPU as the baseline names it (CUDA only; else empty)
 };
 
 /// Synthetic clip kinds of the SGS part, from still to fast motion.
@@ -99,15 +136,19 @@ struct ModelBenchResult {
   std::vector<ThroughputRow> throughput;
   SgsFlops sgs;
   bool has_sgs = false;
+  /// The GPU's name (torch.cuda.get_device_name of the baseline; LibTorch has no C++ call for
+  /// it): empty on CPU or when no baseline ran.
+  std::string device_name;
 };
 
 /// Forward+backward clips/s of `name` in Holo (train mode, cross-entropy on random labels,
-/// gradients reset to none each step, as the baseline does; batch / median step time), and,
-/// when options.python() is set, of the same architecture with the same weights and input in
-/// PyTorch, measured the same way.
+/// gradients reset to none each step, as the baseline does; batch / median step time) on
+/// options.device() in options.precision(), and, when options.python() is set, of the same
+/// architecture with the same weights and input in PyTorch, measured the same way.
 ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions& options);
 
-/// Eval-mode GFLOPs (FlopRecorder: shapes actually seen) of options.sgs_model() on
+/// Eval-mode GFLOPs (FlopRecorder: shapes actually seen; float32 on options.device(), as the
+/// count does not depend on precision) of options.sgs_model() on
 /// options.sgs_clips() clips of every MotionKind, one clip per forward pass, and of
 /// options.sgs_baseline_model() on one clip.
 SgsFlops bench_sgs_flops(const ModelBenchOptions& options);

@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <cmath>
+
+#include "core/error.h"
 #include "models/bench.h"
 #include "models/network.h"
 #include "tests/test_util.h"
@@ -75,6 +78,76 @@ TEST(ModelBenchTest, MissingBaselineIsReportedNotFatal) {
   EXPECT_EQ(r.throughput[0].python_clips_per_s, 0);
   EXPECT_THAT(r.throughput[0].python_error, HasSubstr("/nonexistent/model_baseline.py"));
   EXPECT_THAT(model_bench_json(r), HasSubstr("torch_error"));
+}
+
+TEST(ModelBenchTest, Bf16OnCpuRunsBothSides) {
+  auto o = tiny().models({"r3d18", "r3d18_atfr"}).sgs_model("").precision("bf16");
+  const auto r = run_model_bench(o);
+  ASSERT_EQ(r.throughput.size(), 2u);
+  for (const auto& t : r.throughput) {
+    SCOPED_TRACE(t.model);
+    EXPECT_TRUE(t.python_error.empty()) << t.python_error;
+    EXPECT_TRUE(std::isfinite(t.holo_clips_per_s));
+    EXPECT_TRUE(std::isfinite(t.python_clips_per_s));
+    EXPECT_GT(t.holo_clips_per_s, 0);
+    EXPECT_GT(t.python_clips_per_s, 0);
+    EXPECT_TRUE(t.device_name.empty());  // a GPU's name only
+  }
+  EXPECT_GE(r.throughput[1].holo_active_bins, 1);
+  EXPECT_GE(r.throughput[1].python_active_bins, 1);
+  EXPECT_THAT(format_model_bench(r), HasSubstr("device cpu, precision bf16"));
+  const auto j = nlohmann::json::parse(model_bench_json(r));
+  EXPECT_EQ(j.at("precision"), "bf16");
+  EXPECT_EQ(j.at("device"), "cpu");
+  EXPECT_FALSE(j.contains("device_name"));
+  EXPECT_GT(j["models"][0]["torch_clips_per_s"].get<double>(), 0);
+}
+
+TEST(ModelBenchTest, AutocastScope) {
+  torch::manual_seed(0);
+  torch::nn::Conv3d conv(torch::nn::Conv3dOptions(3, 4, 3));
+  const auto x = torch::randn({1, 3, 4, 8, 8});
+  const auto reference = conv(x);
+  EXPECT_EQ(reference.scalar_type(), torch::kFloat32);
+  {
+    AutocastScope bf16("bf16", torch::Device("cpu"));
+    const auto y = conv(x);
+    EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::allclose(y.to(torch::kFloat32), reference, 0.05, 0.05));
+    {
+      AutocastScope fp32("fp32", torch::Device("cpu"));  // leaves the outer scope alone
+      EXPECT_EQ(conv(x).scalar_type(), torch::kBFloat16);
+    }
+    EXPECT_EQ(conv(x).scalar_type(), torch::kBFloat16);
+  }
+  EXPECT_EQ(conv(x).scalar_type(), torch::kFloat32);  // restored
+  EXPECT_THROW(AutocastScope("int8", torch::Device("cpu")), Error);
+}
+
+TEST(ModelBenchTest, RefusesWhatCannotRun) {
+  auto expect_usage = [](const ModelBenchOptions& o, const std::string& option) {
+    SCOPED_TRACE(option);
+    try {
+      run_model_bench(o);
+      ADD_FAILURE() << "accepted";
+    } catch (const UsageError& e) {
+      EXPECT_THAT(e.what(), HasSubstr(option));
+    }
+  };
+  const auto o = tiny().models({"r3d18"}).sgs_model("").python("");
+  expect_usage(ModelBenchOptions(o).precision("fp16"), "--precision fp16");
+  expect_usage(ModelBenchOptions(o).precision("fp16").device("cpu"), "needs a CUDA device");
+  expect_usage(ModelBenchOptions(o).precision("int8"), "--precision int8");
+  expect_usage(ModelBenchOptions(o).device("gpu"), "--device gpu");
+  expect_usage(ModelBenchOptions(o).device("cuda:x"), "--device cuda:x");
+  expect_usage(ModelBenchOptions(o).batch(0), "--batch");
+  if (!torch::cuda::is_available()) expect_usage(ModelBenchOptions(o).device("cuda"), "no CUDA device");
+
+  // The command exits 2 with the message.
+  const auto r = holo::testing::run_command(holo::testing::holo_binary() +
+                                            " bench model --device cpu --precision fp16 --models r3d18 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("--precision fp16 needs a CUDA device"));
 }
 
 TEST(ModelBenchTest, MotionClips) {
