@@ -6,16 +6,27 @@ torchvision). Usage: decode_baseline.py PLAN.json  (written by holo bench decode
 
 The plan lists files and clip start frames; a clip is `frames` frames `stride` apart, scaled
 to `short_side` as uint8 RGB. Prints JSON: {"pyav": {"clips", "seconds"}, "pyslowfast": {...}, "torchvision": {...}}.
+A loader that cannot run with this Python (no PyAV, no torchvision, or an API it lacks) gets
+{"error": "<reason>"} instead, so that the other columns still have their figures.
 """
 import json
 import sys
 import time
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.io
+
+try:
+    import av
+except ImportError as e:  # e.g. a PyTorch-only environment
+    av = None
+    AV_ERROR = "PyAV: " + str(e)
+try:
+    import torchvision.io
+except ImportError as e:
+    torchvision = None
+    TORCHVISION_ERROR = "torchvision: " + str(e)
 
 
 def scaled(w, h, short):
@@ -141,9 +152,19 @@ def main():
     torch.set_num_threads(plan["threads"])
     out = {}
     for name, fn in (("pyav", pyav_clips), ("pyslowfast", pyslowfast_clips), ("torchvision", torchvision_clips)):
-        t0 = time.perf_counter()
-        clips = fn(plan)
-        seconds = time.perf_counter() - t0
+        if av is None:
+            out[name] = {"error": AV_ERROR}
+            continue
+        if name == "torchvision" and torchvision is None:
+            out[name] = {"error": TORCHVISION_ERROR}
+            continue
+        try:
+            t0 = time.perf_counter()
+            clips = fn(plan)
+            seconds = time.perf_counter() - t0
+        except Exception as e:  # one loader's failure leaves the others' figures
+            out[name] = {"error": "%s: %s" % (type(e).__name__, e)}
+            continue
         if isinstance(clips, tuple):  # the loader timed itself (set-up excluded)
             clips, seconds = clips
         out[name] = {"clips": clips, "seconds": seconds}

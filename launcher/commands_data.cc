@@ -1,9 +1,12 @@
-// holo data synth | probe, and holo bench decode.
+// holo data synth | probe, holo bench decode and holo bench loader.
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -12,15 +15,20 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 #include <unistd.h>
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/recipe.h"
 #include "core/shell.h"
 #include "launcher/cli.h"
+#include "models/bench.h"
 #include "pipeline/clip.h"
+#include "pipeline/dataset.h"
 #include "pipeline/decoder.h"
+#include "pipeline/loader.h"
 #include "pipeline/probe.h"
 #include "pipeline/random.h"
 #include "pipeline/synth.h"
@@ -49,6 +57,9 @@ struct BenchArgs {
   std::string python = "/usr/bin/python3";
   std::string baseline = "bench/decode_baseline.py";
   std::string json;
+  /// decode.device values whose clip decoding is timed, in order; the first one is the "holo"
+  /// column of the Python baselines.
+  std::vector<std::string> devices = {"cpu"};
 };
 
 /// Runs a shell command, returning its stdout; throws when it fails.
@@ -58,8 +69,74 @@ std::string capture(const std::string& cmd) {
   return out;
 }
 
+/// Clip decoding on one decode device (decode.device: cpu or nvdec).
+struct DeviceFigures {
+  std::string device;
+  bool available = false;
+  std::string reason;      ///< why the device has no figure (when !available)
+  int64_t clips = 0;       ///< clips decoded with all their frames
+  int64_t frames = 0;      ///< frames decoded (and scaled) in those clips
+  double seconds = 0;
+  double clips_per_s = 0;
+  double frames_per_s = 0;
+};
+
+/// Decodes the clips starting at `starts[i]` of `files[i]` (frames, stride and short side of
+/// `a`) with decoders of `device`, one cached decoder per file as the loader keeps them, and
+/// times it, opening the files included (as the earlier figures and the Python loaders do). The
+/// CPU decoders use a.threads threads each; NVDEC decodes on GPU 0 and returns frames in system
+/// memory, which is what is timed. A device that cannot be used, or that hands a file to another
+/// backend (a codec NVDEC does not decode), gets no figure and a reason.
+DeviceFigures time_clips(const std::vector<std::string>& files, const std::vector<std::vector<int64_t>>& starts,
+                         const std::string& device, const BenchArgs& a) {
+  using namespace holo::pipeline;
+  DeviceFigures f;
+  f.device = device;
+  if (device == "nvdec") {
+    const NvdecAvailability nvdec = nvdec_availability(0);
+    if (!nvdec.available) {
+      f.reason = nvdec.reason;
+      return f;
+    }
+  }
+  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(device == "cpu" ? a.threads : 1));
+  const auto t0 = Clock::now();
+  try {
+    for (size_t i = 0; i < files.size(); ++i) {
+      VideoDecoder& d = cache.get(files[i]);
+      for (int64_t s : starts[i]) {
+        const auto idx = clip_frames(d.info().frames, s, a.frames, a.stride);
+        auto t = frames_to_tensor(d.decode(idx, a.short_side));
+        if (t.size(0) == a.frames) {
+          ++f.clips;
+          f.frames += t.size(0);
+        }
+      }
+    }
+  } catch (const std::exception& e) {
+    f.reason = e.what();
+    return f;
+  }
+  f.seconds = seconds_since(t0);
+  for (const auto& file : files) {
+    const std::string backend = cache.get(file).backend();
+    if (backend != device) {
+      f.reason = file + " decodes on " + backend + ", not " + device;
+      return f;
+    }
+  }
+  f.available = true;
+  f.clips_per_s = f.clips / f.seconds;
+  f.frames_per_s = f.frames / f.seconds;
+  return f;
+}
+
 void bench_decode(const BenchArgs& a) {
   using namespace holo::pipeline;
+  if (a.devices.empty()) throw UsageError("--devices needs at least one of cpu, nvdec");
+  for (const auto& d : a.devices) {
+    if (d != "cpu" && d != "nvdec") throw UsageError("--devices: '" + d + "' is not a decode device (cpu, nvdec)");
+  }
   std::vector<std::string> files = a.files;
   if (files.empty()) {
     int w = 0, h = 0;
@@ -106,57 +183,314 @@ void bench_decode(const BenchArgs& a) {
                          {"threads", a.threads}, {"files", nlohmann::json::array()}};
   const int64_t span = (a.frames - 1) * a.stride + 1;
   std::vector<std::vector<int64_t>> starts(files.size());
+  int64_t clip_count = 0;
   for (size_t i = 0; i < files.size(); ++i) {
     auto d = open_decoder(files[i], DecoderOptions());
     Rng rng(mix_seed(42, i));
     for (int c = 0; c < a.clips; ++c) starts[i].push_back(rng.uniform_int(std::max<int64_t>(0, d->info().frames - span) + 1));
     plan["files"].push_back({{"path", files[i]}, {"starts", starts[i]}});
+    clip_count += static_cast<int64_t>(starts[i].size());
   }
-  DecoderCache cache(files.size(), DecoderOptions().set_threads(a.threads));
-  int64_t clips = 0;
-  t0 = Clock::now();
-  for (size_t i = 0; i < files.size(); ++i) {
-    for (int64_t s : starts[i]) {
-      ClipRequest r;
-      r.frames = clip_frames(cache.get(files[i]).info().frames, s, a.frames, a.stride);
-      r.short_side = a.short_side;
-      auto t = frames_to_tensor(cache.get(files[i]).decode(r.frames, a.short_side));
-      clips += t.size(0) == a.frames;
-    }
-  }
-  const double holo_clip_s = seconds_since(t0);
-  const double holo_cps = clips / holo_clip_s;
+  // The same clips on every decode device; the first device in --devices (cpu by default) is
+  // the "holo" column of the baselines below.
+  std::vector<DeviceFigures> devices;
+  for (const auto& name : a.devices) devices.push_back(time_clips(files, starts, name, a));
+  auto holo_it = std::find_if(devices.begin(), devices.end(), [](const DeviceFigures& d) { return d.available; });
+  if (holo_it == devices.end()) throw Error("bench decode: no decode device can be used: " + devices.front().reason);
+  const DeviceFigures& holo_device = *holo_it;
+  const double holo_cps = holo_device.clips_per_s;
 
-  nlohmann::json python;
-  if (!a.python.empty() && fs::exists(a.python) && fs::exists(a.baseline)) {
+  // The Python loaders: a column without a figure says why (no PyAV in that Python, a failed
+  // script, ...) instead of failing the benchmark.
+  nlohmann::json python = nlohmann::json::object();
+  std::string python_error;
+  if (a.python.empty()) {
+    python_error = "no --python";
+  } else if (!fs::exists(a.python) || !fs::exists(a.baseline)) {
+    python_error = a.python + " or " + a.baseline + " not found";
+  } else {
     const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-plan-" + std::to_string(::getpid()) + ".json");
     std::ofstream(plan_file) << plan.dump();
-    try {
-      python = nlohmann::json::parse(capture(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string())));
-    } catch (const std::exception& e) {
-      spdlog::warn("the Python baseline failed: {}", e.what());
-    }
+    const auto [status, output] =
+        run_shell(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string()) + " 2>&1");
     fs::remove(plan_file);
-  } else {
-    spdlog::warn("Python baseline skipped ({} or {} not found)", a.python, a.baseline);
+    // The figures are the last line that is a JSON object (warnings may come before it).
+    std::string last;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line.front() == '{') last = line;
+    }
+    try {
+      if (status != 0 || last.empty()) throw Error("exit status " + std::to_string(status));
+      python = nlohmann::json::parse(last);
+    } catch (const std::exception& e) {
+      std::string tail = output.size() > 300 ? output.substr(output.size() - 300) : output;
+      std::replace(tail.begin(), tail.end(), '\n', ' ');
+      python_error = a.baseline + " failed (" + e.what() + "): " + tail;
+    }
   }
+  if (!python_error.empty()) spdlog::warn("bench decode: Python baselines not available: {}", python_error);
 
   std::printf("decode benchmark: %zu files, %lld frames, short side %d, %d threads\n", files.size(),
               static_cast<long long>(frames), a.short_side, a.threads);
   std::printf("  full decode   holo %8.1f frames/s   ffmpeg -f null %8.1f frames/s   ratio %.2f\n", holo_fps, ffmpeg_fps,
               holo_fps / ffmpeg_fps);
-  std::printf("  clips %dx%d    holo %8.1f clips/s\n", a.frames, a.stride, holo_cps);
+  std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,
+              holo_device.device.c_str());
   nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads}, {"short_side", a.short_side},
                         {"holo_fps", holo_fps}, {"ffmpeg_fps", ffmpeg_fps}, {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
-                        {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps}};
+                        {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps},
+                        {"holo_clips_device", holo_device.device}};
   for (const char* name : {"pyav", "pyslowfast", "torchvision"}) {
-    if (!python.contains(name)) continue;
+    std::string why = python_error;
+    if (why.empty() && !python.contains(name)) why = "no figure from " + a.baseline;
+    if (why.empty() && python[name].contains("error")) why = python[name]["error"].get<std::string>();
+    if (!why.empty()) {
+      std::printf("                %-12s not available: %s\n", name, why.c_str());
+      out[std::string(name) + "_error"] = why;
+      continue;
+    }
     const double cps = python[name]["clips"].get<double>() / python[name]["seconds"].get<double>();
     std::printf("                %-12s %8.1f clips/s   holo / %s %.2f\n", name, cps, name, holo_cps / cps);
     out[std::string(name) + "_clips_per_s"] = cps;
     out[std::string("ratio_") + name] = holo_cps / cps;
   }
+
+  // Clip decoding per device: frames/s (decoded and scaled to the short side, in system memory).
+  std::printf("  clip decoding per device (%lld clips of %d frames, stride %d, short side %d):\n",
+              static_cast<long long>(clip_count), a.frames, a.stride, a.short_side);
+  nlohmann::json per_device = nlohmann::json::object();
+  const DeviceFigures* cpu = nullptr;
+  const DeviceFigures* nvdec = nullptr;
+  for (const auto& d : devices) {
+    if (d.device == "cpu") cpu = &d;
+    if (d.device == "nvdec") nvdec = &d;
+    if (d.available) {
+      std::printf("    %-6s %10.1f frames/s %8.2f clips/s%s\n", d.device.c_str(), d.frames_per_s, d.clips_per_s,
+                  d.device == "cpu" ? (" (" + std::to_string(a.threads) + " decoder threads)").c_str() : "");
+      per_device[d.device] = {{"available", true}, {"frames_per_s", d.frames_per_s}, {"clips_per_s", d.clips_per_s},
+                              {"clips", d.clips}, {"frames", d.frames}, {"seconds", d.seconds}};
+    } else {
+      std::printf("    %-6s not available: %s\n", d.device.c_str(), d.reason.c_str());
+      per_device[d.device] = {{"available", false}, {"reason", d.reason}};
+    }
+  }
+  out["devices"] = per_device;
+  if (cpu != nullptr && nvdec != nullptr) {
+    if (cpu->available && nvdec->available) {
+      const double r = nvdec->frames_per_s / cpu->frames_per_s;
+      std::printf("nvdec/cpu %.2f (%.1f / %.1f frames/s)\n", r, nvdec->frames_per_s, cpu->frames_per_s);
+      out["ratio_nvdec_cpu"] = r;
+    } else {
+      std::printf("nvdec/cpu not available: %s\n", (nvdec->available ? cpu->reason : nvdec->reason).c_str());
+    }
+  }
   if (!a.json.empty()) std::ofstream(a.json) << out.dump(1) << "\n";
+}
+
+struct LoaderBenchArgs {
+  std::string device = "cpu";    ///< where the network trains: cpu, cuda, cuda:N
+  std::string precision;         ///< empty: bf16 on CUDA, fp32 on the CPU
+  std::string model = "stc_resnet18";
+  double width = 1.0;
+  int64_t batch = 32;
+  int64_t frames = 16;
+  int64_t stride = 2;
+  int64_t size = 112;
+  int64_t workers = 0;           ///< 0: one per core
+  int64_t prefetch = 0;          ///< 0: twice the workers
+  int64_t batches = 0;           ///< timed loader batches; 0: max(16, 8 x workers)
+  int64_t warmup_batches = -1;   ///< untimed first; -1: one per worker
+  int64_t iters = 5;             ///< timed training steps
+  int64_t warmup = 2;            ///< untimed training steps
+  std::string decode = "cpu";    ///< decode.device of the loader
+  int64_t synth_videos = 64;
+  int64_t synth_frames = 64;
+  std::string synth_size = "320x240";
+  std::string python = "/usr/bin/python3";
+  std::string baseline = "bench/loader_baseline.py";
+  std::string json;
+};
+
+/// The synthetic motion dataset of the loader benchmark, made once in $HOLO_CACHE_DIR
+/// (all videos in the training split), listed `repeat` times so that one epoch holds every
+/// batch the benchmark reads: the loader's workers build whole batches, and an epoch of two
+/// batches would leave most of them idle at every epoch boundary. The copies of a video are
+/// separate records (ids `<id>#<copy>`), so each draws its own clip.
+std::shared_ptr<pipeline::Dataset> loader_bench_dataset(const LoaderBenchArgs& a, Recipe& recipe, int64_t clips_needed,
+                                                        int64_t* videos, int64_t* repeat) {
+  using namespace holo::pipeline;
+  int w = 0, h = 0;
+  if (std::sscanf(a.synth_size.c_str(), "%dx%d", &w, &h) != 2) throw UsageError("--synth-size must be WxH");
+  const fs::path dir = fs::absolute(fs::path(env::cache_dir()) / "bench-loader" /
+                                    (a.synth_size + "-" + std::to_string(a.synth_frames) + "-" +
+                                     std::to_string(a.synth_videos)));
+  if (!fs::exists(dir / "train.csv")) {
+    std::cout << "making " << a.synth_videos << " motion videos (" << a.synth_size << ", " << a.synth_frames
+              << " frames) in " << dir.string() << "\n";
+    SynthOptions so = SynthOptions().set_kind("motion").set_out(dir.string()).set_videos(a.synth_videos)
+                          .set_frames(a.synth_frames).set_size(w, h).set_seed(1);
+    so.val_fraction = 0;
+    synthesize(so);
+  }
+  recipe.data.dataset = "kinetics";
+  recipe.data.root = (dir / "videos").string();
+  recipe.data.train = (dir / "train.csv").string();
+  recipe.data.val = (dir / "val.csv").string();
+  const auto base = make_dataset(recipe, "train");
+  const int64_t n = static_cast<int64_t>(base->records().size());
+  *videos = n;
+  *repeat = std::max<int64_t>(1, (clips_needed + n - 1) / n);
+  std::vector<VideoRecord> records;
+  for (int64_t c = 0; c < *repeat; ++c) {
+    for (auto r : base->records()) {
+      r.id += "#" + std::to_string(c);
+      records.push_back(std::move(r));
+    }
+  }
+  return std::make_shared<Dataset>("bench-loader", std::move(records), base->class_names());
+}
+
+void bench_loader(const LoaderBenchArgs& a) {
+  using namespace holo::pipeline;
+  const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  const int64_t workers = a.workers > 0 ? a.workers : cores;
+  const int64_t prefetch = a.prefetch > 0 ? a.prefetch : 2 * workers;
+  const int64_t timed = a.batches > 0 ? a.batches : std::max<int64_t>(16, 8 * workers);
+  const int64_t warm = a.warmup_batches >= 0 ? a.warmup_batches : workers;
+  const bool cuda = a.device.rfind("cuda", 0) == 0;
+  const std::string precision = !a.precision.empty() ? a.precision : (cuda ? "bf16" : "fp32");
+  if (a.batch < 1 || a.frames < 1 || a.stride < 1 || a.size < 8) {
+    throw UsageError("bench loader: --batch, --frames and --stride must be >= 1 and --size >= 8");
+  }
+  if (a.decode != "cpu" && a.decode != "nvdec" && a.decode != "auto") {
+    throw UsageError("bench loader: --decode must be cpu, nvdec or auto, not '" + a.decode + "'");
+  }
+  // The training side is checked before anything is made or timed (an unknown device or
+  // precision, CUDA without a GPU).
+  models::ModelBenchOptions mo;
+  mo.models({a.model}).batch(a.batch).frames(a.frames).size(a.size).width(a.width).threads(cores)
+      .iters(a.iters).warmup(a.warmup).python("").sgs_model("").device(a.device).precision(precision);
+  models::check_model_bench_options(mo);
+
+  // The loader as a training run sets it up (recipe defaults: scale 128-160 for a 112 crop,
+  // flip, Kinetics mean / std), one decoder thread per clip: the workers are the parallelism.
+  Recipe r;
+  r.run.seed = 0;
+  r.sampling.num_frames = a.frames;
+  r.sampling.stride = a.stride;
+  r.transform.crop_size = a.size;
+  r.transform.train_scale_min = (a.size * 128 + 56) / 112;
+  r.transform.train_scale_max = (a.size * 160 + 56) / 112;
+  r.transform.flip = true;
+  r.decode.device = a.decode;
+  r.decode.threads = 1;
+  r.loader.batch_size = a.batch;
+  r.loader.workers = workers;
+  r.loader.prefetch = prefetch;
+  r.loader.drop_last = true;
+  int64_t videos = 0, repeat = 0;
+  auto dataset = loader_bench_dataset(a, r, (warm + timed) * a.batch, &videos, &repeat);
+
+  const torch::Device device(a.device);
+  int64_t clips = 0, batches = 0;
+  double loader_s = 0;
+  {
+    ClipLoader loader(dataset, r, LoaderMode::kTrain, 0, 1);
+    for (int64_t i = 0; i < warm; ++i) {
+      if (!loader.next()) throw Error("bench loader: the epoch ended during the warm-up");
+    }
+    const auto t0 = Clock::now();
+    for (; batches < timed; ++batches) {
+      auto b = loader.next();
+      if (!b) throw Error("bench loader: the epoch ended after " + std::to_string(batches) + " timed batches");
+      // Handed to the training device as the trainer does (a no-op on the CPU).
+      auto x = b->clips.to(device);
+      if (cuda) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+      clips += x.size(0);
+    }
+    loader_s = seconds_since(t0);
+  }
+  const double loader_cps = clips / loader_s;
+
+  // One training step as `holo bench model` times it (models/bench.h), without its baseline.
+  const auto row = models::bench_throughput(a.model, mo);
+  const double train_cps = row.holo_clips_per_s;
+  const double ratio = loader_cps / train_cps;
+
+  // The same loading with torch.utils.data.DataLoader (bench/loader_baseline.py).
+  nlohmann::json py = nlohmann::json::object();
+  std::string py_error;
+  if (a.python.empty()) {
+    py_error = "no --python";
+  } else if (!fs::exists(a.python) || !fs::exists(a.baseline)) {
+    py_error = a.python + " or " + a.baseline + " not found";
+  } else {
+    nlohmann::json plan = {{"files", nlohmann::json::array()}, {"frames", a.frames}, {"stride", a.stride},
+                           {"crop", a.size}, {"scale_min", r.transform.train_scale_min},
+                           {"scale_max", r.transform.train_scale_max}, {"mean", r.transform.mean},
+                           {"std", r.transform.std}, {"batch", a.batch}, {"workers", workers},
+                           {"prefetch", prefetch}, {"batches", timed}, {"warmup_batches", warm}, {"seed", 0}};
+    for (const auto& rec : dataset->records()) plan["files"].push_back({{"path", rec.path}, {"label", rec.label}});
+    const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-loader-" + std::to_string(::getpid()) + ".json");
+    std::ofstream(plan_file) << plan.dump();
+    const auto [status, output] =
+        run_shell(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string()) + " 2>&1");
+    fs::remove(plan_file);
+    std::string last;
+    std::istringstream lines(output);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty() && line.front() == '{') last = line;
+    }
+    try {
+      if (status != 0 || last.empty()) throw Error("exit status " + std::to_string(status));
+      py = nlohmann::json::parse(last);
+      if (py.contains("error")) py_error = py["error"].get<std::string>();
+    } catch (const std::exception& e) {
+      std::string tail = output.size() > 300 ? output.substr(output.size() - 300) : output;
+      std::replace(tail.begin(), tail.end(), '\n', ' ');
+      py_error = a.baseline + " failed (" + e.what() + "): " + tail;
+    }
+  }
+
+  std::printf("loader benchmark: %lld synthetic motion videos (%s, %lld frames) listed %lld times, batch %lld, "
+              "%lld x %lld x %lld clips (stride %lld, scale %lld-%lld, flip, normalised)\n",
+              static_cast<long long>(videos), a.synth_size.c_str(), static_cast<long long>(a.synth_frames),
+              static_cast<long long>(repeat), static_cast<long long>(a.batch), static_cast<long long>(a.frames),
+              static_cast<long long>(a.size), static_cast<long long>(a.size), static_cast<long long>(a.stride),
+              static_cast<long long>(r.transform.train_scale_min), static_cast<long long>(r.transform.train_scale_max));
+  std::printf("  loader  ClipLoader, %lld workers, prefetch %lld, decode.device %s: %10.2f clips/s "
+              "(%lld batches timed after %lld, to %s)\n",
+              static_cast<long long>(workers), static_cast<long long>(prefetch), a.decode.c_str(), loader_cps,
+              static_cast<long long>(batches), static_cast<long long>(warm), a.device.c_str());
+  std::printf("  train   %s (width %g), %s on %s: %10.2f clips/s (median of %lld steps after %lld)\n", a.model.c_str(),
+              a.width, precision.c_str(), a.device.c_str(), train_cps, static_cast<long long>(a.iters),
+              static_cast<long long>(a.warmup));
+  std::printf("loader/train %.2f (%s)\n", ratio,
+              ratio >= 1 ? "the loader keeps up with training" : "the loader does not keep up: training waits for data");
+  nlohmann::json out = {{"videos", videos}, {"repeat", repeat}, {"batch", a.batch}, {"frames", a.frames},
+                        {"stride", a.stride}, {"size", a.size}, {"workers", workers}, {"prefetch", prefetch},
+                        {"decode_device", a.decode}, {"batches", batches}, {"warmup_batches", warm},
+                        {"loader_clips", clips}, {"loader_seconds", loader_s}, {"loader_clips_per_s", loader_cps},
+                        {"model", a.model}, {"width", a.width}, {"device", a.device}, {"precision", precision},
+                        {"train_iters", a.iters}, {"train_warmup", a.warmup}, {"train_clips_per_s", train_cps},
+                        {"ratio_loader_train", ratio}};
+  if (py_error.empty()) {
+    const double cps = py["clips"].get<double>() / py["seconds"].get<double>();
+    std::printf("  python  torch.utils.data.DataLoader, %lld worker processes, PyAV (PySlowFast decoding): %10.2f clips/s\n",
+                static_cast<long long>(workers), cps);
+    std::printf("holo/DataLoader %.2f\n", loader_cps / cps);
+    out["dataloader_clips_per_s"] = cps;
+    out["ratio_holo_dataloader"] = loader_cps / cps;
+  } else {
+    std::printf("  python  torch.utils.data.DataLoader: not available: %s\n", py_error.c_str());
+    out["dataloader_error"] = py_error;
+  }
+  if (!a.json.empty()) {
+    std::ofstream f(a.json);
+    f << out.dump(1) << "\n";
+    if (!f) throw IoError(a.json + ": cannot write");
+  }
 }
 
 }  // namespace
@@ -214,6 +548,11 @@ void add_data_commands(CLI::App& app) {
       "decode", "Decode, sample and scale clips: Holo vs `ffmpeg -f null` and PyAV / PySlowFast / torchvision (bench/decode_baseline.py)");
   bench->add_option("files", ba->files, "Videos or folders; none: synthetic videos made once in $HOLO_CACHE_DIR");
   bench->add_option("--threads", ba->threads, "Decoder threads (Holo and ffmpeg alike)")->capture_default_str();
+  bench->add_option("--devices", ba->devices,
+                    "Comma-separated decode devices whose clip decoding is timed (cpu, nvdec); the "
+                    "line `nvdec/cpu` gives the ratio of their frames/s")
+      ->delimiter(',')
+      ->capture_default_str();
   bench->add_option("--short-side", ba->short_side, "Scale frames to this short side")->capture_default_str();
   bench->add_option("--clips", ba->clips, "Random clips per file")->capture_default_str();
   bench->add_option("--frames", ba->frames, "Frames per clip")->capture_default_str();
@@ -225,6 +564,37 @@ void add_data_commands(CLI::App& app) {
   bench->add_option("--baseline", ba->baseline, "The baseline script")->capture_default_str();
   bench->add_option("--json", ba->json, "Also write the figures as JSON here");
   bench->callback([ba] { bench_decode(*ba); });
+
+  auto la = std::make_shared<LoaderBenchArgs>();
+  auto* loader = app.get_subcommand("bench")->add_subcommand(
+      "loader", "Can the data pipeline feed the GPU: ClipLoader clips/s vs training clips/s of a network, and "
+                "vs torch.utils.data.DataLoader (bench/loader_baseline.py)");
+  loader->add_option("--device", la->device, "Where the network trains: cpu, cuda or cuda:N")->capture_default_str();
+  loader->add_option("--precision", la->precision, "fp32, bf16 or fp16 (default: bf16 on CUDA, fp32 on the CPU)");
+  loader->add_option("--model", la->model, "The network (`holo model list`)")->capture_default_str();
+  loader->add_option("--width", la->width, "Its width multiplier")->capture_default_str();
+  loader->add_option("--batch", la->batch, "Clips per batch (loader and training step)")->capture_default_str();
+  loader->add_option("--frames", la->frames, "Frames per clip")->capture_default_str();
+  loader->add_option("--stride", la->stride, "Frame stride in a clip")->capture_default_str();
+  loader->add_option("--size", la->size, "Crop side")->capture_default_str();
+  loader->add_option("--workers", la->workers, "Loader worker threads (and DataLoader processes); 0: one per core")
+      ->capture_default_str();
+  loader->add_option("--prefetch", la->prefetch, "Batches in flight; 0: twice the workers")->capture_default_str();
+  loader->add_option("--batches", la->batches, "Timed loader batches; 0: max(16, 8 x workers)")->capture_default_str();
+  loader->add_option("--warmup-batches", la->warmup_batches, "Untimed loader batches first; -1: one per worker")
+      ->capture_default_str();
+  loader->add_option("--iters", la->iters, "Timed training steps")->capture_default_str();
+  loader->add_option("--warmup", la->warmup, "Untimed training steps first")->capture_default_str();
+  loader->add_option("--decode", la->decode, "decode.device of the loader: cpu, nvdec or auto")->capture_default_str();
+  loader->add_option("--synth-videos", la->synth_videos, "Synthetic motion videos (made once in $HOLO_CACHE_DIR)")
+      ->capture_default_str();
+  loader->add_option("--synth-frames", la->synth_frames, "Their length in frames")->capture_default_str();
+  loader->add_option("--synth-size", la->synth_size, "Their size WxH")->capture_default_str();
+  loader->add_option("--python", la->python, "Python with PyTorch and PyAV for the DataLoader baseline; empty: none")
+      ->capture_default_str();
+  loader->add_option("--baseline", la->baseline, "The baseline script")->capture_default_str();
+  loader->add_option("--json", la->json, "Also write the figures as JSON here");
+  loader->callback([la] { bench_loader(*la); });
 }
 
 }  // namespace holo::cli

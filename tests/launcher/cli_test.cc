@@ -2,6 +2,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "tests/test_util.h"
@@ -82,6 +86,113 @@ TEST(Cli, DocListsEveryKey) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.output, AllOf(HasSubstr("optim.lr (float, default 0.1, allowed 0 .. 100)"),
                               HasSubstr("[slurm]")));
+}
+
+/// `holo bench decode` / `holo bench loader` on tiny synthetic sets made in the test's folder.
+std::string bench_env(const std::string& dir) { return "HOLO_CACHE_DIR=" + dir + "/cache "; }
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << path;
+  return in.good() ? nlohmann::json::parse(in) : nlohmann::json::object();
+}
+
+TEST(Cli, BenchDecodeDevicesReportsCpuFramesAndNvdecReasonOrRatio) {
+  const std::string d = holo::testing::temp_dir();
+  const auto r = run_command(bench_env(d) + holo_binary() +
+                             " bench decode --devices cpu,nvdec --threads 1 --synth-videos 1 --synth-size 64x48"
+                             " --synth-frames 24 --clips 3 --frames 4 --stride 2 --python '' --json " + d + "/d.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d + "/d.json");
+  const auto& cpu = j.at("devices").at("cpu");
+  EXPECT_TRUE(cpu.at("available").get<bool>());
+  EXPECT_EQ(cpu.at("clips").get<int64_t>(), 3);
+  EXPECT_EQ(cpu.at("frames").get<int64_t>(), 12);  // 3 clips of 4 frames
+  EXPECT_GT(cpu.at("frames_per_s").get<double>(), 0);
+  EXPECT_NEAR(cpu.at("frames_per_s").get<double>(), 12 / cpu.at("seconds").get<double>(),
+              1e-9 * cpu.at("frames_per_s").get<double>());
+  EXPECT_EQ(j.at("holo_clips_device"), "cpu");
+  const auto& nvdec = j.at("devices").at("nvdec");
+  if (nvdec.at("available").get<bool>()) {  // a machine with NVDEC: the ratio of the two
+    EXPECT_EQ(nvdec.at("frames").get<int64_t>(), 12);
+    EXPECT_NEAR(j.at("ratio_nvdec_cpu").get<double>(),
+                nvdec.at("frames_per_s").get<double>() / cpu.at("frames_per_s").get<double>(), 1e-9);
+    EXPECT_THAT(r.output, HasSubstr("\nnvdec/cpu "));
+  } else {  // here: the reason NVDEC cannot be used, on the nvdec/cpu line as well
+    const std::string reason = nvdec.at("reason").get<std::string>();
+    EXPECT_FALSE(reason.empty());
+    EXPECT_FALSE(j.contains("ratio_nvdec_cpu"));
+    EXPECT_THAT(r.output, HasSubstr("\nnvdec/cpu not available: " + reason));
+  }
+  // The Python columns say why they have no figure.
+  EXPECT_EQ(j.at("pyav_error"), "no --python");
+  EXPECT_THAT(r.output, HasSubstr("pyslowfast   not available: no --python"));
+
+  const auto bad = run_command(bench_env(d) + holo_binary() + " bench decode --devices cpu,gpu --python ''");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("'gpu' is not a decode device"));
+}
+
+TEST(Cli, BenchDecodePythonWithoutPyAvNamesTheReasonPerColumn) {
+  const std::string d = holo::testing::temp_dir();
+  std::filesystem::create_directories(d + "/noav");
+  std::ofstream(d + "/noav/av.py") << "raise ImportError('no PyAV in this test')\n";
+  const auto r = run_command("PYTHONPATH=" + d + "/noav " + bench_env(d) + holo_binary() +
+                             " bench decode --threads 1 --synth-videos 1 --synth-size 64x48 --synth-frames 24"
+                             " --clips 1 --frames 4 --python /usr/bin/python3 --baseline " +
+                             holo::testing::source_dir() + "/bench/decode_baseline.py --json " + d + "/d.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d + "/d.json");
+  for (const char* column : {"pyav", "pyslowfast", "torchvision"}) {
+    EXPECT_EQ(j.at(std::string(column) + "_error"), "PyAV: no PyAV in this test") << column;
+    EXPECT_FALSE(j.contains(std::string(column) + "_clips_per_s")) << column;
+  }
+  EXPECT_THAT(r.output, HasSubstr("pyav         not available: PyAV: no PyAV in this test"));
+  EXPECT_GT(j.at("holo_clips_per_s").get<double>(), 0);
+}
+
+TEST(Cli, BenchLoaderOnCpuReportsLoaderTrainAndTheirRatio) {
+  const std::string d = holo::testing::temp_dir();
+  const auto r = run_command(bench_env(d) + holo_binary() +
+                             " bench loader --device cpu --batch 2 --workers 2 --frames 4 --stride 2 --size 32"
+                             " --model stc_resnet18 --width 0.25 --batches 3 --warmup-batches 1 --iters 1 --warmup 0"
+                             " --synth-videos 3 --synth-frames 16 --synth-size 64x48 --python '' --json " + d + "/l.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d + "/l.json");
+  const double loader = j.at("loader_clips_per_s").get<double>(), train = j.at("train_clips_per_s").get<double>();
+  EXPECT_GT(loader, 0);
+  EXPECT_GT(train, 0);
+  EXPECT_DOUBLE_EQ(j.at("ratio_loader_train").get<double>(), loader / train);
+  EXPECT_EQ(j.at("loader_clips").get<int64_t>(), 6);  // 3 timed batches of 2
+  EXPECT_NEAR(loader, 6 / j.at("loader_seconds").get<double>(), 1e-9 * loader);
+  EXPECT_EQ(j.at("videos").get<int64_t>(), 3);
+  EXPECT_EQ(j.at("repeat").get<int64_t>(), 3);  // (1 + 3) batches x 2 clips over 3 videos
+  EXPECT_EQ(j.at("precision"), "fp32");
+  EXPECT_EQ(j.at("dataloader_error"), "no --python");
+  char line[64];
+  std::snprintf(line, sizeof line, "\nloader/train %.2f (", loader / train);
+  EXPECT_THAT(r.output, HasSubstr(line));
+
+  const auto bad = run_command(bench_env(d) + holo_binary() + " bench loader --device tpu --python ''");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_THAT(bad.output, HasSubstr("--device tpu"));
+}
+
+TEST(Cli, BenchLoaderDataLoaderBaselineGivesItsRatio) {
+  const std::string d = holo::testing::temp_dir();
+  const auto r = run_command(bench_env(d) + holo_binary() +
+                             " bench loader --device cpu --batch 2 --workers 1 --frames 4 --stride 2 --size 32"
+                             " --model stc_resnet18 --width 0.25 --batches 2 --warmup-batches 1 --iters 1 --warmup 0"
+                             " --synth-videos 2 --synth-frames 16 --synth-size 64x48 --python /usr/bin/python3"
+                             " --baseline " + holo::testing::source_dir() + "/bench/loader_baseline.py --json " +
+                             d + "/l.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(d + "/l.json");
+  ASSERT_TRUE(j.contains("dataloader_clips_per_s")) << r.output;
+  const double holo = j.at("loader_clips_per_s").get<double>(), py = j.at("dataloader_clips_per_s").get<double>();
+  EXPECT_GT(py, 0);
+  EXPECT_DOUBLE_EQ(j.at("ratio_holo_dataloader").get<double>(), holo / py);
+  EXPECT_THAT(r.output, HasSubstr("\nholo/DataLoader "));
 }
 
 }  // namespace
