@@ -28,6 +28,21 @@ find_package(GTest CONFIG REQUIRED)
 # Torch's CMake config adds -D_GLIBCXX_USE_CXX11_ABI and friends through TORCH_CXX_FLAGS.
 set(CMAKE_CXX_FLAGS "${CMAKE_CXX_FLAGS} ${TORCH_CXX_FLAGS}")
 
+# PyTorch's wheels ship {fmt} headers of their own (a newer major version) inside LibTorch's
+# include directory, where they would shadow the system {fmt} that spdlog was built against. A
+# directory holding only the system's fmt/ goes first on every include path then.
+foreach(_dir IN LISTS TORCH_INCLUDE_DIRS)
+  if(EXISTS "${_dir}/fmt/core.h" AND NOT HOLO_FMT_FIRST)
+    get_target_property(_fmt_dirs fmt::fmt INTERFACE_INCLUDE_DIRECTORIES)
+    find_path(HOLO_SYSTEM_FMT_DIR fmt/core.h PATHS ${_fmt_dirs} /usr/include NO_DEFAULT_PATH)
+    set(HOLO_FMT_FIRST ${CMAKE_BINARY_DIR}/fmt-first)
+    file(MAKE_DIRECTORY ${HOLO_FMT_FIRST})
+    file(CREATE_LINK ${HOLO_SYSTEM_FMT_DIR}/fmt ${HOLO_FMT_FIRST}/fmt SYMBOLIC)
+    include_directories(BEFORE ${HOLO_FMT_FIRST})
+    message(STATUS "holo: LibTorch's own {fmt} in ${_dir} is shadowed by ${HOLO_SYSTEM_FMT_DIR}/fmt (spdlog's)")
+  endif()
+endforeach()
+
 # CUDA: only through a CUDA-enabled LibTorch (the GPU machine's PyTorch).
 set(HOLO_WITH_CUDA OFF)
 if(TARGET torch_cuda OR TORCH_CUDA_LIBRARIES OR CAFFE2_USE_CUDA)

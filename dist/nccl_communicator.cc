@@ -47,7 +47,12 @@ struct Api {
                                 cudaStream_t);
 };
 
+/// The first of `names` this process has loaded already (LibTorch's own CUDA runtime and NCCL,
+/// so that one copy of each serves both), else the first that loads.
 void* open_first(const std::vector<const char*>& names, std::string& tried) {
+  for (const char* n : names) {
+    if (void* h = dlopen(n, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD)) return h;
+  }
   for (const char* n : names) {
     if (void* h = dlopen(n, RTLD_NOW | RTLD_GLOBAL)) return h;
     tried += std::string(tried.empty() ? "" : ", ") + n + " (" + dlerror() + ")";
@@ -265,7 +270,13 @@ class NcclCommunicator : public Communicator {
 
   std::shared_ptr<Work> all_reduce_async(torch::Tensor t, ReduceOp op) override {
     check_tensor(t, "all_reduce");
-    HOLO_CHECK(t.is_contiguous(), "NCCL all_reduce needs a contiguous tensor");
+    if (!t.is_contiguous()) {
+      // NCCL reduces flat buffers: a contiguous copy is reduced and written back, here and now.
+      torch::Tensor flat = t.contiguous();
+      all_reduce_async(flat, op)->wait();
+      t.copy_(flat);
+      return std::make_shared<CompletedWork>();
+    }
     const ncclRedOp_t nop = nccl_op(op, t.scalar_type());
     std::lock_guard<std::mutex> lock(mutex_);
     auto work = start(t, std::string("all_reduce/") + to_string(op));
@@ -277,8 +288,13 @@ class NcclCommunicator : public Communicator {
 
   void broadcast(torch::Tensor& t, int root) override {
     check_tensor(t, "broadcast");
-    HOLO_CHECK(t.is_contiguous(), "NCCL broadcast needs a contiguous tensor");
     if (root < 0 || root >= size_) throw UsageError("broadcast: root " + std::to_string(root) + " out of range");
+    if (!t.is_contiguous()) {
+      torch::Tensor flat = t.contiguous();
+      broadcast(flat, root);
+      t.copy_(flat);
+      return;
+    }
     std::shared_ptr<NcclWork> work;
     {
       std::lock_guard<std::mutex> lock(mutex_);

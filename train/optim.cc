@@ -3,13 +3,28 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <sstream>
+#include <type_traits>
 
 #include "core/error.h"
 
 namespace holo::train {
 namespace {
 
-std::string key_of(const torch::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+/// The key of a parameter's state in torch::optim: its TensorImpl's address, printed as a string
+/// up to LibTorch 2.x's later releases and the pointer itself since.
+using StateKey = std::decay_t<decltype(std::declval<const torch::optim::Optimizer&>().state())>::key_type;
+
+template <class Key = StateKey>
+Key key_of(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -67,9 +68,25 @@ void check_runnable(const Recipe& r, const torch::Device& device) {
   }
 }
 
+/// run.deterministic: the same kernels, summing in the same order, on every run: cuDNN's
+/// deterministic algorithms without autotuning, LibTorch's deterministic implementations where it
+/// has them (a warning names an operation that has none), and full float32 on GPUs (no TF32, whose
+/// results depend on the GPU generation). cuBLAS needs a fixed workspace for that, set before its
+/// first handle exists unless the environment already chose one.
+void use_deterministic_kernels() {
+  setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  auto& context = at::globalContext();
+  context.setDeterministicCuDNN(true);
+  context.setBenchmarkCuDNN(false);
+  context.setDeterministicAlgorithms(true, /*warn_only=*/true);
+  context.setAllowTF32CuDNN(false);
+  context.setAllowTF32CuBLAS(false);
+}
+
 Context make_context(const Recipe& recipe, const std::string& split) {
   Context ctx;
   ctx.world = &dist::init_world();
+  if (recipe.run.deterministic) use_deterministic_kernels();
   ctx.device = pick_device(*ctx.world);
   check_runnable(recipe, ctx.device);
   if (env::num_threads() > 0) torch::set_num_threads(env::num_threads());
@@ -399,8 +416,9 @@ TrainResult train(const Recipe& recipe) {
   if (world.rank == 0) prepare_run_dir(recipe);
   ctx.comm->barrier();
   log::add_file((fs::path(result.run_dir) / (world.rank == 0 ? "train.log" : "train.rank" + std::to_string(world.rank) + ".log")).string());
-  spdlog::info("training {} on {} ({} rank{}), device {}, run dir {}", recipe.model.name,
-               recipe.task.kind, world.size, world.size == 1 ? "" : "s", ctx.device.str(), result.run_dir);
+  spdlog::info("training {} on {} ({} rank{}), device {}, collectives {}, run dir {}", recipe.model.name,
+               recipe.task.kind, world.size, world.size == 1 ? "" : "s", ctx.device.str(), ctx.comm->backend(),
+               result.run_dir);
 
   std::shared_ptr<pipeline::Dataset> val_ds;
   if (!recipe.data.val.empty() && recipe.train.val_every > 0 && ctx.task->validates()) val_ds = pipeline::make_dataset(recipe, "val");

@@ -15,6 +15,12 @@ inline std::shared_ptr<Communicator>& test_comm_slot() {
   return comm;
 }
 
+/// The NCCL communicator of nccl_test.cc, when a test made one; released before the world ends.
+inline std::shared_ptr<Communicator>& nccl_comm_slot() {
+  static std::shared_ptr<Communicator> comm;
+  return comm;
+}
+
 /// The shared communicator (over all ranks of the test job).
 inline std::shared_ptr<Communicator> test_comm() { return test_comm_slot(); }
 
@@ -25,6 +31,7 @@ class WorldEnvironment : public ::testing::Environment {
     test_comm_slot() = make_communicator(DistOptions{}, torch::kCPU);
   }
   void TearDown() override {
+    nccl_comm_slot().reset();
     test_comm_slot().reset();
     finalize_world();
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -53,6 +54,7 @@ class Trainer : public ::testing::Test {
   std::string recipe(const std::string& dir, const std::string& extra = "") {
     const std::string m = data_root() + "/motion";
     const std::string path = dir + "/recipe.toml";
+    fs::create_directories(dir);
     std::ofstream(path) << "[run]\nseed = 3\ndir = \"" << dir << "/run\"\n"
                         << "[data]\ndataset = \"kinetics\"\nroot = \"" << m << "\"\ntrain = \"" << m
                         << "/train.csv\"\n"
@@ -434,10 +436,154 @@ TEST_F(Trainer, BadRecipeStopsBeforeAnyWork) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, HasSubstr("eval.per_klass"));
   EXPECT_FALSE(fs::exists(d + "/run"));
-  const auto f = train(recipe(d), "--set train.precision=fp16");
+  const auto f = train(recipe(d), "--set train.precision=fp16", "CUDA_VISIBLE_DEVICES=");
   EXPECT_EQ(f.exit_code, 2) << f.output;
   EXPECT_THAT(f.output, HasSubstr("fp16 needs a CUDA device"));
   EXPECT_FALSE(fs::exists(d + "/run/metrics.jsonl"));
+}
+
+// ---- On a GPU. Each test ends in _CUDA and skips without a CUDA device; ctest runs them again
+// as `train_gpu` (label gpu). A CPU run on the GPU machine hides the GPU with CUDA_VISIBLE_DEVICES.
+
+const char* const kCpu = "CUDA_VISIBLE_DEVICES=";
+// GPU runs in full float32 (no TF32 in cuDNN and cuBLAS), to compare with the CPU.
+const char* const kGpu = "NVIDIA_TF32_OVERRIDE=0";
+
+/// Per-step training losses of a run.
+std::vector<double> losses(const std::vector<nlohmann::json>& lines) {
+  std::vector<double> out;
+  for (const auto& j : lines) out.push_back(j["loss"].get<double>());
+  return out;
+}
+
+/// Every loss of `got` finite and within `rel` (relative) of `want`'s at the same step, the first
+/// `tight_steps` within `tight`. Later steps get a looser bound: these tiny networks on batches of
+/// four clips amplify a last-bit difference (another device's order of summation) into losses
+/// that differ by whole percents within a few steps, as measured on an H100.
+void expect_close_losses(const std::vector<double>& got, const std::vector<double>& want, size_t tight_steps,
+                         double tight, double rel, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = (i < tight_steps ? tight : rel) * std::max(1e-3, std::abs(want[i]));
+    EXPECT_TRUE(std::isfinite(got[i])) << what << " step " << i + 1;
+    EXPECT_NEAR(got[i], want[i], tol) << what << " step " << i + 1;
+  }
+}
+
+#define HOLO_NEED_CUDA()                                                    \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device here"
+
+// Fixed weights and data: no dropout (its masks come from a device's own generator), frames
+// decoded on the CPU (NVDEC's colour conversion differs by a step of rounding), deterministic
+// kernels in full float32. The same recipe on the GPU and on the CPU starts from the same weights
+// and sees the same clips, so the first step's losses agree up to the devices' order of summation.
+#define HOLO_STEADY \
+  " --set model.dropout=0 --set run.deterministic=true --set optim.lr=0.005 --set decode.device=cpu"
+const char* const kSame = HOLO_STEADY " --set train.max_steps=8 --set checkpoint.every_steps=4";
+
+TEST_F(Trainer, CudaRunFollowsTheCpuRun_CUDA) {
+  HOLO_NEED_CUDA();
+  const std::string d = holo::testing::temp_dir();
+  const auto g = train(recipe(d + "/gpu"), kSame, kGpu);
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  EXPECT_THAT(g.output, HasSubstr("device cuda:0"));
+  const auto c = train(recipe(d + "/cpu"), kSame, kCpu);
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  EXPECT_THAT(c.output, HasSubstr("device cpu"));
+  const auto lg = losses(metric_lines(d + "/gpu/run", "train"));
+  const auto lc = losses(metric_lines(d + "/cpu/run", "train"));
+  ASSERT_EQ(lg.size(), 8u);
+  expect_close_losses(lg, lc, 1, 1e-4, 0.25, "GPU vs CPU");
+  // What the GPU run saved: CPU tensors with the CPU run's names, shapes and dtypes.
+  const auto sg = final_state(d + "/gpu/run");
+  const auto sc = final_state(d + "/cpu/run");
+  ASSERT_EQ(sg.size(), sc.size());
+  for (const auto& [name, t] : sg) {
+    ASSERT_TRUE(sc.count(name)) << name;
+    EXPECT_TRUE(t.device().is_cpu()) << name;
+    EXPECT_EQ(t.sizes(), sc.at(name).sizes()) << name;
+    EXPECT_EQ(t.scalar_type(), sc.at(name).scalar_type()) << name;
+  }
+}
+
+TEST_F(Trainer, MixedPrecisionTracksFp32_CUDA) {
+  HOLO_NEED_CUDA();
+  const std::string d = holo::testing::temp_dir();
+  std::map<std::string, std::vector<double>> l;
+  for (const std::string p : {"fp32", "bf16", "fp16"}) {
+    const auto r = train(recipe(d + "/" + p), std::string(kSame) + " --set train.precision=" + p, kGpu);
+    ASSERT_EQ(r.exit_code, 0) << p << "\n" << r.output;
+    l[p] = losses(metric_lines(d + "/" + p + "/run", "train"));
+    ASSERT_EQ(l[p].size(), 8u) << p;
+  }
+  expect_close_losses(l["fp16"], l["fp32"], 1, 5e-3, 0.5, "fp16 vs fp32");
+  expect_close_losses(l["bf16"], l["fp32"], 1, 2e-2, 0.5, "bf16 vs fp32");
+  // fp16 kept a dynamic loss scale in its checkpoint: a power of two, at most the initial 2^16.
+  const auto entries = ckpt::Manager::list(d + "/fp16/run/checkpoints");
+  ASSERT_FALSE(entries.empty());
+  const auto loaded = ckpt::Manager::load(entries.back().path, 0, 1);
+  ASSERT_TRUE(loaded.meta.contains("loss_scale"));
+  const double scale = loaded.meta["loss_scale"].get<double>();
+  EXPECT_GE(scale, 1.0);
+  EXPECT_LE(scale, 65536.0);
+  EXPECT_EQ(std::exp2(std::round(std::log2(scale))), scale);
+  // The fp16 weights stay float32 (master weights); the step updates them.
+  for (const auto& [name, t] : loaded.replicated) {
+    if (name.rfind("model.", 0) == 0 && t.is_floating_point()) {
+      EXPECT_EQ(t.scalar_type(), torch::kFloat) << name;
+    }
+  }
+}
+
+// A checkpoint saved on the GPU resumes on the CPU, and one saved on the CPU resumes on the GPU;
+// each continuation follows the uninterrupted run of the device it started on.
+TEST_F(Trainer, CheckpointsMoveBetweenGpuAndCpu_CUDA) {
+  HOLO_NEED_CUDA();
+  const std::string d = holo::testing::temp_dir();
+  const std::string twelve = HOLO_STEADY " --set checkpoint.every_steps=6 --set train.max_steps=12";
+  const std::string six = HOLO_STEADY " --set checkpoint.every_steps=6 --set train.max_steps=6";
+  for (const auto& [name, env] : std::vector<std::pair<std::string, std::string>>{{"gpu", kGpu}, {"cpu", kCpu}}) {
+    const auto whole = train(recipe(d + "/" + name + "-whole"), twelve, env);
+    ASSERT_EQ(whole.exit_code, 0) << whole.output;
+    const auto first = train(recipe(d + "/" + name + "-moved"), six, env);
+    ASSERT_EQ(first.exit_code, 0) << first.output;
+  }
+  const auto to_cpu = train(recipe(d + "/gpu-moved"), twelve, kCpu);
+  ASSERT_EQ(to_cpu.exit_code, 0) << to_cpu.output;
+  EXPECT_THAT(to_cpu.output, HasSubstr("at step 6"));
+  EXPECT_THAT(to_cpu.output, HasSubstr("device cpu"));
+  const auto to_gpu = train(recipe(d + "/cpu-moved"), twelve, kGpu);
+  ASSERT_EQ(to_gpu.exit_code, 0) << to_gpu.output;
+  EXPECT_THAT(to_gpu.output, HasSubstr("at step 6"));
+  EXPECT_THAT(to_gpu.output, HasSubstr("device cuda:0"));
+  for (const std::string name : {"gpu", "cpu"}) {
+    const auto whole = losses(metric_lines(d + "/" + name + "-whole/run", "train"));
+    const auto moved = losses(metric_lines(d + "/" + name + "-moved/run", "train"));
+    ASSERT_EQ(whole.size(), 12u) << name;
+    ASSERT_EQ(moved.size(), 12u) << name;
+    // The first six steps ran on the same device as the whole run, with deterministic kernels.
+    // The seventh, the first on the other device, starts from the same weights (and optimiser
+    // state) on the same clips: equal up to the device's order of summation.
+    expect_close_losses(std::vector<double>(moved.begin(), moved.begin() + 6),
+                        std::vector<double>(whole.begin(), whole.begin() + 6), 3, 1e-5, 0.25, name + " first half");
+    expect_close_losses(std::vector<double>(moved.begin() + 6, moved.end()),
+                        std::vector<double>(whole.begin() + 6, whole.end()), 1, 1e-4, 0.25, name + " moved half");
+  }
+}
+
+// One rank under `holo launch`: gradients go through the reducer and the NCCL communicator; with
+// one rank the average is the gradient itself, so the run follows the plain GPU run.
+TEST_F(Trainer, NcclRunUnderLaunchFollowsThePlainRun_CUDA) {
+  HOLO_NEED_CUDA();
+  const std::string d = holo::testing::temp_dir();
+  const auto plain = train(recipe(d + "/plain"), kSame, kGpu);
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  const auto launched = run_command(std::string(kGpu) + " HOLO_NUM_THREADS=1 " + holo_binary() + " launch --np 1 " +
+                                    recipe(d + "/nccl") + kSame + " --set dist.backend=nccl");
+  ASSERT_EQ(launched.exit_code, 0) << launched.output;
+  EXPECT_THAT(launched.output, HasSubstr("collectives nccl"));
+  expect_close_losses(losses(metric_lines(d + "/nccl/run", "train")),
+                      losses(metric_lines(d + "/plain/run", "train")), 3, 1e-5, 0.25, "NCCL vs plain");
 }
 
 }  // namespace
