@@ -24,9 +24,13 @@ import random
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    print(json.dumps({"error": str(e)}))
+    sys.exit(0)
 
 try:
     import av

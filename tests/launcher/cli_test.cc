@@ -153,10 +153,15 @@ TEST(Cli, BenchDecodePythonWithoutPyAvNamesTheReasonPerColumn) {
 
 TEST(Cli, BenchLoaderOnCpuReportsLoaderTrainAndTheirRatio) {
   const std::string d = holo::testing::temp_dir();
-  const auto r = run_command(bench_env(d) + holo_binary() +
+  // A Python without PyAV: the DataLoader baseline is skipped with the reason.
+  std::filesystem::create_directories(d + "/noav");
+  std::ofstream(d + "/noav/av.py") << "raise ImportError('no PyAV in this test')\n";
+  const auto r = run_command("PYTHONPATH=" + d + "/noav " + bench_env(d) + holo_binary() +
                              " bench loader --device cpu --batch 2 --workers 2 --frames 4 --stride 2 --size 32"
                              " --model stc_resnet18 --width 0.25 --batches 3 --warmup-batches 1 --iters 1 --warmup 0"
-                             " --synth-videos 3 --synth-frames 16 --synth-size 64x48 --python '' --json " + d + "/l.json");
+                             " --synth-videos 3 --synth-frames 16 --synth-size 64x48 --python /usr/bin/python3"
+                             " --baseline " + holo::testing::source_dir() + "/bench/loader_baseline.py --json " + d +
+                             "/l.json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = read_json(d + "/l.json");
   const double loader = j.at("loader_clips_per_s").get<double>(), train = j.at("train_clips_per_s").get<double>();
@@ -168,7 +173,9 @@ TEST(Cli, BenchLoaderOnCpuReportsLoaderTrainAndTheirRatio) {
   EXPECT_EQ(j.at("videos").get<int64_t>(), 3);
   EXPECT_EQ(j.at("repeat").get<int64_t>(), 3);  // (1 + 3) batches x 2 clips over 3 videos
   EXPECT_EQ(j.at("precision"), "fp32");
-  EXPECT_EQ(j.at("dataloader_error"), "no --python");
+  EXPECT_EQ(j.at("dataloader_error"), "PyAV: no PyAV in this test");
+  EXPECT_FALSE(j.contains("ratio_holo_dataloader"));
+  EXPECT_THAT(r.output, HasSubstr("DataLoader: not available: PyAV: no PyAV in this test"));
   char line[64];
   std::snprintf(line, sizeof line, "\nloader/train %.2f (", loader / train);
   EXPECT_THAT(r.output, HasSubstr(line));
