@@ -105,11 +105,14 @@ if want bench; then
     --iters "$iters" --warmup 3 --python "$python" --json "$out/model.json" \
     > "$out/bench-model.log" 2>&1
   tail -25 "$out/bench-model.log"
-  while read -r line; do row "bench model" "$line"; done < <(grep -E '^  [a-z0-9_]+ ' "$out/bench-model.log" | head -8)
-  say "bench: loader clips/s vs training clips/s"
-  "$HOLO_BINARY" bench loader --device cuda --batch 32 --json "$out/loader.json" > "$out/bench-loader.log" 2>&1
-  tail -15 "$out/bench-loader.log"
-  row "bench loader (see bench-loader.log)" "$(grep -E '^loader/train' "$out/bench-loader.log" | tail -1)"
+  row "bench model (see bench-model.log)" "$(grep -c . "$out/bench-model.log") lines"
+  for decode in cpu nvdec; do
+    say "bench: loader clips/s vs training clips/s (decode on $decode)"
+    "$HOLO_BINARY" bench loader --device cuda --batch 32 --decode "$decode" --python "$python" \
+      --json "$out/loader-$decode.json" > "$out/bench-loader-$decode.log" 2>&1
+    tail -15 "$out/bench-loader-$decode.log"
+    row "bench loader, decode $decode" "$(grep -E '^loader/train' "$out/bench-loader-$decode.log" | tail -1)"
+  done
 fi
 
 echo

@@ -562,12 +562,16 @@ TEST_F(Trainer, CheckpointsMoveBetweenGpuAndCpu_CUDA) {
     ASSERT_EQ(whole.size(), 12u) << name;
     ASSERT_EQ(moved.size(), 12u) << name;
     // The first six steps ran on the same device as the whole run, with deterministic kernels.
-    // The seventh, the first on the other device, starts from the same weights (and optimiser
-    // state) on the same clips: equal up to the device's order of summation.
+    // The seventh, the first on the other device, runs on the same clips from the weights the
+    // first half saved. From a CPU checkpoint those are the CPU run's own: equal up to the GPU's
+    // order of summation (measured on an H100: under 1e-4). From a GPU checkpoint they are close
+    // to the GPU run's, not equal: MaxPool3d's backward on CUDA adds with atomics (LibTorch has no
+    // deterministic version of it), and six steps grow that to about 1e-3 (measured: 1.1e-3).
+    const double seventh = name == "cpu" ? 1e-4 : 5e-3;
     expect_close_losses(std::vector<double>(moved.begin(), moved.begin() + 6),
                         std::vector<double>(whole.begin(), whole.begin() + 6), 3, 1e-5, 0.25, name + " first half");
     expect_close_losses(std::vector<double>(moved.begin() + 6, moved.end()),
-                        std::vector<double>(whole.begin() + 6, whole.end()), 1, 1e-4, 0.25, name + " moved half");
+                        std::vector<double>(whole.begin() + 6, whole.end()), 1, seventh, 0.25, name + " moved half");
   }
 }
 
