@@ -21,7 +21,7 @@ struct RunOptions {
   std::string name = "holo";  ///< run name; the run directory defaults to <runs>/<name>
   std::string dir;            ///< run directory; empty: $HOLO_RUNS_DIR/<name>
   int64_t seed = 0;           ///< seed of every random draw
-  bool deterministic = false; ///< deterministic kernels (slower), for exact reproduction
+  bool deterministic = false; ///< deterministic kernels where they exist, no TF32 (slower)
 };
 
 struct DataOptions {

@@ -192,7 +192,7 @@ std::vector<KeyDef> make_schema() {
   s.key("run.name", &R::run, &RunOptions::name, "Run name; the run directory defaults to $HOLO_RUNS_DIR/<name>.");
   s.key("run.dir", &R::run, &RunOptions::dir, "Run directory (resolved recipe, logs, metrics, checkpoints). Empty: $HOLO_RUNS_DIR/<run.name>.").path();
   s.key("run.seed", &R::run, &RunOptions::seed, "Seed of every random draw; draws are pure functions of (seed, epoch, sample, view).").at_least(0);
-  s.key("run.deterministic", &R::run, &RunOptions::deterministic, "Use deterministic kernels (slower) for bitwise reproduction.");
+  s.key("run.deterministic", &R::run, &RunOptions::deterministic, "Deterministic kernels where LibTorch has them (cuDNN without autotuning, no TF32; slower), for reproducible runs. CUDA MaxPool3d backward has none.");
   // [data]
   s.key("data.dataset", &R::data, &DataOptions::dataset, "Annotation format of the dataset.")
       .choices({"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth"});
