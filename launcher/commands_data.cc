@@ -54,6 +54,8 @@ struct BenchArgs {
   int synth_videos = 6;
   std::string synth_size = "480x360";
   int synth_frames = 240;
+  int synth_gop = 8;
+  int synth_bframes = 2;
   std::string python = "/usr/bin/python3";
   std::string baseline = "bench/decode_baseline.py";
   std::string json;
@@ -142,12 +144,17 @@ void bench_decode(const BenchArgs& a) {
     int w = 0, h = 0;
     if (std::sscanf(a.synth_size.c_str(), "%dx%d", &w, &h) != 2) throw UsageError("--synth-size must be WxH");
     const fs::path dir = fs::absolute(fs::path(env::cache_dir()) / "bench-decode" /
-                                      (a.synth_size + "-" + std::to_string(a.synth_frames) + "-" + std::to_string(a.synth_videos)));
+                                      (a.synth_size + "-" + std::to_string(a.synth_frames) + "-" + std::to_string(a.synth_videos) +
+                                       (a.synth_gop == 8 && a.synth_bframes == 2
+                                            ? std::string()
+                                            : "-g" + std::to_string(a.synth_gop) + "b" + std::to_string(a.synth_bframes))));
     if (!fs::exists(dir / "dataset.toml")) {
       std::cout << "making " << a.synth_videos << " benchmark videos (" << a.synth_size << ", " << a.synth_frames
-                << " frames) in " << dir.string() << "\n";
+                << " frames, keyframe every " << a.synth_gop << ", up to " << a.synth_bframes << " B-frames) in "
+                << dir.string() << "\n";
       synthesize(SynthOptions().set_kind("unlabeled").set_out(dir.string()).set_videos(a.synth_videos)
-                     .set_frames(a.synth_frames).set_size(w, h).set_seed(1));
+                     .set_frames(a.synth_frames).set_size(w, h).set_gop(a.synth_gop).set_bframes(a.synth_bframes)
+                     .set_seed(1));
     }
     files = find_videos({(dir / "videos").string()});
   } else {
@@ -560,6 +567,10 @@ void add_data_commands(CLI::App& app) {
   bench->add_option("--synth-videos", ba->synth_videos, "Synthetic videos when no files are given")->capture_default_str();
   bench->add_option("--synth-size", ba->synth_size, "Their size WxH")->capture_default_str();
   bench->add_option("--synth-frames", ba->synth_frames, "Their length in frames")->capture_default_str();
+  bench->add_option("--synth-gop", ba->synth_gop, "Their frames between keyframes (libx264's default is 250)")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  bench->add_option("--synth-bframes", ba->synth_bframes, "Their most B-frames in a row (libx264's default is 3)")
+      ->check(CLI::Range(0, 16))->capture_default_str();
   bench->add_option("--python", ba->python, "Python with PyAV, PyTorch and torchvision for the baselines")->capture_default_str();
   bench->add_option("--baseline", ba->baseline, "The baseline script")->capture_default_str();
   bench->add_option("--json", ba->json, "Also write the figures as JSON here");

@@ -7,7 +7,11 @@
 /// timestamps of all packets of the stream, read once when the file is opened (demuxing only,
 /// no decoding), so indices are exact for variable-frame-rate files and do not trust the
 /// container's frame count. A request decodes exactly the asked frames: seek to the keyframe at
-/// or before the first one, decode forward, keep the frames whose timestamps match.
+/// or before the first one, decode forward, keep the frames whose timestamps match. Frames that
+/// are not asked for and that no other frame refers to (most B-frames) are not decoded at all
+/// when they lie before the last asked frame: the codec discards their packets (libavcodec's
+/// `skip_frame = AVDISCARD_NONREF`, set per packet), which changes no other frame's pixels.
+/// The scaling to RGB runs on the decoder's threads when it has more than one.
 ///
 /// No torch here: frames come back as a packed uint8 RGB buffer (T x H x W x 3) that
 /// pipeline/clip.h wraps into a tensor.
@@ -85,6 +89,16 @@ struct DecoderOptions {
   DecoderOptions& set_gpu(int g) { gpu = g; return *this; }
 };
 
+/// What a decoder did since it was opened, for benchmarks and tests.
+struct DecodeCounters {
+  int64_t seeks = 0;      ///< seeks to a keyframe
+  int64_t dropped = 0;    ///< packets a seek landed on before its keyframe, not decoded
+  int64_t packets = 0;    ///< video packets sent to the codec
+  int64_t discardable = 0;  ///< of these, sent with non-reference frames discarded (unrequested frames)
+  int64_t decoded = 0;    ///< frames the codec returned
+  int64_t converted = 0;  ///< frames scaled and converted to RGB
+};
+
 /// One open video file. Not thread-safe: one decoder per thread (see DecoderCache).
 class VideoDecoder {
  public:
@@ -98,6 +112,8 @@ class VideoDecoder {
   virtual FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) = 0;
   /// "cpu" or "nvdec".
   virtual std::string backend() const = 0;
+  /// Work done so far (see DecodeCounters).
+  virtual DecodeCounters counters() const = 0;
   /// The file.
   virtual const std::string& path() const = 0;
 };

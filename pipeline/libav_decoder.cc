@@ -2,6 +2,7 @@
 
 extern "C" {
 #include <libavutil/imgutils.h>
+#include <libavutil/opt.h>
 #include <libavutil/pixdesc.h>
 }
 
@@ -9,6 +10,7 @@ extern "C" {
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <new>
 
 namespace holo::pipeline {
 LibavDecoder::LibavDecoder(std::string path, int threads) : path_(std::move(path)), threads_(threads) {}
@@ -181,9 +183,12 @@ int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
 }
 
 void LibavDecoder::seek_to(int64_t k) {
-  // k indexes info_.keyframes. Seeking by the keyframe packet's dts lands on that packet in
-  // every demuxer that indexes by decode time (mp4, mkv, avi); the decode loop checks the
-  // frames it gets and steps one keyframe further back if the seek landed late.
+  // k indexes info_.keyframes. A seek to the keyframe packet's dts lands on that packet or
+  // before it: mp4's index is in decode time shifted by its edit list when frames are
+  // reordered, so it lands one group of pictures early. The decode loop drops the packets
+  // before the keyframe's (by their dts, read by the same demuxer as key_dts_) instead of
+  // decoding them, checks the frames it gets, and steps one keyframe further back if the seek
+  // landed late.
   int rc = av_seek_frame(format_.get(), stream_, key_dts_[k], AVSEEK_FLAG_BACKWARD);
   if (rc < 0 && k == 0 && format_->pb != nullptr) {
     // Streams without a seek index (raw elementary streams) can still start over.
@@ -192,28 +197,81 @@ void LibavDecoder::seek_to(int64_t k) {
   }
   if (rc < 0) throw DecodeError(path_, "seek failed (" + av::error_string(rc) + ")");
   avcodec_flush_buffers(codec_.get());
+  ++counters_.seeks;
   drained_ = false;
   next_index_ = info_.keyframes[k];
+  seek_key_dts_ = key_dts_[k];
 }
+
+namespace {
+void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
+}  // namespace
 
 void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
   const AVFrame* sw = to_system_memory(const_cast<AVFrame*>(frame));
-  sws_.reset(sws_getCachedContext(sws_.release(), sw->width, sw->height,
-                                  static_cast<AVPixelFormat>(sw->format), out.width, out.height,
-                                  AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
-  if (!sws_) throw DecodeError(path_, std::string("cannot convert pixel format ") +
-                                          (av_get_pix_fmt_name(static_cast<AVPixelFormat>(sw->format)) ?: "?"));
+  const auto format = static_cast<AVPixelFormat>(sw->format);
+  const auto cannot_convert = [&] {
+    return DecodeError(path_, std::string("cannot convert pixel format ") + (av_get_pix_fmt_name(format) ?: "?"));
+  };
   const size_t row_bytes = static_cast<size_t>(out.width) * 3;
   const size_t frame_bytes = row_bytes * out.height;
   // swscale's SIMD paths write whole vectors, past the end of a row whose width is not a
   // multiple of their width: into the next frame of the clip, or past the end of the buffer
-  // for the last one. It writes into rows padded to 64 bytes (plus a spare 64 at the end), which
-  // are then packed into the clip.
-  const int stride = static_cast<int>((row_bytes + 63) / 64 * 64);
+  // for the last one. It writes into rows with at least 64 spare bytes each (a multiple of 64
+  // in all), which are then packed into the clip. The spare bytes must hold the whole overrun:
+  // with slice threads, a row's overrun that reached the next row could land after the thread
+  // of the next band wrote it.
+  const int stride = static_cast<int>((row_bytes + 64 + 63) / 64 * 64);
   scaled_.resize(static_cast<size_t>(stride) * out.height + 64);
-  uint8_t* dst[4] = {scaled_.data(), nullptr, nullptr, nullptr};
-  int dst_stride[4] = {stride, 0, 0, 0};
-  sws_scale(sws_.get(), sw->data, sw->linesize, 0, sw->height, dst, dst_stride);
+  if (threads_ == 1) {
+    sws_.reset(sws_getCachedContext(sws_.release(), sw->width, sw->height, format, out.width, out.height,
+                                    AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
+    if (!sws_) throw cannot_convert();
+    uint8_t* dst[4] = {scaled_.data(), nullptr, nullptr, nullptr};
+    int dst_stride[4] = {stride, 0, 0, 0};
+    sws_scale(sws_.get(), sw->data, sw->linesize, 0, sw->height, dst, dst_stride);
+  } else {
+    // Slice threads exist only behind sws_scale_frame (sws_scale runs one slice context). Each
+    // thread scales a band of output rows with the same filters: the pixels equal the
+    // single-threaded ones.
+    if (!threaded_sws_ || threaded_key_[0] != sw->width || threaded_key_[1] != sw->height ||
+        threaded_key_[2] != sw->format || threaded_out_[0] != out.width || threaded_out_[1] != out.height) {
+      threaded_sws_.reset(sws_alloc_context());
+      if (!threaded_sws_) throw cannot_convert();
+      SwsContext* c = threaded_sws_.get();
+      av_opt_set_int(c, "srcw", sw->width, 0);
+      av_opt_set_int(c, "srch", sw->height, 0);
+      av_opt_set_int(c, "src_format", sw->format, 0);
+      av_opt_set_int(c, "dstw", out.width, 0);
+      av_opt_set_int(c, "dsth", out.height, 0);
+      av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
+      av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
+      av_opt_set_int(c, "threads", threads_, 0);  // 0: one per core
+      if (sws_init_context(c, nullptr, nullptr) < 0) {
+        threaded_sws_.reset();
+        throw cannot_convert();
+      }
+      threaded_key_[0] = sw->width;
+      threaded_key_[1] = sw->height;
+      threaded_key_[2] = sw->format;
+      threaded_out_[0] = out.width;
+      threaded_out_[1] = out.height;
+    }
+    if (!scaled_frame_) scaled_frame_ = av::make_frame();
+    AVFrame* dst = scaled_frame_.get();
+    av_frame_unref(dst);
+    dst->buf[0] = av_buffer_create(scaled_.data(), static_cast<int>(scaled_.size()), keep_buffer, nullptr, 0);
+    if (dst->buf[0] == nullptr) throw std::bad_alloc();
+    dst->data[0] = scaled_.data();
+    dst->linesize[0] = stride;
+    dst->width = out.width;
+    dst->height = out.height;
+    dst->format = AV_PIX_FMT_RGB24;
+    const int rc = sws_scale_frame(threaded_sws_.get(), dst, sw);
+    av_frame_unref(dst);
+    if (rc < 0) throw DecodeError(path_, "scaling failed (" + av::error_string(rc) + ")");
+  }
+  ++counters_.converted;
   uint8_t* first = out.data.data() + slots[0] * frame_bytes;
   for (int y = 0; y < out.height; ++y) {
     std::memcpy(first + y * row_bytes, scaled_.data() + static_cast<size_t>(y) * stride, row_bytes);
@@ -238,6 +296,7 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
         return false;
       }
       if (rc < 0) return false;  // a damaged frame: the caller reports the missing target
+      ++counters_.decoded;
       const int64_t pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
       const int64_t index = index_of_pts(pts);
       if (index < 0) {
@@ -267,6 +326,25 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     }
     av::PacketUnref unref(packet_.get());
     if (packet_->stream_index != stream_) continue;
+    if (seek_key_dts_ != AV_NOPTS_VALUE) {
+      if (packet_->dts != AV_NOPTS_VALUE && packet_->dts < seek_key_dts_) {
+        ++counters_.dropped;  // before the keyframe sought: the seek landed early
+        continue;
+      }
+      seek_key_dts_ = AV_NOPTS_VALUE;
+    }
+    // A frame before the last target that is not itself a target is needed only if other
+    // frames refer to it: let the codec drop it if none does. The codec reads skip_frame when
+    // the packet is submitted, which is during this send (every ready frame was received
+    // above). Frames after the last target are decoded, so that the next request can go on
+    // from here; a later request for a dropped frame lies behind next_index_ and seeks.
+    // Only a packet's own pts names its frame (a dts differs from it when frames are reordered).
+    const int64_t index = packet_->pts == AV_NOPTS_VALUE ? -1 : index_of_pts(packet_->pts);
+    const bool discard = discards_unrequested() && index >= 0 && index < targets.back() &&
+                         !std::binary_search(targets.begin(), targets.end(), index);
+    codec_->skip_frame = discard ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+    ++counters_.packets;
+    counters_.discardable += discard ? 1 : 0;
     rc = avcodec_send_packet(codec_.get(), packet_.get());
     if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA) {
       throw DecodeError(path_, "decoding failed (" + av::error_string(rc) + ")");

@@ -17,6 +17,7 @@ class LibavDecoder : public VideoDecoder {
   const VideoInfo& info() const override { return info_; }
   FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) override;
   const std::string& path() const override { return path_; }
+  DecodeCounters counters() const override { return counters_; }
 
  protected:
   LibavDecoder(std::string path, int threads);
@@ -31,6 +32,8 @@ class LibavDecoder : public VideoDecoder {
   /// A frame in system memory for swscale: `frame` itself on the CPU, a transferred copy from
   /// NVDEC.
   virtual const AVFrame* to_system_memory(AVFrame* frame) { return frame; }
+  /// Whether packets of unrequested frames are sent with non-reference frames discarded.
+  virtual bool discards_unrequested() const { return true; }
 
   const std::string path_;
   const int threads_;
@@ -51,6 +54,11 @@ class LibavDecoder : public VideoDecoder {
   av::PacketPtr packet_;
   av::FramePtr frame_;
   av::SwsPtr sws_;
+  /// swscale with slice threads (`threads_` != 1): made for one source size and format.
+  av::SwsPtr threaded_sws_;
+  int threaded_key_[3] = {0, 0, -1};  ///< source width, height, pixel format of threaded_sws_
+  int threaded_out_[2] = {0, 0};      ///< its output width and height
+  av::FramePtr scaled_frame_;         ///< wraps scaled_ for sws_scale_frame
   std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see write_frame)
   int stream_ = -1;
   VideoInfo info_;
@@ -58,6 +66,10 @@ class LibavDecoder : public VideoDecoder {
   std::vector<int64_t> sorted_pts_;  ///< == info_.pts (ascending), kept for lookup
   int64_t next_index_ = -1;          ///< index of the next frame the decoder will produce; -1: unknown
   bool drained_ = false;             ///< the decoder was flushed at the end of the stream
+  DecodeCounters counters_;
+  /// After a seek: the dts of the keyframe sought; packets before it are dropped unread by the
+  /// codec. AV_NOPTS_VALUE once it is reached.
+  int64_t seek_key_dts_ = AV_NOPTS_VALUE;
 };
 
 }  // namespace holo::pipeline

@@ -35,6 +35,9 @@ class NvdecDecoder final : public LibavDecoder {
   const AVCodec* find_codec(const AVCodecParameters& par) override;
   void configure(AVCodecContext* ctx) override;
   const AVFrame* to_system_memory(AVFrame* frame) override;
+  /// Discarding unrequested frames is verified on the CPU decoders only; NVDEC decodes every
+  /// frame until a GPU run has checked it (docs/gpu.md).
+  bool discards_unrequested() const override { return false; }
 
   int gpu_;
   av::FramePtr system_frame_ = av::make_frame();

@@ -363,7 +363,8 @@ SynthSummary synthesize(const SynthOptions& o) {
     for (int64_t k = 0; k < n; ++k) {
       const std::string& path = plan[first + k].path;
       fs::create_directories(fs::path(path).parent_path());
-      VideoWriter writer(path, VideoWriterOptions().set_size(o.width, o.height).set_fps(o.fps).set_codec(o.codec));
+      VideoWriter writer(path, VideoWriterOptions().set_size(o.width, o.height).set_fps(o.fps).set_codec(o.codec)
+                                            .set_gop(o.gop).set_bframes(o.bframes));
       for (const auto& frame : rendered[k]) writer.write(frame.data());
       writer.close();
       summary.codec = writer.codec_name();

@@ -37,6 +37,8 @@ struct SynthOptions {
   double val_fraction = 0.25;   ///< share of videos (per class) in the validation split
   int threads = 0;              ///< 0: one per core (libx264: always one, for identical bytes)
   std::string codec = "auto";   ///< see VideoWriterOptions::codec
+  int gop = 8;                  ///< frames between keyframes (VideoWriterOptions::gop)
+  int bframes = 2;              ///< most B-frames in a row, placed by libx264 (VideoWriterOptions::bframes)
   /// Draw each frame's index as a bit pattern in the top band (read_frame_code), so that tests
   /// can check the frames a decoder or loader returns. The band tells a frame-level model the
   /// time of every frame, and with it the order of the frames: leave it out when such a model is
@@ -52,6 +54,8 @@ struct SynthOptions {
   SynthOptions& set_frames(int64_t n) { frames = n; return *this; }
   SynthOptions& set_size(int w, int h) { width = w; height = h; return *this; }
   SynthOptions& set_threads(int t) { threads = t; return *this; }
+  SynthOptions& set_gop(int g) { gop = g; return *this; }
+  SynthOptions& set_bframes(int b) { bframes = b; return *this; }
   SynthOptions& set_frame_code(bool on) { frame_code = on; return *this; }
 };
 

@@ -104,7 +104,8 @@ VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : 
     av_opt_set(c->priv_data, "crf", std::to_string(options.quality).c_str(), 0);
     const std::string params = "threads=1:lookahead-threads=1:sync-lookahead=0:scenecut=0:keyint=" + std::to_string(options.gop) +
                                ":min-keyint=" + std::to_string(options.gop) +
-                               ":bframes=" + std::to_string(options.bframes);
+                               ":bframes=" + std::to_string(options.bframes) +
+                               (options.adaptive_bframes ? "" : ":b-adapt=0");
     av_opt_set(c->priv_data, "x264-params", params.c_str(), 0);
   } else {
     c->flags |= AV_CODEC_FLAG_QSCALE;

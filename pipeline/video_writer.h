@@ -19,6 +19,10 @@ struct VideoWriterOptions {
   std::string codec = "auto";
   int gop = 8;          ///< frames between keyframes (fixed: no scene-cut keyframes)
   int bframes = 2;      ///< B-frames, so that decode order differs from display order
+  /// libx264 decides per frame whether a B-frame pays (it often does not on simple content);
+  /// false: every run of `bframes` frames between references is B-frames (`b-adapt=0`).
+  /// mpeg4 always writes `bframes` B-frames.
+  bool adaptive_bframes = true;
   int quality = 20;     ///< libx264 CRF, or 2-31 quantiser for mpeg4 (scaled from it)
   /// Variable frame rate: frame i is shown for (1 + i % 3) / fps seconds instead of 1 / fps.
   bool variable_rate = false;
@@ -30,6 +34,7 @@ struct VideoWriterOptions {
   VideoWriterOptions& set_codec(std::string c) { codec = std::move(c); return *this; }
   VideoWriterOptions& set_gop(int g) { gop = g; return *this; }
   VideoWriterOptions& set_bframes(int b) { bframes = b; return *this; }
+  VideoWriterOptions& set_adaptive_bframes(bool v) { adaptive_bframes = v; return *this; }
   VideoWriterOptions& set_variable_rate(bool v) { variable_rate = v; return *this; }
   VideoWriterOptions& set_faststart(bool v) { faststart = v; return *this; }
 };

@@ -94,6 +94,78 @@ TEST(Decoder, OddWidthsAndOutOfOrderRequestsKeepFramesApart) {
   }
 }
 
+// Frames that are not asked for and that no frame refers to are dropped by the codec, not
+// decoded; what comes back is unchanged, later requests for the dropped frames seek, and a
+// request that goes on where the last one ended does not.
+class DecoderDiscard : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DecoderDiscard, UnrequestedNonReferenceFramesAreNotDecoded) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/b.mp4";
+  holo::testing::write_coded_video(
+      path, 90, VideoWriterOptions().set_codec(GetParam()).set_gop(30).set_bframes(3).set_adaptive_bframes(false));
+  auto d = open_decoder(path, DecoderOptions().set_threads(2));
+  const std::vector<int64_t> keys = d->info().keyframes;
+  ASSERT_GE(keys.size(), 3u);
+  const int64_t k1 = keys[1];
+  const int64_t k2 = keys[2];
+  ASSERT_GE(k2 - k1, 20);
+
+  std::vector<int64_t> stride3;
+  for (int64_t i = k1 + 1; i <= k2 - 2; i += 3) stride3.push_back(i);
+  const int64_t last = stride3.back();
+  const DecodeCounters before = d->counters();
+  EXPECT_EQ(codes(d->decode(stride3, 0)), stride3);
+  const DecodeCounters after = d->counters();
+  EXPECT_EQ(after.seeks - before.seeks, 1);
+  // The seek starts at the keyframe before the first frame: the packets of frames k1..last
+  // and the few that reordering and frame threads read ahead, not a group of pictures more.
+  EXPECT_LE(after.packets - before.packets, last - k1 + 1 + 8);
+  EXPECT_GT(after.discardable - before.discardable, 0);
+  // Frames k1..last had to be decoded without discarding; some B-frames among them were not.
+  EXPECT_LT(after.decoded - before.decoded, last - k1 + 1) << "nothing was discarded";
+  EXPECT_EQ(after.converted - before.converted, static_cast<int64_t>(stride3.size()));
+
+  // Frames dropped above come back exact (behind the read position: a seek).
+  const std::vector<int64_t> between = {k1 + 2, k1 + 3, k1 + 5, last - 2, last - 1};
+  EXPECT_EQ(codes(d->decode(between, 0)), between);
+  // Going on from the end of a request decodes forward without a seek.
+  const int64_t seeks = d->counters().seeks;
+  std::vector<int64_t> next;
+  for (int64_t i = last; i < k2; ++i) next.push_back(i);
+  EXPECT_EQ(codes(d->decode(next, 0)), next);
+  const std::vector<int64_t> after_key = {k2, k2 + 1, k2 + 2};
+  EXPECT_EQ(codes(d->decode(after_key, 0)), after_key);
+  EXPECT_EQ(d->counters().seeks, seeks) << "frames after a request's last one are decoded, not dropped";
+
+  // Every frame asked for: nothing is discarded.
+  std::vector<int64_t> all(90);
+  for (int64_t i = 0; i < 90; ++i) all[i] = i;
+  const int64_t discardable = d->counters().discardable;
+  EXPECT_EQ(codes(d->decode(all, 0)), all);
+  EXPECT_EQ(d->counters().discardable, discardable);
+}
+
+INSTANTIATE_TEST_SUITE_P(Codecs, DecoderDiscard, ::testing::Values("libx264", "mpeg4"),
+                         [](const auto& info) { return info.param == "libx264" ? std::string("h264") : info.param; });
+
+// swscale's slice threads (decoders with more than one thread) give the same bytes as one thread.
+TEST(Decoder, ThreadedScalingEqualsOneThread) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/s.mp4";
+  holo::testing::write_coded_video(path, 8, VideoWriterOptions().set_size(320, 240));
+  auto one = open_decoder(path, DecoderOptions().set_threads(1));
+  auto three = open_decoder(path, DecoderOptions().set_threads(3));
+  for (const int short_side : {0, 112, 75, 240}) {
+    const FrameBuffer a = one->decode({1, 6, 3}, short_side);
+    const FrameBuffer b = three->decode({1, 6, 3}, short_side);
+    ASSERT_EQ(a.width, b.width);
+    ASSERT_EQ(a.height, b.height);
+    EXPECT_TRUE(a.data == b.data) << "short side " << short_side;
+    EXPECT_EQ(codes(b), (std::vector<int64_t>{1, 6, 3}));
+  }
+}
+
 TEST(Decoder, VariableRateTimesMapToFrames) {
   const auto dir = holo::testing::temp_dir();
   const std::string path = dir + "/vfr.mp4";
