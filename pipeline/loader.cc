@@ -33,6 +33,7 @@ ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, L
   for (int64_t i = 0; i < caches; ++i) {
     caches_.push_back(std::make_unique<DecoderCache>(static_cast<size_t>(recipe_.decode.cache_size), decoder_options_));
   }
+  memos_.resize(caches_.size());
   if (dataset_->records().empty()) {
     throw Error(dataset_->name() + " has no usable videos (" + std::to_string(dataset_->missing().size()) +
                 " missing" + (dataset_->missing().empty() ? "" : ", first: " + dataset_->missing().front()) + ")");
@@ -192,7 +193,25 @@ std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, Deco
     }
     const ClipRequest request =
         mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);
-    return read_clip(d, request);
+    if (mode_ == LoaderMode::kTrain) {
+      ++clips_decoded_;
+      return read_clip(d, request);
+    }
+    // Test views of one record are consecutive positions (clip-major, then crop), so the crops
+    // of a clip usually come to the same worker one after the other: decode the clip once.
+    FrameMemo* memo = nullptr;
+    for (size_t i = 0; i < caches_.size(); ++i) {
+      if (caches_[i].get() == &cache) memo = &memos_[i];
+    }
+    if (memo != nullptr && memo->record == record && memo->short_side == request.short_side &&
+        memo->frames == request.frames) {
+      ++clips_reused_;
+      return transform_clip(memo->rgb, request);  // reads its input, never writes it
+    }
+    torch::Tensor rgb = frames_to_tensor(d.decode(request.frames, static_cast<int>(request.short_side)));
+    ++clips_decoded_;
+    if (memo != nullptr) *memo = FrameMemo{record, request.frames, request.short_side, rgb};
+    return transform_clip(rgb, request);
   } catch (const DecodeError& e) {
     cache.drop(r.path);
     quarantine(record, e.reason());

@@ -26,6 +26,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -91,6 +92,10 @@ class ClipLoader {
   std::vector<QuarantineEntry> quarantined() const;
   /// The dataset.
   const Dataset& dataset() const { return *dataset_; }
+  /// Clips decoded so far, and test views served from the frames of the view before them in
+  /// the same worker (the other crops of one clip: crops share the clip's frames and its scale).
+  int64_t clips_decoded() const { return clips_decoded_.load(); }
+  int64_t clips_reused() const { return clips_reused_.load(); }
 
  private:
   struct Slot;
@@ -132,6 +137,17 @@ class ClipLoader {
   bool stop_ = false;
   int64_t next_to_build_ = 0;  ///< relative batch number a worker takes next
   std::map<int64_t, Slot> ready_;
+
+  /// The last clip's decoded frames, one per cache (so per worker); test mode only.
+  struct FrameMemo {
+    int64_t record = -1;
+    std::vector<int64_t> frames;
+    int64_t short_side = -1;
+    torch::Tensor rgb;  ///< T x H x W x 3 uint8, as decoded
+  };
+  std::vector<FrameMemo> memos_;
+  std::atomic<int64_t> clips_decoded_{0};
+  std::atomic<int64_t> clips_reused_{0};
 
   // Quarantine (shared by workers).
   std::map<int64_t, std::string> bad_;  ///< record -> reason

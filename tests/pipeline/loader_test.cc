@@ -189,6 +189,28 @@ TEST_F(Loader, TestViewsCoverEveryClipAndCropOnce) {
   EXPECT_FALSE(torch::equal(crop(0), crop(3)));
 }
 
+// The crops of a test clip are cut from one decode of its frames; the views are the same as
+// views decoded one at a time.
+TEST_F(Loader, TestCropsOfAClipShareOneDecode) {
+  auto ds = make_dataset(recipe(), "val");
+  Recipe r = recipe();
+  r.loader.batch_size = 6;  // one record's 2 clips x 3 crops per batch
+  r.loader.workers = 1;
+  ClipLoader l(ds, r, LoaderMode::kTest, 0, 1);
+  int64_t views = 0;
+  for (auto& b : drain(l)) {
+    for (size_t i = 0; i < b.indices.size(); ++i, ++views) {
+      const auto& rec = ds->records()[b.indices[i]];
+      auto d = open_decoder(rec.path, DecoderOptions());
+      const torch::Tensor alone = read_clip(*d, test_clip(r, sampling_frames(rec, d->info()), b.views[i]));
+      EXPECT_TRUE(torch::equal(b.clips[static_cast<int64_t>(i)], alone)) << rec.path << " view " << b.views[i];
+    }
+  }
+  EXPECT_EQ(views, 18);
+  EXPECT_EQ(l.clips_decoded(), 6);  // 3 records x 2 clips
+  EXPECT_EQ(l.clips_reused(), 12);
+}
+
 TEST_F(Loader, ClipsHoldExactlyTheSampledFrames) {
   auto ds = make_dataset(recipe(), "train");
   const auto& rec = ds->records()[0];
