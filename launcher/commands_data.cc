@@ -81,6 +81,7 @@ struct DeviceFigures {
   double seconds = 0;
   double clips_per_s = 0;
   double frames_per_s = 0;
+  holo::pipeline::DecodeCounters work;  ///< summed over the files' decoders
 };
 
 /// Decodes the clips starting at `starts[i]` of `files[i]` (frames, stride and short side of
@@ -121,11 +122,18 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
   }
   f.seconds = seconds_since(t0);
   for (const auto& file : files) {
-    const std::string backend = cache.get(file).backend();
-    if (backend != device) {
-      f.reason = file + " decodes on " + backend + ", not " + device;
+    const VideoDecoder& d = cache.get(file);
+    if (d.backend() != device) {
+      f.reason = file + " decodes on " + d.backend() + ", not " + device;
       return f;
     }
+    const DecodeCounters c = d.counters();
+    f.work.seeks += c.seeks;
+    f.work.dropped += c.dropped;
+    f.work.packets += c.packets;
+    f.work.discardable += c.discardable;
+    f.work.decoded += c.decoded;
+    f.work.converted += c.converted;
   }
   f.available = true;
   f.clips_per_s = f.clips / f.seconds;
@@ -275,8 +283,18 @@ void bench_decode(const BenchArgs& a) {
     if (d.available) {
       std::printf("    %-6s %10.1f frames/s %8.2f clips/s%s\n", d.device.c_str(), d.frames_per_s, d.clips_per_s,
                   d.device == "cpu" ? (" (" + std::to_string(a.threads) + " decoder threads)").c_str() : "");
+      // What the decoder did for the clips: frames the codec decoded per frame returned
+      // (unrequested non-reference frames are discarded, packets a seek landed on before the
+      // keyframe are dropped unread).
+      std::printf("           decoded %.2f frames per clip frame; %lld seeks, %lld packets before keyframes dropped, "
+                  "%lld of %lld packets sent with non-reference frames discarded\n",
+                  d.frames > 0 ? static_cast<double>(d.work.decoded) / static_cast<double>(d.frames) : 0.0,
+                  static_cast<long long>(d.work.seeks), static_cast<long long>(d.work.dropped),
+                  static_cast<long long>(d.work.discardable), static_cast<long long>(d.work.packets));
       per_device[d.device] = {{"available", true}, {"frames_per_s", d.frames_per_s}, {"clips_per_s", d.clips_per_s},
-                              {"clips", d.clips}, {"frames", d.frames}, {"seconds", d.seconds}};
+                              {"clips", d.clips}, {"frames", d.frames}, {"seconds", d.seconds},
+                              {"decoded", d.work.decoded}, {"seeks", d.work.seeks}, {"dropped", d.work.dropped},
+                              {"packets", d.work.packets}, {"discardable", d.work.discardable}};
     } else {
       std::printf("    %-6s not available: %s\n", d.device.c_str(), d.reason.c_str());
       per_device[d.device] = {{"available", false}, {"reason", d.reason}};

@@ -112,6 +112,12 @@ TEST(Cli, BenchDecodeDevicesReportsCpuFramesAndNvdecReasonOrRatio) {
   EXPECT_NEAR(cpu.at("frames_per_s").get<double>(), 12 / cpu.at("seconds").get<double>(),
               1e-9 * cpu.at("frames_per_s").get<double>());
   EXPECT_EQ(j.at("holo_clips_device"), "cpu");
+  // What the decoders did: at least one seek, every returned frame converted once and decoded.
+  EXPECT_GE(cpu.at("seeks").get<int64_t>(), 1);
+  EXPECT_GE(cpu.at("decoded").get<int64_t>(), 12);
+  EXPECT_GE(cpu.at("packets").get<int64_t>(), cpu.at("decoded").get<int64_t>());
+  EXPECT_LE(cpu.at("discardable").get<int64_t>(), cpu.at("packets").get<int64_t>());
+  EXPECT_THAT(r.output, HasSubstr("frames per clip frame; "));
   const auto& nvdec = j.at("devices").at("nvdec");
   if (nvdec.at("available").get<bool>()) {  // a machine with NVDEC: the ratio of the two
     EXPECT_EQ(nvdec.at("frames").get<int64_t>(), 12);
