@@ -11,7 +11,7 @@
 /// are not asked for and that no other frame refers to (most B-frames) are not decoded at all
 /// when they lie before the last asked frame: the codec discards their packets (libavcodec's
 /// `skip_frame = AVDISCARD_NONREF`, set per packet), which changes no other frame's pixels.
-/// The scaling to RGB runs on the decoder's threads when it has more than one.
+/// The scaling to RGB runs on the decoder's threads when more than one is asked for.
 ///
 /// No torch here: frames come back as a packed uint8 RGB buffer (T x H x W x 3) that
 /// pipeline/clip.h wraps into a tensor.

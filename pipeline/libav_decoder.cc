@@ -223,7 +223,7 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   // of the next band wrote it.
   const int stride = static_cast<int>((row_bytes + 64 + 63) / 64 * 64);
   scaled_.resize(static_cast<size_t>(stride) * out.height + 64);
-  if (threads_ == 1) {
+  if (threads_ <= 1) {  // one thread, or FFmpeg's choice of codec threads (the loader's default)
     sws_.reset(sws_getCachedContext(sws_.release(), sw->width, sw->height, format, out.width, out.height,
                                     AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
     if (!sws_) throw cannot_convert();
@@ -246,7 +246,7 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
       av_opt_set_int(c, "dsth", out.height, 0);
       av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
       av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
-      av_opt_set_int(c, "threads", threads_, 0);  // 0: one per core
+      av_opt_set_int(c, "threads", threads_, 0);
       if (sws_init_context(c, nullptr, nullptr) < 0) {
         threaded_sws_.reset();
         throw cannot_convert();

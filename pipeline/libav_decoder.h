@@ -54,7 +54,7 @@ class LibavDecoder : public VideoDecoder {
   av::PacketPtr packet_;
   av::FramePtr frame_;
   av::SwsPtr sws_;
-  /// swscale with slice threads (`threads_` != 1): made for one source size and format.
+  /// swscale with slice threads (`threads_` > 1): made for one source size and format.
   av::SwsPtr threaded_sws_;
   int threaded_key_[3] = {0, 0, -1};  ///< source width, height, pixel format of threaded_sws_
   int threaded_out_[2] = {0, 0};      ///< its output width and height

@@ -78,18 +78,21 @@ TEST(Decoder, OddWidthsAndOutOfOrderRequestsKeepFramesApart) {
   for (const Size z : {Size{40, 32, 0}, Size{40, 32, 27}, Size{128, 96, 37}, Size{48, 34, 0}}) {
     const std::string path = dir + "/v" + std::to_string(z.w) + "x" + std::to_string(z.h) + ".mp4";
     holo::testing::write_coded_video(path, 12, VideoWriterOptions().set_size(z.w, z.h).set_gop(4));
-    auto d = open_decoder(path, DecoderOptions());
-    const std::vector<int64_t> request = {9, 2, 5};
-    const FrameBuffer clip = d->decode(request, z.short_side);
-    const size_t bytes = static_cast<size_t>(clip.width) * clip.height * 3;
-    ASSERT_EQ(clip.data.size(), bytes * request.size());
-    for (size_t s = 0; s < request.size(); ++s) {
-      auto alone_decoder = open_decoder(path, DecoderOptions());
-      const FrameBuffer alone = alone_decoder->decode({request[s]}, z.short_side);
-      ASSERT_EQ(alone.width, clip.width);
-      EXPECT_EQ(std::vector<uint8_t>(clip.frame(static_cast<int64_t>(s)), clip.frame(static_cast<int64_t>(s)) + bytes),
-                std::vector<uint8_t>(alone.frame(0), alone.frame(0) + bytes))
-          << path << " short side " << z.short_side << ": frame " << request[s] << " differs";
+    for (const int threads : {1, 2}) {  // 2: swscale's slice threads write neighbouring bands
+      auto d = open_decoder(path, DecoderOptions().set_threads(threads));
+      const std::vector<int64_t> request = {9, 2, 5};
+      const FrameBuffer clip = d->decode(request, z.short_side);
+      const size_t bytes = static_cast<size_t>(clip.width) * clip.height * 3;
+      ASSERT_EQ(clip.data.size(), bytes * request.size());
+      for (size_t s = 0; s < request.size(); ++s) {
+        auto alone_decoder = open_decoder(path, DecoderOptions().set_threads(threads));
+        const FrameBuffer alone = alone_decoder->decode({request[s]}, z.short_side);
+        ASSERT_EQ(alone.width, clip.width);
+        const uint8_t* got = clip.frame(static_cast<int64_t>(s));
+        EXPECT_EQ(std::vector<uint8_t>(got, got + bytes), std::vector<uint8_t>(alone.frame(0), alone.frame(0) + bytes))
+            << path << " short side " << z.short_side << ", " << threads << " threads: frame " << request[s]
+            << " differs";
+      }
     }
   }
 }
