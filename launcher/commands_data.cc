@@ -540,6 +540,10 @@ void add_data_commands(CLI::App& app) {
                   "Leave out the band in which every frame carries its index (it tells a frame-level "
                   "model the order of the frames)");
   synth->add_option("--codec", so->codec, "auto (libx264, else mpeg4), libx264 or mpeg4")->capture_default_str();
+  synth->add_option("--gop", so->gop, "Frames between keyframes (libx264's own default is 250)")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  synth->add_option("--bframes", so->bframes, "Most B-frames in a row (libx264's own default is 3)")
+      ->check(CLI::Range(0, 16))->capture_default_str();
   synth->add_option("--threads", so->threads, "Encoding threads; 0: one per core")->capture_default_str();
   synth->callback([so, size] {
     if (std::sscanf(size->c_str(), "%dx%d", &so->width, &so->height) != 2) throw UsageError("--size must be WxH, e.g. 96x64");

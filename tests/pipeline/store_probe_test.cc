@@ -218,6 +218,31 @@ TEST(Probe, ManifestEntriesAreTrustedUntilTheFileChanges) {
   EXPECT_THAT([&] { while (strict.next()) {} }, ::testing::Throws<Error>());
 }
 
+// --gop and --bframes reach the encoder: keyframes where asked, B-frames present or absent.
+TEST(Synth, CommandSetsKeyframeIntervalAndBFrames) {
+  const fs::path dir = holo::testing::temp_dir();
+  auto synth = [&](const std::string& out, const std::string& flags) {
+    const auto r = holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind unlabeled --videos 1 "
+                                              "--frames 36 --out " + (dir / out).string() + " " + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const auto files = find_videos({(dir / out).string()});
+    EXPECT_EQ(files.size(), 1u);
+    return files.empty() ? std::string() : files[0];
+  };
+  const std::string g12 = synth("g12", "--gop 12 --bframes 0");
+  ASSERT_FALSE(g12.empty());
+  EXPECT_EQ(open_decoder(g12, DecoderOptions())->info().keyframes, (std::vector<int64_t>{0, 12, 24}));
+  const auto types = [](const std::string& file) {
+    return holo::testing::run_command("ffprobe -v error -select_streams v:0 -show_entries frame=pict_type -of csv=p=0 '" +
+                                      file + "' | tr -d '\\n'").output;
+  };
+  EXPECT_EQ(types(g12).find('B'), std::string::npos) << types(g12);
+  const auto bad = holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind unlabeled --out " +
+                                              (dir / "bad").string() + " --gop 0");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.output, ::testing::HasSubstr("--gop"));
+}
+
 TEST(Synth, CommandWritesDeterministicVideosThatFfprobeReads) {
   const fs::path dir = holo::testing::temp_dir();
   auto synth = [&](const std::string& out, int seed) {
