@@ -49,6 +49,10 @@ struct VideoInfo {
   int width = 0;
   int height = 0;
   bool variable_rate = false;  ///< frame durations differ by more than 1% of the mean
+  /// Some packets carry only a decode timestamp (AVI): frames are numbered in decode-time
+  /// order of their packets, and every seek decodes from the start of the file, where the
+  /// decoder's reordering delay is known.
+  bool decode_order_timestamps = false;
   std::vector<int64_t> pts;    ///< presentation timestamp of every frame, in stream time base
   std::vector<int64_t> keyframes;  ///< indices of keyframes, ascending
   int time_base_num = 0;

@@ -86,10 +86,12 @@ void LibavDecoder::build_index() {
   };
   std::vector<Entry> entries;
   int64_t missing_pts = 0;
+  int64_t decode_time_only = 0;  // packets with a dts and no pts
   int rc = 0;
   while ((rc = av_read_frame(format_.get(), packet_.get())) >= 0) {
     av::PacketUnref unref(packet_.get());
     if (packet_->stream_index != stream_) continue;
+    if (packet_->pts == AV_NOPTS_VALUE && packet_->dts != AV_NOPTS_VALUE) ++decode_time_only;
     int64_t pts = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
     if (pts == AV_NOPTS_VALUE) {
       ++missing_pts;
@@ -129,6 +131,13 @@ void LibavDecoder::build_index() {
     }
   }
   sorted_pts_ = info_.pts;
+  // Packets without a pts (AVI, which stores frames in decode order only) numbered by their
+  // dts: with B-frames, the dts order is not the display order, and the decoder stamps each
+  // frame with the timestamp of the packet that made it come out (the display position plus
+  // the reordering delay). Such files are decoded from their start, where the first frame out
+  // is frame 0 and gives the delay; see decode_until.
+  from_start_ = decode_time_only > 0;
+  info_.decode_order_timestamps = from_start_;
 
   const double tb = static_cast<double>(info_.time_base_num) / info_.time_base_den;
   int64_t last_duration = entries.back().duration;
@@ -201,6 +210,7 @@ void LibavDecoder::seek_to(int64_t k) {
   drained_ = false;
   next_index_ = info_.keyframes[k];
   seek_key_dts_ = key_dts_[k];
+  delay_ = AV_NOPTS_VALUE;
 }
 
 namespace {
@@ -297,8 +307,18 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       }
       if (rc < 0) return false;  // a damaged frame: the caller reports the missing target
       ++counters_.decoded;
-      const int64_t pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
-      const int64_t index = index_of_pts(pts);
+      int64_t pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
+      if (from_start_) {
+        // The first frame after the seek to the start is frame 0: its timestamp minus frame
+        // 0's is the delay, the same for every later frame (skipped frames included).
+        // Frames drained at the end of the file have no timestamp: they are the next ones.
+        pts = frame_->best_effort_timestamp;
+        if (pts != AV_NOPTS_VALUE && delay_ == AV_NOPTS_VALUE) delay_ = pts - info_.pts[0];
+        if (pts != AV_NOPTS_VALUE) pts -= delay_;
+      }
+      const int64_t index = from_start_ && pts == AV_NOPTS_VALUE
+                                ? (next_index_ >= 0 && next_index_ < info_.frames ? next_index_ : -1)
+                                : index_of_pts(pts);
       if (index < 0) {
         av_frame_unref(frame_.get());
         continue;
@@ -340,7 +360,7 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     // from here; a later request for a dropped frame lies behind next_index_ and seeks.
     // Only a packet's own pts names its frame (a dts differs from it when frames are reordered).
     const int64_t index = packet_->pts == AV_NOPTS_VALUE ? -1 : index_of_pts(packet_->pts);
-    const bool discard = discards_unrequested() && index >= 0 && index < targets.back() &&
+    const bool discard = discards_unrequested() && !from_start_ && index >= 0 && index < targets.back() &&
                          !std::binary_search(targets.begin(), targets.end(), index);
     codec_->skip_frame = discard ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
     ++counters_.packets;
@@ -380,7 +400,7 @@ FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_
   int retries = 0;
   while (k < targets.size()) {
     const int64_t target = targets[k];
-    const int64_t key = keyframe_at_or_before(target);
+    const int64_t key = from_start_ ? 0 : keyframe_at_or_before(target);
     const int64_t key_frame = info_.keyframes[key];
     // Decode forward when the target is ahead in the current group of pictures (or the next
     // frame is its keyframe); otherwise seek.

@@ -70,6 +70,10 @@ class LibavDecoder : public VideoDecoder {
   /// After a seek: the dts of the keyframe sought; packets before it are dropped unread by the
   /// codec. AV_NOPTS_VALUE once it is reached.
   int64_t seek_key_dts_ = AV_NOPTS_VALUE;
+  /// Timestamps come from decode order (see build_index): every seek goes to the start, and
+  /// frames are named by their timestamp minus `delay_`, measured on the first frame out.
+  bool from_start_ = false;
+  int64_t delay_ = AV_NOPTS_VALUE;
 };
 
 }  // namespace holo::pipeline

@@ -152,6 +152,33 @@ TEST_P(DecoderDiscard, UnrequestedNonReferenceFramesAreNotDecoded) {
 INSTANTIATE_TEST_SUITE_P(Codecs, DecoderDiscard, ::testing::Values("libx264", "mpeg4"),
                          [](const auto& info) { return info.param == "libx264" ? std::string("h264") : info.param; });
 
+// AVI stores frames in decode order with decode timestamps only; with B-frames the decoder
+// stamps each frame with a later packet's timestamp. Frames are still exact, by index.
+TEST(Decoder, AviWithBFramesIsFrameExact) {
+  const auto dir = holo::testing::temp_dir();
+  for (const std::string codec : {"mpeg4", "libx264"}) {
+    const std::string path = dir + "/" + codec + ".avi";
+    holo::testing::write_coded_video(
+        path, 45, VideoWriterOptions().set_codec(codec).set_gop(10).set_bframes(2).set_adaptive_bframes(false));
+    for (const int threads : {1, 2}) {
+      auto d = open_decoder(path, DecoderOptions().set_threads(threads));
+      ASSERT_EQ(d->info().frames, 45) << path;
+      EXPECT_TRUE(d->info().decode_order_timestamps) << path;
+      std::vector<int64_t> all(45);
+      for (int64_t i = 0; i < 45; ++i) all[i] = i;
+      EXPECT_EQ(codes(d->decode(all, 0)), all) << path;
+      for (const std::vector<int64_t>& r : std::vector<std::vector<int64_t>>{
+               {0}, {44}, {20, 22, 24}, {3}, {31, 30, 29}, {12, 12, 13}, {43, 44}, {1, 40}}) {
+        EXPECT_EQ(codes(d->decode(r, 0)), r) << path << " request starting " << r[0] << ", " << threads << " threads";
+      }
+    }
+  }
+  // An mp4 carries presentation timestamps: numbered by them, seeking to any keyframe.
+  const std::string mp4 = dir + "/b.mp4";
+  holo::testing::write_coded_video(mp4, 20, VideoWriterOptions().set_bframes(2));
+  EXPECT_FALSE(open_decoder(mp4, DecoderOptions())->info().decode_order_timestamps);
+}
+
 // swscale's slice threads (decoders with more than one thread) give the same bytes as one thread.
 TEST(Decoder, ThreadedScalingEqualsOneThread) {
   const auto dir = holo::testing::temp_dir();
