@@ -183,9 +183,12 @@ std::string format_probe_table(const std::vector<ProbeResult>& results) {
   size_t name_w = 4;
   for (const auto& r : results) name_w = std::max(name_w, fs::path(r.path).filename().string().size());
   name_w = std::min<size_t>(name_w, 48);
+  size_t codec_w = 5;  // codec names such as mpeg2video are longer than the usual h264
+  for (const auto& r : results) codec_w = std::max(codec_w, r.codec.size());
+  codec_w = std::min<size_t>(codec_w, 16);
   char line[512];
-  std::snprintf(line, sizeof line, "%-*s %7s %7s %-8s %-10s %s\n", static_cast<int>(name_w), "name", "frames", "fps",
-                "codec", "resolution", "status");
+  std::snprintf(line, sizeof line, "%-*s %7s %7s %-*s %-10s %s\n", static_cast<int>(name_w), "name", "frames", "fps",
+                static_cast<int>(codec_w), "codec", "resolution", "status");
   os << line;
   int64_t ok = 0, vfr = 0, frames = 0;
   double seconds = 0;
@@ -194,9 +197,9 @@ std::string format_probe_table(const std::vector<ProbeResult>& results) {
     if (name.size() > name_w) name = name.substr(0, name_w - 3) + "...";
     const std::string res = r.width > 0 ? std::to_string(r.width) + "x" + std::to_string(r.height) : "-";
     std::string status = r.ok() ? (r.variable_rate ? "ok (vfr)" : "ok") : r.status;
-    std::snprintf(line, sizeof line, "%-*s %7lld %7.2f %-8s %-10s %s\n", static_cast<int>(name_w), name.c_str(),
-                  static_cast<long long>(r.frames), r.fps, r.codec.empty() ? "-" : r.codec.c_str(), res.c_str(),
-                  status.c_str());
+    std::snprintf(line, sizeof line, "%-*s %7lld %7.2f %-*s %-10s %s\n", static_cast<int>(name_w), name.c_str(),
+                  static_cast<long long>(r.frames), r.fps, static_cast<int>(codec_w),
+                  r.codec.empty() ? "-" : r.codec.c_str(), res.c_str(), status.c_str());
     os << line;
     if (r.ok()) {
       ++ok;

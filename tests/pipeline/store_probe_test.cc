@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/recipe.h"
@@ -122,6 +123,19 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   const std::string table = format_probe_table(results);
   EXPECT_THAT(table, HasSubstr("6 files: 3 ok (1 with variable frame rate), 3 quarantined"));
   EXPECT_THAT(table, HasSubstr("zero-byte file"));
+  // Columns line up under their header also when a codec name is long.
+  std::vector<ProbeResult> long_codec = results;
+  long_codec[0].codec = "mpeg2video";
+  const std::string aligned = format_probe_table(long_codec);
+  const size_t column = aligned.find("resolution");
+  std::istringstream rows(aligned);
+  std::string row;
+  std::getline(rows, row);  // the header
+  for (size_t i = 0; i < long_codec.size() && std::getline(rows, row); ++i) {
+    const auto& r = long_codec[i];
+    const std::string res = r.width > 0 ? std::to_string(r.width) + "x" + std::to_string(r.height) : "-";
+    EXPECT_EQ(row.compare(column, res.size(), res), 0) << "\n" << aligned;
+  }
 
   const std::string manifest = (dir / "manifest.json").string();
   write_manifest(manifest, results);
