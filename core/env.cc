@@ -103,7 +103,7 @@ HOLO_ENV_KNOB(std::string, runs_dir, "HOLO_RUNS_DIR", "runs",
 HOLO_ENV_KNOB(double, collective_timeout, "HOLO_COLLECTIVE_TIMEOUT", 60.0,
               "Seconds a collective waits for its peers before the job aborts, naming the absent ranks.")
 HOLO_ENV_KNOB(int, decode_threads, "HOLO_DECODE_THREADS", 0,
-              "Decoder threads per open video; 0 lets FFmpeg choose.")
+              "Decoder threads per open video where decode.threads is 0; 0: the cores divided among the loader's workers.")
 HOLO_ENV_KNOB(std::string, cache_dir, "HOLO_CACHE_DIR", ".holo-cache",
               "Folder for probe manifests and cached teacher features when a recipe names none.")
 HOLO_ENV_KNOB(bool, no_color, "HOLO_NO_COLOR", false, "Disables colour in log lines.")

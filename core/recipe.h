@@ -65,13 +65,13 @@ struct TransformOptions {
 
 struct DecodeOptions {
   std::string device = "auto";  ///< auto, cpu, nvdec
-  int64_t threads = 0;          ///< decoder threads per video; 0: FFmpeg's choice
+  int64_t threads = 0;          ///< decoder threads per open video; 0: HOLO_DECODE_THREADS, else cores / loader.workers
   int64_t cache_size = 8;       ///< open decoders kept per worker
 };
 
 struct LoaderOptions {
-  int64_t batch_size = 8;  ///< per worker
-  int64_t workers = 2;     ///< decode threads per worker
+  int64_t batch_size = 8;  ///< clips per batch on each rank
+  int64_t workers = 2;     ///< loader threads per rank; 0: batches built in the training thread
   int64_t prefetch = 4;    ///< batches queued ahead
   bool drop_last = true;
 };

@@ -233,11 +233,11 @@ std::vector<KeyDef> make_schema() {
   // [decode]
   s.key("decode.device", &R::decode, &DecodeOptions::device, "Decoder: cpu, nvdec, or auto (NVDEC when a GPU and the hwaccel exist, else CPU with a logged reason).")
       .choices({"auto", "cpu", "nvdec"});
-  s.key("decode.threads", &R::decode, &DecodeOptions::threads, "Decoder threads per video; 0: FFmpeg's choice.").range(0, 256);
+  s.key("decode.threads", &R::decode, &DecodeOptions::threads, "Decoder threads per open video; 0: $HOLO_DECODE_THREADS, else the cores divided among loader.workers (at least 1).").range(0, 256);
   s.key("decode.cache_size", &R::decode, &DecodeOptions::cache_size, "Open decoders kept per worker.").range(1, 4096);
   // [loader]
   s.key("loader.batch_size", &R::loader, &LoaderOptions::batch_size, "Clips per batch per worker.").range(1, 65536);
-  s.key("loader.workers", &R::loader, &LoaderOptions::workers, "Decode threads per worker.").range(0, 256);
+  s.key("loader.workers", &R::loader, &LoaderOptions::workers, "Loader threads per rank, each decoding and building whole batches; 0: batches are built in the training thread.").range(0, 256);
   s.key("loader.prefetch", &R::loader, &LoaderOptions::prefetch, "Batches queued ahead of the model.").range(1, 1024);
   s.key("loader.drop_last", &R::loader, &LoaderOptions::drop_last, "Drop the last incomplete batch of an epoch in training.");
   // [model]

@@ -329,6 +329,7 @@ struct LoaderBenchArgs {
   int64_t iters = 5;             ///< timed training steps
   int64_t warmup = 2;            ///< untimed training steps
   std::string decode = "cpu";    ///< decode.device of the loader
+  int decode_threads = 1;        ///< decode.threads of the loader (0: HOLO_DECODE_THREADS, else FFmpeg's choice)
   int64_t synth_videos = 64;
   int64_t synth_frames = 64;
   std::string synth_size = "320x240";
@@ -399,7 +400,7 @@ void bench_loader(const LoaderBenchArgs& a) {
   models::check_model_bench_options(mo);
 
   // The loader as a training run sets it up (recipe defaults: scale 128-160 for a 112 crop,
-  // flip, Kinetics mean / std), one decoder thread per clip: the workers are the parallelism.
+  // flip, Kinetics mean / std), by default one decoder thread per clip (the workers are the parallelism).
   Recipe r;
   r.run.seed = 0;
   r.sampling.num_frames = a.frames;
@@ -409,7 +410,7 @@ void bench_loader(const LoaderBenchArgs& a) {
   r.transform.train_scale_max = (a.size * 160 + 56) / 112;
   r.transform.flip = true;
   r.decode.device = a.decode;
-  r.decode.threads = 1;
+  r.decode.threads = a.decode_threads;
   r.loader.batch_size = a.batch;
   r.loader.workers = workers;
   r.loader.prefetch = prefetch;
@@ -484,9 +485,9 @@ void bench_loader(const LoaderBenchArgs& a) {
               static_cast<long long>(repeat), static_cast<long long>(a.batch), static_cast<long long>(a.frames),
               static_cast<long long>(a.size), static_cast<long long>(a.size), static_cast<long long>(a.stride),
               static_cast<long long>(r.transform.train_scale_min), static_cast<long long>(r.transform.train_scale_max));
-  std::printf("  loader  ClipLoader, %lld workers, prefetch %lld, decode.device %s: %10.2f clips/s "
+  std::printf("  loader  ClipLoader, %lld workers, prefetch %lld, decode.device %s, decode.threads %d: %10.2f clips/s "
               "(%lld batches timed after %lld, to %s)\n",
-              static_cast<long long>(workers), static_cast<long long>(prefetch), a.decode.c_str(), loader_cps,
+              static_cast<long long>(workers), static_cast<long long>(prefetch), a.decode.c_str(), a.decode_threads, loader_cps,
               static_cast<long long>(batches), static_cast<long long>(warm), a.device.c_str());
   std::printf("  train   %s (width %g), %s on %s: %10.2f clips/s (median of %lld steps after %lld)\n", a.model.c_str(),
               a.width, precision.c_str(), a.device.c_str(), train_cps, static_cast<long long>(a.iters),
@@ -495,7 +496,7 @@ void bench_loader(const LoaderBenchArgs& a) {
               ratio >= 1 ? "the loader keeps up with training" : "the loader does not keep up: training waits for data");
   nlohmann::json out = {{"videos", videos}, {"repeat", repeat}, {"batch", a.batch}, {"frames", a.frames},
                         {"stride", a.stride}, {"size", a.size}, {"workers", workers}, {"prefetch", prefetch},
-                        {"decode_device", a.decode}, {"batches", batches}, {"warmup_batches", warm},
+                        {"decode_device", a.decode}, {"decode_threads", a.decode_threads}, {"batches", batches}, {"warmup_batches", warm},
                         {"loader_clips", clips}, {"loader_seconds", loader_s}, {"loader_clips_per_s", loader_cps},
                         {"model", a.model}, {"width", a.width}, {"device", a.device}, {"precision", precision},
                         {"train_iters", a.iters}, {"train_warmup", a.warmup}, {"train_clips_per_s", train_cps},
@@ -619,6 +620,9 @@ void add_data_commands(CLI::App& app) {
   loader->add_option("--iters", la->iters, "Timed training steps")->capture_default_str();
   loader->add_option("--warmup", la->warmup, "Untimed training steps first")->capture_default_str();
   loader->add_option("--decode", la->decode, "decode.device of the loader: cpu, nvdec or auto")->capture_default_str();
+  loader->add_option("--decode-threads", la->decode_threads,
+                     "decode.threads of the loader: decoder threads per video (0: HOLO_DECODE_THREADS, else FFmpeg's choice)")
+      ->check(CLI::Range(0, 256))->capture_default_str();
   loader->add_option("--synth-videos", la->synth_videos, "Synthetic motion videos (made once in $HOLO_CACHE_DIR)")
       ->capture_default_str();
   loader->add_option("--synth-frames", la->synth_frames, "Their length in frames")->capture_default_str();

@@ -27,7 +27,7 @@ ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, L
   views_ = mode_ == LoaderMode::kTest ? recipe_.sampling.test_clips * recipe_.sampling.test_crops : 1;
   positions_ = static_cast<int64_t>(dataset_->records().size()) * views_;
   decoder_options_.device = recipe_.decode.device;
-  decoder_options_.threads = static_cast<int>(recipe_.decode.threads > 0 ? recipe_.decode.threads : env::decode_threads());
+  decoder_options_.threads = decode_threads_for(recipe_);
   seed_ = static_cast<uint64_t>(recipe_.run.seed);
   const int64_t caches = std::max<int64_t>(1, recipe_.loader.workers);
   for (int64_t i = 0; i < caches; ++i) {
@@ -43,6 +43,16 @@ ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, L
     check_bad_fraction();
   }
   set_epoch(0);
+}
+
+int decode_threads_for(const holo::Recipe& recipe) {
+  if (recipe.decode.threads > 0) return static_cast<int>(recipe.decode.threads);
+  if (env::decode_threads() > 0) return env::decode_threads();
+  // Every worker decodes its own clips: the cores shared among the workers. FFmpeg's own
+  // choice (a thread per core for every open video) oversubscribes the cores W times over and
+  // measured 1.5x slower (docs/benchmarks.md, `holo bench loader --decode-threads`).
+  const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
+  return static_cast<int>(std::max<int64_t>(1, cores / std::max<int64_t>(1, recipe.loader.workers)));
 }
 
 ClipLoader::~ClipLoader() { stop_workers(); }

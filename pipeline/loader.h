@@ -51,6 +51,10 @@ struct Batch {
 };
 
 /// Goes into checkpoints; world-size independent.
+/// Decoder threads per open video for a loader of `recipe`: decode.threads, else
+/// HOLO_DECODE_THREADS, else the cores divided among loader.workers (at least 1).
+int decode_threads_for(const holo::Recipe& recipe);
+
 struct LoaderState {
   int64_t epoch = 0;
   int64_t cursor = 0;       ///< global position in this epoch's order already consumed by all ranks together

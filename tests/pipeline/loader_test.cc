@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <cstdlib>
+#include <thread>
 #include <set>
 
 #include "core/error.h"
@@ -187,6 +189,23 @@ TEST_F(Loader, TestViewsCoverEveryClipAndCropOnce) {
   EXPECT_FALSE(torch::equal(crop(0), crop(1)));
   EXPECT_FALSE(torch::equal(crop(1), crop(2)));
   EXPECT_FALSE(torch::equal(crop(0), crop(3)));
+}
+
+// decode.threads = 0 shares the cores among the loader's workers instead of giving every open
+// video a thread per core.
+TEST(LoaderThreads, DecodeThreadsShareTheCoresAmongWorkers) {
+  Recipe r;
+  r.decode.threads = 3;
+  EXPECT_EQ(decode_threads_for(r), 3);
+  if (std::getenv("HOLO_DECODE_THREADS") != nullptr) GTEST_SKIP() << "HOLO_DECODE_THREADS is set";
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  r.decode.threads = 0;
+  r.loader.workers = 2;
+  EXPECT_EQ(decode_threads_for(r), std::max(1, cores / 2));
+  r.loader.workers = 0;  // batches built in the training thread: it has every core
+  EXPECT_EQ(decode_threads_for(r), cores);
+  r.loader.workers = 4 * cores;
+  EXPECT_EQ(decode_threads_for(r), 1);
 }
 
 // The crops of a test clip are cut from one decode of its frames; the views are the same as
