@@ -197,7 +197,9 @@ TEST(LoaderThreads, DecodeThreadsShareTheCoresAmongWorkers) {
   Recipe r;
   r.decode.threads = 3;
   EXPECT_EQ(decode_threads_for(r), 3);
-  if (std::getenv("HOLO_DECODE_THREADS") != nullptr) GTEST_SKIP() << "HOLO_DECODE_THREADS is set";
+  const char* outer = std::getenv("HOLO_DECODE_THREADS");
+  const std::string saved = outer != nullptr ? outer : "";
+  ::unsetenv("HOLO_DECODE_THREADS");
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   r.decode.threads = 0;
   r.loader.workers = 2;
@@ -206,6 +208,15 @@ TEST(LoaderThreads, DecodeThreadsShareTheCoresAmongWorkers) {
   EXPECT_EQ(decode_threads_for(r), cores);
   r.loader.workers = 4 * cores;
   EXPECT_EQ(decode_threads_for(r), 1);
+  ::setenv("HOLO_DECODE_THREADS", "5", 1);  // the environment comes before the division
+  EXPECT_EQ(decode_threads_for(r), 5);
+  r.decode.threads = 2;  // and the recipe before the environment
+  EXPECT_EQ(decode_threads_for(r), 2);
+  if (outer != nullptr) {
+    ::setenv("HOLO_DECODE_THREADS", saved.c_str(), 1);
+  } else {
+    ::unsetenv("HOLO_DECODE_THREADS");
+  }
 }
 
 // The crops of a test clip are cut from one decode of its frames; the views are the same as
