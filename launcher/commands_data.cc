@@ -141,6 +141,35 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
   return f;
 }
 
+/// Runs a Python baseline script of bench/ on `plan` (passed as a JSON file) and returns the
+/// figures: the last line of its output that is a JSON object (warnings may come before it).
+/// When there is none, or the script fails, returns an empty object and sets `*error` to the
+/// script, the exit status and the tail of its output.
+nlohmann::json run_baseline(const std::string& python, const std::string& script, const nlohmann::json& plan,
+                            std::string* error) {
+  static int calls = 0;
+  const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-plan-" + std::to_string(::getpid()) + "-" +
+                                                          std::to_string(calls++) + ".json");
+  std::ofstream(plan_file) << plan.dump();
+  const auto [status, output] =
+      run_shell(shell_quote(python) + " " + shell_quote(script) + " " + shell_quote(plan_file.string()) + " 2>&1");
+  fs::remove(plan_file);
+  std::string last;
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty() && line.front() == '{') last = line;
+  }
+  try {
+    if (status != 0 || last.empty()) throw Error("exit status " + std::to_string(status));
+    return nlohmann::json::parse(last);
+  } catch (const std::exception& e) {
+    std::string tail = output.size() > 300 ? output.substr(output.size() - 300) : output;
+    std::replace(tail.begin(), tail.end(), '\n', ' ');
+    *error = script + " failed (" + e.what() + "): " + tail;
+  }
+  return nlohmann::json::object();
+}
+
 void bench_decode(const BenchArgs& a) {
   using namespace holo::pipeline;
   if (a.devices.empty()) throw UsageError("--devices needs at least one of cpu, nvdec");
@@ -224,25 +253,7 @@ void bench_decode(const BenchArgs& a) {
   } else if (!fs::exists(a.python) || !fs::exists(a.baseline)) {
     python_error = a.python + " or " + a.baseline + " not found";
   } else {
-    const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-plan-" + std::to_string(::getpid()) + ".json");
-    std::ofstream(plan_file) << plan.dump();
-    const auto [status, output] =
-        run_shell(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string()) + " 2>&1");
-    fs::remove(plan_file);
-    // The figures are the last line that is a JSON object (warnings may come before it).
-    std::string last;
-    std::istringstream lines(output);
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty() && line.front() == '{') last = line;
-    }
-    try {
-      if (status != 0 || last.empty()) throw Error("exit status " + std::to_string(status));
-      python = nlohmann::json::parse(last);
-    } catch (const std::exception& e) {
-      std::string tail = output.size() > 300 ? output.substr(output.size() - 300) : output;
-      std::replace(tail.begin(), tail.end(), '\n', ' ');
-      python_error = a.baseline + " failed (" + e.what() + "): " + tail;
-    }
+    python = run_baseline(a.python, a.baseline, plan, &python_error);
   }
   if (!python_error.empty()) spdlog::warn("bench decode: Python baselines not available: {}", python_error);
 
@@ -458,25 +469,8 @@ void bench_loader(const LoaderBenchArgs& a) {
                            {"std", r.transform.std}, {"batch", a.batch}, {"workers", workers},
                            {"prefetch", prefetch}, {"batches", timed}, {"warmup_batches", warm}, {"seed", 0}};
     for (const auto& rec : dataset->records()) plan["files"].push_back({{"path", rec.path}, {"label", rec.label}});
-    const fs::path plan_file = fs::temp_directory_path() / ("holo-bench-loader-" + std::to_string(::getpid()) + ".json");
-    std::ofstream(plan_file) << plan.dump();
-    const auto [status, output] =
-        run_shell(shell_quote(a.python) + " " + shell_quote(a.baseline) + " " + shell_quote(plan_file.string()) + " 2>&1");
-    fs::remove(plan_file);
-    std::string last;
-    std::istringstream lines(output);
-    for (std::string line; std::getline(lines, line);) {
-      if (!line.empty() && line.front() == '{') last = line;
-    }
-    try {
-      if (status != 0 || last.empty()) throw Error("exit status " + std::to_string(status));
-      py = nlohmann::json::parse(last);
-      if (py.contains("error")) py_error = py["error"].get<std::string>();
-    } catch (const std::exception& e) {
-      std::string tail = output.size() > 300 ? output.substr(output.size() - 300) : output;
-      std::replace(tail.begin(), tail.end(), '\n', ' ');
-      py_error = a.baseline + " failed (" + e.what() + "): " + tail;
-    }
+    py = run_baseline(a.python, a.baseline, plan, &py_error);
+    if (py_error.empty() && py.contains("error")) py_error = py["error"].get<std::string>();
   }
 
   std::printf("loader benchmark: %lld synthetic motion videos (%s, %lld frames) listed %lld times, batch %lld, "
