@@ -186,7 +186,22 @@ int64_t LibavDecoder::index_of_pts(int64_t pts) const {
   return static_cast<int64_t>(it - sorted_pts_.begin());
 }
 
+int64_t LibavDecoder::index_of_frame(const AVFrame* frame) {
+  if (!from_start_) {
+    return index_of_pts(frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp);
+  }
+  // Decode-order timestamps (build_index): the first frame after the seek to the start is
+  // frame 0, and its timestamp minus frame 0's is the delay, the same for every later frame
+  // (skipped frames included). Frames drained at the end of the file have no timestamp: they
+  // are the next ones.
+  const int64_t ts = frame->best_effort_timestamp;
+  if (ts == AV_NOPTS_VALUE) return next_index_ >= 0 && next_index_ < info_.frames ? next_index_ : -1;
+  if (delay_ == AV_NOPTS_VALUE) delay_ = ts - info_.pts[0];
+  return index_of_pts(ts - delay_);
+}
+
 int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
+  if (from_start_) return 0;  // the only place where decode-order timestamps can be placed
   auto it = std::upper_bound(info_.keyframes.begin(), info_.keyframes.end(), index);
   return it == info_.keyframes.begin() ? 0 : static_cast<int64_t>(it - info_.keyframes.begin()) - 1;
 }
@@ -233,54 +248,46 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   // of the next band wrote it.
   const int stride = static_cast<int>((row_bytes + 64 + 63) / 64 * 64);
   scaled_.resize(static_cast<size_t>(stride) * out.height + 64);
-  if (threads_ <= 1) {  // one thread, or FFmpeg's choice of codec threads (the loader's default)
-    sws_.reset(sws_getCachedContext(sws_.release(), sw->width, sw->height, format, out.width, out.height,
-                                    AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
+  // One swscale context per source size and format, with slice threads when the decoder has
+  // more than one thread (they exist only behind sws_scale_frame). Each thread scales a band of
+  // output rows with the same filters: the pixels equal the one-thread ones.
+  if (!sws_ || sws_key_[0] != sw->width || sws_key_[1] != sw->height || sws_key_[2] != sw->format ||
+      sws_key_[3] != out.width || sws_key_[4] != out.height) {
+    sws_.reset(sws_alloc_context());
     if (!sws_) throw cannot_convert();
-    uint8_t* dst[4] = {scaled_.data(), nullptr, nullptr, nullptr};
-    int dst_stride[4] = {stride, 0, 0, 0};
-    sws_scale(sws_.get(), sw->data, sw->linesize, 0, sw->height, dst, dst_stride);
-  } else {
-    // Slice threads exist only behind sws_scale_frame (sws_scale runs one slice context). Each
-    // thread scales a band of output rows with the same filters: the pixels equal the
-    // single-threaded ones.
-    if (!threaded_sws_ || threaded_key_[0] != sw->width || threaded_key_[1] != sw->height ||
-        threaded_key_[2] != sw->format || threaded_out_[0] != out.width || threaded_out_[1] != out.height) {
-      threaded_sws_.reset(sws_alloc_context());
-      if (!threaded_sws_) throw cannot_convert();
-      SwsContext* c = threaded_sws_.get();
-      av_opt_set_int(c, "srcw", sw->width, 0);
-      av_opt_set_int(c, "srch", sw->height, 0);
-      av_opt_set_int(c, "src_format", sw->format, 0);
-      av_opt_set_int(c, "dstw", out.width, 0);
-      av_opt_set_int(c, "dsth", out.height, 0);
-      av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
-      av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
-      av_opt_set_int(c, "threads", threads_, 0);
-      if (sws_init_context(c, nullptr, nullptr) < 0) {
-        threaded_sws_.reset();
-        throw cannot_convert();
-      }
-      threaded_key_[0] = sw->width;
-      threaded_key_[1] = sw->height;
-      threaded_key_[2] = sw->format;
-      threaded_out_[0] = out.width;
-      threaded_out_[1] = out.height;
+    SwsContext* c = sws_.get();
+    av_opt_set_int(c, "srcw", sw->width, 0);
+    av_opt_set_int(c, "srch", sw->height, 0);
+    av_opt_set_int(c, "src_format", sw->format, 0);
+    av_opt_set_int(c, "dstw", out.width, 0);
+    av_opt_set_int(c, "dsth", out.height, 0);
+    av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
+    av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
+    // 0 decoder threads is FFmpeg's choice for the codec; the scaling then stays on one.
+    av_opt_set_int(c, "threads", std::max(1, threads_), 0);
+    if (sws_init_context(c, nullptr, nullptr) < 0) {
+      sws_.reset();
+      throw cannot_convert();
     }
-    if (!scaled_frame_) scaled_frame_ = av::make_frame();
-    AVFrame* dst = scaled_frame_.get();
-    av_frame_unref(dst);
-    dst->buf[0] = av_buffer_create(scaled_.data(), static_cast<int>(scaled_.size()), keep_buffer, nullptr, 0);
-    if (dst->buf[0] == nullptr) throw std::bad_alloc();
-    dst->data[0] = scaled_.data();
-    dst->linesize[0] = stride;
-    dst->width = out.width;
-    dst->height = out.height;
-    dst->format = AV_PIX_FMT_RGB24;
-    const int rc = sws_scale_frame(threaded_sws_.get(), dst, sw);
-    av_frame_unref(dst);
-    if (rc < 0) throw DecodeError(path_, "scaling failed (" + av::error_string(rc) + ")");
+    sws_key_[0] = sw->width;
+    sws_key_[1] = sw->height;
+    sws_key_[2] = sw->format;
+    sws_key_[3] = out.width;
+    sws_key_[4] = out.height;
   }
+  if (!scaled_frame_) scaled_frame_ = av::make_frame();
+  AVFrame* dst = scaled_frame_.get();
+  av_frame_unref(dst);
+  dst->buf[0] = av_buffer_create(scaled_.data(), static_cast<int>(scaled_.size()), keep_buffer, nullptr, 0);
+  if (dst->buf[0] == nullptr) throw std::bad_alloc();
+  dst->data[0] = scaled_.data();
+  dst->linesize[0] = stride;
+  dst->width = out.width;
+  dst->height = out.height;
+  dst->format = AV_PIX_FMT_RGB24;
+  const int rc = sws_scale_frame(sws_.get(), dst, sw);
+  av_frame_unref(dst);
+  if (rc < 0) throw DecodeError(path_, "scaling failed (" + av::error_string(rc) + ")");
   ++counters_.converted;
   uint8_t* first = out.data.data() + slots[0] * frame_bytes;
   for (int y = 0; y < out.height; ++y) {
@@ -307,18 +314,7 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       }
       if (rc < 0) return false;  // a damaged frame: the caller reports the missing target
       ++counters_.decoded;
-      int64_t pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : frame_->best_effort_timestamp;
-      if (from_start_) {
-        // The first frame after the seek to the start is frame 0: its timestamp minus frame
-        // 0's is the delay, the same for every later frame (skipped frames included).
-        // Frames drained at the end of the file have no timestamp: they are the next ones.
-        pts = frame_->best_effort_timestamp;
-        if (pts != AV_NOPTS_VALUE && delay_ == AV_NOPTS_VALUE) delay_ = pts - info_.pts[0];
-        if (pts != AV_NOPTS_VALUE) pts -= delay_;
-      }
-      const int64_t index = from_start_ && pts == AV_NOPTS_VALUE
-                                ? (next_index_ >= 0 && next_index_ < info_.frames ? next_index_ : -1)
-                                : index_of_pts(pts);
+      const int64_t index = index_of_frame(frame_.get());
       if (index < 0) {
         av_frame_unref(frame_.get());
         continue;
@@ -400,7 +396,7 @@ FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_
   int retries = 0;
   while (k < targets.size()) {
     const int64_t target = targets[k];
-    const int64_t key = from_start_ ? 0 : keyframe_at_or_before(target);
+    const int64_t key = keyframe_at_or_before(target);
     const int64_t key_frame = info_.keyframes[key];
     // Decode forward when the target is ahead in the current group of pictures (or the next
     // frame is its keyframe); otherwise seek.

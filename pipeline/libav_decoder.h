@@ -46,6 +46,10 @@ class LibavDecoder : public VideoDecoder {
   bool decode_until(const std::vector<int64_t>& targets, size_t& k,
                     const std::vector<std::vector<int64_t>>& slots, FrameBuffer& out);
   int64_t index_of_pts(int64_t pts) const;
+  /// Index of a decoded frame in the frame table, or -1.
+  int64_t index_of_frame(const AVFrame* frame);
+  /// The position in info_.keyframes to seek to for frame `index` (always 0 for decode-order
+  /// timestamps).
   int64_t keyframe_at_or_before(int64_t index) const;
   void write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out);
 
@@ -53,12 +57,9 @@ class LibavDecoder : public VideoDecoder {
   av::CodecContextPtr codec_;
   av::PacketPtr packet_;
   av::FramePtr frame_;
-  av::SwsPtr sws_;
-  /// swscale with slice threads (`threads_` > 1): made for one source size and format.
-  av::SwsPtr threaded_sws_;
-  int threaded_key_[3] = {0, 0, -1};  ///< source width, height, pixel format of threaded_sws_
-  int threaded_out_[2] = {0, 0};      ///< its output width and height
-  av::FramePtr scaled_frame_;         ///< wraps scaled_ for sws_scale_frame
+  av::SwsPtr sws_;                     ///< made for one source and output size and format
+  int sws_key_[5] = {0, 0, -1, 0, 0};  ///< source width, height, pixel format; output width, height
+  av::FramePtr scaled_frame_;          ///< wraps scaled_ for sws_scale_frame
   std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see write_frame)
   int stream_ = -1;
   VideoInfo info_;
