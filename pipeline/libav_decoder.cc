@@ -248,26 +248,65 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   // of the next band wrote it.
   const int stride = static_cast<int>((row_bytes + 64 + 63) / 64 * 64);
   scaled_.resize(static_cast<size_t>(stride) * out.height + 64);
-  // One swscale context per source size and format, with slice threads when the decoder has
-  // more than one thread (they exist only behind sws_scale_frame). Each thread scales a band of
-  // output rows with the same filters: the pixels equal the one-thread ones.
-  if (!sws_ || sws_key_[0] != sw->width || sws_key_[1] != sw->height || sws_key_[2] != sw->format ||
-      sws_key_[3] != out.width || sws_key_[4] != out.height) {
-    sws_.reset(sws_alloc_context());
-    if (!sws_) throw cannot_convert();
-    SwsContext* c = sws_.get();
-    av_opt_set_int(c, "srcw", sw->width, 0);
-    av_opt_set_int(c, "srch", sw->height, 0);
-    av_opt_set_int(c, "src_format", sw->format, 0);
+  // Scaled 8-bit YUV with subsampled chroma goes through two swscale passes: scaling to YUV
+  // 4:4:4 at the output size, then the unscaled conversion to RGB. swscale's one-pass
+  // scaled packed-RGB output interpolates chroma horizontally only at some output widths; at
+  // the others (most even widths) colours came out 28-38 dB PSNR from a full-chroma reference,
+  // against 39-45 dB for the two passes, which take about as long at those widths and 1.6-2.5x
+  // less at the others (docs/pipeline.md).
+  // Other sources (RGB, 4:4:4, more than 8 bits) and unscaled frames take one pass; unscaled
+  // 4:2:0 is swscale's special converter, as in `ffmpeg -pix_fmt rgb24`.
+  const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(format);
+  if (desc == nullptr) throw cannot_convert();
+  const bool scaled = sw->width != out.width || sw->height != out.height;
+  const bool two_pass = scaled && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) &&
+                        desc->nb_components >= 3 && desc->comp[0].depth == 8 &&
+                        (desc->log2_chroma_w > 0 || desc->log2_chroma_h > 0);
+  // The range is kept: "yuvj" sources (full range) scale to full-range 4:4:4.
+  const bool full_range = format == AV_PIX_FMT_YUVJ420P || format == AV_PIX_FMT_YUVJ422P ||
+                          format == AV_PIX_FMT_YUVJ440P || format == AV_PIX_FMT_YUVJ411P;
+  const AVPixelFormat mid_format = full_range ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUV444P;
+  // One swscale context per pass, source size and format, with slice threads when the decoder
+  // has more than one thread (they exist only behind sws_scale_frame) and the frame is large
+  // enough: one per 2^18 source and output pixels (a 512x512 frame scaled to 128x128 gets one,
+  // 1280x720 to 455x256 three, unscaled 1080p all). Waking them costs more than it saves on
+  // small frames while the decoder's frame threads keep the cores busy: 480x360 to 171x128
+  // with 2 threads decoded 64-75 clips/s with one, 52-70 with two (docs/pipeline.md). Each
+  // thread scales a band of output rows with the same filters: the pixels equal the one-thread
+  // ones. 0 decoder threads is FFmpeg's choice for the codec; the scaling then stays on one.
+  const int64_t pixels = int64_t{sw->width} * sw->height + int64_t{out.width} * out.height;
+  const int sws_threads = static_cast<int>(std::clamp<int64_t>(pixels >> 18, 1, std::max(1, threads_)));
+  const auto make_sws = [&](int sw_w, int sw_h, int sw_format, int dst_format) {
+    av::SwsPtr sws(sws_alloc_context());
+    if (!sws) throw cannot_convert();
+    SwsContext* c = sws.get();
+    av_opt_set_int(c, "srcw", sw_w, 0);
+    av_opt_set_int(c, "srch", sw_h, 0);
+    av_opt_set_int(c, "src_format", sw_format, 0);
     av_opt_set_int(c, "dstw", out.width, 0);
     av_opt_set_int(c, "dsth", out.height, 0);
-    av_opt_set_int(c, "dst_format", AV_PIX_FMT_RGB24, 0);
+    av_opt_set_int(c, "dst_format", dst_format, 0);
     av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
-    // 0 decoder threads is FFmpeg's choice for the codec; the scaling then stays on one.
-    av_opt_set_int(c, "threads", std::max(1, threads_), 0);
-    if (sws_init_context(c, nullptr, nullptr) < 0) {
-      sws_.reset();
-      throw cannot_convert();
+    av_opt_set_int(c, "threads", sws_threads, 0);
+    if (sws_init_context(c, nullptr, nullptr) < 0) throw cannot_convert();
+    return sws;
+  };
+  if (!sws_ || sws_key_[0] != sw->width || sws_key_[1] != sw->height || sws_key_[2] != sw->format ||
+      sws_key_[3] != out.width || sws_key_[4] != out.height) {
+    sws_.reset();
+    sws_rgb_.reset();
+    if (two_pass) {
+      // The 4:4:4 frame's rows get 64 spare bytes, like the RGB rows below.
+      mid_ = av::make_frame();
+      mid_->width = out.width + 64;
+      mid_->height = out.height;
+      mid_->format = mid_format;
+      if (av_frame_get_buffer(mid_.get(), 64) < 0) throw std::bad_alloc();
+      mid_->width = out.width;
+      sws_rgb_ = make_sws(out.width, out.height, mid_format, AV_PIX_FMT_RGB24);
+      sws_ = make_sws(sw->width, sw->height, sw->format, mid_format);
+    } else {
+      sws_ = make_sws(sw->width, sw->height, sw->format, AV_PIX_FMT_RGB24);
     }
     sws_key_[0] = sw->width;
     sws_key_[1] = sw->height;
@@ -285,7 +324,13 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   dst->width = out.width;
   dst->height = out.height;
   dst->format = AV_PIX_FMT_RGB24;
-  const int rc = sws_scale_frame(sws_.get(), dst, sw);
+  int rc = 0;
+  if (sws_rgb_) {
+    rc = sws_scale_frame(sws_.get(), mid_.get(), sw);
+    if (rc >= 0) rc = sws_scale_frame(sws_rgb_.get(), dst, mid_.get());
+  } else {
+    rc = sws_scale_frame(sws_.get(), dst, sw);
+  }
   av_frame_unref(dst);
   if (rc < 0) throw DecodeError(path_, "scaling failed (" + av::error_string(rc) + ")");
   ++counters_.converted;
@@ -398,9 +443,15 @@ FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_
     const int64_t target = targets[k];
     const int64_t key = keyframe_at_or_before(target);
     const int64_t key_frame = info_.keyframes[key];
-    // Decode forward when the target is ahead in the current group of pictures (or the next
-    // frame is its keyframe); otherwise seek.
-    if (next_index_ < 0 || drained_ || next_index_ > target || key_frame > next_index_) {
+    // Decode forward when the target is ahead in the current group of pictures, or its
+    // keyframe is at most kForwardFrames frames ahead; otherwise seek. A seek costs a flush
+    // (and refilling the frame threads), and in mp4 with reordered frames the demuxer lands one
+    // group of pictures early and reads it again; decoding forward through a few frames costs
+    // at most those frames (fewer: unrequested non-reference ones are discarded). Inside a
+    // clip whose stride steps over a keyframe the gap is stride - 1: with stride 2 the
+    // benchmark's clips went from 148 seeks to 45 (docs/pipeline.md).
+    constexpr int64_t kForwardFrames = 4;
+    if (next_index_ < 0 || drained_ || next_index_ > target || key_frame > next_index_ + kForwardFrames) {
       seek_to(std::max<int64_t>(0, key - retries));
     }
     if (decode_until(targets, k, slots, out)) {
