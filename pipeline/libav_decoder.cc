@@ -262,9 +262,13 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   const bool two_pass = scaled && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) &&
                         desc->nb_components >= 3 && desc->comp[0].depth == 8 &&
                         (desc->log2_chroma_w > 0 || desc->log2_chroma_h > 0);
-  // The range is kept: "yuvj" sources (full range) scale to full-range 4:4:4.
+  // The YUV matrix and range are the frame's, as ffmpeg's scale filter takes them: BT.601 when
+  // the file names no matrix, full range for "yuvj" formats or frames flagged full range. The
+  // first of two passes keeps the range (full-range sources scale to full-range 4:4:4).
+  const bool yuv = !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) && desc->nb_components >= 3;
   const bool full_range = format == AV_PIX_FMT_YUVJ420P || format == AV_PIX_FMT_YUVJ422P ||
-                          format == AV_PIX_FMT_YUVJ440P || format == AV_PIX_FMT_YUVJ411P;
+                          format == AV_PIX_FMT_YUVJ440P || format == AV_PIX_FMT_YUVJ411P ||
+                          format == AV_PIX_FMT_YUVJ444P || sw->color_range == AVCOL_RANGE_JPEG;
   const AVPixelFormat mid_format = full_range ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUV444P;
   // One swscale context per pass, source size and format, with slice threads when the decoder
   // has more than one thread (they exist only behind sws_scale_frame) and the frame is large
@@ -289,10 +293,18 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
     av_opt_set_int(c, "sws_flags", SWS_BILINEAR, 0);
     av_opt_set_int(c, "threads", sws_threads, 0);
     if (sws_init_context(c, nullptr, nullptr) < 0) throw cannot_convert();
+    if (yuv && dst_format == AV_PIX_FMT_RGB24) {
+      // Also set on the slice threads' contexts by swscale.
+      if (sws_setColorspaceDetails(c, sws_getCoefficients(sw->colorspace), full_range ? 1 : 0,
+                                   sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16) < 0) {
+        throw cannot_convert();
+      }
+    }
     return sws;
   };
   if (!sws_ || sws_key_[0] != sw->width || sws_key_[1] != sw->height || sws_key_[2] != sw->format ||
-      sws_key_[3] != out.width || sws_key_[4] != out.height) {
+      sws_key_[3] != out.width || sws_key_[4] != out.height || sws_key_[5] != sw->colorspace ||
+      sws_key_[6] != sw->color_range) {
     sws_.reset();
     sws_rgb_.reset();
     if (two_pass) {
@@ -313,6 +325,8 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
     sws_key_[2] = sw->format;
     sws_key_[3] = out.width;
     sws_key_[4] = out.height;
+    sws_key_[5] = sw->colorspace;
+    sws_key_[6] = sw->color_range;
   }
   if (!scaled_frame_) scaled_frame_ = av::make_frame();
   AVFrame* dst = scaled_frame_.get();

@@ -60,7 +60,8 @@ class LibavDecoder : public VideoDecoder {
   av::SwsPtr sws_;                     ///< made for one source and output size and format
   av::SwsPtr sws_rgb_;                 ///< the second pass (4:4:4 to RGB) of two, else null
   av::FramePtr mid_;                   ///< the first pass's output when there are two
-  int sws_key_[5] = {0, 0, -1, 0, 0};  ///< source width, height, pixel format; output width, height
+  /// Source width, height, pixel format; output width, height; source matrix and range.
+  int sws_key_[7] = {0, 0, -1, 0, 0, -1, -1};
   av::FramePtr scaled_frame_;          ///< wraps scaled_ for sws_scale_frame
   std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see write_frame)
   int stream_ = -1;

@@ -82,6 +82,9 @@ const AVFrame* NvdecDecoder::to_system_memory(AVFrame* frame) {
   if (frame->format != AV_PIX_FMT_CUDA) return frame;
   av_frame_unref(system_frame_.get());
   HOLO_AV_CHECK(av_hwframe_transfer_data(system_frame_.get(), frame, 0));
+  // The transfer copies pixels only; the conversion reads the YUV matrix and range from the
+  // frame's properties.
+  HOLO_AV_CHECK(av_frame_copy_props(system_frame_.get(), frame));
   return system_frame_.get();
 }
 

@@ -212,14 +212,16 @@ TEST(Decoder, AviWithBFramesIsFrameExact) {
 
 // Files from the ffmpeg command line's encoders, laid out as downloaded videos are (libx264's
 // defaults, open GOPs, HEVC, VP9, MPEG-2 in a transport stream, MPEG-4 and H.264 in AVI, a
-// variable frame rate): every frame of a full decode equals ffmpeg's own decode of the file,
-// and seeded random requests (any start, stride, length) equal the full decode. Encoders the
-// local ffmpeg lacks are left out and named.
+// variable frame rate, the BT.709 matrix, full range): every frame of a full decode equals
+// ffmpeg's own decode of the file, and seeded random requests (any start, stride, length) equal
+// the full decode. Encoders the local ffmpeg lacks are left out and named.
 TEST(Decoder, FilesFromCommonEncodersMatchFfmpegFrameByFrame) {
   const auto dir = holo::testing::temp_dir();
   const std::string src = "-f lavfi -i testsrc2=size=160x120:rate=25 -t 4 ";
   struct File { std::string name, encoder, args; };
   const std::vector<File> files = {
+      {"x264_bt709.mp4", "libx264", "-c:v libx264 -colorspace bt709 -color_primaries bt709 -color_trc bt709"},
+      {"x264_full_range.mp4", "libx264", "-c:v libx264 -pix_fmt yuvj420p"},
       {"x264.mp4", "libx264", "-c:v libx264"},
       {"x264_opengop.mp4", "libx264", "-c:v libx264 -x264-params open-gop=1:keyint=30"},
       {"x264_g25.mkv", "libx264", "-c:v libx264 -g 25"},
@@ -340,6 +342,50 @@ TEST(Decoder, ScaledFramesKeepFullChromaResolution) {
       }
       const double psnr = 10 * std::log10(255.0 * 255.0 / (squared / static_cast<double>(want.size())));
       EXPECT_GE(psnr, 44.0) << got.width << "x" << got.height << ", " << threads << " threads";
+    }
+  }
+}
+
+// The YUV matrix and range come from the file, as ffmpeg's conversion takes them, also with
+// slice threads (1280x720) and when scaled: a BT.709 file converted with the BT.601 matrix
+// (what swscale does unless told) differed from ffmpeg's frames, and its scaled frames came
+// out at 24.2 dB PSNR against ffmpeg's Lanczos full-chroma scaling (38.7 dB now; testsrc2's
+// sharp edges keep bilinear and Lanczos apart).
+TEST(Decoder, ColourMatrixAndRangeFollowTheFile) {
+  const std::string encoders = holo::testing::run_command("ffmpeg -hide_banner -encoders").output;
+  ASSERT_NE(encoders.find(" libx264 "), std::string::npos)
+      << "the ffmpeg command line has no libx264 (scripts/install-deps.sh installs Debian's, which has it)";
+  const auto dir = holo::testing::temp_dir();
+  struct File { std::string name, args; };
+  for (const File& f : {File{"bt709.mp4", "-colorspace bt709 -color_primaries bt709 -color_trc bt709"},
+                        File{"full.mp4", "-pix_fmt yuvj420p"}}) {
+    const std::string path = dir + "/" + f.name;
+    const auto made = holo::testing::run_command("ffmpeg -v error -y -f lavfi -i testsrc2=size=1280x720:rate=25 "
+                                                 "-frames:v 2 -c:v libx264 " + f.args + " " + path);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    for (const int short_side : {0, 160}) {
+      const std::string raw = path + ".rgb";
+      const std::string flags = short_side == 0 ? "" : "scale=284:160:flags=lanczos+full_chroma_int+full_chroma_inp+accurate_rnd,";
+      const auto ref = holo::testing::run_command("ffmpeg -v error -y -i " + path + " -vf " + flags +
+                                                  "format=rgb24 -f rawvideo " + raw);
+      ASSERT_EQ(ref.exit_code, 0) << ref.output;
+      std::ifstream in(raw, std::ios::binary);
+      const std::vector<uint8_t> want((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      for (const int threads : {1, 3}) {
+        const FrameBuffer got = open_decoder(path, DecoderOptions().set_threads(threads))->decode({0, 1}, short_side);
+        ASSERT_EQ(got.data.size(), want.size()) << f.name;
+        if (short_side == 0) {
+          EXPECT_TRUE(got.data == want) << f.name << ", " << threads << " threads: differs from ffmpeg's frames";
+          continue;
+        }
+        double squared = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          const double e = static_cast<double>(got.data[i]) - want[i];
+          squared += e * e;
+        }
+        const double psnr = 10 * std::log10(255.0 * 255.0 / (squared / static_cast<double>(want.size())));
+        EXPECT_GE(psnr, 34.0) << f.name << " scaled, " << threads << " threads";
+      }
     }
   }
 }
