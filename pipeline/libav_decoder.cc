@@ -258,14 +258,12 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   // 4:2:0 is swscale's special converter, as in `ffmpeg -pix_fmt rgb24`.
   const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(format);
   if (desc == nullptr) throw cannot_convert();
+  const bool yuv = !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) && desc->nb_components >= 3;
   const bool scaled = sw->width != out.width || sw->height != out.height;
-  const bool two_pass = scaled && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) &&
-                        desc->nb_components >= 3 && desc->comp[0].depth == 8 &&
-                        (desc->log2_chroma_w > 0 || desc->log2_chroma_h > 0);
+  const bool two_pass = scaled && yuv && desc->comp[0].depth == 8 && (desc->log2_chroma_w > 0 || desc->log2_chroma_h > 0);
   // The YUV matrix and range are the frame's, as ffmpeg's scale filter takes them: BT.601 when
   // the file names no matrix, full range for "yuvj" formats or frames flagged full range. The
   // first of two passes keeps the range (full-range sources scale to full-range 4:4:4).
-  const bool yuv = !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) && desc->nb_components >= 3;
   const bool full_range = format == AV_PIX_FMT_YUVJ420P || format == AV_PIX_FMT_YUVJ422P ||
                           format == AV_PIX_FMT_YUVJ440P || format == AV_PIX_FMT_YUVJ411P ||
                           format == AV_PIX_FMT_YUVJ444P || sw->color_range == AVCOL_RANGE_JPEG;
@@ -294,7 +292,7 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
     av_opt_set_int(c, "threads", sws_threads, 0);
     if (sws_init_context(c, nullptr, nullptr) < 0) throw cannot_convert();
     if (yuv && dst_format == AV_PIX_FMT_RGB24) {
-      // Also set on the slice threads' contexts by swscale.
+      // swscale passes these on to its slice threads' contexts (tested at 1280x720, 3 threads).
       if (sws_setColorspaceDetails(c, sws_getCoefficients(sw->colorspace), full_range ? 1 : 0,
                                    sws_getCoefficients(SWS_CS_DEFAULT), 1, 0, 1 << 16, 1 << 16) < 0) {
         throw cannot_convert();
