@@ -129,6 +129,8 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
     }
     const DecodeCounters c = d.counters();
     f.work.seeks += c.seeks;
+    f.work.flushes += c.flushes;
+    f.work.stale += c.stale;
     f.work.dropped += c.dropped;
     f.work.packets += c.packets;
     f.work.discardable += c.discardable;
@@ -297,14 +299,17 @@ void bench_decode(const BenchArgs& a) {
       // What the decoder did for the clips: frames the codec decoded per frame returned
       // (unrequested non-reference frames are discarded, packets a seek landed on before the
       // keyframe are dropped unread).
-      std::printf("           decoded %.2f frames per clip frame; %lld seeks, %lld packets before keyframes dropped, "
+      std::printf("           decoded %.2f frames per clip frame; %lld seeks (%lld reset the codec, %lld frames from "
+                  "before a seek dropped), %lld packets before keyframes dropped, "
                   "%lld of %lld packets sent with non-reference frames discarded\n",
                   d.frames > 0 ? static_cast<double>(d.work.decoded) / static_cast<double>(d.frames) : 0.0,
-                  static_cast<long long>(d.work.seeks), static_cast<long long>(d.work.dropped),
+                  static_cast<long long>(d.work.seeks), static_cast<long long>(d.work.flushes),
+                  static_cast<long long>(d.work.stale), static_cast<long long>(d.work.dropped),
                   static_cast<long long>(d.work.discardable), static_cast<long long>(d.work.packets));
       per_device[d.device] = {{"available", true}, {"frames_per_s", d.frames_per_s}, {"clips_per_s", d.clips_per_s},
                               {"clips", d.clips}, {"frames", d.frames}, {"seconds", d.seconds},
-                              {"decoded", d.work.decoded}, {"seeks", d.work.seeks}, {"dropped", d.work.dropped},
+                              {"decoded", d.work.decoded}, {"seeks", d.work.seeks}, {"flushes", d.work.flushes},
+                              {"stale", d.work.stale}, {"dropped", d.work.dropped},
                               {"packets", d.work.packets}, {"discardable", d.work.discardable}};
     } else {
       std::printf("    %-6s not available: %s\n", d.device.c_str(), d.reason.c_str());

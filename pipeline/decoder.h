@@ -96,10 +96,12 @@ struct DecoderOptions {
 /// What a decoder did since it was opened, for benchmarks and tests.
 struct DecodeCounters {
   int64_t seeks = 0;      ///< seeks to a keyframe
+  int64_t flushes = 0;    ///< of these, seeks that reset the codec (the others landed on an H.264 IDR)
+  int64_t stale = 0;      ///< frames of packets sent before a seek, received and dropped
   int64_t dropped = 0;    ///< packets a seek landed on before its keyframe, not decoded
   int64_t packets = 0;    ///< video packets sent to the codec
   int64_t discardable = 0;  ///< of these, sent with non-reference frames discarded (unrequested frames)
-  int64_t decoded = 0;    ///< frames the codec returned
+  int64_t decoded = 0;    ///< frames the codec returned (stale ones not included)
   int64_t converted = 0;  ///< frames scaled and converted to RGB
 };
 

@@ -59,8 +59,21 @@ void LibavDecoder::open() {
   codec_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
   codec_->pkt_timebase = st->time_base;
   configure(codec_.get());
+#if LIBAVCODEC_VERSION_MAJOR >= 60
+  codec_->flags |= AV_CODEC_FLAG_COPY_OPAQUE;  // a packet's opaque (its generation) reaches its frame
+#endif
   rc = avcodec_open2(codec_.get(), codec, nullptr);
   if (rc < 0) throw DecodeError(path_, "cannot open the " + std::string(codec->name) + " decoder (" + av::error_string(rc) + ")");
+  // FFmpeg's H.264 decoder frees its tables on a reset and sets them up again on the next
+  // packet, renegotiating the output format: with the NVDEC hwaccel that tears down and
+  // creates the GPU decoder and its frame pool at every seek. A seek that lands on an IDR
+  // needs no reset: an IDR starts a new coded sequence that refers to nothing before it, and
+  // the decoder treats it as it does every IDR of a stream read from start to end; the frames
+  // still in the decoder from before the seek come out first and are dropped by generation.
+  soft_seeks_ = par.codec_id == AV_CODEC_ID_H264 && std::strcmp(codec->name, "h264") == 0;
+  if (par.extradata != nullptr && par.extradata_size >= 7 && par.extradata[0] == 1) {
+    nal_length_size_ = (par.extradata[4] & 3) + 1;  // avcC: length-prefixed NAL units
+  }
 
   packet_ = av::make_packet();
   frame_ = av::make_frame();
@@ -200,6 +213,41 @@ int64_t LibavDecoder::index_of_frame(const AVFrame* frame) {
   return index_of_pts(ts - delay_);
 }
 
+int64_t LibavDecoder::generation_of(const AVFrame* frame) const {
+#if LIBAVCODEC_VERSION_MAJOR >= 60
+  return static_cast<int64_t>(reinterpret_cast<intptr_t>(frame->opaque));
+#else
+  return frame->reordered_opaque;
+#endif
+}
+
+bool LibavDecoder::starts_sequence(const AVPacket* packet) const {
+  // An H.264 access unit holds several NAL units (parameter sets, SEI, slices); it starts a
+  // new sequence when one of them is an IDR slice (type 5). Key packets of open groups of
+  // pictures are I slices of type 1 (recovery points): those get the reset.
+  const uint8_t* p = packet->data;
+  const int size = packet->size;
+  if (p == nullptr || size <= 0) return false;
+  if (nal_length_size_ > 0) {
+    for (int i = 0; i + nal_length_size_ < size;) {
+      uint32_t length = 0;
+      for (int b = 0; b < nal_length_size_; ++b) length = (length << 8) | p[i + b];
+      i += nal_length_size_;
+      if (length == 0 || length > static_cast<uint32_t>(size - i)) return false;
+      if ((p[i] & 0x1f) == 5) return true;
+      i += static_cast<int>(length);
+    }
+    return false;
+  }
+  for (int i = 0; i + 3 < size; ++i) {
+    if (p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1) {
+      if ((p[i + 3] & 0x1f) == 5) return true;
+      i += 2;
+    }
+  }
+  return false;
+}
+
 int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
   if (from_start_) return 0;  // the only place where decode-order timestamps can be placed
   auto it = std::upper_bound(info_.keyframes.begin(), info_.keyframes.end(), index);
@@ -220,7 +268,14 @@ void LibavDecoder::seek_to(int64_t k) {
     avformat_flush(format_.get());
   }
   if (rc < 0) throw DecodeError(path_, "seek failed (" + av::error_string(rc) + ")");
-  avcodec_flush_buffers(codec_.get());
+  ++generation_;
+  // A codec told the stream ended accepts packets again only after a reset.
+  flush_pending_ = soft_seeks_ && !eof_sent_;
+  if (!flush_pending_) {
+    avcodec_flush_buffers(codec_.get());
+    ++counters_.flushes;
+    eof_sent_ = false;
+  }
   ++counters_.seeks;
   drained_ = false;
   next_index_ = info_.keyframes[k];
@@ -370,6 +425,11 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
         return false;
       }
       if (rc < 0) return false;  // a damaged frame: the caller reports the missing target
+      if (generation_of(frame_.get()) != generation_) {
+        ++counters_.stale;  // sent before the last seek
+        av_frame_unref(frame_.get());
+        continue;
+      }
       ++counters_.decoded;
       const int64_t index = index_of_frame(frame_.get());
       if (index < 0) {
@@ -395,6 +455,7 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       // End of file, or an unreadable (truncated) tail: flush what the decoder holds.
       avcodec_send_packet(codec_.get(), nullptr);
       eof = true;
+      eof_sent_ = true;
       continue;
     }
     av::PacketUnref unref(packet_.get());
@@ -405,6 +466,14 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
         continue;
       }
       seek_key_dts_ = AV_NOPTS_VALUE;
+    }
+    if (flush_pending_) {
+      // The first packet after a seek: an IDR starts afresh, anything else needs the reset.
+      flush_pending_ = false;
+      if (!starts_sequence(packet_.get())) {
+        avcodec_flush_buffers(codec_.get());
+        ++counters_.flushes;
+      }
     }
     // A frame before the last target that is not itself a target is needed only if other
     // frames refer to it: let the codec drop it if none does. The codec reads skip_frame when
@@ -418,6 +487,11 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     codec_->skip_frame = discard ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
     ++counters_.packets;
     counters_.discardable += discard ? 1 : 0;
+#if LIBAVCODEC_VERSION_MAJOR >= 60
+    packet_->opaque = reinterpret_cast<void*>(static_cast<intptr_t>(generation_));
+#else
+    codec_->reordered_opaque = generation_;
+#endif
     rc = avcodec_send_packet(codec_.get(), packet_.get());
     if (rc < 0 && rc != AVERROR(EAGAIN) && rc != AVERROR_INVALIDDATA) {
       throw DecodeError(path_, "decoding failed (" + av::error_string(rc) + ")");

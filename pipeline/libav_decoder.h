@@ -46,6 +46,11 @@ class LibavDecoder : public VideoDecoder {
   bool decode_until(const std::vector<int64_t>& targets, size_t& k,
                     const std::vector<std::vector<int64_t>>& slots, FrameBuffer& out);
   int64_t index_of_pts(int64_t pts) const;
+  /// The seek generation of a decoded frame (the value of generation_ when its packet was sent).
+  int64_t generation_of(const AVFrame* frame) const;
+  /// Whether the packet read right after a seek starts a new coded sequence (an H.264 IDR), so
+  /// that the codec need not be reset before it.
+  bool starts_sequence(const AVPacket* packet) const;
   /// Index of a decoded frame in the frame table, or -1.
   int64_t index_of_frame(const AVFrame* frame);
   /// The position in info_.keyframes to seek to for frame `index` (always 0 for decode-order
@@ -70,6 +75,16 @@ class LibavDecoder : public VideoDecoder {
   std::vector<int64_t> sorted_pts_;  ///< == info_.pts (ascending), kept for lookup
   int64_t next_index_ = -1;          ///< index of the next frame the decoder will produce; -1: unknown
   bool drained_ = false;             ///< the decoder was flushed at the end of the stream
+  /// Counts seeks; every packet sent carries it and frames of an older one are dropped
+  /// (docs/pipeline.md, "Seeks without a reset").
+  int64_t generation_ = 0;
+  /// H.264 only: a seek leaves the codec as it is until the first packet read after it shows
+  /// whether it must be reset (avcodec_flush_buffers) or starts a new sequence.
+  bool soft_seeks_ = false;
+  bool flush_pending_ = false;
+  bool eof_sent_ = false;  ///< the codec was sent the end of the stream and not reset since
+  /// Bytes of an H.264 NAL unit's length prefix (avcC: mp4, mkv), or 0 for start codes (Annex B).
+  int nal_length_size_ = 0;
   DecodeCounters counters_;
   /// After a seek: the dts of the keyframe sought; packets before it are dropped unread by the
   /// codec. AV_NOPTS_VALUE once it is reached.
