@@ -14,8 +14,10 @@ torch::Tensor frames_to_tensor(FrameBuffer&& frames) {
 
 torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3, "transform_clip expects T x H x W x 3 frames");
-  torch::Tensor x = frames;
-  const int64_t h = x.size(1), w = x.size(2);
+  TORCH_CHECK(frames.scalar_type() == torch::kUInt8, "transform_clip expects uint8 frames");
+  const torch::Tensor in = frames.contiguous();  // decoded frames already are: no copy
+  const int64_t t_n = in.size(0), h = in.size(1), w = in.size(2);
+  int64_t y0 = 0, x0 = 0, out_h = h, out_w = w;
   if (r.crop_size > 0) {
     TORCH_CHECK(r.crop_size <= h && r.crop_size <= w, "crop ", r.crop_size, " is larger than the frames (", h, "x", w, ")");
     double fx = r.crop_x, fy = r.crop_y;
@@ -23,19 +25,55 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) 
       fy = h > w ? r.crop_x : 0.5;
       fx = h > w ? 0.5 : r.crop_x;
     }
-    const int64_t y0 = std::llround(fy * static_cast<double>(h - r.crop_size));
-    const int64_t x0 = std::llround(fx * static_cast<double>(w - r.crop_size));
-    x = x.slice(1, y0, y0 + r.crop_size).slice(2, x0, x0 + r.crop_size);
+    y0 = std::llround(fy * static_cast<double>(h - r.crop_size));
+    x0 = std::llround(fx * static_cast<double>(w - r.crop_size));
+    out_h = out_w = r.crop_size;
   }
-  if (r.flip) x = x.flip({2});
-  x = x.permute({3, 0, 1, 2}).to(torch::kFloat32).div_(255.0);  // C x T x H x W
-  if (r.normalize) {
-    TORCH_CHECK(r.mean.size() == 3 && r.std.size() == 3, "mean and std need 3 values");
-    const auto mean = torch::tensor(std::vector<float>(r.mean.begin(), r.mean.end())).view({3, 1, 1, 1});
-    const auto std = torch::tensor(std::vector<float>(r.std.begin(), r.std.end())).view({3, 1, 1, 1});
-    x = x.sub_(mean).div_(std);
+  // One pass from uint8 T x H x W x 3 to float C x T x H x W: crop, flip and normalisation
+  // are a table lookup per channel. The table holds float(u) / 255 and then (v - mean) / std,
+  // the same float operations in the same order as the tensor expression
+  // `x.float().div_(255).sub_(mean).div_(std)` that this replaces (bit-identical, tested);
+  // that expression made five passes over the clip (conversion, three in-place passes, the
+  // transposing copy).
+  if (r.normalize) TORCH_CHECK(r.mean.size() == 3 && r.std.size() == 3, "mean and std need 3 values");
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    const float mean = r.normalize ? static_cast<float>(r.mean[c]) : 0.0f;
+    const float std = r.normalize ? static_cast<float>(r.std[c]) : 1.0f;
+    for (int u = 0; u < 256; ++u) {
+      float v = static_cast<float>(u) / 255.0f;
+      if (r.normalize) v = (v - mean) / std;
+      table[c][u] = v;
+    }
   }
-  return x.contiguous();
+  torch::Tensor out = torch::empty({3, t_n, out_h, out_w}, torch::kFloat32);
+  const uint8_t* src = in.data_ptr<uint8_t>();
+  float* dst = out.data_ptr<float>();
+  const int64_t plane = t_n * out_h * out_w;
+  for (int64_t t = 0; t < t_n; ++t) {
+    for (int64_t y = 0; y < out_h; ++y) {
+      const uint8_t* row = src + ((t * h + y0 + y) * w + x0) * 3;
+      float* o0 = dst + (t * out_h + y) * out_w;
+      float* o1 = o0 + plane;
+      float* o2 = o1 + plane;
+      if (r.flip) {
+        for (int64_t x = 0; x < out_w; ++x) {
+          const uint8_t* p = row + (out_w - 1 - x) * 3;
+          o0[x] = table[0][p[0]];
+          o1[x] = table[1][p[1]];
+          o2[x] = table[2][p[2]];
+        }
+      } else {
+        for (int64_t x = 0; x < out_w; ++x) {
+          const uint8_t* p = row + x * 3;
+          o0[x] = table[0][p[0]];
+          o1[x] = table[1][p[1]];
+          o2[x] = table[2][p[2]];
+        }
+      }
+    }
+  }
+  return out;
 }
 
 torch::Tensor read_clip(VideoDecoder& decoder, const ClipRequest& request) {

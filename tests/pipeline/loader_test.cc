@@ -267,6 +267,67 @@ TEST_F(Loader, ClipsHoldExactlyTheSampledFrames) {
   EXPECT_EQ(read_frame_code(f[2].contiguous().data_ptr<uint8_t>(), 64, 48), 15);
 }
 
+// The one-pass transform equals the tensor expression it replaced, bit for bit: crop (by
+// fraction, and along the long side for test crops of portrait and landscape frames), flip,
+// normalisation or only the division by 255.
+TEST(Transform, OnePassEqualsTheTensorExpression) {
+  const auto reference = [](const torch::Tensor& frames, const ClipRequest& r) {
+    torch::Tensor x = frames;
+    const int64_t h = x.size(1), w = x.size(2);
+    if (r.crop_size > 0) {
+      double fx = r.crop_x, fy = r.crop_y;
+      if (r.crop_along_long_side) {
+        fy = h > w ? r.crop_x : 0.5;
+        fx = h > w ? 0.5 : r.crop_x;
+      }
+      const int64_t y0 = std::llround(fy * static_cast<double>(h - r.crop_size));
+      const int64_t x0 = std::llround(fx * static_cast<double>(w - r.crop_size));
+      x = x.slice(1, y0, y0 + r.crop_size).slice(2, x0, x0 + r.crop_size);
+    }
+    if (r.flip) x = x.flip({2});
+    x = x.permute({3, 0, 1, 2}).to(torch::kFloat32).div_(255.0);
+    if (r.normalize) {
+      const auto mean = torch::tensor(std::vector<float>(r.mean.begin(), r.mean.end())).view({3, 1, 1, 1});
+      const auto std = torch::tensor(std::vector<float>(r.std.begin(), r.std.end())).view({3, 1, 1, 1});
+      x = x.sub_(mean).div_(std);
+    }
+    return x.contiguous();
+  };
+  torch::manual_seed(3);
+  int checked = 0;
+  for (const auto& size : std::vector<std::pair<int64_t, int64_t>>{{40, 57}, {61, 38}, {33, 33}}) {
+    const torch::Tensor frames = torch::randint(0, 256, {5, size.first, size.second, 3}, torch::kUInt8);
+    for (const int64_t crop : {0, 32}) {
+      for (const bool flip : {false, true}) {
+        for (const bool normalize : {false, true}) {
+          for (const bool long_side : {false, true}) {
+            ClipRequest r;
+            r.crop_size = crop;
+            r.crop_x = 0.8;
+            r.crop_y = 0.3;
+            r.crop_along_long_side = long_side;
+            r.flip = flip;
+            r.normalize = normalize;
+            const torch::Tensor got = transform_clip(frames, r);
+            const torch::Tensor want = reference(frames, r);
+            ASSERT_EQ(got.sizes(), want.sizes());
+            ASSERT_TRUE(got.is_contiguous());
+            EXPECT_TRUE(torch::equal(got, want)) << size.first << "x" << size.second << " crop " << crop << " flip "
+                                                 << flip << " normalize " << normalize << " long side " << long_side;
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 48);
+  // A view of frames (not contiguous) is read as the frames it shows.
+  const torch::Tensor frames = torch::randint(0, 256, {4, 20, 30, 3}, torch::kUInt8);
+  const torch::Tensor strided = frames.slice(0, 0, 4, 2);
+  EXPECT_TRUE(torch::equal(transform_clip(strided, ClipRequest{}), reference(strided, ClipRequest{})));
+  EXPECT_THROW(transform_clip(frames.to(torch::kFloat32), ClipRequest{}), c10::Error);
+}
+
 // Without the frame code the top band is background in every frame: a frame-level model can
 // no longer read the time of a frame (and so the order of the frames) from it.
 TEST(Synth, WithoutTheFrameCodeNoFrameCarriesItsIndex) {
