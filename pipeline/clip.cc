@@ -56,20 +56,14 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) 
       float* o0 = dst + (t * out_h + y) * out_w;
       float* o1 = o0 + plane;
       float* o2 = o1 + plane;
-      if (r.flip) {
-        for (int64_t x = 0; x < out_w; ++x) {
-          const uint8_t* p = row + (out_w - 1 - x) * 3;
-          o0[x] = table[0][p[0]];
-          o1[x] = table[1][p[1]];
-          o2[x] = table[2][p[2]];
-        }
-      } else {
-        for (int64_t x = 0; x < out_w; ++x) {
-          const uint8_t* p = row + x * 3;
-          o0[x] = table[0][p[0]];
-          o1[x] = table[1][p[1]];
-          o2[x] = table[2][p[2]];
-        }
+      // Flipped: the output row reads the crop's row from its last pixel back.
+      const uint8_t* first = r.flip ? row + (out_w - 1) * 3 : row;
+      const int64_t step = r.flip ? -3 : 3;
+      for (int64_t x = 0; x < out_w; ++x) {
+        const uint8_t* p = first + x * step;
+        o0[x] = table[0][p[0]];
+        o1[x] = table[1][p[1]];
+        o2[x] = table[2][p[2]];
       }
     }
   }

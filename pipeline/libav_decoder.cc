@@ -71,7 +71,7 @@ void LibavDecoder::open() {
   // the decoder treats it as it does every IDR of a stream read from start to end; the frames
   // still in the decoder from before the seek come out first and are dropped by generation.
   soft_seeks_ = par.codec_id == AV_CODEC_ID_H264 && std::strcmp(codec->name, "h264") == 0;
-  if (par.extradata != nullptr && par.extradata_size >= 7 && par.extradata[0] == 1) {
+  if (soft_seeks_ && par.extradata != nullptr && par.extradata_size >= 7 && par.extradata[0] == 1) {
     nal_length_size_ = (par.extradata[4] & 3) + 1;  // avcC: length-prefixed NAL units
   }
 
@@ -222,11 +222,18 @@ int64_t LibavDecoder::generation_of(const AVFrame* frame) const {
 }
 
 bool LibavDecoder::starts_sequence(const AVPacket* packet) const {
-  // An H.264 access unit holds several NAL units (parameter sets, SEI, slices); it starts a
-  // new sequence when one of them is an IDR slice (type 5). Key packets of open groups of
-  // pictures are I slices of type 1 (recovery points): those get the reset.
+  // An H.264 access unit holds several NAL units (parameter sets, SEI, slices); every slice of
+  // a picture has the picture's type, so the first slice decides: an IDR slice (type 5)
+  // starts a new sequence. Key packets of open groups of pictures start with a non-IDR slice
+  // (type 1, a recovery point): those get the reset.
+  const auto decides = [](uint8_t header, bool* idr) {
+    const int type = header & 0x1f;
+    *idr = type == 5;
+    return type >= 1 && type <= 5;  // a slice
+  };
   const uint8_t* p = packet->data;
   const int size = packet->size;
+  bool idr = false;
   if (p == nullptr || size <= 0) return false;
   if (nal_length_size_ > 0) {
     for (int i = 0; i + nal_length_size_ < size;) {
@@ -234,18 +241,24 @@ bool LibavDecoder::starts_sequence(const AVPacket* packet) const {
       for (int b = 0; b < nal_length_size_; ++b) length = (length << 8) | p[i + b];
       i += nal_length_size_;
       if (length == 0 || length > static_cast<uint32_t>(size - i)) return false;
-      if ((p[i] & 0x1f) == 5) return true;
+      if (decides(p[i], &idr)) return idr;
       i += static_cast<int>(length);
     }
     return false;
   }
   for (int i = 0; i + 3 < size; ++i) {
     if (p[i] == 0 && p[i + 1] == 0 && p[i + 2] == 1) {
-      if ((p[i + 3] & 0x1f) == 5) return true;
+      if (decides(p[i + 3], &idr)) return idr;
       i += 2;
     }
   }
   return false;
+}
+
+void LibavDecoder::reset_codec() {
+  avcodec_flush_buffers(codec_.get());
+  ++counters_.flushes;
+  eof_sent_ = false;
 }
 
 int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
@@ -271,11 +284,7 @@ void LibavDecoder::seek_to(int64_t k) {
   ++generation_;
   // A codec told the stream ended accepts packets again only after a reset.
   flush_pending_ = soft_seeks_ && !eof_sent_;
-  if (!flush_pending_) {
-    avcodec_flush_buffers(codec_.get());
-    ++counters_.flushes;
-    eof_sent_ = false;
-  }
+  if (!flush_pending_) reset_codec();
   ++counters_.seeks;
   drained_ = false;
   next_index_ = info_.keyframes[k];
@@ -413,7 +422,6 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
 bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
                                 const std::vector<std::vector<int64_t>>& slots, FrameBuffer& out) {
   const int64_t target = targets[k];
-  bool eof = drained_;
   while (true) {
     // Drain every frame the decoder has ready.
     while (true) {
@@ -449,12 +457,11 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       }
       av_frame_unref(frame_.get());
     }
-    if (eof) return false;  // flushed and nothing more came out
+    if (eof_sent_) return false;  // flushed and nothing more came out
     int rc = av_read_frame(format_.get(), packet_.get());
     if (rc < 0) {
       // End of file, or an unreadable (truncated) tail: flush what the decoder holds.
       avcodec_send_packet(codec_.get(), nullptr);
-      eof = true;
       eof_sent_ = true;
       continue;
     }
@@ -470,10 +477,7 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     if (flush_pending_) {
       // The first packet after a seek: an IDR starts afresh, anything else needs the reset.
       flush_pending_ = false;
-      if (!starts_sequence(packet_.get())) {
-        avcodec_flush_buffers(codec_.get());
-        ++counters_.flushes;
-      }
+      if (!starts_sequence(packet_.get())) reset_codec();
     }
     // A frame before the last target that is not itself a target is needed only if other
     // frames refer to it: let the codec drop it if none does. The codec reads skip_frame when

@@ -51,6 +51,8 @@ class LibavDecoder : public VideoDecoder {
   /// Whether the packet read right after a seek starts a new coded sequence (an H.264 IDR), so
   /// that the codec need not be reset before it.
   bool starts_sequence(const AVPacket* packet) const;
+  /// avcodec_flush_buffers, counted.
+  void reset_codec();
   /// Index of a decoded frame in the frame table, or -1.
   int64_t index_of_frame(const AVFrame* frame);
   /// The position in info_.keyframes to seek to for frame `index` (always 0 for decode-order
