@@ -87,8 +87,9 @@ struct DeviceFigures {
 /// Decodes the clips starting at `starts[i]` of `files[i]` (frames, stride and short side of
 /// `a`) with decoders of `device`, one cached decoder per file as the loader keeps them, and
 /// times it, opening the files included (as the earlier figures and the Python loaders do). The
-/// CPU decoders use a.threads threads each; NVDEC decodes on GPU 0 and returns frames in system
-/// memory, which is what is timed. A device that cannot be used, or that hands a file to another
+/// decoders use a.threads threads each: CPU decoders split them between decoding and conversion
+/// to RGB; NVDEC decodes on GPU 0 and converts the frames it returns in system memory with its
+/// share of them (docs/pipeline.md, "Threads"), which is what is timed. A device that cannot be used, or that hands a file to another
 /// backend (a codec NVDEC does not decode), gets no figure and a reason.
 DeviceFigures time_clips(const std::vector<std::string>& files, const std::vector<std::vector<int64_t>>& starts,
                          const std::string& device, const BenchArgs& a) {
@@ -102,7 +103,7 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
       return f;
     }
   }
-  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(device == "cpu" ? a.threads : 1));
+  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(a.threads));
   const auto t0 = Clock::now();
   try {
     for (size_t i = 0; i < files.size(); ++i) {
@@ -295,7 +296,7 @@ void bench_decode(const BenchArgs& a) {
     if (d.device == "nvdec") nvdec = &d;
     if (d.available) {
       std::printf("    %-6s %10.1f frames/s %8.2f clips/s%s\n", d.device.c_str(), d.frames_per_s, d.clips_per_s,
-                  d.device == "cpu" ? (" (" + std::to_string(a.threads) + " decoder threads)").c_str() : "");
+                  (" (" + std::to_string(a.threads) + " decoder threads)").c_str());
       // What the decoder did for the clips: frames the codec decoded per frame returned
       // (unrequested non-reference frames are discarded, packets a seek landed on before the
       // keyframe are dropped unread).

@@ -51,7 +51,7 @@ std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const Decode
     }
 #if HOLO_WITH_NVDEC
     try {
-      auto d = NvdecDecoder::open(path, options.gpu);
+      auto d = NvdecDecoder::open(path, options.gpu, options.threads);
       log_once("nvdec", "decoding with NVDEC on GPU " + std::to_string(options.gpu));
       return d;
     } catch (const NvdecUnsupported& e) {

@@ -9,11 +9,137 @@ extern "C" {
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <exception>
 #include <filesystem>
+#include <mutex>
 #include <new>
+#include <thread>
+#include <utility>
 
 namespace holo::pipeline {
+namespace {
+void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
+}  // namespace
+
+/// Scaling and conversion of decoded frames to packed RGB rows of a FrameBuffer, with the
+/// swscale contexts and buffers of one thread: swscale contexts are not thread-safe, so every
+/// thread that converts has its own.
+class FrameConverter {
+ public:
+  FrameConverter(const std::string& path, int max_sws_threads) : path_(path), max_sws_threads_(max_sws_threads) {}
+  /// Writes `sw` (in system memory) into `out` at every frame position in `slots`.
+  void convert(const AVFrame* sw, const std::vector<int64_t>& slots, FrameBuffer& out);
+
+ private:
+  const std::string& path_;
+  const int max_sws_threads_;
+  av::SwsPtr sws_;        ///< made for one source and output size and format
+  av::SwsPtr sws_rgb_;    ///< the second pass (4:4:4 to RGB) of two, else null
+  av::FramePtr mid_;      ///< the first pass's output when there are two
+  /// Source width, height, pixel format; output width, height; source matrix and range.
+  int sws_key_[7] = {0, 0, -1, 0, 0, -1, -1};
+  av::FramePtr scaled_frame_;    ///< wraps scaled_ for sws_scale_frame
+  std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see convert)
+};
+
+/// Threads that convert decoded frames while the decoder goes on decoding (docs/pipeline.md,
+/// "Conversion threads"). Frames are queued with the positions they fill; decode() waits for
+/// all of them before it returns the buffer.
+class ConversionPool {
+ public:
+  ConversionPool(std::string path, int threads, int max_sws_threads) : path_(std::move(path)) {
+    // Enough queued frames to keep every thread busy while the decoder delivers the next ones;
+    // each holds a reference to one of the decoder's frame buffers.
+    capacity_ = static_cast<size_t>(2 * threads);
+    for (int i = 0; i < threads; ++i) {
+      threads_.emplace_back([this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
+    }
+  }
+  ~ConversionPool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  ConversionPool(const ConversionPool&) = delete;
+  ConversionPool& operator=(const ConversionPool&) = delete;
+
+  /// Queues `frame` for the positions `slots` of `out`; waits while the queue is full. `out`
+  /// must stay in place until wait() or abandon() returns.
+  void submit(av::FramePtr frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return jobs_.size() < capacity_; });
+    jobs_.push_back(Job{std::move(frame), slots, &out});
+    lock.unlock();
+    work_.notify_one();
+  }
+  /// Waits until every queued frame is converted; rethrows the first conversion error.
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return jobs_.empty() && running_ == 0; });
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+  /// The same, for a decode() that is failing anyway: the buffer is about to go.
+  void abandon() noexcept {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (Job& job : jobs_) job.skip = true;
+    done_.wait(lock, [&] { return jobs_.empty() && running_ == 0; });
+    error_ = nullptr;
+  }
+
+ private:
+  struct Job {
+    av::FramePtr frame;
+    std::vector<int64_t> slots;
+    FrameBuffer* out = nullptr;
+    bool skip = false;
+  };
+
+  void run(FrameConverter converter) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (true) {
+      work_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stop_, and nothing left
+      Job job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++running_;
+      const bool skip = job.skip || error_ != nullptr;
+      lock.unlock();
+      done_.notify_all();  // room in the queue
+      std::exception_ptr error;
+      if (!skip) {
+        try {
+          converter.convert(job.frame.get(), job.slots, *job.out);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      job.frame.reset();
+      lock.lock();
+      if (error && !error_) error_ = error;
+      --running_;
+      done_.notify_all();
+    }
+  }
+
+  const std::string path_;
+  std::mutex mutex_;
+  std::condition_variable work_;  ///< a job was queued, or stop_
+  std::condition_variable done_;  ///< a job left the queue or finished
+  std::deque<Job> jobs_;
+  size_t capacity_ = 2;
+  int running_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::vector<std::thread> threads_;
+};
+
 LibavDecoder::LibavDecoder(std::string path, int threads) : path_(std::move(path)), threads_(threads) {}
+LibavDecoder::~LibavDecoder() = default;
 
 void LibavDecoder::open() {
   av::quiet_logging();
@@ -55,7 +181,12 @@ void LibavDecoder::open() {
   }
   codec_ = av::make_codec_context(codec);
   HOLO_AV_CHECK(avcodec_parameters_to_context(codec_.get(), &par));
-  codec_->thread_count = threads_;
+  // More than one thread: a third of them (at least one) convert frames to RGB while the rest
+  // decode (docs/pipeline.md, "Threads"). With 2 threads, 1 + 1 decoded 1.3x the frames/s of 2
+  // frame threads converting in between, and 1.5x the random clips. 0 leaves the thread count
+  // to FFmpeg and converts in between. A backend may set its own count in configure().
+  const int conversion_threads = this->conversion_threads();
+  codec_->thread_count = threads_ - conversion_threads;
   codec_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
   codec_->pkt_timebase = st->time_base;
   configure(codec_.get());
@@ -77,6 +208,13 @@ void LibavDecoder::open() {
 
   packet_ = av::make_packet();
   frame_ = av::make_frame();
+  // Large frames are also scaled by swscale's slice threads: the threads are shared out among
+  // the conversion threads.
+  if (conversion_threads > 0) {
+    pool_ = std::make_unique<ConversionPool>(path_, conversion_threads, threads_ / conversion_threads);
+  } else {
+    converter_ = std::make_unique<FrameConverter>(path_, 1);
+  }
   info_.codec = avcodec_get_name(par.codec_id);
   info_.width = par.width;
   info_.height = par.height;
@@ -292,12 +430,7 @@ void LibavDecoder::seek_to(int64_t k) {
   delay_ = AV_NOPTS_VALUE;
 }
 
-namespace {
-void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
-}  // namespace
-
-void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
-  const AVFrame* sw = to_system_memory(const_cast<AVFrame*>(frame));
+void FrameConverter::convert(const AVFrame* sw, const std::vector<int64_t>& slots, FrameBuffer& out) {
   const auto format = static_cast<AVPixelFormat>(sw->format);
   const auto cannot_convert = [&] {
     return DecodeError(path_, std::string("cannot convert pixel format ") + (av_get_pix_fmt_name(format) ?: "?"));
@@ -332,16 +465,16 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
                           format == AV_PIX_FMT_YUVJ440P || format == AV_PIX_FMT_YUVJ411P ||
                           format == AV_PIX_FMT_YUVJ444P || sw->color_range == AVCOL_RANGE_JPEG;
   const AVPixelFormat mid_format = full_range ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUV444P;
-  // One swscale context per pass, source size and format, with slice threads when the decoder
-  // has more than one thread (they exist only behind sws_scale_frame) and the frame is large
-  // enough: one per 2^18 source and output pixels (a 512x512 frame scaled to 128x128 gets one,
-  // 1280x720 to 455x256 three, unscaled 1080p all). Waking them costs more than it saves on
-  // small frames while the decoder's frame threads keep the cores busy: 480x360 to 171x128
-  // with 2 threads decoded 64-75 clips/s with one, 52-70 with two (docs/pipeline.md). Each
-  // thread scales a band of output rows with the same filters: the pixels equal the one-thread
-  // ones. 0 decoder threads is FFmpeg's choice for the codec; the scaling then stays on one.
+  // One swscale context per pass, source size and format, with slice threads when this
+  // converter's share of the decoder's threads is more than one (they exist only behind
+  // sws_scale_frame) and the frame is large enough: one per 2^18 source and output pixels (a
+  // 512x512 frame scaled to 128x128 gets one, 1280x720 to 455x256 three, unscaled 1080p all).
+  // Waking them costs more than it saves on small frames while the other threads keep the
+  // cores busy: 480x360 to 171x128 with 2 threads decoded 64-75 clips/s with one, 52-70 with
+  // two (docs/pipeline.md). Each thread scales a band of output rows with the same filters:
+  // the pixels equal the one-thread ones.
   const int64_t pixels = int64_t{sw->width} * sw->height + int64_t{out.width} * out.height;
-  const int sws_threads = static_cast<int>(std::clamp<int64_t>(pixels >> 18, 1, std::max(1, threads_)));
+  const int sws_threads = static_cast<int>(std::clamp<int64_t>(pixels >> 18, 1, std::max(1, max_sws_threads_)));
   const auto make_sws = [&](int sw_w, int sw_h, int sw_format, int dst_format) {
     av::SwsPtr sws(sws_alloc_context());
     if (!sws) throw cannot_convert();
@@ -409,7 +542,6 @@ void LibavDecoder::write_frame(const AVFrame* frame, const std::vector<int64_t>&
   }
   av_frame_unref(dst);
   if (rc < 0) throw DecodeError(path_, "scaling failed (" + av::error_string(rc) + ")");
-  ++counters_.converted;
   uint8_t* first = out.data.data() + slots[0] * frame_bytes;
   for (int y = 0; y < out.height; ++y) {
     std::memcpy(first + y * row_bytes, scaled_.data() + static_cast<size_t>(y) * stride, row_bytes);
@@ -450,7 +582,15 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
         return false;  // the seek landed after the target
       }
       if (index == target) {
-        write_frame(frame_.get(), slots[k], out);
+        const AVFrame* sw = to_system_memory(frame_.get());
+        if (pool_) {
+          av::FramePtr job = av::make_frame();
+          HOLO_AV_CHECK(av_frame_ref(job.get(), sw));
+          pool_->submit(std::move(job), slots[k], out);
+        } else {
+          converter_->convert(sw, slots[k], out);
+        }
+        ++counters_.converted;
         av_frame_unref(frame_.get());
         ++k;
         return true;
@@ -527,6 +667,13 @@ FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_
     slots[pos].push_back(static_cast<int64_t>(s));
   }
 
+  // Frames queued for conversion write into `out`: it must not go before they are done.
+  struct Drain {
+    ConversionPool* pool;
+    ~Drain() {
+      if (pool != nullptr) pool->abandon();
+    }
+  } drain{pool_.get()};
   size_t k = 0;
   int retries = 0;
   while (k < targets.size()) {
@@ -556,6 +703,10 @@ FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_
     }
     ++retries;
     next_index_ = -1;
+  }
+  if (pool_) {
+    drain.pool = nullptr;
+    pool_->wait();
   }
   return out;
 }

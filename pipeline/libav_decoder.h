@@ -3,6 +3,8 @@
 /// the decode loop, and swscale to packed RGB. A backend configures the codec context (NVDEC
 /// attaches a CUDA device) and turns a decoded frame into one in system memory.
 
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,9 +13,12 @@
 
 namespace holo::pipeline {
 
+class FrameConverter;
+class ConversionPool;
+
 class LibavDecoder : public VideoDecoder {
  public:
-  ~LibavDecoder() override = default;
+  ~LibavDecoder() override;
   const VideoInfo& info() const override { return info_; }
   FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) override;
   const std::string& path() const override { return path_; }
@@ -32,6 +37,9 @@ class LibavDecoder : public VideoDecoder {
   /// A frame in system memory for swscale: `frame` itself on the CPU, a transferred copy from
   /// NVDEC.
   virtual const AVFrame* to_system_memory(AVFrame* frame) { return frame; }
+  /// Of the decoder's threads, those that convert frames to RGB while the others decode (0:
+  /// the decoding thread converts). The CPU decoder keeps two thirds for libavcodec.
+  virtual int conversion_threads() const { return threads_ >= 2 ? std::max(1, threads_ / 3) : 0; }
   /// Whether packets of unrequested frames are sent with non-reference frames discarded.
   virtual bool discards_unrequested() const { return true; }
 
@@ -58,19 +66,15 @@ class LibavDecoder : public VideoDecoder {
   /// The position in info_.keyframes to seek to for frame `index` (always 0 for decode-order
   /// timestamps).
   int64_t keyframe_at_or_before(int64_t index) const;
-  void write_frame(const AVFrame* frame, const std::vector<int64_t>& slots, FrameBuffer& out);
 
   av::InputFormatPtr format_;
   av::CodecContextPtr codec_;
   av::PacketPtr packet_;
   av::FramePtr frame_;
-  av::SwsPtr sws_;                     ///< made for one source and output size and format
-  av::SwsPtr sws_rgb_;                 ///< the second pass (4:4:4 to RGB) of two, else null
-  av::FramePtr mid_;                   ///< the first pass's output when there are two
-  /// Source width, height, pixel format; output width, height; source matrix and range.
-  int sws_key_[7] = {0, 0, -1, 0, 0, -1, -1};
-  av::FramePtr scaled_frame_;          ///< wraps scaled_ for sws_scale_frame
-  std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see write_frame)
+  /// Converts requested frames to RGB: in the decoding thread (converter_), or in conversion
+  /// threads while it decodes on (pool_, with more than one decoder thread).
+  std::unique_ptr<FrameConverter> converter_;
+  std::unique_ptr<ConversionPool> pool_;
   int stream_ = -1;
   VideoInfo info_;
   std::vector<int64_t> key_dts_;   ///< dts of each keyframe's packet, parallel to info_.keyframes

@@ -48,10 +48,10 @@ AVPixelFormat pick_cuda(AVCodecContext*, const AVPixelFormat* formats) {
 
 std::string NvdecDecoder::probe_device(int gpu) { return device(gpu).error; }
 
-std::unique_ptr<NvdecDecoder> NvdecDecoder::open(const std::string& path, int gpu) {
+std::unique_ptr<NvdecDecoder> NvdecDecoder::open(const std::string& path, int gpu, int threads) {
   const std::string error = probe_device(gpu);
   if (!error.empty()) throw Error("NVDEC unavailable: " + error);
-  std::unique_ptr<NvdecDecoder> d(new NvdecDecoder(path, gpu));
+  std::unique_ptr<NvdecDecoder> d(new NvdecDecoder(path, gpu, threads));
   d->LibavDecoder::open();
   return d;
 }
@@ -75,7 +75,7 @@ void NvdecDecoder::configure(AVCodecContext* ctx) {
   ctx->hw_device_ctx = av_buffer_ref(device(gpu_).ref.get());
   HOLO_CHECK(ctx->hw_device_ctx != nullptr, "av_buffer_ref: out of memory");
   ctx->get_format = pick_cuda;
-  ctx->thread_count = 1;  // the GPU decodes; frame threads would only add latency
+  ctx->thread_count = 1;  // the GPU decodes; frame threads would only add latency (the rest convert)
 }
 
 const AVFrame* NvdecDecoder::to_system_memory(AVFrame* frame) {

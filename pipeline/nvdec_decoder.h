@@ -21,9 +21,11 @@ class NvdecUnsupported : public Error {
 
 class NvdecDecoder final : public LibavDecoder {
  public:
-  /// Opens `path` on GPU `gpu`. Throws DecodeError for an unusable file, NvdecUnsupported for
-  /// a codec NVDEC cannot decode, holo::Error when no CUDA device can be created.
-  static std::unique_ptr<NvdecDecoder> open(const std::string& path, int gpu);
+  /// Opens `path` on GPU `gpu`. The GPU decodes; with `threads` >= 2, conversion threads turn
+  /// its frames into RGB while it decodes on (see LibavDecoder). Throws DecodeError for an
+  /// unusable file, NvdecUnsupported for a codec NVDEC cannot decode, holo::Error when no CUDA
+  /// device can be created.
+  static std::unique_ptr<NvdecDecoder> open(const std::string& path, int gpu, int threads = 1);
   std::string backend() const override { return "nvdec"; }
 
   /// Creates (once per process and GPU) the shared CUDA device context; empty reason on
@@ -31,10 +33,13 @@ class NvdecDecoder final : public LibavDecoder {
   static std::string probe_device(int gpu);
 
  private:
-  NvdecDecoder(std::string path, int gpu) : LibavDecoder(std::move(path), 1), gpu_(gpu) {}
+  NvdecDecoder(std::string path, int gpu, int threads) : LibavDecoder(std::move(path), threads), gpu_(gpu) {}
   const AVCodec* find_codec(const AVCodecParameters& par) override;
   void configure(AVCodecContext* ctx) override;
   const AVFrame* to_system_memory(AVFrame* frame) override;
+  /// The GPU decodes and the calling thread copies its frames to system memory: every other
+  /// thread converts.
+  int conversion_threads() const override { return threads_ >= 2 ? threads_ - 1 : 0; }
   /// Discarding unrequested frames is verified on the CPU decoders only; NVDEC decodes every
   /// frame until a GPU run has checked it (docs/gpu.md).
   bool discards_unrequested() const override { return false; }

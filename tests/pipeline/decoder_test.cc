@@ -12,6 +12,10 @@
 #include <cmath>
 #include <cstring>
 
+extern "C" {
+#include <libavformat/avformat.h>
+}
+
 #include "pipeline/decoder.h"
 #include "pipeline/video_writer.h"
 #include "tests/pipeline/pipeline_test_util.h"
@@ -81,7 +85,7 @@ INSTANTIATE_TEST_SUITE_P(Codecs, DecoderExact,
 TEST(Decoder, OddWidthsAndOutOfOrderRequestsKeepFramesApart) {
   const auto dir = holo::testing::temp_dir();
   struct Size { int w, h, short_side; };
-  // 1280x720 is large enough for swscale's slice threads (see LibavDecoder::write_frame).
+  // 1280x720 is large enough for swscale's slice threads (see FrameConverter::convert in pipeline/libav_decoder.cc).
   for (const Size z : {Size{40, 32, 0}, Size{40, 32, 27}, Size{128, 96, 37}, Size{48, 34, 0}, Size{1280, 720, 75}}) {
     const std::string path = dir + "/v" + std::to_string(z.w) + "x" + std::to_string(z.h) + ".mp4";
     holo::testing::write_coded_video(path, 12, VideoWriterOptions().set_size(z.w, z.h).set_gop(4));
@@ -365,6 +369,78 @@ TEST(Decoder, ThreadedScalingEqualsOneThread) {
     ASSERT_EQ(a.height, b.height);
     EXPECT_TRUE(a.data == b.data) << "short side " << short_side;
     EXPECT_EQ(codes(b), (std::vector<int64_t>{1, 6, 3}));
+  }
+}
+
+// Decoders with more than one thread convert frames in conversion threads while they decode
+// (two of them with 6 threads, finishing frames out of order): the bytes equal one thread's,
+// for clips with repeats and out-of-order requests, sequential chunks and the unscaled frames.
+TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/c.mp4";
+  holo::testing::write_coded_video(path, 72, VideoWriterOptions().set_size(320, 240).set_gop(8).set_bframes(2));
+  std::vector<std::vector<int64_t>> requests = {{40, 42, 44, 46, 48, 50}, {3, 3, 1, 9, 2}, {71, 0, 35}};
+  for (int64_t start = 0; start < 72; start += 32) {
+    std::vector<int64_t> chunk;
+    for (int64_t i = start; i < std::min<int64_t>(72, start + 32); ++i) chunk.push_back(i);
+    requests.push_back(chunk);
+  }
+  auto one = open_decoder(path, DecoderOptions().set_threads(1));
+  for (const int threads : {2, 6}) {
+    auto many = open_decoder(path, DecoderOptions().set_threads(threads));
+    for (const int short_side : {0, 112}) {
+      for (const auto& r : requests) {
+        const FrameBuffer a = one->decode(r, short_side);
+        const FrameBuffer b = many->decode(r, short_side);
+        EXPECT_EQ(codes(b), r) << threads << " threads, short side " << short_side;
+        EXPECT_TRUE(a.data == b.data) << threads << " threads, short side " << short_side << ", request from " << r[0];
+      }
+    }
+    EXPECT_EQ(many->counters().converted, one->counters().converted) << threads << " threads";
+    one = open_decoder(path, DecoderOptions().set_threads(1));
+  }
+}
+
+// A request that fails after some of its frames went to the conversion threads throws the
+// frame's DecodeError (the queued frames are finished or dropped before the buffer goes), and
+// the decoder goes on serving the next request.
+TEST(Decoder, FailingRequestWithFramesInConversionRecovers) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string path = dir + "/m.mp4";
+  holo::testing::write_coded_video(path, 40, VideoWriterOptions().set_codec("mpeg4").set_gop(8).set_bframes(0));
+  // Blank frame 13's packet (a P-frame): the decoder finds no picture in it.
+  int64_t pos = -1, size = 0;
+  {
+    AVFormatContext* raw = nullptr;
+    ASSERT_GE(avformat_open_input(&raw, path.c_str(), nullptr, nullptr), 0);
+    AVPacket* packet = av_packet_alloc();
+    for (int n = 0; av_read_frame(raw, packet) >= 0; ++n) {
+      if (n == 13) {
+        pos = packet->pos;
+        size = packet->size;
+      }
+      av_packet_unref(packet);
+    }
+    av_packet_free(&packet);
+    avformat_close_input(&raw);
+  }
+  ASSERT_GT(pos, 0);
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(pos);
+    const std::string zeros(static_cast<size_t>(size), '\0');
+    f.write(zeros.data(), size);
+  }
+  for (const int threads : {1, 2, 6}) {
+    auto d = open_decoder(path, DecoderOptions().set_threads(threads));
+    try {
+      d->decode({8, 9, 10, 11, 12, 13, 14}, 112);
+      ADD_FAILURE() << threads << " threads: frame 13 came out of a blank packet";
+    } catch (const DecodeError& e) {
+      EXPECT_THAT(e.reason(), HasSubstr("frame 13 ")) << threads << " threads";
+    }
+    EXPECT_GE(d->counters().converted, 5) << threads << " threads: frames 8-12 went to conversion first";
+    EXPECT_EQ(codes(d->decode({16, 17, 30}, 0)), (std::vector<int64_t>{16, 17, 30})) << threads << " threads";
   }
 }
 
