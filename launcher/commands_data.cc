@@ -47,6 +47,7 @@ double seconds_since(Clock::time_point t0) {
 struct BenchArgs {
   std::vector<std::string> files;
   int threads = 2;
+  int conversion_threads = -1;  ///< DecoderOptions::conversion_threads
   int short_side = 128;
   int clips = 8;
   int frames = 16;
@@ -103,7 +104,7 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
       return f;
     }
   }
-  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(a.threads));
+  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(a.threads).set_conversion_threads(a.conversion_threads));
   const auto t0 = Clock::now();
   try {
     for (size_t i = 0; i < files.size(); ++i) {
@@ -206,7 +207,7 @@ void bench_decode(const BenchArgs& a) {
   int64_t frames = 0;
   auto t0 = Clock::now();
   for (const auto& f : files) {
-    auto d = open_decoder(f, DecoderOptions().set_threads(a.threads));
+    auto d = open_decoder(f, DecoderOptions().set_threads(a.threads).set_conversion_threads(a.conversion_threads));
     const int64_t n = d->info().frames;
     for (int64_t s = 0; s < n; s += 32) {
       std::vector<int64_t> idx;
@@ -260,13 +261,14 @@ void bench_decode(const BenchArgs& a) {
   }
   if (!python_error.empty()) spdlog::warn("bench decode: Python baselines not available: {}", python_error);
 
-  std::printf("decode benchmark: %zu files, %lld frames, short side %d, %d threads\n", files.size(),
-              static_cast<long long>(frames), a.short_side, a.threads);
+  std::printf("decode benchmark: %zu files, %lld frames, short side %d, %d threads%s\n", files.size(),
+              static_cast<long long>(frames), a.short_side, a.threads,
+              a.conversion_threads >= 0 ? (" (" + std::to_string(a.conversion_threads) + " converting)").c_str() : "");
   std::printf("  full decode   holo %8.1f frames/s   ffmpeg -f null %8.1f frames/s   ratio %.2f\n", holo_fps, ffmpeg_fps,
               holo_fps / ffmpeg_fps);
   std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,
               holo_device.device.c_str());
-  nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads}, {"short_side", a.short_side},
+  nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads}, {"conversion_threads", a.conversion_threads}, {"short_side", a.short_side},
                         {"holo_fps", holo_fps}, {"ffmpeg_fps", ffmpeg_fps}, {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
                         {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps},
                         {"holo_clips_device", holo_device.device}};
@@ -578,6 +580,9 @@ void add_data_commands(CLI::App& app) {
       "decode", "Decode, sample and scale clips: Holo vs `ffmpeg -f null` and PyAV / PySlowFast / torchvision (bench/decode_baseline.py)");
   bench->add_option("files", ba->files, "Videos or folders; none: synthetic videos made once in $HOLO_CACHE_DIR");
   bench->add_option("--threads", ba->threads, "Decoder threads (Holo and ffmpeg alike)")->capture_default_str();
+  bench->add_option("--conversion-threads", ba->conversion_threads,
+                    "Of Holo's decoder threads, those converting frames to RGB while the others decode (0: none; -1: the decoder's split)")
+      ->capture_default_str();
   bench->add_option("--devices", ba->devices,
                     "Comma-separated decode devices whose clip decoding is timed (cpu, nvdec); the "
                     "line `nvdec/cpu` gives the ratio of their frames/s")

@@ -47,20 +47,20 @@ std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const Decode
     if (!nvdec.available) {
       if (device == "nvdec") throw Error("decode.device = \"nvdec\" but NVDEC is unavailable: " + nvdec.reason);
       log_once("auto", "decode.device = auto: decoding on the CPU (" + nvdec.reason + ")");
-      return CpuDecoder::open(path, options.threads);
+      return CpuDecoder::open(path, options.threads, options.conversion_threads);
     }
 #if HOLO_WITH_NVDEC
     try {
-      auto d = NvdecDecoder::open(path, options.gpu, options.threads);
+      auto d = NvdecDecoder::open(path, options.gpu, options.threads, options.conversion_threads);
       log_once("nvdec", "decoding with NVDEC on GPU " + std::to_string(options.gpu));
       return d;
     } catch (const NvdecUnsupported& e) {
       log_once(std::string("codec:") + e.what(), std::string(e.what()) + "; decoding such files on the CPU");
-      return CpuDecoder::open(path, options.threads);
+      return CpuDecoder::open(path, options.threads, options.conversion_threads);
     }
 #endif
   }
-  return CpuDecoder::open(path, options.threads);
+  return CpuDecoder::open(path, options.threads, options.conversion_threads);
 }
 
 void scaled_size(int width, int height, int short_side, int* out_width, int* out_height) {

@@ -87,10 +87,15 @@ struct DecoderOptions {
   int threads = 0;
   /// CUDA device ordinal for NVDEC.
   int gpu = 0;
+  /// Of `threads`, how many convert frames to RGB while the others decode (fewer than
+  /// `threads`, or 0: the decoding thread converts); -1: the backend's split
+  /// (docs/pipeline.md, "Threads").
+  int conversion_threads = -1;
 
   DecoderOptions& set_device(std::string d) { device = std::move(d); return *this; }
   DecoderOptions& set_threads(int t) { threads = t; return *this; }
   DecoderOptions& set_gpu(int g) { gpu = g; return *this; }
+  DecoderOptions& set_conversion_threads(int c) { conversion_threads = c; return *this; }
 };
 
 /// What a decoder did since it was opened, for benchmarks and tests.

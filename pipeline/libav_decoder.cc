@@ -138,11 +138,17 @@ class ConversionPool {
   std::vector<std::thread> threads_;
 };
 
-LibavDecoder::LibavDecoder(std::string path, int threads) : path_(std::move(path)), threads_(threads) {}
+LibavDecoder::LibavDecoder(std::string path, int threads, int conversion_threads)
+    : path_(std::move(path)), threads_(threads), conversion_override_(conversion_threads) {}
 LibavDecoder::~LibavDecoder() = default;
 
 void LibavDecoder::open() {
   av::quiet_logging();
+  const int conversion_threads = conversion_override_ >= 0 ? conversion_override_ : this->conversion_threads();
+  if (conversion_threads > 0 && conversion_threads >= threads_) {
+    throw Error(path_ + ": " + std::to_string(conversion_threads) +
+                " conversion threads need more decoder threads than that, not " + std::to_string(threads_));
+  }
   std::error_code ec;
   if (!std::filesystem::exists(path_, ec)) throw DecodeError(path_, "missing file");
   const auto size = std::filesystem::file_size(path_, ec);
@@ -184,8 +190,8 @@ void LibavDecoder::open() {
   // More than one thread: a third of them (at least one) convert frames to RGB while the rest
   // decode (docs/pipeline.md, "Threads"). With 2 threads, 1 + 1 decoded 1.3x the frames/s of 2
   // frame threads converting in between, and 1.5x the random clips. 0 leaves the thread count
-  // to FFmpeg and converts in between. A backend may set its own count in configure().
-  const int conversion_threads = this->conversion_threads();
+  // to FFmpeg and converts in between. A backend sets its own split (conversion_threads());
+  // DecoderOptions::conversion_threads overrides it.
   codec_->thread_count = threads_ - conversion_threads;
   codec_->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
   codec_->pkt_timebase = st->time_base;

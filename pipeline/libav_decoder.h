@@ -25,7 +25,7 @@ class LibavDecoder : public VideoDecoder {
   DecodeCounters counters() const override { return counters_; }
 
  protected:
-  LibavDecoder(std::string path, int threads);
+  LibavDecoder(std::string path, int threads, int conversion_threads = -1);
   /// Opens the file, builds the frame table and opens the codec; called by the backends'
   /// factories right after construction (it calls the virtual hooks below).
   void open();
@@ -45,6 +45,7 @@ class LibavDecoder : public VideoDecoder {
 
   const std::string path_;
   const int threads_;
+  const int conversion_override_;  ///< DecoderOptions::conversion_threads
 
  private:
   void build_index();

@@ -48,10 +48,11 @@ AVPixelFormat pick_cuda(AVCodecContext*, const AVPixelFormat* formats) {
 
 std::string NvdecDecoder::probe_device(int gpu) { return device(gpu).error; }
 
-std::unique_ptr<NvdecDecoder> NvdecDecoder::open(const std::string& path, int gpu, int threads) {
+std::unique_ptr<NvdecDecoder> NvdecDecoder::open(const std::string& path, int gpu, int threads,
+                                                 int conversion_threads) {
   const std::string error = probe_device(gpu);
   if (!error.empty()) throw Error("NVDEC unavailable: " + error);
-  std::unique_ptr<NvdecDecoder> d(new NvdecDecoder(path, gpu, threads));
+  std::unique_ptr<NvdecDecoder> d(new NvdecDecoder(path, gpu, threads, conversion_threads));
   d->LibavDecoder::open();
   return d;
 }

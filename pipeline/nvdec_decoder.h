@@ -25,7 +25,8 @@ class NvdecDecoder final : public LibavDecoder {
   /// its frames into RGB while it decodes on (see LibavDecoder). Throws DecodeError for an
   /// unusable file, NvdecUnsupported for a codec NVDEC cannot decode, holo::Error when no CUDA
   /// device can be created.
-  static std::unique_ptr<NvdecDecoder> open(const std::string& path, int gpu, int threads = 1);
+  static std::unique_ptr<NvdecDecoder> open(const std::string& path, int gpu, int threads = 1,
+                                            int conversion_threads = -1);
   std::string backend() const override { return "nvdec"; }
 
   /// Creates (once per process and GPU) the shared CUDA device context; empty reason on
@@ -33,7 +34,8 @@ class NvdecDecoder final : public LibavDecoder {
   static std::string probe_device(int gpu);
 
  private:
-  NvdecDecoder(std::string path, int gpu, int threads) : LibavDecoder(std::move(path), threads), gpu_(gpu) {}
+  NvdecDecoder(std::string path, int gpu, int threads, int conversion_threads)
+      : LibavDecoder(std::move(path), threads, conversion_threads), gpu_(gpu) {}
   const AVCodec* find_codec(const AVCodecParameters& par) override;
   void configure(AVCodecContext* ctx) override;
   const AVFrame* to_system_memory(AVFrame* frame) override;

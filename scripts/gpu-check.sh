@@ -100,6 +100,15 @@ if want bench; then
     --json "$out/decode.json" > "$out/bench-decode.log" 2>&1
   tail -25 "$out/bench-decode.log"
   row "bench decode (see bench-decode.log)" "$(grep -E '^nvdec/cpu' "$out/bench-decode.log" | tail -1)"
+  # How the decoder's threads are best split between libavcodec and the conversion to RGB on
+  # this many cores (docs/pipeline.md, "Threads"; -1 is the decoder's own split).
+  n="$(nproc)"
+  for k in 0 1 $((n / 8)) -1 $((n / 2)); do
+    "$HOLO_BINARY" bench decode --threads "$n" --conversion-threads "$k" --python /nonexistent \
+      > "$out/bench-decode-split-$k.log" 2>&1 || true
+    row "bench decode --threads $n --conversion-threads $k" \
+      "$(grep -E 'full decode|^ +cpu ' "$out/bench-decode-split-$k.log" | tr -s ' ' | tr '\n' ';')"
+  done
   say "bench: training clips/s, bf16, batch 32, 16x112x112"
   "$HOLO_BINARY" bench model --device cuda --precision bf16 --batch 32 --frames 16 --size 112 \
     --iters "$iters" --warmup 3 --python "$python" --json "$out/model.json" \

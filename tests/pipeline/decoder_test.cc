@@ -373,8 +373,9 @@ TEST(Decoder, ThreadedScalingEqualsOneThread) {
 }
 
 // Decoders with more than one thread convert frames in conversion threads while they decode
-// (two of them with 6 threads, finishing frames out of order): the bytes equal one thread's,
-// for clips with repeats and out-of-order requests, sequential chunks and the unscaled frames.
+// (two of them with 6 threads or when asked for, finishing frames out of order): the bytes
+// equal one thread's, for clips with repeats and out-of-order requests, sequential chunks and
+// the unscaled frames.
 TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
   const auto dir = holo::testing::temp_dir();
   const std::string path = dir + "/c.mp4";
@@ -386,8 +387,13 @@ TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
     requests.push_back(chunk);
   }
   auto one = open_decoder(path, DecoderOptions().set_threads(1));
-  for (const int threads : {2, 6}) {
-    auto many = open_decoder(path, DecoderOptions().set_threads(threads));
+  const std::vector<DecoderOptions> options = {DecoderOptions().set_threads(2), DecoderOptions().set_threads(6),
+                                               DecoderOptions().set_threads(3).set_conversion_threads(2),
+                                               DecoderOptions().set_threads(3).set_conversion_threads(0)};
+  for (const DecoderOptions& o : options) {
+    const std::string threads =
+        std::to_string(o.threads) + " (" + std::to_string(o.conversion_threads) + " converting)";
+    auto many = open_decoder(path, o);
     for (const int short_side : {0, 112}) {
       for (const auto& r : requests) {
         const FrameBuffer a = one->decode(r, short_side);
@@ -398,6 +404,13 @@ TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
     }
     EXPECT_EQ(many->counters().converted, one->counters().converted) << threads << " threads";
     one = open_decoder(path, DecoderOptions().set_threads(1));
+  }
+  // Conversion threads come out of the decoder's threads: at least one must decode.
+  try {
+    open_decoder(path, DecoderOptions().set_threads(2).set_conversion_threads(2));
+    ADD_FAILURE() << "2 conversion threads of 2 were accepted";
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("2 conversion threads need more decoder threads than that, not 2"));
   }
 }
 
