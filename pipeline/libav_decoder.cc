@@ -45,7 +45,7 @@ class FrameConverter {
 };
 
 /// Threads that convert decoded frames while the decoder goes on decoding (docs/pipeline.md,
-/// "Conversion threads"). Frames are queued with the positions they fill; decode() waits for
+/// "Threads"). Frames are queued with the positions they fill; decode() waits for
 /// all of them before it returns the buffer.
 class ConversionPool {
  public:
@@ -53,18 +53,16 @@ class ConversionPool {
     // Enough queued frames to keep every thread busy while the decoder delivers the next ones;
     // each holds a reference to one of the decoder's frame buffers.
     capacity_ = static_cast<size_t>(2 * threads);
-    for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
+    try {
+      for (int i = 0; i < threads; ++i) {
+        threads_.emplace_back([this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
+      }
+    } catch (...) {
+      stop();  // the threads started so far (a thread that cannot start throws std::system_error)
+      throw;
     }
   }
-  ~ConversionPool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    work_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
+  ~ConversionPool() { stop(); }
   ConversionPool(const ConversionPool&) = delete;
   ConversionPool& operator=(const ConversionPool&) = delete;
 
@@ -92,6 +90,15 @@ class ConversionPool {
   }
 
  private:
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    work_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+
   struct Job {
     av::FramePtr frame;
     std::vector<int64_t> slots;
