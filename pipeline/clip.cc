@@ -12,7 +12,7 @@ torch::Tensor frames_to_tensor(FrameBuffer&& frames) {
                           [owner](void*) mutable { owner.reset(); }, torch::kUInt8);
 }
 
-torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) {
+torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r, torch::Tensor out) {
   TORCH_CHECK(frames.dim() == 4 && frames.size(3) == 3, "transform_clip expects T x H x W x 3 frames");
   TORCH_CHECK(frames.scalar_type() == torch::kUInt8, "transform_clip expects uint8 frames");
   const torch::Tensor in = frames.contiguous();  // decoded frames already are: no copy
@@ -46,7 +46,14 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) 
       table[c][u] = v;
     }
   }
-  torch::Tensor out = torch::empty({3, t_n, out_h, out_w}, torch::kFloat32);
+  if (out.defined()) {
+    TORCH_CHECK(out.scalar_type() == torch::kFloat32 && out.is_contiguous() &&
+                    out.sizes() == torch::IntArrayRef({3, t_n, out_h, out_w}),
+                "transform_clip: the output must be a contiguous float tensor of size 3 x ", t_n, " x ", out_h, " x ",
+                out_w, ", not ", out.sizes());
+  } else {
+    out = torch::empty({3, t_n, out_h, out_w}, torch::kFloat32);
+  }
   const uint8_t* src = in.data_ptr<uint8_t>();
   float* dst = out.data_ptr<float>();
   const int64_t plane = t_n * out_h * out_w;
@@ -70,8 +77,9 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r) 
   return out;
 }
 
-torch::Tensor read_clip(VideoDecoder& decoder, const ClipRequest& request) {
-  return transform_clip(frames_to_tensor(decoder.decode(request.frames, static_cast<int>(request.short_side))), request);
+torch::Tensor read_clip(VideoDecoder& decoder, const ClipRequest& request, torch::Tensor out) {
+  return transform_clip(frames_to_tensor(decoder.decode(request.frames, static_cast<int>(request.short_side))), request,
+                        std::move(out));
 }
 
 torch::Tensor read_clip(const VideoRecord& record, const ClipRequest& request, DecoderCache* cache,

@@ -187,11 +187,11 @@ void ClipLoader::worker_loop(int worker) {
   }
 }
 
-std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, DecoderCache& cache) {
+bool ClipLoader::load(int64_t record, int64_t view, DecoderCache& cache, const torch::Tensor& out) {
   const VideoRecord& r = dataset_->records()[record];
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (bad_.count(record)) return std::nullopt;  // the same failure again, without decoding
+    if (bad_.count(record)) return false;  // the same failure again, without decoding
   }
   try {
     VideoDecoder& d = cache.get(r.path);
@@ -205,7 +205,8 @@ std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, Deco
         mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);
     if (mode_ == LoaderMode::kTrain) {
       ++clips_decoded_;
-      return read_clip(d, request);
+      read_clip(d, request, out);
+      return true;
     }
     // Test views of one record are consecutive positions (clip-major, then crop), so the crops
     // of a clip usually come to the same worker one after the other: decode the clip once.
@@ -216,12 +217,14 @@ std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, Deco
     if (memo != nullptr && memo->record == record && memo->short_side == request.short_side &&
         memo->frames == request.frames) {
       ++clips_reused_;
-      return transform_clip(memo->rgb, request);  // reads its input, never writes it
+      transform_clip(memo->rgb, request, out);  // reads its input, never writes it
+      return true;
     }
     torch::Tensor rgb = frames_to_tensor(d.decode(request.frames, static_cast<int>(request.short_side)));
     ++clips_decoded_;
     if (memo != nullptr) *memo = FrameMemo{record, request.frames, request.short_side, rgb};
-    return transform_clip(rgb, request);
+    transform_clip(rgb, request, out);
+    return true;
   } catch (const DecodeError& e) {
     cache.drop(r.path);
     quarantine(record, e.reason());
@@ -229,7 +232,7 @@ std::optional<torch::Tensor> ClipLoader::load(int64_t record, int64_t view, Deco
     cache.drop(r.path);
     quarantine(record, e.what());
   }
-  return std::nullopt;
+  return false;
 }
 
 void ClipLoader::quarantine(int64_t record, const std::string& reason) {
@@ -259,18 +262,36 @@ void ClipLoader::check_bad_fraction() {
   throw Error(os.str());
 }
 
+torch::Tensor ClipLoader::take_buffer() {
+  std::lock_guard<std::mutex> lock(buffers_mutex_);
+  // A buffer is free when buffers_ holds the only reference to it and to its memory (no batch,
+  // view or copy of a batch is left). References are taken only here, under the lock, so a
+  // free buffer stays free until it is handed out.
+  for (const torch::Tensor& t : buffers_) {
+    if (t.use_count() == 1 && t.storage().use_count() == 1) return t;
+  }
+  const int64_t c = recipe_.transform.crop_size;
+  torch::Tensor t = torch::empty({batch_size_, 3, recipe_.sampling.num_frames, c, c});
+  // Enough for the batches in flight (prefetch), those being built and the one being used.
+  if (static_cast<int64_t>(buffers_.size()) < recipe_.loader.prefetch + recipe_.loader.workers + 2) buffers_.push_back(t);
+  return t;
+}
+
 Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
   const int64_t step = world_size_ * batch_size_;
   const int64_t first = base_cursor_ + k * step + rank_ * batch_size_;
   const int64_t records = static_cast<int64_t>(dataset_->records().size());
   Batch batch;
-  std::vector<torch::Tensor> clips;
+  // Every clip is 3 x num_frames x crop x crop: each is written straight into its slot of the
+  // batch (no per-clip tensor, no stacking copy), in a reused batch tensor when one is free
+  // (docs/pipeline.md, "Loader").
+  batch.clips = take_buffer();
   for (int64_t p = first; p < first + batch_size_; ++p) {
+    const torch::Tensor slot = batch.clips[static_cast<int64_t>(batch.indices.size())];
     if (mode_ == LoaderMode::kTest) {
       if (p >= positions_) break;
       const int64_t record = record_at(p), view = p % views_;
-      if (auto clip = load(record, view, cache)) {
-        clips.push_back(*clip);
+      if (load(record, view, cache, slot)) {
         batch.indices.push_back(record);
         batch.views.push_back(view);
       }
@@ -279,24 +300,21 @@ Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
     // Training: past the end (no drop_last) wraps to the start of the order.
     int64_t pos = p % positions_;
     int64_t record = record_at(pos), view = 0;
-    auto clip = load(record, view, cache);
-    while (!clip) {
+    while (!load(record, view, cache, slot)) {
       // Fill from the loader's own order: the next positions, each with its own label and a
       // fresh view of the draws.
       ++view;
       if (view > records) throw Error(dataset_->name() + ": no decodable video left to fill the batch");
       pos = (pos + 1) % positions_;
       record = record_at(pos);
-      clip = load(record, view, cache);
     }
-    clips.push_back(*clip);
     batch.indices.push_back(record);
     batch.views.push_back(view);
   }
-  const auto& s = recipe_.sampling;
-  const int64_t c = recipe_.transform.crop_size;
-  batch.clips = clips.empty() ? torch::empty({0, 3, s.num_frames, c, c}) : torch::stack(clips);
   const int64_t n = static_cast<int64_t>(batch.indices.size());
+  // Test batches lose the views of bad videos and the last one may be short: a view of the
+  // filled slots (contiguous, the same storage).
+  if (n < batch_size_) batch.clips = batch.clips.narrow(0, 0, n);
   if (dataset_->multilabel()) {
     batch.labels = torch::zeros({n, static_cast<int64_t>(dataset_->class_names().size())});
     auto acc = batch.labels.accessor<float, 2>();

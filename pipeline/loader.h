@@ -108,8 +108,12 @@ class ClipLoader {
   void worker_loop(int worker);
   /// Builds global step `step` (counted from the start of the epoch) for this rank.
   Batch build(int64_t step, DecoderCache& cache);
-  /// One clip at `position`, or nullopt when its video is bad (then quarantined).
-  std::optional<torch::Tensor> load(int64_t record, int64_t view, DecoderCache& cache);
+  /// A batch_size x 3 x T x crop x crop float tensor for build() to fill: one of buffers_ that
+  /// nothing outside the loader refers to any more, else a new one.
+  torch::Tensor take_buffer();
+  /// Writes the clip of `record`'s `view` into `out` (a batch's slot); false when its video is
+  /// bad (then quarantined).
+  bool load(int64_t record, int64_t view, DecoderCache& cache, const torch::Tensor& out);
   void quarantine(int64_t record, const std::string& reason);
   void check_bad_fraction();
   int64_t total_steps() const;
@@ -152,6 +156,10 @@ class ClipLoader {
   std::vector<FrameMemo> memos_;
   std::atomic<int64_t> clips_decoded_{0};
   std::atomic<int64_t> clips_reused_{0};
+
+  // Batch tensors kept for reuse once their batch is dropped (docs/pipeline.md, "Loader").
+  std::mutex buffers_mutex_;
+  std::vector<torch::Tensor> buffers_;
 
   // Quarantine (shared by workers).
   std::map<int64_t, std::string> bad_;  ///< record -> reason

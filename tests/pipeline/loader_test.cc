@@ -84,6 +84,15 @@ TEST_F(Loader, SameSeedSameBatchesWhateverTheWorkers) {
     EXPECT_EQ(ba[i].labels.dtype(), torch::kInt64);
     for (int64_t j = 0; j < 2; ++j) EXPECT_EQ(ba[i].labels[j].item<int64_t>(), ds->records()[ba[i].indices[j]].label);
   }
+  // Each slot of a batch holds its own record's clip, as read alone.
+  for (const Batch& batch : ba) {
+    for (int64_t j = 0; j < 2; ++j) {
+      const auto& rec = ds->records()[batch.indices[j]];
+      auto d = open_decoder(rec.path, DecoderOptions());
+      const ClipRequest c = train_clip(recipe(), sampling_frames(rec, d->info()), 0, batch.indices[j], batch.views[j]);
+      EXPECT_TRUE(torch::equal(batch.clips[j], read_clip(*d, c))) << rec.path;
+    }
+  }
   // Another epoch is another order.
   a.set_epoch(1);
   const auto e1 = drain(a);
@@ -91,6 +100,42 @@ TEST_F(Loader, SameSeedSameBatchesWhateverTheWorkers) {
   for (auto& x : ba) o0.insert(o0.end(), x.indices.begin(), x.indices.end());
   for (auto& x : e1) o1.insert(o1.end(), x.indices.begin(), x.indices.end());
   EXPECT_NE(o0, o1);
+}
+
+// A batch's tensor is reused for a later batch only once nothing refers to it: not while the
+// batch or a view of it is alive. A reused tensor holds the later batch's clips, whole.
+TEST_F(Loader, BatchTensorsAreReusedOnlyOnceDropped) {
+  auto ds = make_dataset(recipe(), "train");
+  Recipe r = recipe();
+  r.loader.workers = 0;  // built in next(), one at a time
+  ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
+  const auto clip_of = [&](const Batch& b, int64_t j) {
+    const auto& rec = ds->records()[b.indices[j]];
+    auto d = open_decoder(rec.path, DecoderOptions());
+    return read_clip(*d, train_clip(r, sampling_frames(rec, d->info()), 0, b.indices[j], b.views[j]));
+  };
+  auto b1 = l.next();
+  auto b2 = l.next();
+  ASSERT_TRUE(b1 && b2);
+  const void* p1 = b1->clips.data_ptr();
+  const void* p2 = b2->clips.data_ptr();
+  EXPECT_NE(p2, p1);  // b1 is alive
+  const torch::Tensor view = b1->clips[1];
+  const torch::Tensor kept = view.clone();
+  b1.reset();
+  b2.reset();
+  auto b3 = l.next();  // b2's tensor is free, b1's is not (the view)
+  ASSERT_TRUE(b3);
+  EXPECT_EQ(b3->clips.data_ptr(), p2);
+  auto b4 = l.next();
+  ASSERT_TRUE(b4);
+  EXPECT_NE(b4->clips.data_ptr(), p1);
+  EXPECT_NE(b4->clips.data_ptr(), p2);
+  EXPECT_TRUE(torch::equal(view, kept));  // untouched by the later batches
+  for (int64_t j = 0; j < 2; ++j) {
+    EXPECT_TRUE(torch::equal(b3->clips[j], clip_of(*b3, j))) << "batch 3 clip " << j;
+    EXPECT_TRUE(torch::equal(b4->clips[j], clip_of(*b4, j))) << "batch 4 clip " << j;
+  }
 }
 
 TEST_F(Loader, RanksSeeDisjointSamplesCoveringTheEpoch) {
@@ -326,6 +371,17 @@ TEST(Transform, OnePassEqualsTheTensorExpression) {
   const torch::Tensor strided = frames.slice(0, 0, 4, 2);
   EXPECT_TRUE(torch::equal(transform_clip(strided, ClipRequest{}), reference(strided, ClipRequest{})));
   EXPECT_THROW(transform_clip(frames.to(torch::kFloat32), ClipRequest{}), c10::Error);
+  // Into a given tensor (a batch's slot): the same values, in that tensor; a slot of another
+  // size is refused.
+  ClipRequest crop;
+  crop.crop_size = 16;
+  crop.flip = true;
+  torch::Tensor batch = torch::full({2, 3, 4, 16, 16}, -7.0f);
+  const torch::Tensor written = transform_clip(frames, crop, batch[1]);
+  EXPECT_EQ(written.data_ptr(), batch[1].data_ptr());
+  EXPECT_TRUE(torch::equal(batch[1], reference(frames, crop)));
+  EXPECT_TRUE(torch::equal(batch[0], torch::full({3, 4, 16, 16}, -7.0f)));
+  EXPECT_THROW(transform_clip(frames, ClipRequest{}, batch[0]), c10::Error);
 }
 
 // Without the frame code the top band is background in every frame: a frame-level model can
