@@ -70,7 +70,9 @@ class ConversionPool {
   /// must stay in place until wait() or abandon() returns.
   void submit(av::FramePtr frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return jobs_.size() < capacity_; });
+    done_.wait(lock, [&] { return jobs_.size() < capacity_ || error_; });
+    // A frame that could not be converted fails the request now, as it does on one thread.
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
     jobs_.push_back(Job{std::move(frame), slots, &out});
     lock.unlock();
     work_.notify_one();
@@ -221,12 +223,13 @@ void LibavDecoder::open() {
 
   packet_ = av::make_packet();
   frame_ = av::make_frame();
-  // Large frames are also scaled by swscale's slice threads: the threads are shared out among
-  // the conversion threads.
+  // Large frames are also scaled by swscale's slice threads: T / K per conversion thread, so
+  // on such frames up to 2T - K threads can be runnable, as ffmpeg's decoder and scale filter
+  // threads can be.
   if (conversion_threads > 0) {
     pool_ = std::make_unique<ConversionPool>(path_, conversion_threads, threads_ / conversion_threads);
   } else {
-    converter_ = std::make_unique<FrameConverter>(path_, 1);
+    converter_ = std::make_unique<FrameConverter>(path_, std::max(1, threads_));
   }
   info_.codec = avcodec_get_name(par.codec_id);
   info_.width = par.width;

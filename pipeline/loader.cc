@@ -262,18 +262,30 @@ void ClipLoader::check_bad_fraction() {
   throw Error(os.str());
 }
 
+int64_t ClipLoader::batch_tensors() const {
+  std::lock_guard<std::mutex> lock(buffers_mutex_);
+  return static_cast<int64_t>(buffers_.size());
+}
+
 torch::Tensor ClipLoader::take_buffer() {
   std::lock_guard<std::mutex> lock(buffers_mutex_);
-  // A buffer is free when buffers_ holds the only reference to it and to its memory (no batch,
-  // view or copy of a batch is left). References are taken only here, under the lock, so a
-  // free buffer stays free until it is handed out.
+  // A buffer is free when buffers_ holds the only reference to its memory (no batch, view or
+  // copy of a batch that shares it is left). Each batch gets a tensor object of its own on that
+  // memory (detach), so what a caller does to its tensor's metadata (resize_, requires_grad_)
+  // stays with that batch. New references are taken only here, under the lock, so a free buffer
+  // stays free until it is handed out. This holds while batches leave the loader by blocking
+  // copies (`.to(device)` from pageable memory): an asynchronous copy from pinned memory would
+  // hold no reference while it runs.
   for (const torch::Tensor& t : buffers_) {
-    if (t.use_count() == 1 && t.storage().use_count() == 1) return t;
+    if (t.storage().use_count() == 1) return t.detach();
   }
   const int64_t c = recipe_.transform.crop_size;
   torch::Tensor t = torch::empty({batch_size_, 3, recipe_.sampling.num_frames, c, c});
   // Enough for the batches in flight (prefetch), those being built and the one being used.
-  if (static_cast<int64_t>(buffers_.size()) < recipe_.loader.prefetch + recipe_.loader.workers + 2) buffers_.push_back(t);
+  if (static_cast<int64_t>(buffers_.size()) < recipe_.loader.prefetch + recipe_.loader.workers + 2) {
+    buffers_.push_back(t);
+    return t.detach();
+  }
   return t;
 }
 

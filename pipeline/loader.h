@@ -100,6 +100,8 @@ class ClipLoader {
   /// the same worker (the other crops of one clip: crops share the clip's frames and its scale).
   int64_t clips_decoded() const { return clips_decoded_.load(); }
   int64_t clips_reused() const { return clips_reused_.load(); }
+  /// Batch tensors the loader keeps for reuse (at most prefetch + workers + 2).
+  int64_t batch_tensors() const;
 
  private:
   struct Slot;
@@ -158,7 +160,7 @@ class ClipLoader {
   std::atomic<int64_t> clips_reused_{0};
 
   // Batch tensors kept for reuse once their batch is dropped (docs/pipeline.md, "Loader").
-  std::mutex buffers_mutex_;
+  mutable std::mutex buffers_mutex_;
   std::vector<torch::Tensor> buffers_;
 
   // Quarantine (shared by workers).

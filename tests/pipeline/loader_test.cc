@@ -109,10 +109,10 @@ TEST_F(Loader, BatchTensorsAreReusedOnlyOnceDropped) {
   Recipe r = recipe();
   r.loader.workers = 0;  // built in next(), one at a time
   ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
-  const auto clip_of = [&](const Batch& b, int64_t j) {
+  const auto clip_of = [&](const Batch& b, int64_t j, int64_t epoch = 0) {
     const auto& rec = ds->records()[b.indices[j]];
     auto d = open_decoder(rec.path, DecoderOptions());
-    return read_clip(*d, train_clip(r, sampling_frames(rec, d->info()), 0, b.indices[j], b.views[j]));
+    return read_clip(*d, train_clip(r, sampling_frames(rec, d->info()), epoch, b.indices[j], b.views[j]));
   };
   auto b1 = l.next();
   auto b2 = l.next();
@@ -136,6 +136,41 @@ TEST_F(Loader, BatchTensorsAreReusedOnlyOnceDropped) {
     EXPECT_TRUE(torch::equal(b3->clips[j], clip_of(*b3, j))) << "batch 3 clip " << j;
     EXPECT_TRUE(torch::equal(b4->clips[j], clip_of(*b4, j))) << "batch 4 clip " << j;
   }
+  EXPECT_EQ(l.batch_tensors(), 3);  // b1's (kept by the view), b2's (reused by b3), b4's
+  // A caller's changes to its batch tensor's shape stay with that batch.
+  b3->clips.resize_({1});
+  b3.reset();
+  b4.reset();
+  l.set_epoch(1);
+  while (auto b = l.next()) {
+    EXPECT_EQ(b->clips.sizes(), (std::vector<int64_t>{2, 3, 4, 32, 32}));
+    for (int64_t j = 0; j < 2; ++j) EXPECT_TRUE(torch::equal(b->clips[j], clip_of(*b, j, 1))) << "epoch 1 clip " << j;
+  }
+  EXPECT_EQ(l.batch_tensors(), 3);  // one batch at a time: the free tensors served them all
+}
+
+// With workers building batches ahead, each batch dropped before the next is taken: the
+// tensors are reused (no more than prefetch + workers + 2 for 12 batches) and every clip is
+// its own.
+TEST_F(Loader, ReusedBatchTensorsHoldTheirOwnClipsWithWorkers) {
+  auto ds = make_dataset(recipe(), "train");
+  const Recipe r = recipe();  // 2 workers, prefetch 2
+  ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
+  int64_t batches = 0;
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    l.set_epoch(epoch);
+    while (auto b = l.next()) {
+      ++batches;
+      for (int64_t j = 0; j < 2; ++j) {
+        const auto& rec = ds->records()[b->indices[j]];
+        auto d = open_decoder(rec.path, DecoderOptions());
+        const ClipRequest c = train_clip(r, sampling_frames(rec, d->info()), epoch, b->indices[j], b->views[j]);
+        EXPECT_TRUE(torch::equal(b->clips[j], read_clip(*d, c))) << "epoch " << epoch << " " << rec.path;
+      }
+    }
+  }
+  EXPECT_EQ(batches, 12);
+  EXPECT_LE(l.batch_tensors(), r.loader.prefetch + r.loader.workers + 2);
 }
 
 TEST_F(Loader, RanksSeeDisjointSamplesCoveringTheEpoch) {
