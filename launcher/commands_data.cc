@@ -90,8 +90,9 @@ struct DeviceFigures {
 /// times it, opening the files included (as the earlier figures and the Python loaders do). The
 /// decoders use a.threads threads each: CPU decoders split them between decoding and conversion
 /// to RGB; NVDEC decodes on GPU 0 and converts the frames it returns in system memory with its
-/// share of them (docs/pipeline.md, "Threads"), which is what is timed. A device that cannot be used, or that hands a file to another
-/// backend (a codec NVDEC does not decode), gets no figure and a reason.
+/// share of them (docs/pipeline.md, "Threads"), which is what is timed. A device that cannot be
+/// used, or that hands a file to another backend (a codec NVDEC does not decode), gets no figure
+/// and a reason.
 DeviceFigures time_clips(const std::vector<std::string>& files, const std::vector<std::vector<int64_t>>& starts,
                          const std::string& device, const BenchArgs& a) {
   using namespace holo::pipeline;
@@ -104,7 +105,10 @@ DeviceFigures time_clips(const std::vector<std::string>& files, const std::vecto
       return f;
     }
   }
-  DecoderCache cache(files.size(), DecoderOptions().set_device(device).set_threads(a.threads).set_conversion_threads(a.conversion_threads));
+  DecoderCache cache(
+      files.size(),
+      DecoderOptions().set_device(device).set_threads(a.threads).set_conversion_threads(
+          a.conversion_threads));
   const auto t0 = Clock::now();
   try {
     for (size_t i = 0; i < files.size(); ++i) {
@@ -207,7 +211,8 @@ void bench_decode(const BenchArgs& a) {
   int64_t frames = 0;
   auto t0 = Clock::now();
   for (const auto& f : files) {
-    auto d = open_decoder(f, DecoderOptions().set_threads(a.threads).set_conversion_threads(a.conversion_threads));
+    auto d = open_decoder(
+        f, DecoderOptions().set_threads(a.threads).set_conversion_threads(a.conversion_threads));
     const int64_t n = d->info().frames;
     for (int64_t s = 0; s < n; s += 32) {
       std::vector<int64_t> idx;
@@ -261,14 +266,17 @@ void bench_decode(const BenchArgs& a) {
   }
   if (!python_error.empty()) spdlog::warn("bench decode: Python baselines not available: {}", python_error);
 
-  std::printf("decode benchmark: %zu files, %lld frames, short side %d, %d threads%s\n", files.size(),
-              static_cast<long long>(frames), a.short_side, a.threads,
-              a.conversion_threads >= 0 ? (" (" + std::to_string(a.conversion_threads) + " converting)").c_str() : "");
+  std::printf("decode benchmark: %zu files, %lld frames, short side %d, %d threads%s\n",
+              files.size(), static_cast<long long>(frames), a.short_side, a.threads,
+              a.conversion_threads >= 0
+                  ? (" (" + std::to_string(a.conversion_threads) + " converting)").c_str()
+                  : "");
   std::printf("  full decode   holo %8.1f frames/s   ffmpeg -f null %8.1f frames/s   ratio %.2f\n", holo_fps, ffmpeg_fps,
               holo_fps / ffmpeg_fps);
   std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,
               holo_device.device.c_str());
-  nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads}, {"conversion_threads", a.conversion_threads}, {"short_side", a.short_side},
+  nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads},
+                        {"conversion_threads", a.conversion_threads}, {"short_side", a.short_side},
                         {"holo_fps", holo_fps}, {"ffmpeg_fps", ffmpeg_fps}, {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
                         {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps},
                         {"holo_clips_device", holo_device.device}};
@@ -297,8 +305,8 @@ void bench_decode(const BenchArgs& a) {
     if (d.device == "cpu") cpu = &d;
     if (d.device == "nvdec") nvdec = &d;
     if (d.available) {
-      std::printf("    %-6s %10.1f frames/s %8.2f clips/s%s\n", d.device.c_str(), d.frames_per_s, d.clips_per_s,
-                  (" (" + std::to_string(a.threads) + " decoder threads)").c_str());
+      std::printf("    %-6s %10.1f frames/s %8.2f clips/s%s\n", d.device.c_str(), d.frames_per_s,
+                  d.clips_per_s, (" (" + std::to_string(a.threads) + " decoder threads)").c_str());
       // What the decoder did for the clips: frames the codec decoded per frame returned
       // (unrequested non-reference frames are discarded, packets a seek landed on before the
       // keyframe are dropped unread).
@@ -580,8 +588,10 @@ void add_data_commands(CLI::App& app) {
       "decode", "Decode, sample and scale clips: Holo vs `ffmpeg -f null` and PyAV / PySlowFast / torchvision (bench/decode_baseline.py)");
   bench->add_option("files", ba->files, "Videos or folders; none: synthetic videos made once in $HOLO_CACHE_DIR");
   bench->add_option("--threads", ba->threads, "Decoder threads (Holo and ffmpeg alike)")->capture_default_str();
-  bench->add_option("--conversion-threads", ba->conversion_threads,
-                    "Of Holo's decoder threads, those converting frames to RGB while the others decode (0: none; -1: the decoder's split)")
+  bench
+      ->add_option("--conversion-threads", ba->conversion_threads,
+                   "Of Holo's decoder threads, those converting frames to RGB while the others "
+                   "decode (0: none; -1: the decoder's split)")
       ->capture_default_str();
   bench->add_option("--devices", ba->devices,
                     "Comma-separated decode devices whose clip decoding is timed (cpu, nvdec); the "

@@ -49,8 +49,8 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r, 
   if (out.defined()) {
     TORCH_CHECK(out.scalar_type() == torch::kFloat32 && out.is_contiguous() &&
                     out.sizes() == torch::IntArrayRef({3, t_n, out_h, out_w}),
-                "transform_clip: the output must be a contiguous float tensor of size 3 x ", t_n, " x ", out_h, " x ",
-                out_w, ", not ", out.sizes());
+                "transform_clip: the output must be a contiguous float tensor of size 3 x ", t_n,
+                " x ", out_h, " x ", out_w, ", not ", out.sizes());
   } else {
     out = torch::empty({3, t_n, out_h, out_w}, torch::kFloat32);
   }
@@ -78,8 +78,9 @@ torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& r, 
 }
 
 torch::Tensor read_clip(VideoDecoder& decoder, const ClipRequest& request, torch::Tensor out) {
-  return transform_clip(frames_to_tensor(decoder.decode(request.frames, static_cast<int>(request.short_side))), request,
-                        std::move(out));
+  return transform_clip(
+      frames_to_tensor(decoder.decode(request.frames, static_cast<int>(request.short_side))),
+      request, std::move(out));
 }
 
 torch::Tensor read_clip(const VideoRecord& record, const ClipRequest& request, DecoderCache* cache,

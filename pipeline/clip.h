@@ -19,7 +19,8 @@ torch::Tensor frames_to_tensor(FrameBuffer&& frames);
 /// Crop, flip and normalise uint8 T x H x W x 3 frames as `request` says; float C x T x H x W.
 /// Written into `out` when it is given (a contiguous float tensor of that shape, e.g. a batch's
 /// slot), which is returned.
-torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& request, torch::Tensor out = {});
+torch::Tensor transform_clip(const torch::Tensor& frames, const ClipRequest& request,
+                             torch::Tensor out = {});
 
 /// Decodes and transforms one clip: float C x T x H x W (into `out` when given).
 torch::Tensor read_clip(VideoDecoder& decoder, const ClipRequest& request, torch::Tensor out = {});

@@ -12,7 +12,8 @@ class CpuDecoder final : public LibavDecoder {
  public:
   /// Opens `path`; throws DecodeError when it is not a usable video. `conversion_threads` as
   /// DecoderOptions says.
-  static std::unique_ptr<CpuDecoder> open(const std::string& path, int threads, int conversion_threads = -1);
+  static std::unique_ptr<CpuDecoder> open(const std::string& path, int threads,
+                                          int conversion_threads = -1);
   std::string backend() const override { return "cpu"; }
 
  private:

@@ -107,7 +107,7 @@ struct DecodeCounters {
   int64_t packets = 0;    ///< video packets sent to the codec
   int64_t discardable = 0;  ///< of these, sent with non-reference frames discarded (unrequested frames)
   int64_t decoded = 0;    ///< frames the codec returned (stale ones not included)
-  int64_t converted = 0;  ///< frames handed to the conversion to RGB (all converted once decode() returns)
+  int64_t converted = 0;  ///< frames handed to the conversion to RGB (done when decode() returns)
 };
 
 /// One open video file. Not thread-safe: one decoder per thread (see DecoderCache).

@@ -8,8 +8,8 @@ extern "C" {
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <filesystem>
@@ -28,16 +28,17 @@ void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame
 /// thread that converts has its own.
 class FrameConverter {
  public:
-  FrameConverter(const std::string& path, int max_sws_threads) : path_(path), max_sws_threads_(max_sws_threads) {}
+  FrameConverter(const std::string& path, int max_sws_threads)
+      : path_(path), max_sws_threads_(max_sws_threads) {}
   /// Writes `sw` (in system memory) into `out` at every frame position in `slots`.
   void convert(const AVFrame* sw, const std::vector<int64_t>& slots, FrameBuffer& out);
 
  private:
   const std::string& path_;
   const int max_sws_threads_;
-  av::SwsPtr sws_;        ///< made for one source and output size and format
-  av::SwsPtr sws_rgb_;    ///< the second pass (4:4:4 to RGB) of two, else null
-  av::FramePtr mid_;      ///< the first pass's output when there are two
+  av::SwsPtr sws_;      ///< made for one source and output size and format
+  av::SwsPtr sws_rgb_;  ///< the second pass (4:4:4 to RGB) of two, else null
+  av::FramePtr mid_;    ///< the first pass's output when there are two
   /// Source width, height, pixel format; output width, height; source matrix and range.
   int sws_key_[7] = {0, 0, -1, 0, 0, -1, -1};
   av::FramePtr scaled_frame_;    ///< wraps scaled_ for sws_scale_frame
@@ -55,7 +56,8 @@ class ConversionPool {
     capacity_ = static_cast<size_t>(2 * threads);
     try {
       for (int i = 0; i < threads; ++i) {
-        threads_.emplace_back([this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
+        threads_.emplace_back(
+            [this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
       }
     } catch (...) {
       stop();  // the threads started so far (a thread that cannot start throws std::system_error)
@@ -153,10 +155,12 @@ LibavDecoder::~LibavDecoder() = default;
 
 void LibavDecoder::open() {
   av::quiet_logging();
-  const int conversion_threads = conversion_override_ >= 0 ? conversion_override_ : this->conversion_threads();
+  const int conversion_threads =
+      conversion_override_ >= 0 ? conversion_override_ : this->conversion_threads();
   if (conversion_threads > 0 && conversion_threads >= threads_) {
     throw Error(path_ + ": " + std::to_string(conversion_threads) +
-                " conversion threads need more decoder threads than that, not " + std::to_string(threads_));
+                " conversion threads need more decoder threads than that, not " +
+                std::to_string(threads_));
   }
   std::error_code ec;
   if (!std::filesystem::exists(path_, ec)) throw DecodeError(path_, "missing file");
@@ -227,7 +231,8 @@ void LibavDecoder::open() {
   // on such frames up to 2T - K threads can be runnable, as ffmpeg's decoder and scale filter
   // threads can be.
   if (conversion_threads > 0) {
-    pool_ = std::make_unique<ConversionPool>(path_, conversion_threads, threads_ / conversion_threads);
+    pool_ =
+        std::make_unique<ConversionPool>(path_, conversion_threads, threads_ / conversion_threads);
   } else {
     converter_ = std::make_unique<FrameConverter>(path_, std::max(1, threads_));
   }
@@ -446,7 +451,8 @@ void LibavDecoder::seek_to(int64_t k) {
   delay_ = AV_NOPTS_VALUE;
 }
 
-void FrameConverter::convert(const AVFrame* sw, const std::vector<int64_t>& slots, FrameBuffer& out) {
+void FrameConverter::convert(const AVFrame* sw, const std::vector<int64_t>& slots,
+                             FrameBuffer& out) {
   const auto format = static_cast<AVPixelFormat>(sw->format);
   const auto cannot_convert = [&] {
     return DecodeError(path_, std::string("cannot convert pixel format ") + (av_get_pix_fmt_name(format) ?: "?"));
@@ -490,7 +496,8 @@ void FrameConverter::convert(const AVFrame* sw, const std::vector<int64_t>& slot
   // two (docs/pipeline.md). Each thread scales a band of output rows with the same filters:
   // the pixels equal the one-thread ones.
   const int64_t pixels = int64_t{sw->width} * sw->height + int64_t{out.width} * out.height;
-  const int sws_threads = static_cast<int>(std::clamp<int64_t>(pixels >> 18, 1, std::max(1, max_sws_threads_)));
+  const int sws_threads =
+      static_cast<int>(std::clamp<int64_t>(pixels >> 18, 1, std::max(1, max_sws_threads_)));
   const auto make_sws = [&](int sw_w, int sw_h, int sw_format, int dst_format) {
     av::SwsPtr sws(sws_alloc_context());
     if (!sws) throw cannot_convert();

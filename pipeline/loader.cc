@@ -282,7 +282,8 @@ torch::Tensor ClipLoader::take_buffer() {
   const int64_t c = recipe_.transform.crop_size;
   torch::Tensor t = torch::empty({batch_size_, 3, recipe_.sampling.num_frames, c, c});
   // Enough for the batches in flight (prefetch), those being built and the one being used.
-  if (static_cast<int64_t>(buffers_.size()) < recipe_.loader.prefetch + recipe_.loader.workers + 2) {
+  if (static_cast<int64_t>(buffers_.size()) <
+      recipe_.loader.prefetch + recipe_.loader.workers + 2) {
     buffers_.push_back(t);
     return t.detach();
   }

@@ -76,7 +76,8 @@ void NvdecDecoder::configure(AVCodecContext* ctx) {
   ctx->hw_device_ctx = av_buffer_ref(device(gpu_).ref.get());
   HOLO_CHECK(ctx->hw_device_ctx != nullptr, "av_buffer_ref: out of memory");
   ctx->get_format = pick_cuda;
-  ctx->thread_count = 1;  // the GPU decodes; frame threads would only add latency (the rest convert)
+  // The GPU decodes; frame threads would only add latency (the other threads convert).
+  ctx->thread_count = 1;
 }
 
 const AVFrame* NvdecDecoder::to_system_memory(AVFrame* frame) {

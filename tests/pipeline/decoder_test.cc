@@ -85,7 +85,8 @@ INSTANTIATE_TEST_SUITE_P(Codecs, DecoderExact,
 TEST(Decoder, OddWidthsAndOutOfOrderRequestsKeepFramesApart) {
   const auto dir = holo::testing::temp_dir();
   struct Size { int w, h, short_side; };
-  // 1280x720 is large enough for swscale's slice threads (see FrameConverter::convert in pipeline/libav_decoder.cc).
+  // 1280x720 is large enough for swscale's slice threads (see FrameConverter::convert in
+  // pipeline/libav_decoder.cc).
   for (const Size z : {Size{40, 32, 0}, Size{40, 32, 27}, Size{128, 96, 37}, Size{48, 34, 0}, Size{1280, 720, 75}}) {
     const std::string path = dir + "/v" + std::to_string(z.w) + "x" + std::to_string(z.h) + ".mp4";
     holo::testing::write_coded_video(path, 12, VideoWriterOptions().set_size(z.w, z.h).set_gop(4));
@@ -379,17 +380,20 @@ TEST(Decoder, ThreadedScalingEqualsOneThread) {
 TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
   const auto dir = holo::testing::temp_dir();
   const std::string path = dir + "/c.mp4";
-  holo::testing::write_coded_video(path, 72, VideoWriterOptions().set_size(320, 240).set_gop(8).set_bframes(2));
-  std::vector<std::vector<int64_t>> requests = {{40, 42, 44, 46, 48, 50}, {3, 3, 1, 9, 2}, {71, 0, 35}};
+  holo::testing::write_coded_video(
+      path, 72, VideoWriterOptions().set_size(320, 240).set_gop(8).set_bframes(2));
+  std::vector<std::vector<int64_t>> requests = {
+      {40, 42, 44, 46, 48, 50}, {3, 3, 1, 9, 2}, {71, 0, 35}};
   for (int64_t start = 0; start < 72; start += 32) {
     std::vector<int64_t> chunk;
     for (int64_t i = start; i < std::min<int64_t>(72, start + 32); ++i) chunk.push_back(i);
     requests.push_back(chunk);
   }
   auto one = open_decoder(path, DecoderOptions().set_threads(1));
-  const std::vector<DecoderOptions> options = {DecoderOptions().set_threads(2), DecoderOptions().set_threads(6),
-                                               DecoderOptions().set_threads(3).set_conversion_threads(2),
-                                               DecoderOptions().set_threads(3).set_conversion_threads(0)};
+  const std::vector<DecoderOptions> options = {
+      DecoderOptions().set_threads(2), DecoderOptions().set_threads(6),
+      DecoderOptions().set_threads(3).set_conversion_threads(2),
+      DecoderOptions().set_threads(3).set_conversion_threads(0)};
   for (const DecoderOptions& o : options) {
     const std::string threads =
         std::to_string(o.threads) + " (" + std::to_string(o.conversion_threads) + " converting)";
@@ -399,7 +403,8 @@ TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
         const FrameBuffer a = one->decode(r, short_side);
         const FrameBuffer b = many->decode(r, short_side);
         EXPECT_EQ(codes(b), r) << threads << " threads, short side " << short_side;
-        EXPECT_TRUE(a.data == b.data) << threads << " threads, short side " << short_side << ", request from " << r[0];
+        EXPECT_TRUE(a.data == b.data)
+            << threads << " threads, short side " << short_side << ", request from " << r[0];
       }
     }
     EXPECT_EQ(many->counters().converted, one->counters().converted) << threads << " threads";
@@ -410,7 +415,8 @@ TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
     open_decoder(path, DecoderOptions().set_threads(2).set_conversion_threads(2));
     ADD_FAILURE() << "2 conversion threads of 2 were accepted";
   } catch (const Error& e) {
-    EXPECT_THAT(e.what(), HasSubstr("2 conversion threads need more decoder threads than that, not 2"));
+    EXPECT_THAT(e.what(),
+                HasSubstr("2 conversion threads need more decoder threads than that, not 2"));
   }
 }
 
@@ -420,7 +426,8 @@ TEST(Decoder, ConversionThreadsGiveTheBytesOfOne) {
 TEST(Decoder, FailingRequestWithFramesInConversionRecovers) {
   const auto dir = holo::testing::temp_dir();
   const std::string path = dir + "/m.mp4";
-  holo::testing::write_coded_video(path, 40, VideoWriterOptions().set_codec("mpeg4").set_gop(8).set_bframes(0));
+  holo::testing::write_coded_video(
+      path, 40, VideoWriterOptions().set_codec("mpeg4").set_gop(8).set_bframes(0));
   // Blank frame 13's packet (a P-frame): the decoder finds no picture in it.
   int64_t pos = -1, size = 0;
   {
@@ -452,8 +459,10 @@ TEST(Decoder, FailingRequestWithFramesInConversionRecovers) {
     } catch (const DecodeError& e) {
       EXPECT_THAT(e.reason(), HasSubstr("frame 13 ")) << threads << " threads";
     }
-    EXPECT_GE(d->counters().converted, 5) << threads << " threads: frames 8-12 were handed to conversion first";
-    EXPECT_EQ(codes(d->decode({16, 17, 30}, 0)), (std::vector<int64_t>{16, 17, 30})) << threads << " threads";
+    EXPECT_GE(d->counters().converted, 5)
+        << threads << " threads: frames 8-12 were handed to conversion first";
+    EXPECT_EQ(codes(d->decode({16, 17, 30}, 0)), (std::vector<int64_t>{16, 17, 30}))
+        << threads << " threads";
   }
 }
 

@@ -89,7 +89,8 @@ TEST_F(Loader, SameSeedSameBatchesWhateverTheWorkers) {
     for (int64_t j = 0; j < 2; ++j) {
       const auto& rec = ds->records()[batch.indices[j]];
       auto d = open_decoder(rec.path, DecoderOptions());
-      const ClipRequest c = train_clip(recipe(), sampling_frames(rec, d->info()), 0, batch.indices[j], batch.views[j]);
+      const ClipRequest c = train_clip(recipe(), sampling_frames(rec, d->info()), 0,
+                                       batch.indices[j], batch.views[j]);
       EXPECT_TRUE(torch::equal(batch.clips[j], read_clip(*d, c))) << rec.path;
     }
   }
@@ -112,7 +113,8 @@ TEST_F(Loader, BatchTensorsAreReusedOnlyOnceDropped) {
   const auto clip_of = [&](const Batch& b, int64_t j, int64_t epoch = 0) {
     const auto& rec = ds->records()[b.indices[j]];
     auto d = open_decoder(rec.path, DecoderOptions());
-    return read_clip(*d, train_clip(r, sampling_frames(rec, d->info()), epoch, b.indices[j], b.views[j]));
+    return read_clip(
+        *d, train_clip(r, sampling_frames(rec, d->info()), epoch, b.indices[j], b.views[j]));
   };
   auto b1 = l.next();
   auto b2 = l.next();
@@ -144,7 +146,8 @@ TEST_F(Loader, BatchTensorsAreReusedOnlyOnceDropped) {
   l.set_epoch(1);
   while (auto b = l.next()) {
     EXPECT_EQ(b->clips.sizes(), (std::vector<int64_t>{2, 3, 4, 32, 32}));
-    for (int64_t j = 0; j < 2; ++j) EXPECT_TRUE(torch::equal(b->clips[j], clip_of(*b, j, 1))) << "epoch 1 clip " << j;
+    for (int64_t j = 0; j < 2; ++j)
+      EXPECT_TRUE(torch::equal(b->clips[j], clip_of(*b, j, 1))) << "epoch 1 clip " << j;
   }
   EXPECT_EQ(l.batch_tensors(), 3);  // one batch at a time: the free tensors served them all
 }
@@ -164,8 +167,10 @@ TEST_F(Loader, ReusedBatchTensorsHoldTheirOwnClipsWithWorkers) {
       for (int64_t j = 0; j < 2; ++j) {
         const auto& rec = ds->records()[b->indices[j]];
         auto d = open_decoder(rec.path, DecoderOptions());
-        const ClipRequest c = train_clip(r, sampling_frames(rec, d->info()), epoch, b->indices[j], b->views[j]);
-        EXPECT_TRUE(torch::equal(b->clips[j], read_clip(*d, c))) << "epoch " << epoch << " " << rec.path;
+        const ClipRequest c =
+            train_clip(r, sampling_frames(rec, d->info()), epoch, b->indices[j], b->views[j]);
+        EXPECT_TRUE(torch::equal(b->clips[j], read_clip(*d, c)))
+            << "epoch " << epoch << " " << rec.path;
       }
     }
   }
