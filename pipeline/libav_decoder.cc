@@ -8,15 +8,12 @@ extern "C" {
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <new>
-#include <thread>
 #include <utility>
+
+#include "pipeline/conversion_pool.h"
 
 namespace holo::pipeline {
 namespace {
@@ -43,110 +40,6 @@ class FrameConverter {
   int sws_key_[7] = {0, 0, -1, 0, 0, -1, -1};
   av::FramePtr scaled_frame_;    ///< wraps scaled_ for sws_scale_frame
   std::vector<uint8_t> scaled_;  ///< swscale's output, rows padded (see convert)
-};
-
-/// Threads that convert decoded frames while the decoder goes on decoding (docs/pipeline.md,
-/// "Threads"). Frames are queued with the positions they fill; decode() waits for
-/// all of them before it returns the buffer.
-class ConversionPool {
- public:
-  ConversionPool(std::string path, int threads, int max_sws_threads) : path_(std::move(path)) {
-    // Enough queued frames to keep every thread busy while the decoder delivers the next ones;
-    // each holds a reference to one of the decoder's frame buffers.
-    capacity_ = static_cast<size_t>(2 * threads);
-    try {
-      for (int i = 0; i < threads; ++i) {
-        threads_.emplace_back(
-            [this, max_sws_threads] { run(FrameConverter(path_, max_sws_threads)); });
-      }
-    } catch (...) {
-      stop();  // the threads started so far (a thread that cannot start throws std::system_error)
-      throw;
-    }
-  }
-  ~ConversionPool() { stop(); }
-  ConversionPool(const ConversionPool&) = delete;
-  ConversionPool& operator=(const ConversionPool&) = delete;
-
-  /// Queues `frame` for the positions `slots` of `out`; waits while the queue is full. `out`
-  /// must stay in place until wait() or abandon() returns.
-  void submit(av::FramePtr frame, const std::vector<int64_t>& slots, FrameBuffer& out) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return jobs_.size() < capacity_ || error_; });
-    // A frame that could not be converted fails the request now, as it does on one thread.
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-    jobs_.push_back(Job{std::move(frame), slots, &out});
-    lock.unlock();
-    work_.notify_one();
-  }
-  /// Waits until every queued frame is converted; rethrows the first conversion error.
-  void wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return jobs_.empty() && running_ == 0; });
-    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
-  }
-  /// The same, for a decode() that is failing anyway: the buffer is about to go.
-  void abandon() noexcept {
-    std::unique_lock<std::mutex> lock(mutex_);
-    for (Job& job : jobs_) job.skip = true;
-    done_.wait(lock, [&] { return jobs_.empty() && running_ == 0; });
-    error_ = nullptr;
-  }
-
- private:
-  void stop() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    work_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-
-  struct Job {
-    av::FramePtr frame;
-    std::vector<int64_t> slots;
-    FrameBuffer* out = nullptr;
-    bool skip = false;
-  };
-
-  void run(FrameConverter converter) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    while (true) {
-      work_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stop_, and nothing left
-      Job job = std::move(jobs_.front());
-      jobs_.pop_front();
-      ++running_;
-      const bool skip = job.skip || error_ != nullptr;
-      lock.unlock();
-      done_.notify_all();  // room in the queue
-      std::exception_ptr error;
-      if (!skip) {
-        try {
-          converter.convert(job.frame.get(), job.slots, *job.out);
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      job.frame.reset();
-      lock.lock();
-      if (error && !error_) error_ = error;
-      --running_;
-      done_.notify_all();
-    }
-  }
-
-  const std::string path_;
-  std::mutex mutex_;
-  std::condition_variable work_;  ///< a job was queued, or stop_
-  std::condition_variable done_;  ///< a job left the queue or finished
-  std::deque<Job> jobs_;
-  size_t capacity_ = 2;
-  int running_ = 0;
-  bool stop_ = false;
-  std::exception_ptr error_;
-  std::vector<std::thread> threads_;
 };
 
 LibavDecoder::LibavDecoder(std::string path, int threads, int conversion_threads)
@@ -231,8 +124,12 @@ void LibavDecoder::open() {
   // on such frames up to 2T - K threads can be runnable, as ffmpeg's decoder and scale filter
   // threads can be.
   if (conversion_threads > 0) {
-    pool_ =
-        std::make_unique<ConversionPool>(path_, conversion_threads, threads_ / conversion_threads);
+    const int sws_threads = threads_ / conversion_threads;
+    pool_ = std::make_unique<ConversionPool>(conversion_threads, [this, sws_threads] {
+      auto converter = std::make_shared<FrameConverter>(path_, sws_threads);
+      return [converter](const AVFrame* frame, const std::vector<int64_t>& slots,
+                         FrameBuffer& out) { converter->convert(frame, slots, out); };
+    });
   } else {
     converter_ = std::make_unique<FrameConverter>(path_, std::max(1, threads_));
   }
