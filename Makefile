@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 HOLO = $(BUILD)/launcher/holo
 
-.PHONY: all deps configure build test test-unit demo docs clean format
+.PHONY: all deps configure build test test-unit sanitize demo docs clean format
 
 all: build
 
@@ -24,6 +24,12 @@ test: build
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+# The pipeline's tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# ThreadSanitizer, each in its own build folder (scripts/sanitize.sh; docs/pipeline.md).
+sanitize: build
+	bash scripts/sanitize.sh address
+	bash scripts/sanitize.sh thread
 
 demo: build
 	bash scripts/demo.sh $(HOLO)
