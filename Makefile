@@ -28,8 +28,8 @@ test-unit: build
 # The pipeline's tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
 # ThreadSanitizer, each in its own build folder (scripts/sanitize.sh; docs/pipeline.md).
 sanitize: build
-	bash scripts/sanitize.sh address
-	bash scripts/sanitize.sh thread
+	HOLO_BINARY=$(abspath $(HOLO)) CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/sanitize.sh address
+	HOLO_BINARY=$(abspath $(HOLO)) CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/sanitize.sh thread
 
 demo: build
 	bash scripts/demo.sh $(HOLO)

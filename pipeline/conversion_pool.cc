@@ -1,16 +1,25 @@
 #include "pipeline/conversion_pool.h"
 
+#include <stdexcept>
+#include <string>
 #include <utility>
 
 namespace holo::pipeline {
 
-ConversionPool::ConversionPool(int threads, std::function<Convert()> make_converter) {
+ConversionPool::ConversionPool(int threads, const std::function<Convert()>& make_converter) {
+  if (threads <= 0) {
+    throw std::invalid_argument("a conversion pool needs at least one thread, not " +
+                                std::to_string(threads));
+  }
   // Enough queued frames to keep every thread busy while the decoder delivers the next ones;
   // each holds a reference to one of the decoder's frame buffers.
   capacity_ = static_cast<size_t>(2 * threads);
+  // Every converter is made before a thread starts: one that cannot be made fails the open.
+  std::vector<Convert> converters;
+  for (int i = 0; i < threads; ++i) converters.push_back(make_converter());
   try {
-    for (int i = 0; i < threads; ++i) {
-      threads_.emplace_back([this, make_converter] { run(make_converter); });
+    for (Convert& convert : converters) {
+      threads_.emplace_back([this, convert = std::move(convert)] { run(convert); });
     }
   } catch (...) {
     stop();  // the threads started so far (a thread that cannot start throws std::system_error)
@@ -18,7 +27,10 @@ ConversionPool::ConversionPool(int threads, std::function<Convert()> make_conver
   }
 }
 
-ConversionPool::~ConversionPool() { stop(); }
+ConversionPool::~ConversionPool() {
+  abandon();  // the buffers of frames still queued may be gone
+  stop();
+}
 
 void ConversionPool::submit(av::FramePtr frame, const std::vector<int64_t>& slots,
                             FrameBuffer& out) {
@@ -39,9 +51,10 @@ void ConversionPool::wait() {
 
 size_t ConversionPool::abandon() noexcept {
   std::unique_lock<std::mutex> lock(mutex_);
+  // Off the queue at once, and their frame references released.
   const size_t dropped = jobs_.size();
-  for (Job& job : jobs_) job.skip = true;
-  done_.wait(lock, [&] { return jobs_.empty() && running_ == 0; });
+  jobs_.clear();
+  done_.wait(lock, [&] { return running_ == 0; });
   error_ = nullptr;
   return dropped;
 }
@@ -55,16 +68,7 @@ void ConversionPool::stop() {
   for (auto& t : threads_) t.join();
 }
 
-void ConversionPool::run(const std::function<Convert()>& make_converter) {
-  // A converter that cannot be made fails each frame given to this thread, as a conversion
-  // error would.
-  Convert convert;
-  std::exception_ptr broken;
-  try {
-    convert = make_converter();
-  } catch (...) {
-    broken = std::current_exception();
-  }
+void ConversionPool::run(const Convert& convert) {
   std::unique_lock<std::mutex> lock(mutex_);
   while (true) {
     work_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
@@ -72,13 +76,13 @@ void ConversionPool::run(const std::function<Convert()>& make_converter) {
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
     ++running_;
-    const bool skip = job.skip || error_ != nullptr;
+    // After a failed frame the request fails: the frames behind it are not converted.
+    const bool skip = error_ != nullptr;
     lock.unlock();
     done_.notify_all();  // room in the queue
     std::exception_ptr error;
     if (!skip) {
       try {
-        if (broken) std::rethrow_exception(broken);
         convert(job.frame.get(), job.slots, *job.out);
       } catch (...) {
         error = std::current_exception();

@@ -24,11 +24,12 @@ class ConversionPool {
   /// Writes a frame (in system memory) into `out` at every position in `slots`.
   using Convert = std::function<void(const AVFrame* frame, const std::vector<int64_t>& slots,
                                      FrameBuffer& out)>;
-  /// Starts `threads` threads; each calls `make_converter` once, on its own thread, for the
-  /// converter it keeps (swscale contexts are not thread-safe, so each has its own). At most
-  /// 2 x `threads` frames wait in the queue.
-  ConversionPool(int threads, std::function<Convert()> make_converter);
-  /// Lets the threads finish the queued frames, then joins them.
+  /// Starts `threads` (at least 1) threads, each with a converter of its own from
+  /// `make_converter` (swscale contexts are not thread-safe); a converter that cannot be made
+  /// throws here. At most 2 x `threads` frames wait in the queue.
+  ConversionPool(int threads, const std::function<Convert()>& make_converter);
+  /// Drops the frames still queued (as abandon()), waits for those being converted, joins the
+  /// threads.
   ~ConversionPool();
   ConversionPool(const ConversionPool&) = delete;
   ConversionPool& operator=(const ConversionPool&) = delete;
@@ -40,9 +41,9 @@ class ConversionPool {
   /// Waits until every queued frame is converted; rethrows the first conversion error.
   void wait();
   /// The same, for a request that is failing anyway and whose buffer is about to go: the
-  /// frames still queued are dropped unconverted, the ones being converted are waited for, and
-  /// a conversion error is forgotten. The pool takes new frames afterwards. Returns the number
-  /// of frames dropped.
+  /// frames still queued are taken off the queue unconverted and their references released at
+  /// once, the ones being converted are waited for, and a conversion error is forgotten. The
+  /// pool takes new frames afterwards. Returns the number of frames dropped.
   size_t abandon() noexcept;
 
  private:
@@ -50,9 +51,8 @@ class ConversionPool {
     av::FramePtr frame;
     std::vector<int64_t> slots;
     FrameBuffer* out = nullptr;
-    bool skip = false;
   };
-  void run(const std::function<Convert()>& make_converter);
+  void run(const Convert& convert);
   void stop();
 
   std::mutex mutex_;

@@ -125,6 +125,8 @@ void LibavDecoder::open() {
   // threads can be.
   if (conversion_threads > 0) {
     const int sws_threads = threads_ / conversion_threads;
+    // The converters name path_ in their errors: it is declared before pool_, so it outlives
+    // the pool's threads.
     pool_ = std::make_unique<ConversionPool>(conversion_threads, [this, sws_threads] {
       auto converter = std::make_shared<FrameConverter>(path_, sws_threads);
       return [converter](const AVFrame* frame, const std::vector<int64_t>& slots,
