@@ -106,6 +106,11 @@ HOLO_ENV_KNOB(int, decode_threads, "HOLO_DECODE_THREADS", 0,
               "Decoder threads per open video where decode.threads is 0; 0: the cores divided among the loader's workers.")
 HOLO_ENV_KNOB(std::string, cache_dir, "HOLO_CACHE_DIR", ".holo-cache",
               "Folder for probe manifests and cached teacher features when a recipe names none.")
+HOLO_ENV_KNOB(bool, malloc_tuning, "HOLO_MALLOC_TUNING", true,
+              "Keeps freed blocks up to 32 MiB in glibc's heap for reuse (M_MMAP_THRESHOLD 32 MiB, "
+              "M_TRIM_THRESHOLD "
+              "64 MiB); 0 leaves glibc's defaults. A glibc.malloc tunable in GLIBC_TUNABLES also "
+              "leaves them.")
 HOLO_ENV_KNOB(bool, no_color, "HOLO_NO_COLOR", false, "Disables colour in log lines.")
 HOLO_ENV_KNOB(std::string, sample_log, "HOLO_SAMPLE_LOG", "",
               "When set, each training rank appends the samples it trains on (epoch step record) to <value>.rank<N>.")

@@ -38,6 +38,8 @@ double collective_timeout();
 int decode_threads();
 /// Folder for caches (probe manifests, teacher features) when a recipe does not name one.
 std::string cache_dir();
+/// Keeps freed blocks up to 32 MiB in the heap (core/allocator.h) when true, the default.
+bool malloc_tuning();
 /// Disables colour in log lines when true.
 bool no_color();
 /// When set, every training rank appends the samples it trains on ("epoch step record") to

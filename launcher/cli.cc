@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "core/allocator.h"
 #include "core/error.h"
 #include "core/log.h"
 
@@ -36,6 +37,7 @@ int run(int argc, char** argv) {
   add_train_commands(app);
   add_checkpoint_commands(app);
   try {
+    tune_allocator();
     log::init();
     app.parse(argc, argv);
     return 0;

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/env.h"
@@ -42,6 +44,22 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+/// CPU seconds of a POSIX clock (CLOCK_THREAD_CPUTIME_ID: the calling thread's,
+/// CLOCK_PROCESS_CPUTIME_ID: all threads of this process).
+double cpu_seconds(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec * 1e-9;
+}
+
+/// CPU seconds (user + system) of the child processes that have been waited for.
+double children_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 struct BenchArgs {
@@ -208,8 +226,15 @@ void bench_decode(const BenchArgs& a) {
   if (files.empty()) throw UsageError("no video files to benchmark");
 
   // 1. Every frame, scaled to the short side, as RGB: Holo vs the ffmpeg command line.
+  // Besides the wall time, the CPU time per frame: all of Holo's threads, the calling thread
+  // alone (the serial part: reading, sending packets, receiving frames, handing them to the
+  // conversion threads; it bounds the frame rate whatever the number of cores), and ffmpeg's
+  // (its process's threads). Frames per second on a machine with more cores can be at most
+  // 1 / serial and cores / total.
   int64_t frames = 0;
   auto t0 = Clock::now();
+  const double holo_cpu0 = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID),
+               holo_serial0 = cpu_seconds(CLOCK_THREAD_CPUTIME_ID);
   for (const auto& f : files) {
     auto d = open_decoder(
         f, DecoderOptions().set_threads(a.threads).set_conversion_threads(a.conversion_threads));
@@ -221,14 +246,18 @@ void bench_decode(const BenchArgs& a) {
     }
   }
   const double holo_s = seconds_since(t0);
+  const double holo_cpu = cpu_seconds(CLOCK_PROCESS_CPUTIME_ID) - holo_cpu0;
+  const double holo_serial = cpu_seconds(CLOCK_THREAD_CPUTIME_ID) - holo_serial0;
   const std::string S = std::to_string(a.short_side);
   const std::string scale = "scale='if(lt(iw,ih),"+ S + ",-2)':'if(lt(iw,ih),-2," + S + ")',format=rgb24";
   t0 = Clock::now();
+  const double ffmpeg_cpu0 = children_cpu_seconds();
   for (const auto& f : files) {
     capture("ffmpeg -nostdin -hide_banner -loglevel error -threads " + std::to_string(a.threads) + " -i " + shell_quote(f) +
             " -vf " + shell_quote(scale) + " -f null - 2>&1");
   }
   const double ffmpeg_s = seconds_since(t0);
+  const double ffmpeg_cpu = children_cpu_seconds() - ffmpeg_cpu0;
   const double holo_fps = frames / holo_s, ffmpeg_fps = frames / ffmpeg_s;
 
   // 2. Random clips (seek, decode num_frames with stride, scale): Holo vs PyAV / PySlowFast / torchvision.
@@ -273,12 +302,29 @@ void bench_decode(const BenchArgs& a) {
                   : "");
   std::printf("  full decode   holo %8.1f frames/s   ffmpeg -f null %8.1f frames/s   ratio %.2f\n", holo_fps, ffmpeg_fps,
               holo_fps / ffmpeg_fps);
+  const double us = frames > 0 ? 1e6 / static_cast<double>(frames) : 0.0;
+  std::printf(
+      "  full decode CPU per frame: holo %.0f us (calling thread %.0f us, at most %.0f frames/s on "
+      "any number "
+      "of cores)   ffmpeg %.0f us (process start included)\n",
+      holo_cpu * us, holo_serial * us, holo_serial > 0 ? frames / holo_serial : 0.0,
+      ffmpeg_cpu * us);
   std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,
               holo_device.device.c_str());
-  nlohmann::json out = {{"files", files.size()}, {"frames", frames}, {"threads", a.threads},
-                        {"conversion_threads", a.conversion_threads}, {"short_side", a.short_side},
-                        {"holo_fps", holo_fps}, {"ffmpeg_fps", ffmpeg_fps}, {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
-                        {"clip_frames", a.frames}, {"clip_stride", a.stride}, {"holo_clips_per_s", holo_cps},
+  nlohmann::json out = {{"files", files.size()},
+                        {"frames", frames},
+                        {"threads", a.threads},
+                        {"conversion_threads", a.conversion_threads},
+                        {"short_side", a.short_side},
+                        {"holo_fps", holo_fps},
+                        {"ffmpeg_fps", ffmpeg_fps},
+                        {"ratio_ffmpeg", holo_fps / ffmpeg_fps},
+                        {"holo_cpu_s", holo_cpu},
+                        {"holo_serial_cpu_s", holo_serial},
+                        {"ffmpeg_cpu_s", ffmpeg_cpu},
+                        {"clip_frames", a.frames},
+                        {"clip_stride", a.stride},
+                        {"holo_clips_per_s", holo_cps},
                         {"holo_clips_device", holo_device.device}};
   for (const char* name : {"pyav", "pyslowfast", "torchvision"}) {
     std::string why = python_error;

@@ -6,7 +6,7 @@
 namespace holo::pipeline {
 
 torch::Tensor frames_to_tensor(FrameBuffer&& frames) {
-  auto owner = std::make_shared<std::vector<uint8_t>>(std::move(frames.data));
+  auto owner = std::make_shared<ByteBuffer>(std::move(frames.data));
   uint8_t* data = owner->data();
   return torch::from_blob(data, {frames.count, frames.height, frames.width, 3},
                           [owner](void*) mutable { owner.reset(); }, torch::kUInt8);

@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -70,12 +72,41 @@ struct VideoInfo {
   int64_t frame_at(double seconds) const;
 };
 
-/// Packed frames: `count` frames of `height` x `width` RGB, row-major, no padding.
+/// An allocator that leaves elements made without a value uninitialised: `resize(n)` on a
+/// vector of bytes allocates without zero-filling. A decoder writes every byte of its frames,
+/// and the zero-filling was a pass over the clip on the thread that reads and sends packets,
+/// whose work no other thread can take (57 of its 392 us per frame in `perf` of `holo bench
+/// decode --threads 16`, docs/pipeline.md, "Serial work"); the pages are now first touched by
+/// the threads that convert. `resize(n, value)` and `assign` still write their value.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <typename U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+/// Bytes that `resize` does not zero-fill (UninitializedAllocator).
+using ByteBuffer = std::vector<uint8_t, UninitializedAllocator<uint8_t>>;
+
+/// Packed frames: `count` frames of `height` x `width` RGB, row-major, no padding. `decode`
+/// writes every byte of `data` before it returns.
 struct FrameBuffer {
   int64_t count = 0;
   int height = 0;
   int width = 0;
-  std::vector<uint8_t> data;
+  ByteBuffer data;
   const uint8_t* frame(int64_t t) const { return data.data() + t * height * width * 3; }
 };
 

@@ -1,0 +1,24 @@
+#include "core/allocator.h"
+
+#include <malloc.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "core/env.h"
+
+namespace holo {
+
+bool tune_allocator() {
+  if (!env::malloc_tuning()) return false;
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables != nullptr && std::strstr(tunables, "glibc.malloc.") != nullptr) return false;
+  // The mmap threshold first: setting either disables glibc's adjustment of both, and a fixed
+  // trim threshold alone (with the default 128 KiB mmap threshold) sends every larger block
+  // to mmap, to be faulted in at each allocation.
+  const bool ok =
+      mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
+  return ok;
+}
+
+}  // namespace holo
