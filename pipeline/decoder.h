@@ -62,8 +62,14 @@ struct VideoInfo {
   /// Frames the container's index lists (0 when it has none). More than `frames` means the
   /// file is truncated: its tail cannot be read.
   int64_t container_frames = 0;
+  /// Why the file's tail looks missing (an interrupted download or copy), empty when it does
+  /// not: the container lists more frames than can be read (MP4, AVI); the video track's
+  /// declared duration (Matroska/WebM `DURATION` tag, a stream header) or the file's (all
+  /// streams, when the header gives it) is longer than the readable frames; an MPEG-TS file ends
+  /// inside a packet; or reading stopped with an error before the end of the file.
+  std::string truncation;
 
-  bool truncated() const { return container_frames > frames; }
+  bool truncated() const { return !truncation.empty(); }
 
   /// Seconds at which frame `i` is presented, relative to the first frame.
   double frame_time(int64_t i) const;

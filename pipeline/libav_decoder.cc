@@ -8,6 +8,7 @@ extern "C" {
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <new>
@@ -219,6 +220,12 @@ void LibavDecoder::build_index() {
     std::nth_element(sorted.begin(), sorted.begin() + sorted.size() / 2, sorted.end());
     const int64_t median = sorted[sorted.size() / 2];
     if (last_duration <= 0) last_duration = median;
+    // AVI's header gives a stream's length in ticks of its time base, which is a frame unless
+    // the muxer chose a finer one (H.264 with B-frames stream-copied into AVI ticks at half
+    // frames): count it in frames.
+    if (median > 1 && std::strcmp(format_->iformat->name, "avi") == 0) {
+      info_.container_frames = (info_.container_frames + median / 2) / median;
+    }
     const double tolerance = std::max(1.0, 0.01 * static_cast<double>(median));
     for (int64_t d : deltas) {
       if (std::abs(static_cast<double>(d - median)) > tolerance) {
@@ -233,7 +240,62 @@ void LibavDecoder::build_index() {
   }
   info_.duration = static_cast<double>(entries.back().pts - entries.front().pts + last_duration) * tb;
   info_.fps = info_.duration > 0 ? static_cast<double>(info_.frames) / info_.duration : 0.0;
+  info_.truncation = truncation_reason(rc);
   next_index_ = -1;  // the read position is at the end: the first request seeks
+}
+
+std::string LibavDecoder::truncation_reason(int read_rc) const {
+  const VideoInfo& i = info_;
+  if (i.container_frames > i.frames) {
+    return "the container lists " + std::to_string(i.container_frames) + " frames, " +
+           std::to_string(i.frames) + " can be read";
+  }
+  char text[200];
+  const AVStream* st = format_->streams[stream_];
+  const double frame = i.frames > 0 ? i.duration / static_cast<double>(i.frames) : 0.0;
+  if (i.container_frames == 0) {
+    // Containers without a frame count: a declared duration against the readable one. The
+    // video track's own (a tag that ffmpeg and mkvmerge write into Matroska and WebM, or a
+    // stream header) must match to two frames; the file's covers every stream (audio may run
+    // longer), so it gets 0.5 s or 5%. A duration the demuxer estimated from the packets it
+    // read (MPEG-TS, MPEG-PS) or from the bit rate declares nothing.
+    double declared = 0, tolerance = 0;
+    const char* what = "";
+    int h = 0, m = 0;
+    double sec = 0;
+    const AVDictionaryEntry* tag = av_dict_get(st->metadata, "DURATION", nullptr, 0);
+    const bool estimated = format_->duration_estimation_method != AVFMT_DURATION_FROM_STREAM;
+    if (tag != nullptr && std::sscanf(tag->value, "%d:%d:%lf", &h, &m, &sec) == 3) {
+      declared = h * 3600.0 + m * 60.0 + sec;
+      tolerance = std::max(2 * frame, 0.1);
+      what = "the video track's DURATION tag";
+    } else if (!estimated && st->duration != AV_NOPTS_VALUE && st->duration > 0) {
+      declared = static_cast<double>(st->duration) * av_q2d(st->time_base);
+      tolerance = std::max(2 * frame, 0.1);
+      what = "the video stream's header";
+    } else if (!estimated && format_->duration > 0) {
+      declared = static_cast<double>(format_->duration) / AV_TIME_BASE;
+      tolerance = std::max(0.5, 0.05 * declared);
+      what = "the container's header";
+    }
+    if (declared > 0 && i.duration < declared - tolerance) {
+      std::snprintf(text, sizeof(text), "%s gives %.2f s, %.2f s of video can be read", what,
+                    declared, i.duration);
+      return text;
+    }
+  }
+  if (std::strcmp(format_->iformat->name, "mpegts") == 0) {
+    // A transport stream is whole packets of 188 bytes (192 in M2TS, 204 with error correction).
+    const int64_t size = avio_size(format_->pb);
+    if (size > 0 && size % 188 != 0 && size % 192 != 0 && size % 204 != 0) {
+      return "the file ends inside a transport-stream packet (" + std::to_string(size) + " bytes)";
+    }
+  }
+  if (read_rc != AVERROR_EOF) {
+    return "reading stops after " + std::to_string(i.frames) + " frames (" +
+           av::error_string(read_rc) + ")";
+  }
+  return "";
 }
 
 double VideoInfo::frame_time(int64_t i) const {

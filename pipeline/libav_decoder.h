@@ -49,6 +49,8 @@ class LibavDecoder : public VideoDecoder {
 
  private:
   void build_index();
+  /// VideoInfo::truncation, once the frame table is read; `read_rc` is what ended the reading.
+  std::string truncation_reason(int read_rc) const;
   void seek_to(int64_t keyframe_index);
   /// Decodes forward until `target` (and every later target reachable in the same pass) is
   /// written; returns false when the stream ended or went past `target` without producing it.

@@ -198,8 +198,7 @@ bool ClipLoader::load(int64_t record, int64_t view, DecoderCache& cache, const t
     const int64_t frames = sampling_frames(r, d.info());
     if (d.info().truncated()) {
       // The readable part would decode, but the file is damaged: never train on a prefix.
-      throw DecodeError(r.path, "truncated: the container lists " + std::to_string(d.info().container_frames) +
-                                    " frames, " + std::to_string(d.info().frames) + " can be read");
+      throw DecodeError(r.path, "truncated: " + d.info().truncation);
     }
     const ClipRequest request =
         mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);

@@ -59,8 +59,7 @@ ProbeResult probe_video(const std::string& path, int threads) {
     r.height = info.height;
     r.variable_rate = info.variable_rate;
     if (info.truncated()) {
-      r.status = "truncated: the container lists " + std::to_string(info.container_frames) + " frames, " +
-                 std::to_string(info.frames) + " can be read";
+      r.status = "truncated: " + info.truncation;
       return r;
     }
     // Decode every frame, a GOP-sized batch at a time, at a small size (the check is whether

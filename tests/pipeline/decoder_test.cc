@@ -637,6 +637,46 @@ TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
   EXPECT_THROW(open_decoder(dir + "/head.mp4", DecoderOptions()), DecodeError);
 }
 
+// Containers without a frame count (Matroska, WebM, MPEG-TS, FLV) still say when their tail
+// is missing: a declared duration longer than the readable frames, or a transport stream that
+// ends inside a packet. Whole files of the same kinds are not truncated, nor is H.264 copied
+// into AVI, whose header counts half frames.
+TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string mp4 = dir + "/src.mp4";
+  holo::testing::write_coded_video(mp4, 64, VideoWriterOptions().set_gop(8).set_bframes(2));
+  struct File {
+    std::string name, args, reason;
+  };
+  const std::vector<File> files = {
+      {"copy.mkv", "-c copy", "the video track's DURATION tag gives 4.00 s"},
+      {"vp9.webm", "-c:v libvpx-vp9 -b:v 200k -deadline realtime -cpu-used 8 -g 8",
+       "the video track's DURATION tag gives 4.00 s"},
+      {"copy.ts", "-c copy", "the file ends inside a transport-stream packet"},
+      {"copy.flv", "-c copy", "the container's header gives"},
+      {"copy.avi", "-c copy", "the container lists 64 frames"},
+  };
+  for (const File& f : files) {
+    const std::string path = dir + "/" + f.name;
+    const auto made =
+        holo::testing::run_command("ffmpeg -v error -y -i " + mp4 + " " + f.args + " " + path);
+    if (made.exit_code != 0 && f.name == "vp9.webm") continue;  // no libvpx in this ffmpeg
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    const VideoInfo whole = open_decoder(path, DecoderOptions())->info();
+    EXPECT_EQ(whole.frames, 64) << f.name;
+    EXPECT_EQ(whole.truncation, "") << f.name;
+    EXPECT_FALSE(whole.truncated()) << f.name;
+    for (const double fraction : {0.5, 0.9}) {
+      const std::string cut = dir + "/cut_" + f.name;
+      holo::testing::write_truncated(path, cut, fraction);
+      const VideoInfo info = open_decoder(cut, DecoderOptions())->info();
+      EXPECT_LT(info.frames, 64) << f.name;
+      EXPECT_TRUE(info.truncated()) << f.name << " cut at " << fraction;
+      EXPECT_THAT(info.truncation, HasSubstr(f.reason)) << f.name << " cut at " << fraction;
+    }
+  }
+}
+
 TEST(Decoder, CacheKeepsAtMostCapacityOpen) {
   const auto dir = holo::testing::temp_dir();
   for (int i = 0; i < 3; ++i) holo::testing::write_coded_video(dir + "/" + std::to_string(i) + ".mp4", 10);
