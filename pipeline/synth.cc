@@ -46,25 +46,47 @@ struct ShapeTrack {
   Rgb colour{};
   Motion motion = Motion::kStill;
   int direction = 1;
-  double cx = 0, cy = 0, radius = 8, angle = 0;
-  double displacement = 0;  // pixels over the whole video (translation)
-  double spin = 0;          // radians per frame (rotation)
-  double growth = 0;        // radius change over the whole video (scale)
+  double cx = 0, cy = 0, radius = 8, angle = 0;  // at frame 0
+  double speed = 0;        // pixels per frame along a wrapped path (translation)
+  double spin = 0;         // radians per frame (rotation)
+  double growth = 0;       // range of the radius (scale): radius + [0, growth)
+  double growth_rate = 0;  // radius change per frame (scale)
+  double phase = 0;        // scale: the radius at frame 0 is radius + phase
   bool fast = false;
 };
 
-/// State of a track at frame t of n.
-void track_at(const ShapeTrack& s, int64_t t, int64_t n, double* cx, double* cy, double* r, double* a) {
-  const double u = n > 1 ? static_cast<double>(t) / (n - 1) - 0.5 : 0.0;
+/// `v` wrapped into [lo, lo + extent).
+double wrap(double v, double lo, double extent) {
+  double u = std::fmod(v - lo, extent);
+  if (u < 0) u += extent;
+  return lo + u;
+}
+
+/// State of a track at frame t. Translation wraps around the picture (a shape that leaves on
+/// one side comes back on the other) and scaling wraps around its range of radii (a growing
+/// shape starts small again), so that at every frame index the position and the size are
+/// uniform over the same range for both directions: a frame does not tell the direction, even
+/// with its index drawn on it.
+void track_at(const ShapeTrack& s, int64_t t, int width, int top, int height, double* cx,
+              double* cy, double* r, double* a) {
+  const double tt = static_cast<double>(t);
   *cx = s.cx;
   *cy = s.cy;
   *r = s.radius;
   *a = s.angle;
   switch (s.motion) {
-    case Motion::kHorizontal: *cx += s.direction * s.displacement * u; break;
-    case Motion::kVertical: *cy += s.direction * s.displacement * u; break;
-    case Motion::kRotate: *a += s.direction * s.spin * static_cast<double>(t); break;
-    case Motion::kScale: *r += s.direction * s.growth * u; break;
+    case Motion::kHorizontal:
+      *cx = wrap(s.cx + s.direction * s.speed * tt, 0, width);
+      break;
+    case Motion::kVertical:
+      *cy = wrap(s.cy + s.direction * s.speed * tt, top, height - top);
+      break;
+    case Motion::kRotate:
+      *a += s.direction * s.spin * tt;
+      break;
+    case Motion::kScale:
+      *r += wrap(s.phase + s.direction * s.growth_rate * tt, 0, s.growth);
+      break;
     case Motion::kStill: break;
   }
 }
@@ -150,31 +172,39 @@ ShapeTrack make_track(Rng& rng, const SynthOptions& o, Motion motion, int direct
   s.fast = rng.uniform(0, 1) < 0.5;
   const double speed = s.fast ? rng.uniform(1.0, 1.6) : rng.uniform(0.45, 0.8);  // pixels per frame
   const double n = static_cast<double>(std::max<int64_t>(1, o.frames - 1));
-  double span_x = 0, span_y = 0;
+  bool wraps_x = false, wraps_y = false;
   switch (motion) {
     case Motion::kHorizontal:
-      s.displacement = std::min(speed * n, o.width - 2 * s.radius - 2);
-      span_x = s.displacement;
+      s.speed = speed;
+      wraps_x = true;
       break;
     case Motion::kVertical:
-      s.displacement = std::min(speed * n, area_h - 2 * s.radius - 2);
-      span_y = s.displacement;
+      s.speed = speed;
+      wraps_y = true;
       break;
     case Motion::kRotate:
       s.spin = (s.fast ? rng.uniform(0.10, 0.16) : rng.uniform(0.05, 0.08));
       break;
-    case Motion::kScale:
-      s.radius = rng.uniform(rmin, rmax);
-      s.growth = std::min(s.fast ? 0.8 * s.radius : 0.5 * s.radius, rmax - 2);
-      s.radius = std::max(s.radius, s.growth / 2 + 3);
+    case Motion::kScale: {
+      // One sweep of the range per video, from a random point of it.
+      const double middle = rng.uniform(rmin, rmax);
+      s.growth = std::max(2.0, std::min(s.fast ? 0.8 * middle : 0.5 * middle, rmax - 2));
+      s.radius = std::max(3.0, middle - s.growth / 2);
+      s.growth_rate = s.growth / n;
+      s.phase = rng.uniform(0, s.growth);
       break;
+    }
     case Motion::kStill: break;
   }
-  const double rr = s.radius + (motion == Motion::kScale ? s.growth / 2 : 0);
-  const double lo_x = rr + span_x / 2 + 1, hi_x = o.width - rr - span_x / 2 - 1;
-  const double lo_y = top + rr + span_y / 2 + 1, hi_y = o.height - rr - span_y / 2 - 1;
-  s.cx = hi_x > lo_x ? rng.uniform(lo_x, hi_x) : o.width / 2.0;
-  s.cy = hi_y > lo_y ? rng.uniform(lo_y, hi_y) : (top + o.height) / 2.0;
+  // Along a wrapped axis any start is in view (the shape is drawn again across the edge);
+  // across it, and for the other motions, the whole shape stays inside.
+  const double rr = s.radius + s.growth;
+  const double lo_x = rr + 1, hi_x = o.width - rr - 1;
+  const double lo_y = top + rr + 1, hi_y = o.height - rr - 1;
+  s.cx = wraps_x ? rng.uniform(0, o.width) : hi_x > lo_x ? rng.uniform(lo_x, hi_x) : o.width / 2.0;
+  s.cy = wraps_y       ? rng.uniform(top, o.height)
+         : hi_y > lo_y ? rng.uniform(lo_y, hi_y)
+                       : (top + o.height) / 2.0;
   return s;
 }
 
@@ -194,8 +224,23 @@ std::vector<std::vector<uint8_t>> render_frames(const SynthOptions& o, const std
     fill_background(img, o.width, o.height, background);
     for (const auto& s : tracks) {
       double cx, cy, r, a;
-      track_at(s, t, o.frames, &cx, &cy, &r, &a);
+      track_at(s, t, o.width, top, o.height, &cx, &cy, &r, &a);
       draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx, cy, r, a);
+      // A shape across an edge of its wrapped path is drawn again on the other side.
+      if (s.motion == Motion::kHorizontal) {
+        if (cx + r > o.width)
+          draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx - o.width, cy,
+                     r, a);
+        if (cx - r < 0)
+          draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx + o.width, cy,
+                     r, a);
+      } else if (s.motion == Motion::kVertical) {
+        const double h = o.height - top;
+        if (cy + r > o.height)
+          draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx, cy - h, r, a);
+        if (cy - r < top)
+          draw_shape(img, o.width, o.height, top, kShapeSides[s.kind], s.colour, cx, cy + h, r, a);
+      }
     }
     if (o.frame_code) draw_frame_code(img.data(), o.width, o.height, t);
   }

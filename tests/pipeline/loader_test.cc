@@ -4,10 +4,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <filesystem>
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstdlib>
-#include <thread>
+#include <filesystem>
+#include <map>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "core/recipe.h"
@@ -451,6 +455,108 @@ TEST(Synth, WithoutTheFrameCodeNoFrameCarriesItsIndex) {
       EXPECT_NE(read_frame_code(b.frame(1), 64, 48), 10);
       EXPECT_LT(diff, 4) << "the top band changes between frames";
     }
+  }
+}
+
+// A single frame must not reveal a motion class, even with its index drawn on it: at a given
+// frame index the shape's position (moving left / right, up / down) and its size (growing /
+// shrinking) have the same distribution in both classes of a pair. The same measurements over
+// 4 frames do tell the direction, so they see the shapes.
+TEST(Synth, AFrameDoesNotRevealTheDirectionOfMotion) {
+  const fs::path dir = holo::testing::temp_dir();
+  const int w = 96, h = 64, per_class = 48;
+  synthesize(SynthOptions()
+                 .set_out(dir.string())
+                 .set_videos(8 * per_class)
+                 .set_classes(8)
+                 .set_frames(32)
+                 .set_size(w, h)
+                 .set_seed(11));
+  const int top = frame_code_band(h);
+  struct Shape {
+    double x, y, area;
+    bool edge;
+  };
+  // The shape: pixels far from their row's median colour (the background, a vertical gradient).
+  const auto measure = [&](const uint8_t* f) {
+    Shape s{0, 0, 0, false};
+    for (int y = top; y < h; ++y) {
+      const uint8_t* row = f + static_cast<size_t>(y) * w * 3;
+      int med[3];
+      for (int c = 0; c < 3; ++c) {
+        std::vector<int> v(w);
+        for (int x = 0; x < w; ++x) v[x] = row[x * 3 + c];
+        std::nth_element(v.begin(), v.begin() + w / 2, v.end());
+        med[c] = v[w / 2];
+      }
+      for (int x = 0; x < w; ++x) {
+        double d = 0;
+        for (int c = 0; c < 3; ++c) d += std::pow(row[x * 3 + c] - med[c], 2);
+        if (d < 60 * 60) continue;
+        s.x += x;
+        s.y += y;
+        s.area += 1;
+        s.edge = s.edge || x == 0 || x == w - 1 || y == top || y == h - 1;
+      }
+    }
+    if (s.area > 0) s.x /= s.area, s.y /= s.area;
+    return s;
+  };
+  // Per class: the shape at frames 0 and 31, and its change over frames 0 to 4.
+  std::map<std::string, std::vector<std::array<double, 10>>> stats;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "videos")) {
+    if (e.path().extension() != ".mp4") continue;
+    const FrameBuffer b = open_decoder(e.path().string(), DecoderOptions())->decode({0, 4, 31}, 0);
+    const Shape a = measure(b.frame(0)), m = measure(b.frame(1)), z = measure(b.frame(2));
+    ASSERT_GT(a.area, 10) << e.path();
+    // Changes wrap around the picture (translation) and around the range of sizes (scale).
+    const auto wrapped = [](double d, double period) {
+      return d - period * std::round(d / period);
+    };
+    stats[e.path().parent_path().filename().string()].push_back(
+        {a.x, a.y, a.area, z.x, z.y, z.area, wrapped(m.x - a.x, w), wrapped(m.y - a.y, h - top),
+         m.area - a.area, a.edge || m.edge ? 1.0 : 0.0});
+  }
+  ASSERT_EQ(stats.size(), 8u);
+  const auto mean_and_se = [&](const std::string& cls, int k) {
+    const auto& v = stats.at(cls);
+    double sum = 0, sq = 0;
+    for (const auto& r : v) sum += r[k], sq += r[k] * r[k];
+    const double n = static_cast<double>(v.size()), mean = sum / n;
+    return std::pair<double, double>{mean, std::sqrt(std::max(0.0, sq / n - mean * mean) / n)};
+  };
+  // z: the difference of the two classes' means in standard errors.
+  const auto z_score = [&](const std::string& a, const std::string& b, int k) {
+    const auto [ma, sa] = mean_and_se(a, k);
+    const auto [mb, sb] = mean_and_se(b, k);
+    return (ma - mb) / std::sqrt(sa * sa + sb * sb + 1e-12);
+  };
+  // The share of a class's videos whose shape moved the way of the first class of its pair
+  // (right, down, larger) over frames 0 to 4, among those whose shape does not touch an edge
+  // of the picture in those frames (a shape across an edge is drawn on both sides, and its
+  // centroid is between them). A size that starts again in those frames counts against its
+  // class.
+  const auto share_increasing = [&](const std::string& cls, int k) {
+    int64_t n = 0, up = 0;
+    for (const auto& r : stats.at(cls)) {
+      if (r[9] != 0) continue;
+      ++n;
+      up += r[k] > 0 ? 1 : 0;
+    }
+    EXPECT_GE(n, per_class / 3) << cls;
+    return n > 0 ? static_cast<double>(up) / static_cast<double>(n) : 0.5;
+  };
+  struct Pair {
+    std::string a, b;
+    int frame0, frame31, change;
+  };
+  for (const Pair& p :
+       {Pair{"moving_right", "moving_left", 0, 3, 6}, Pair{"moving_down", "moving_up", 1, 4, 7},
+        Pair{"growing", "shrinking", 2, 5, 8}}) {
+    EXPECT_LT(std::abs(z_score(p.a, p.b, p.frame0)), 4) << p.a << " / " << p.b << " at frame 0";
+    EXPECT_LT(std::abs(z_score(p.a, p.b, p.frame31)), 4) << p.a << " / " << p.b << " at frame 31";
+    EXPECT_GT(share_increasing(p.a, p.change), 0.75) << p.a << " over frames 0 to 4";
+    EXPECT_LT(share_increasing(p.b, p.change), 0.25) << p.b << " over frames 0 to 4";
   }
 }
 
