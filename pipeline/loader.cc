@@ -75,6 +75,8 @@ void ClipLoader::set_epoch(int64_t epoch) {
   }
   base_cursor_ = 0;
   delivered_ = 0;
+  std::lock_guard<std::mutex> lock(mutex_);
+  epoch_bad_.clear();
 }
 
 LoaderState ClipLoader::state() const {
@@ -83,7 +85,8 @@ LoaderState ClipLoader::state() const {
   s.epoch = epoch_;
   s.cursor = std::min(positions_, base_cursor_ + delivered_ * world_size_ * batch_size_);
   s.seed = seed_;
-  s.quarantined = std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
+  s.quarantined =
+      std::max({restored_quarantined_, static_cast<int64_t>(bad_.size()), world_quarantined_});
   return s;
 }
 
@@ -240,14 +243,31 @@ void ClipLoader::quarantine(int64_t record, const std::string& reason) {
   const auto& path = dataset_->records()[record].path;
   bad_list_.push_back({record, path, reason});
   spdlog::warn("quarantined {}: {}", path, reason);
+  if (!defer_check_) check_bad_fraction();
+}
+
+int64_t ClipLoader::epoch_quarantined() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(epoch_bad_.size());
+}
+
+void ClipLoader::set_world_quarantined(int64_t count) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  world_quarantined_ = std::max(world_quarantined_, count);
   check_bad_fraction();
+}
+
+void ClipLoader::defer_bad_fraction_check(bool on) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  defer_check_ = on;
 }
 
 void ClipLoader::check_bad_fraction() {
   const int64_t missing = static_cast<int64_t>(dataset_->missing().size());
   const int64_t known_bad = static_cast<int64_t>(dataset_->known_bad().size());
   const int64_t quarantined =
-      known_bad + std::max<int64_t>(restored_quarantined_, static_cast<int64_t>(bad_.size()));
+      known_bad +
+      std::max({restored_quarantined_, static_cast<int64_t>(bad_.size()), world_quarantined_});
   const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing + known_bad;
   const int64_t bad = missing + quarantined;
   if (static_cast<double>(bad) <= recipe_.data.max_bad_fraction * static_cast<double>(total)) return;
@@ -298,6 +318,13 @@ Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
   // batch (no per-clip tensor, no stacking copy), in a reused batch tensor when one is free
   // (docs/pipeline.md, "Loader").
   batch.clips = take_buffer();
+  // epoch_quarantined() counts the bad videos at this rank's own positions of the epoch only:
+  // the replacements after a bad one and the padding past the end are other positions,
+  // counted by the rank they belong to.
+  const auto met_bad = [this](int64_t record) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    epoch_bad_.insert(record);
+  };
   for (int64_t p = first; p < first + batch_size_; ++p) {
     const torch::Tensor slot = batch.clips[static_cast<int64_t>(batch.indices.size())];
     if (mode_ == LoaderMode::kTest) {
@@ -306,19 +333,24 @@ Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
       if (load(record, view, cache, slot)) {
         batch.indices.push_back(record);
         batch.views.push_back(view);
+      } else {
+        met_bad(record);
       }
       continue;
     }
     // Training: past the end (no drop_last) wraps to the start of the order.
     int64_t pos = p % positions_;
     int64_t record = record_at(pos), view = 0;
-    while (!load(record, view, cache, slot)) {
+    bool loaded = load(record, view, cache, slot);
+    if (!loaded && p < positions_) met_bad(record);
+    while (!loaded) {
       // Fill from the loader's own order: the next positions, each with its own label and a
       // fresh view of the draws.
       ++view;
       if (view > records) throw Error(dataset_->name() + ": no decodable video left to fill the batch");
       pos = (pos + 1) % positions_;
       record = record_at(pos);
+      loaded = load(record, view, cache, slot);
     }
     batch.indices.push_back(record);
     batch.views.push_back(view);

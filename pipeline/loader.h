@@ -22,7 +22,9 @@
 /// (1, 2, ...) of the random draws, so no label is duplicated silently and the choice does not
 /// depend on timing. Testing drops the view (evaluation must not count another sample twice).
 /// When missing plus quarantined videos exceed data.max_bad_fraction of the dataset, next()
-/// throws holo::Error naming the count and the first reasons.
+/// throws holo::Error naming the count and the first reasons. With several ranks each meets
+/// only its shard's bad videos: the trainer sums the ranks' counts at every step
+/// (epoch_quarantined, set_world_quarantined), and all ranks throw at the same step.
 
 #include <torch/torch.h>
 
@@ -33,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -94,6 +97,19 @@ class ClipLoader {
   int64_t views_per_record() const { return views_; }
   /// Quarantined videos so far, in the order they were found.
   std::vector<QuarantineEntry> quarantined() const;
+  /// Bad videos at this rank's own positions of the current epoch so far (found now or
+  /// quarantined before; not the positions that replaced them, nor the padding past the end).
+  /// In training the ranks' positions of an epoch are disjoint, so the sum over the ranks
+  /// counts the dataset's bad videos met so far in the epoch. The trainer sums it over the
+  /// ranks at every step.
+  int64_t epoch_quarantined() const;
+  /// The count of bad videos over all ranks (the sum above, or more): data.max_bad_fraction is
+  /// checked against it, and this throws holo::Error as next() does when it is exceeded.
+  void set_world_quarantined(int64_t count);
+  /// With `on`, this rank's own finds no longer throw in next(): only set_world_quarantined()
+  /// does, so that all ranks stop at the same step instead of one leaving the others waiting in
+  /// a collective. The trainer turns it on when there is more than one rank.
+  void defer_bad_fraction_check(bool on);
   /// The dataset.
   const Dataset& dataset() const { return *dataset_; }
   /// Clips decoded so far, and test views served from the frames of the view before them in
@@ -167,6 +183,9 @@ class ClipLoader {
   std::map<int64_t, std::string> bad_;  ///< record -> reason
   std::vector<QuarantineEntry> bad_list_;
   int64_t restored_quarantined_ = 0;
+  std::set<int64_t> epoch_bad_;    ///< bad records met in this epoch (under mutex_)
+  int64_t world_quarantined_ = 0;  ///< set_world_quarantined (under mutex_)
+  bool defer_check_ = false;
 };
 
 }  // namespace holo::pipeline

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -467,6 +468,9 @@ TrainResult train(const Recipe& recipe) {
   LossScaler scaler(recipe.train.precision == "fp16");
 
   pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTrain, world.rank, world.size);
+  // Each rank meets only its shard's bad videos: data.max_bad_fraction is checked against
+  // their sum, taken at every step below, so that all ranks stop at the same step.
+  if (world.size > 1) loader.defer_bad_fraction_check(true);
   const int64_t batches = loader.batches_per_epoch();
   const int64_t accumulate = recipe.train.accumulate;
   const int64_t steps_per_epoch = batches / accumulate;
@@ -674,10 +678,16 @@ TrainResult train(const Recipe& recipe) {
       window_start = Clock::now();
     }
 
-    // Every rank agrees on stopping, so they all save the same step.
-    torch::Tensor stop = torch::tensor({stop_requested() ? 1.0f : 0.0f}).to(ctx.device);
-    if (world.size > 1) ctx.comm->all_reduce(stop, dist::ReduceOp::kMax);
-    if (stop.item<float>() > 0) {
+    // Every rank agrees on stopping, so they all save the same step; the same reduction sums
+    // the bad videos the ranks met in this epoch (ClipLoader::epoch_quarantined).
+    torch::Tensor stop = torch::tensor({stop_requested() ? 1.0f : 0.0f, 0.0f}).to(ctx.device);
+    if (world.size > 1) {
+      stop[1].fill_(static_cast<double>(loader.epoch_quarantined()));
+      ctx.comm->all_reduce(stop, dist::ReduceOp::kSum);
+      const torch::Tensor sums = stop.cpu();
+      loader.set_world_quarantined(std::llround(sums[1].item<double>()));
+    }
+    if (stop[0].item<float>() > 0) {
       spdlog::warn("stop requested (signal {}): saving a checkpoint at step {}", stop_signal(), step);
       manager.save(snapshot(std::nullopt), /*wait=*/true);
       preempted = true;

@@ -607,6 +607,57 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
               ::testing::ThrowsMessage<Error>(HasSubstr("first missing: " + (dir / "never.mp4").string())));
 }
 
+// Each rank meets the bad videos of its own positions only: data.max_bad_fraction applies to
+// the sum over the ranks (the trainer sums epoch_quarantined() at every step), on every rank at
+// once, and a rank's own finds alone do not stop it.
+TEST_F(Loader, BadFractionIsCheckedOnTheSumOverRanks) {
+  const fs::path dir = holo::testing::temp_dir();
+  auto good = make_dataset(recipe(), "train");
+  ASSERT_GE(good->records().size(), 7u);
+  std::vector<VideoRecord> records(good->records().begin(), good->records().begin() + 7);
+  holo::testing::write_text_file((dir / "zero.mp4").string(), "");
+  holo::testing::write_text_file((dir / "text.mp4").string(), "not a video\n");
+  holo::testing::write_wav((dir / "audio.wav").string());
+  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.5);
+  for (const auto& name : {"zero.mp4", "text.mp4", "audio.wav", "cut.mp4"}) {
+    records.push_back({name, (dir / name).string(), 2, {}});
+  }
+  records.push_back({"gone", (dir / "gone.mp4").string(), 1, {}});
+  // 12 records (5 bad) and one missing at indexing: 6 of 13 bad. 12 positions on 2 ranks of
+  // batch 2: 3 steps, no padding.
+  auto ds =
+      std::make_shared<Dataset>("mixed", records, good->class_names(), std::vector<Category>{},
+                                std::vector<std::string>{(dir / "never.mp4").string()});
+  Recipe r = recipe();
+  r.data.max_bad_fraction = 0.4;  // 5.2 of 13
+  ClipLoader a(ds, r, LoaderMode::kTrain, 0, 2), b(ds, r, LoaderMode::kTrain, 1, 2);
+  a.defer_bad_fraction_check(true);
+  b.defer_bad_fraction_check(true);
+  EXPECT_EQ(drain(a).size(), 3u);
+  EXPECT_EQ(drain(b).size(), 3u);
+  // Every bad record is at exactly one position of the epoch: the sum is exact.
+  EXPECT_EQ(a.epoch_quarantined() + b.epoch_quarantined(), 5);
+  EXPECT_LT(a.epoch_quarantined(), 5);
+  EXPECT_LT(b.epoch_quarantined(), 5);
+  const int64_t sum = a.epoch_quarantined() + b.epoch_quarantined();
+  for (ClipLoader* l : {&a, &b}) {
+    EXPECT_THAT([&] { l->set_world_quarantined(sum); },
+                ::testing::ThrowsMessage<Error>(HasSubstr("6 of 13 videos")));
+    EXPECT_EQ(l->state().quarantined, 5);  // what a checkpoint saves: the world's count
+  }
+  a.set_epoch(1);
+  EXPECT_EQ(a.epoch_quarantined(), 0);
+
+  // A rank checking its own finds alone (one rank, or no deferral) sees at most 1 + 4 of 13.
+  ClipLoader c(ds, r, LoaderMode::kTrain, 0, 2);
+  EXPECT_NO_THROW(drain(c));
+  // Under the limit the sum passes.
+  r.data.max_bad_fraction = 0.5;
+  ClipLoader d(ds, r, LoaderMode::kTrain, 0, 2);
+  d.defer_bad_fraction_check(true);
+  EXPECT_NO_THROW(d.set_world_quarantined(sum));
+}
+
 TEST_F(Loader, MultiLabelBatchesCarryTagVectors) {
   const fs::path dir = holo::testing::temp_dir();
   synthesize(SynthOptions().set_kind("hvu").set_out((dir / "hvu").string()).set_videos(6).set_frames(12).set_size(64, 48));
