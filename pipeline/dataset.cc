@@ -714,10 +714,14 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
   if (!d.manifest.empty()) {
     const auto manifest = read_manifest(d.manifest);
     std::vector<VideoRecord> kept;
-    int64_t reprobed = 0;
+    int64_t reprobed = 0, unlisted = 0;
+    std::string first_unlisted;
     for (auto& r : index.records) {
-      auto it = manifest.find(r.path);
+      std::error_code canonical_ec;
+      const fs::path canonical = fs::weakly_canonical(r.path, canonical_ec);
+      auto it = manifest.find(canonical_ec ? r.path : canonical.string());
       if (it == manifest.end()) {  // not probed: the loader finds out when it opens the file
+        if (unlisted++ == 0) first_unlisted = r.path;
         kept.push_back(std::move(r));
         continue;
       }
@@ -737,6 +741,13 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
         r.frames = entry.frames;
         kept.push_back(std::move(r));
       }
+    }
+    if (unlisted > 0) {
+      spdlog::warn(
+          "{}: {} of {} videos are not in the manifest {} (first: {}); the loader checks them when "
+          "it "
+          "opens them",
+          name, unlisted, kept.size() + known_bad.size(), d.manifest, first_unlisted);
     }
     index.records = std::move(kept);
     if (reprobed > 0) {

@@ -157,22 +157,35 @@ std::map<std::string, ProbeResult> read_manifest(const std::string& file) {
     throw IoError(file + ": not a version 1 probe manifest");
   }
   std::map<std::string, ProbeResult> out;
+  int64_t n = 0;
   for (const auto& v : doc["videos"]) {
+    ++n;
+    if (!v.is_object() || !v.contains("path") || !v["path"].is_string()) {
+      throw IoError(file + ": video entry " + std::to_string(n) + " has no \"path\"");
+    }
     ProbeResult r;
-    r.path = v.at("path").get<std::string>();
-    r.size = v.value("size", int64_t{0});
-    r.mtime = v.value("mtime", int64_t{0});
-    r.hash = v.value("hash", std::string());
-    r.status = v.value("status", std::string("ok"));
-    r.frames = v.value("frames", int64_t{0});
-    r.fps = v.value("fps", 0.0);
-    r.duration = v.value("duration", 0.0);
-    r.codec = v.value("codec", std::string());
-    r.width = v.value("width", 0);
-    r.height = v.value("height", 0);
-    r.variable_rate = v.value("variable_rate", false);
-    r.decodes_to_end = v.value("decodes_to_end", false);
-    out[r.path] = r;
+    try {
+      r.path = v.at("path").get<std::string>();
+      r.size = v.value("size", int64_t{0});
+      r.mtime = v.value("mtime", int64_t{0});
+      r.hash = v.value("hash", std::string());
+      r.status = v.value("status", std::string("ok"));
+      r.frames = v.value("frames", int64_t{0});
+      r.fps = v.value("fps", 0.0);
+      r.duration = v.value("duration", 0.0);
+      r.codec = v.value("codec", std::string());
+      r.width = v.value("width", 0);
+      r.height = v.value("height", 0);
+      r.variable_rate = v.value("variable_rate", false);
+      r.decodes_to_end = v.value("decodes_to_end", false);
+    } catch (const nlohmann::json::exception& e) {
+      throw IoError(file + ": video entry " + std::to_string(n) + " (" + r.path + "): " + e.what());
+    }
+    // Keyed by the canonical path: a dataset that names the file through a symbolic link or
+    // with `..` finds its entry.
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(r.path, ec);
+    out[ec ? r.path : canonical.string()] = r;
   }
   return out;
 }

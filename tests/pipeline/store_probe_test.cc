@@ -196,6 +196,25 @@ TEST(Probe, ManifestEntriesAreTrustedUntilTheFileChanges) {
   ASSERT_EQ(ds->known_bad().size(), 2u);
   EXPECT_EQ(ds->known_bad()[0], (dir / "fine.mp4").string() + ": truncated: as the manifest says");
   EXPECT_THAT(ds->known_bad()[1], HasSubstr("cut.mp4: truncated: the container lists 20 frames"));
+  {
+    // The same files through a symbolic link to their folder find the same entries.
+    const fs::path link = dir.parent_path() / (dir.filename().string() + "-link");
+    fs::remove(link);
+    fs::create_directory_symlink(dir, link);
+    Recipe linked = r;
+    linked.data.root = (link / "." / "").string();
+    auto via_link = make_dataset(linked, "train");
+    ASSERT_EQ(via_link->records().size(), 2u);
+    EXPECT_EQ(via_link->records()[0].frames, 5);
+    EXPECT_EQ(via_link->known_bad().size(), 2u);
+    fs::remove(link);
+  }
+  // An entry without a path names the manifest and the entry.
+  holo::testing::write_text_file((dir / "bad-manifest.json").string(),
+                                 R"({"version": 1, "videos": [{"path": "a.mp4"}, {"frames": 3}]})");
+  EXPECT_THAT([&] { read_manifest((dir / "bad-manifest.json").string()); },
+              ::testing::ThrowsMessage<IoError>(
+                  HasSubstr("bad-manifest.json: video entry 2 has no \"path\"")));
 
   // The sampler sees the manifest's count: clip indices stay below 5 although the file has 20.
   auto d = open_decoder(ds->records()[0].path, DecoderOptions());
