@@ -585,15 +585,21 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
   holo::testing::write_text_file((dir / "text.mp4").string(), "not a video\n");
   holo::testing::write_wav((dir / "audio.wav").string());
   holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.5);
+  // Damaged from 30% of its bytes on: every clip reaches a frame that does not decode.
+  holo::testing::write_corrupted(records[0].path, (dir / "corrupt.mp4").string(), 0.3, 1.0);
+  const auto dup =
+      holo::testing::write_broken_timestamps(records[0].path, (dir / "dup.mkv").string());
+  ASSERT_EQ(dup.exit_code, 0) << dup.output;
   holo::testing::write_coded_video((dir / "ok.mp4").string(), 12, VideoWriterOptions().set_size(64, 48));
-  for (const auto& name : {"zero.mp4", "text.mp4", "audio.wav", "cut.mp4"}) {
+  for (const auto& name :
+       {"zero.mp4", "text.mp4", "audio.wav", "cut.mp4", "corrupt.mp4", "dup.mkv"}) {
     records.push_back({name, (dir / name).string(), 2, {}});
   }
   records.push_back({"gone", (dir / "gone.mp4").string(), 1, {}});  // vanished after indexing
   auto ds = std::make_shared<Dataset>("mixed", records, good->class_names(), std::vector<Category>{},
                                       std::vector<std::string>{(dir / "never.mp4").string()});
   Recipe r = recipe();
-  r.data.max_bad_fraction = 0.5;
+  r.data.max_bad_fraction = 0.6;  // 8 of 14 bad
   ClipLoader l(ds, r, LoaderMode::kTrain, 0, 1);
   std::multiset<int64_t> seen;
   for (auto& b : drain(l)) {
@@ -604,7 +610,7 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
       seen.insert(b.indices[i]);
     }
   }
-  EXPECT_EQ(l.state().quarantined, 5);
+  EXPECT_EQ(l.state().quarantined, 7);
   std::map<std::string, std::string> reasons;
   for (const auto& q : l.quarantined()) reasons[fs::path(q.path).filename().string()] = q.reason;
   EXPECT_EQ(reasons["zero.mp4"], "zero-byte file");
@@ -612,7 +618,11 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
   EXPECT_EQ(reasons["audio.wav"], "audio only (no video stream)");
   EXPECT_THAT(reasons["cut.mp4"], HasSubstr("truncated"));
   EXPECT_EQ(reasons["gone.mp4"], "missing file");
-  EXPECT_EQ(seen.size(), 10u);  // 5 steps of 2 from 6 good videos: replacements are logged, not silent
+  EXPECT_THAT(reasons["corrupt.mp4"],
+              ::testing::MatchesRegex("frame [0-9]+ of [0-9]+ cannot be decoded"));
+  EXPECT_THAT(reasons["dup.mkv"], HasSubstr("broken timestamps: two frames share the timestamp"));
+  EXPECT_EQ(seen.size(),
+            12u);  // 6 steps of 2 from 6 good videos: replacements are logged, not silent
 
   // Above the limit the run stops, naming the count and a reason.
   r.data.max_bad_fraction = 0.2;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "pipeline/video_writer.h"
+#include "tests/test_util.h"
 
 namespace holo::testing {
 
@@ -47,6 +48,30 @@ inline void write_wav(const std::string& path) {
   u32(samples * 2);
   std::vector<char> zeros(samples * 2, 0);
   f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+}
+
+/// Copies `from` to `to` with the bytes from `start` to `end` (fractions of the size) zeroed:
+/// a file damaged in the middle, whose container still reads.
+inline void write_corrupted(const std::string& from, const std::string& to, double start,
+                            double end) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t i = static_cast<size_t>(data.size() * start);
+       i < static_cast<size_t>(data.size() * end); ++i)
+    data[i] = 0;
+  std::ofstream out(to, std::ios::binary);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+/// Broken timestamps, made with the ffmpeg command line from an H.264 mp4: `to` ending in .mkv
+/// gets frame 3 the timestamp of frame 2 (two frames share one); ending in .h264, the raw
+/// stream without any timestamp. Returns ffmpeg's exit status and output.
+inline CommandResult write_broken_timestamps(const std::string& from, const std::string& to) {
+  const bool raw = to.size() > 5 && to.compare(to.size() - 5, 5, ".h264") == 0;
+  return run_command("ffmpeg -v error -y -i " + from + " -c copy " +
+                     (raw ? std::string("-bsf:v h264_mp4toannexb -f h264 ")
+                          : std::string("-bsf:v \"setts=pts=if(eq(N\\,3)\\,PREV_INPTS\\,PTS)\" ")) +
+                     to + " 2>&1");
 }
 
 inline void write_text_file(const std::string& path, const std::string& text) {

@@ -103,8 +103,16 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   holo::testing::write_truncated((dir / "good.mp4").string(), (dir / "cut.mp4").string(), 0.5);
   holo::testing::write_wav((dir / "sound.wav").string());
   fs::copy_file(dir / "good.mp4", dir / "copy.mp4");
-  auto files = find_videos({dir.string(), (dir / "sound.wav").string()});
-  ASSERT_EQ(files.size(), 6u);  // the .wav only because it was named
+  holo::testing::write_corrupted((dir / "good.mp4").string(), (dir / "corrupt.mp4").string(), 0.6,
+                                 0.7);
+  for (const char* name : {"dup.mkv", "raw.h264"}) {
+    const auto made =
+        holo::testing::write_broken_timestamps((dir / "good.mp4").string(), (dir / name).string());
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
+  auto files =
+      find_videos({dir.string(), (dir / "sound.wav").string(), (dir / "raw.h264").string()});
+  ASSERT_EQ(files.size(), 9u);  // the .wav and .h264 only because they were named
   const auto results = probe_videos(files, 2, false);
   std::map<std::string, ProbeResult> by;
   for (const auto& r : results) by[fs::path(r.path).filename().string()] = r;
@@ -120,8 +128,15 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   EXPECT_EQ(by["zero.mp4"].status, "zero-byte file");
   EXPECT_THAT(by["cut.mp4"].status, HasSubstr("truncated"));
   EXPECT_EQ(by["sound.wav"].status, "audio only (no video stream)");
+  // Damaged in the middle: the container and the frame table read, a frame does not decode.
+  EXPECT_EQ(by["corrupt.mp4"].frames, 20);
+  EXPECT_FALSE(by["corrupt.mp4"].decodes_to_end);
+  EXPECT_THAT(by["corrupt.mp4"].status,
+              ::testing::MatchesRegex("frame [0-9]+ of 20 cannot be decoded"));
+  EXPECT_EQ(by["dup.mkv"].status, "broken timestamps: two frames share the timestamp 63");
+  EXPECT_EQ(by["raw.h264"].status, "broken timestamps: no video packet has a timestamp");
   const std::string table = format_probe_table(results);
-  EXPECT_THAT(table, HasSubstr("6 files: 3 ok (1 with variable frame rate), 3 quarantined"));
+  EXPECT_THAT(table, HasSubstr("9 files: 3 ok (1 with variable frame rate), 6 quarantined"));
   EXPECT_THAT(table, HasSubstr("zero-byte file"));
   // Columns line up under their header also when a codec name is long.
   std::vector<ProbeResult> long_codec = results;
@@ -140,7 +155,7 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   const std::string manifest = (dir / "manifest.json").string();
   write_manifest(manifest, results);
   const auto back = read_manifest(manifest);
-  EXPECT_EQ(back.size(), 6u);
+  EXPECT_EQ(back.size(), 9u);
   EXPECT_EQ(back.at((dir / "vfr.mp4").string()).frames, 20);
   EXPECT_EQ(back.at((dir / "cut.mp4").string()).status, by["cut.mp4"].status);
 
