@@ -347,7 +347,11 @@ std::vector<ListEntry> parse_list(const AnnotationFile& a) {
     const std::string line = trim(a.lines[i]);
     if (line.empty() || line[0] == '#') continue;
     ListEntry e;
-    const size_t cut = line.find(',') != std::string::npos ? line.rfind(',') : line.find_last_of(" \t");
+    size_t cut = line.find(',') != std::string::npos ? line.rfind(',') : line.find_last_of(" \t");
+    // Without a comma, a last word that names a video file is the end of a path with a space
+    // in it ("a/two words.mp4"), not a label: labels are class indices or names.
+    if (cut != std::string::npos && line[cut] != ',' && is_video_file(line.substr(cut + 1)))
+      cut = std::string::npos;
     if (cut == std::string::npos) {
       e.path = line;
     } else {

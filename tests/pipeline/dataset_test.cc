@@ -120,6 +120,14 @@ TEST(Datasets, PathLabelListsSpaceCommaNamesAndMissing) {
   auto n = make_dataset(r, "train");
   EXPECT_THAT(n->class_names(), ElementsAre("run", "walk"));
   EXPECT_THAT(labels(*n), ElementsAre(1, 0));
+
+  // A test list without labels: a path with a space in it is one path, not a path and a label.
+  holo::testing::write_text_file((dir / "test.txt").string(), "a/two words.mp4\nb/three.avi\n");
+  r.data.train = (dir / "train.txt").string();
+  r.data.test = (dir / "test.txt").string();
+  auto t = make_dataset(r, "test");
+  EXPECT_THAT(ids(*t), ElementsAre("a/two words", "b/three"));
+  EXPECT_TRUE(t->missing().empty());
 }
 
 TEST(Datasets, Ucf101ClassIndexAndSplits) {
