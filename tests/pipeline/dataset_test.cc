@@ -89,6 +89,23 @@ TEST(Datasets, KineticsQuotedLabelsLayoutsMissingAndTest) {
   r.data.layout = "flat";
   EXPECT_EQ(make_dataset(r, "train")->records().size(), 0u);
   EXPECT_EQ(make_dataset(r, "train")->missing().size(), 4u);
+  // Flat: every clip file directly in the root, found under "flat" and under "auto".
+  touch(dir / "flat" / "aaaaaaaaaaa_000014_000024.mp4");
+  touch(dir / "flat" / "bbbbbbbbbbb_000000_000010.mp4");
+  touch(dir / "flat" / "ddddddddddd_000030_000040.mp4");
+  r.data.root = (dir / "flat").string();
+  for (const std::string layout : {"flat", "auto"}) {
+    r.data.layout = layout;
+    auto flat = make_dataset(r, "train");
+    EXPECT_THAT(ids(*flat), ElementsAre("aaaaaaaaaaa_000014_000024", "bbbbbbbbbbb_000000_000010",
+                                        "ddddddddddd_000030_000040"))
+        << layout;
+    EXPECT_THAT(labels(*flat), ElementsAre(2, 0, 0)) << layout;
+    ASSERT_EQ(flat->missing().size(), 1u) << layout;
+    EXPECT_THAT(flat->missing()[0], HasSubstr("ccccccccccc_000005_000015.mp4"));
+  }
+  r.data.root = (dir / "v").string();
+  r.data.layout = "auto";
 
   // A validation label the training file does not have is named with its line.
   holo::testing::write_text_file((dir / "bad.csv").string(),
@@ -135,7 +152,8 @@ TEST(Datasets, Ucf101ClassIndexAndSplits) {
   holo::testing::write_text_file((dir / "classInd.txt").string(), "1 ApplyEyeMakeup\n2 Archery\n");
   holo::testing::write_text_file((dir / "trainlist01.txt").string(),
                                  "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\nArchery/v_Archery_g08_c01.avi 2\n");
-  holo::testing::write_text_file((dir / "testlist01.txt").string(), "Archery/v_Archery_g01_c01.avi\n");
+  holo::testing::write_text_file((dir / "testlist01.txt").string(),
+                                 "Archery/v_Archery_g01_c01.avi\nArchery/v_Archery_g02_c01.avi\n");
   touch(dir / "videos" / "ApplyEyeMakeup" / "v_ApplyEyeMakeup_g08_c01.avi");
   touch(dir / "videos" / "Archery" / "v_Archery_g08_c01.avi");
   touch(dir / "videos" / "Archery" / "v_Archery_g01_c01.avi");
@@ -149,6 +167,8 @@ TEST(Datasets, Ucf101ClassIndexAndSplits) {
   auto test = make_dataset(r, "test");
   EXPECT_THAT(ids(*test), ElementsAre("v_Archery_g01_c01"));
   EXPECT_THAT(labels(*test), ElementsAre(1));
+  EXPECT_THAT(test->missing(),
+              ElementsAre((dir / "videos" / "Archery" / "v_Archery_g02_c01.avi").string()));
   holo::testing::write_text_file((dir / "trainlist02.txt").string(), "Archery/v_Archery_g08_c01.avi 1\n");
   r.data.split = 2;
   EXPECT_THAT([&] { make_dataset(r, "train"); },

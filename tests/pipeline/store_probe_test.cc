@@ -3,8 +3,10 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
+#include <tuple>
 
 #include <filesystem>
 #include <sstream>
@@ -336,6 +338,25 @@ TEST(Synth, CommandWritesDeterministicVideosThatFfprobeReads) {
                                               (dir / "h").string() + " --videos 4 --frames 8");
   ASSERT_EQ(hvu.exit_code, 0) << hvu.output;
   EXPECT_TRUE(fs::exists(dir / "h" / "HVU_Tags_Categories_V1.0.csv"));
+  const auto unlabeled = holo::testing::run_command(
+      holo::testing::holo_binary() + " data synth --kind unlabeled --out " + (dir / "u").string() +
+      " --videos 3 --frames 10");
+  ASSERT_EQ(unlabeled.exit_code, 0) << unlabeled.output;
+  // Every file of the other kinds reads in ffprobe too, with all its frames.
+  for (const auto& [kind, frames, count] : {std::tuple<std::string, int, size_t>{"h", 8, 4},
+                                            std::tuple<std::string, int, size_t>{"u", 10, 3}}) {
+    const auto made = find_videos({(dir / kind).string()});
+    EXPECT_EQ(made.size(), count) << kind;
+    for (const auto& f : made) {
+      const auto p = holo::testing::run_command(
+          "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+          "stream=codec_name,nb_read_frames "
+          "-of csv=p=0 '" +
+          f + "'");
+      EXPECT_EQ(p.exit_code, 0) << p.output;
+      EXPECT_EQ(p.output, "h264," + std::to_string(frames) + "\n") << f;
+    }
+  }
   const auto bad = holo::testing::run_command(holo::testing::holo_binary() + " data synth --kind dance --out " + (dir / "x").string());
   EXPECT_EQ(bad.exit_code, 2);
 }
