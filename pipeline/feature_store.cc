@@ -312,7 +312,14 @@ FeatureReader::FeatureReader(const std::string& dir) : impl_(std::make_unique<Im
     if (name != fs::path(feature_shard_path(dir, rank)).filename().string()) continue;
     H5Handle f = checked(H5Fopen(e.path().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
     for (const char* group : {"clips", "frames"}) {
-      for (const auto& key : group_members(f.get(), group)) impl_->owner[std::string(group) + "/" + key] = rank;
+      for (const auto& key : group_members(f.get(), group)) {
+        const auto [it, added] = impl_->owner.emplace(std::string(group) + "/" + key, rank);
+        if (!added) {
+          throw IoError("feature store " + dir + ": " + group + "/" + key +
+                        " is in the shards of rank " + std::to_string(it->second) + " and rank " +
+                        std::to_string(rank));
+        }
+      }
     }
     impl_->shards.emplace(rank, std::move(f));
   }

@@ -60,8 +60,10 @@ class FeatureWriter {
 /// same key.
 int64_t write_feature_index(const std::string& dir);
 
-/// Reads a store: through index.h5 when present, else by scanning the shards. Safe to use from
-/// several threads (HDF5 calls are serialised) and several processes.
+/// Reads a store by scanning its shards' groups (one open per shard; index.h5 is for Python
+/// users and holds the same map). A key held by two shards is an error naming both ranks, as
+/// in write_feature_index. Safe to use from several threads (HDF5 calls are serialised) and
+/// several processes.
 class FeatureReader {
  public:
   explicit FeatureReader(const std::string& dir);

@@ -96,6 +96,9 @@ void ClipLoader::load_state(const LoaderState& s) {
                  std::to_string(positions_) + " positions (another dataset?)");
   stop_workers();
   seed_ = s.seed;
+  // The clips' draws (train_clip) take the seed from the recipe: the saved one rules them too,
+  // whatever run.seed the resumed run's recipe names.
+  recipe_.run.seed = static_cast<decltype(recipe_.run.seed)>(s.seed);
   set_epoch(s.epoch);
   base_cursor_ = s.cursor;
   restored_quarantined_ = s.quarantined;

@@ -249,8 +249,12 @@ TEST_F(Loader, StateResumesOnAnotherWorldSizeWithTheSameClips) {
   EXPECT_EQ(saved.cursor, 4);
   EXPECT_EQ(saved.epoch, 2);
   std::vector<int64_t> rest(5, -1);
+  // The resumed run's recipe names another run.seed: the saved seed rules both the order and
+  // the clips' draws.
+  Recipe resumed = r;
+  resumed.run.seed = r.run.seed + 1;
   for (int rank = 0; rank < 3; ++rank) {
-    ClipLoader l(ds, r, LoaderMode::kTrain, rank, 3);
+    ClipLoader l(ds, resumed, LoaderMode::kTrain, rank, 3);
     l.load_state(saved);
     int64_t step = 0;
     while (auto b = l.next()) {

@@ -95,6 +95,9 @@ TEST(FeatureStore, SameKeyInTwoShardsIsAnError) {
   FeatureWriter(dir.string(), 1).write("x", torch::ones({1}));
   EXPECT_THAT([&] { write_feature_index(dir.string()); },
               ::testing::ThrowsMessage<IoError>(HasSubstr("'x' is in both rank 0 and rank 1 shards")));
+  EXPECT_THAT(
+      [&] { FeatureReader reader(dir.string()); },
+      ::testing::ThrowsMessage<IoError>(HasSubstr("is in the shards of rank 0 and rank 1")));
 }
 
 TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
