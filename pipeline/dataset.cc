@@ -625,13 +625,17 @@ Dataset::Dataset(std::string name, std::vector<VideoRecord> records, std::vector
       missing_(std::move(missing)),
       known_bad_(std::move(known_bad)) {}
 
-std::string Dataset::content_hash() const {
+std::string Dataset::content_hash() const { return index_hash(false); }
+
+std::string Dataset::content_hash_with_paths() const { return index_hash(true); }
+
+std::string Dataset::index_hash(bool with_paths) const {
   XXH64_state_t* state = XXH64_createState();
   XXH64_reset(state, 0);
   auto add = [&](const void* p, size_t n) { XXH64_update(state, p, n); };
   for (const auto& r : records_) {
     add(r.id.data(), r.id.size() + 1);
-    add(r.path.data(), r.path.size() + 1);
+    if (with_paths) add(r.path.data(), r.path.size() + 1);
     add(&r.label, sizeof r.label);
     const int64_t n = static_cast<int64_t>(r.tags.size());
     add(&n, sizeof n);

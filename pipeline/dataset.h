@@ -66,14 +66,20 @@ class Dataset {
   /// Files the probe manifest (data.manifest) marks unusable, as "path: reason"; they are not
   /// records and count as quarantined.
   const std::vector<std::string>& known_bad() const { return known_bad_; }
-  /// XXH64 of the index (ids, paths, labels, tags) as 16 hex digits, for checkpoint manifests.
+  /// XXH64 of the index (ids, labels, tags, class names) as 16 hex digits, for checkpoint
+  /// manifests. The files' paths are not in it: the same videos moved or copied elsewhere (a
+  /// requeued job staging them to node-local disk) are the same training set.
   std::string content_hash() const;
+  /// The hash that checkpoints written before content_hash() left the paths out hold (the same
+  /// with every record's path), so that they still resume.
+  std::string content_hash_with_paths() const;
   /// "kinetics:train" etc., for messages.
   const std::string& name() const { return name_; }
   /// Labels are tag sets (HVU) rather than one class.
   bool multilabel() const { return !categories_.empty(); }
 
  private:
+  std::string index_hash(bool with_paths) const;
   std::string name_;
   std::vector<VideoRecord> records_;
   std::vector<std::string> class_names_;

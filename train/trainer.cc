@@ -505,7 +505,9 @@ TrainResult train(const Recipe& recipe) {
     resume = ckpt::Manager::load(resolve_checkpoint(recipe.checkpoint.resume), world.rank, world.size);
   }
   if (resume) {
-    if (!resume->dataset_hash.empty() && resume->dataset_hash != ctx.dataset->content_hash()) {
+    // Checkpoints from before the hash left the paths out hold the hash with the paths.
+    if (!resume->dataset_hash.empty() && resume->dataset_hash != ctx.dataset->content_hash() &&
+        resume->dataset_hash != ctx.dataset->content_hash_with_paths()) {
       throw Error("cannot resume from " + resume->path + ": the training set changed since it was saved (dataset hash " +
                   resume->dataset_hash + ", now " + ctx.dataset->content_hash() + ")");
     }

@@ -254,6 +254,17 @@ TEST(Datasets, FolderAndContentHash) {
   const std::string h = d->content_hash();
   EXPECT_EQ(h.size(), 16u);
   EXPECT_EQ(make_dataset(r, "train")->content_hash(), h);
+  // The same videos in another folder (moved, or staged to another disk) hash the same; the
+  // hash with the paths, which older checkpoints hold, does not.
+  const fs::path moved = dir.parent_path() / (dir.filename().string() + "-moved");
+  fs::remove_all(moved);
+  fs::copy(dir, moved, fs::copy_options::recursive);
+  Recipe m = r;
+  m.data.root = moved.string();
+  EXPECT_EQ(make_dataset(m, "train")->content_hash(), h);
+  EXPECT_NE(make_dataset(m, "train")->content_hash_with_paths(), d->content_hash_with_paths());
+  EXPECT_NE(d->content_hash_with_paths(), h);
+  fs::remove_all(moved);
   touch(dir / "c.mp4");
   EXPECT_NE(make_dataset(r, "train")->content_hash(), h);
 }
