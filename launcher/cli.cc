@@ -1,5 +1,6 @@
 #include "launcher/cli.h"
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
 #include <iostream>
@@ -37,8 +38,11 @@ int run(int argc, char** argv) {
   add_train_commands(app);
   add_checkpoint_commands(app);
   try {
-    tune_allocator();
+    const bool tuned = tune_allocator();
     log::init();
+    spdlog::debug("glibc allocator: {}",
+                  tuned ? "freed blocks up to 32 MiB kept for reuse (HOLO_MALLOC_TUNING)"
+                        : "glibc's defaults (HOLO_MALLOC_TUNING=0 or GLIBC_TUNABLES)");
     app.parse(argc, argv);
     return 0;
   } catch (const ExitRequest& e) {

@@ -724,10 +724,27 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
     std::vector<VideoRecord> kept;
     int64_t reprobed = 0, unlisted = 0;
     std::string first_unlisted;
+    // A record names its file as the manifest does, or through another path to it (a symbolic
+    // link, `..`): then both sides are compared resolved, the manifest's resolved once, at the
+    // first record not found as named (resolving every path costs a file-system lookup per
+    // component, on every rank).
+    std::map<std::string, std::string> by_canonical;  // resolved manifest path -> manifest key
+    bool resolved = false;
+    const auto canonical = [](const std::string& path) {
+      std::error_code ec;
+      const fs::path c = fs::weakly_canonical(path, ec);
+      return ec ? path : c.string();
+    };
     for (auto& r : index.records) {
-      std::error_code canonical_ec;
-      const fs::path canonical = fs::weakly_canonical(r.path, canonical_ec);
-      auto it = manifest.find(canonical_ec ? r.path : canonical.string());
+      auto it = manifest.find(r.path);
+      if (it == manifest.end()) {
+        if (!resolved) {
+          for (const auto& [path, entry] : manifest) by_canonical.emplace(canonical(path), path);
+          resolved = true;
+        }
+        const auto c = by_canonical.find(canonical(r.path));
+        if (c != by_canonical.end()) it = manifest.find(c->second);
+      }
       if (it == manifest.end()) {  // not probed: the loader finds out when it opens the file
         if (unlisted++ == 0) first_unlisted = r.path;
         kept.push_back(std::move(r));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <set>
 
 #include "core/check.h"
@@ -304,24 +305,34 @@ FeatureReader::FeatureReader(const std::string& dir) : impl_(std::make_unique<Im
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw IoError("feature store " + dir + " is not a folder");
   // The shards are the data; index.h5 is for Python users. Scanning the shards' groups costs
-  // one open per shard and gives the same map.
+  // one open per shard and gives the same map. Shards in rank order, so that a key held by two
+  // names the same pair of ranks whatever the folder's listing order.
+  std::map<int, fs::path> found;
   for (const auto& e : fs::directory_iterator(dir)) {
     int rank = -1;
     const std::string name = e.path().filename().string();
     if (std::sscanf(name.c_str(), "features-rank%d.h5", &rank) != 1) continue;
     if (name != fs::path(feature_shard_path(dir, rank)).filename().string()) continue;
-    H5Handle f = checked(H5Fopen(e.path().c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
-    for (const char* group : {"clips", "frames"}) {
-      for (const auto& key : group_members(f.get(), group)) {
-        const auto [it, added] = impl_->owner.emplace(std::string(group) + "/" + key, rank);
-        if (!added) {
-          throw IoError("feature store " + dir + ": " + group + "/" + key +
-                        " is in the shards of rank " + std::to_string(it->second) + " and rank " +
-                        std::to_string(rank));
+    found.emplace(rank, e.path());
+  }
+  try {
+    for (const auto& [rank, path] : found) {
+      H5Handle f = checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
+      for (const char* group : {"clips", "frames"}) {
+        for (const auto& key : group_members(f.get(), group)) {
+          const auto [it, added] = impl_->owner.emplace(std::string(group) + "/" + key, rank);
+          if (!added) {
+            throw IoError("feature store " + dir + ": " + group + "/" + key +
+                          " is in the shards of rank " + std::to_string(it->second) + " and rank " +
+                          std::to_string(rank));
+          }
         }
       }
+      impl_->shards.emplace(rank, std::move(f));
     }
-    impl_->shards.emplace(rank, std::move(f));
+  } catch (...) {
+    impl_.reset();  // closes the shards opened so far while the HDF5 lock is held
+    throw;
   }
   if (impl_->shards.empty()) throw IoError("feature store " + dir + " has no features-rank*.h5 shard");
 }

@@ -224,7 +224,7 @@ void LibavDecoder::build_index() {
     // the muxer chose a finer one (H.264 with B-frames stream-copied into AVI ticks at half
     // frames): count it in frames.
     if (median > 1 && std::strcmp(format_->iformat->name, "avi") == 0) {
-      info_.container_frames = (info_.container_frames + median / 2) / median;
+      info_.container_frames /= median;  // down: leading empty chunks must not add a frame
     }
     const double tolerance = std::max(1.0, 0.01 * static_cast<double>(median));
     for (int64_t d : deltas) {
@@ -254,11 +254,15 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
   const AVStream* st = format_->streams[stream_];
   const double frame = i.frames > 0 ? i.duration / static_cast<double>(i.frames) : 0.0;
   if (i.container_frames == 0) {
-    // Containers without a frame count: a declared duration against the readable one. The
+    // Containers without a frame count: a declared duration against the readable video. The
     // video track's own (a tag that ffmpeg and mkvmerge write into Matroska and WebM, or a
-    // stream header) must match to two frames; the file's covers every stream (audio may run
-    // longer), so it gets 0.5 s or 5%. A duration the demuxer estimated from the packets it
-    // read (MPEG-TS, MPEG-PS) or from the bit rate declares nothing.
+    // stream header) must be reached to two frames or 0.25 s (a held last frame of a variable
+    // rate file may last longer than the others); the file's covers every stream (audio may
+    // run longer), so it gets 0.5 s or 5%. ffmpeg writes the tag as the track's end time (from
+    // 0, a late first frame included), mkvmerge as its length: the readable video reaches the
+    // declared duration if either its end time or its length does. A duration the demuxer
+    // estimated from the packets it read (MPEG-TS, MPEG-PS) or from the bit rate declares
+    // nothing.
     double declared = 0, tolerance = 0;
     const char* what = "";
     int h = 0, m = 0;
@@ -267,18 +271,19 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
     const bool estimated = format_->duration_estimation_method != AVFMT_DURATION_FROM_STREAM;
     if (tag != nullptr && std::sscanf(tag->value, "%d:%d:%lf", &h, &m, &sec) == 3) {
       declared = h * 3600.0 + m * 60.0 + sec;
-      tolerance = std::max(2 * frame, 0.1);
+      tolerance = std::max(2 * frame, 0.25);
       what = "the video track's DURATION tag";
     } else if (!estimated && st->duration != AV_NOPTS_VALUE && st->duration > 0) {
       declared = static_cast<double>(st->duration) * av_q2d(st->time_base);
-      tolerance = std::max(2 * frame, 0.1);
+      tolerance = std::max(2 * frame, 0.25);
       what = "the video stream's header";
     } else if (!estimated && format_->duration > 0) {
       declared = static_cast<double>(format_->duration) / AV_TIME_BASE;
       tolerance = std::max(0.5, 0.05 * declared);
       what = "the container's header";
     }
-    if (declared > 0 && i.duration < declared - tolerance) {
+    const double end_time = i.duration + static_cast<double>(i.pts.front()) * av_q2d(st->time_base);
+    if (declared > 0 && std::max(i.duration, end_time) < declared - tolerance) {
       std::snprintf(text, sizeof(text), "%s gives %.2f s, %.2f s of video can be read", what,
                     declared, i.duration);
       return text;
@@ -292,8 +297,13 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
     }
   }
   if (read_rc != AVERROR_EOF) {
-    return "reading stops after " + std::to_string(i.frames) + " frames (" +
-           av::error_string(read_rc) + ")";
+    // An error at the end of the file (a damaged tail, padding) is not a missing part; one
+    // well before it is.
+    const int64_t size = avio_size(format_->pb), pos = avio_tell(format_->pb);
+    if (size > 0 && pos >= 0 && pos + 4096 < size) {
+      return "reading stops at byte " + std::to_string(pos) + " of " + std::to_string(size) +
+             ", after " + std::to_string(i.frames) + " frames (" + av::error_string(read_rc) + ")";
+    }
   }
   return "";
 }

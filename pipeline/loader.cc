@@ -85,8 +85,7 @@ LoaderState ClipLoader::state() const {
   s.epoch = epoch_;
   s.cursor = std::min(positions_, base_cursor_ + delivered_ * world_size_ * batch_size_);
   s.seed = seed_;
-  s.quarantined =
-      std::max({restored_quarantined_, static_cast<int64_t>(bad_.size()), world_quarantined_});
+  s.quarantined = counted_quarantined();
   return s;
 }
 
@@ -249,6 +248,14 @@ void ClipLoader::quarantine(int64_t record, const std::string& reason) {
   if (!defer_check_) check_bad_fraction();
 }
 
+int64_t ClipLoader::counted_quarantined() const {
+  // Deferred (several ranks): only what every rank has alike, the saved count and the sum over
+  // the ranks, so that they all decide the same. A rank's own list differs from the others'
+  // (and holds the bad videos it met as replacements, at other ranks' positions).
+  if (defer_check_) return std::max(restored_quarantined_, world_quarantined_);
+  return std::max({restored_quarantined_, static_cast<int64_t>(bad_.size()), world_quarantined_});
+}
+
 int64_t ClipLoader::epoch_quarantined() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return static_cast<int64_t>(epoch_bad_.size());
@@ -268,9 +275,7 @@ void ClipLoader::defer_bad_fraction_check(bool on) {
 void ClipLoader::check_bad_fraction() {
   const int64_t missing = static_cast<int64_t>(dataset_->missing().size());
   const int64_t known_bad = static_cast<int64_t>(dataset_->known_bad().size());
-  const int64_t quarantined =
-      known_bad +
-      std::max({restored_quarantined_, static_cast<int64_t>(bad_.size()), world_quarantined_});
+  const int64_t quarantined = known_bad + counted_quarantined();
   const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing + known_bad;
   const int64_t bad = missing + quarantined;
   if (static_cast<double>(bad) <= recipe_.data.max_bad_fraction * static_cast<double>(total)) return;

@@ -134,6 +134,8 @@ class ClipLoader {
   bool load(int64_t record, int64_t view, DecoderCache& cache, const torch::Tensor& out);
   void quarantine(int64_t record, const std::string& reason);
   void check_bad_fraction();
+  /// The quarantined count that check_bad_fraction() and state() use (under mutex_).
+  int64_t counted_quarantined() const;
   int64_t total_steps() const;
   int64_t record_at(int64_t position) const;
 

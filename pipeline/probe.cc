@@ -181,11 +181,7 @@ std::map<std::string, ProbeResult> read_manifest(const std::string& file) {
     } catch (const nlohmann::json::exception& e) {
       throw IoError(file + ": video entry " + std::to_string(n) + " (" + r.path + "): " + e.what());
     }
-    // Keyed by the canonical path: a dataset that names the file through a symbolic link or
-    // with `..` finds its entry.
-    std::error_code ec;
-    const fs::path canonical = fs::weakly_canonical(r.path, ec);
-    out[ec ? r.path : canonical.string()] = r;
+    out[r.path] = r;
   }
   return out;
 }

@@ -42,9 +42,8 @@ std::vector<ProbeResult> probe_videos(const std::vector<std::string>& paths, int
 std::vector<std::string> find_videos(const std::vector<std::string>& paths);
 
 void write_manifest(const std::string& file, const std::vector<ProbeResult>& results);
-/// Manifest entries by canonical path (symbolic links and `..` resolved, as far as the path
-/// exists; look entries up with `fs::weakly_canonical`). Throws holo::IoError naming the file
-/// (and the entry) when unreadable.
+/// Manifest entries by absolute path, as probed. Throws holo::IoError naming the file (and the
+/// entry) when unreadable.
 std::map<std::string, ProbeResult> read_manifest(const std::string& file);
 
 /// One row per file (name, frames, fps, codec, resolution, status) and a summary line.

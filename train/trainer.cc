@@ -580,6 +580,9 @@ TrainResult train(const Recipe& recipe) {
   auto validate = [&]() -> Stats {
     Recipe vr = validation_recipe(recipe);
     pipeline::ClipLoader vloader(val_ds, vr, pipeline::LoaderMode::kTest, world.rank, world.size);
+    // A rank alone must not stop in the middle of the ranks' collectives (the bad videos of
+    // the validation set are dropped from its views and counted, not summed over ranks).
+    if (world.size > 1) vloader.defer_bad_fraction_check(true);
     vloader.set_epoch(0);
     const auto vs = score_videos(ctx, vloader, recipe.train.precision, "validate");
     const bool multilabel = recipe.task.kind == "multilabel";
@@ -746,6 +749,7 @@ ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint
   load_model_state(*ctx.net, loaded.replicated, out.path, /*partial=*/false);
   out.step = loaded.step;
   pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
+  if (ctx.world->size > 1) loader.defer_bad_fraction_check(true);  // as for validation
   loader.set_epoch(0);
   out.videos = score_videos(ctx, loader, recipe.train.precision, label + " " + split);
   return out;
