@@ -233,6 +233,54 @@ TEST_F(Trainer, ResumeOnAnotherNumberOfRanksSeesEverySampleOnce) {
   }
 }
 
+// Each rank meets the bad videos of its own share only: data.max_bad_fraction applies to their
+// sum over the ranks, and both ranks stop at the same step with the message (no rank left
+// waiting in a collective). 6 of 24 training videos are zero bytes, above a limit of 0.2 (4.8)
+// in all, while each rank alone meets fewer than 5.
+TEST_F(Trainer, BadVideosOfAllRanksCountTowardsTheLimit) {
+  const std::string d = holo::testing::temp_dir();
+  const fs::path data = fs::path(d) / "data";
+  fs::copy(data_root() + "/motion", data, fs::copy_options::recursive);
+  const auto classes = [&] {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(data / "videos")) {
+      if (e.is_directory()) out.push_back(e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }();
+  ASSERT_FALSE(classes.empty());
+  int zeroed = 0;
+  for (const auto& e : fs::directory_iterator(classes.front())) {
+    std::ofstream(e.path(), std::ios::trunc);
+    ++zeroed;
+  }
+  ASSERT_EQ(zeroed, 8);  // 6 training and 2 validation videos of one class
+  const std::string path = recipe(d);
+  const std::string env =
+      "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOLO_NUM_THREADS=1 ";
+  const std::string sets = " --set data.root=" + data.string() +
+                           " --set data.train=" + (data / "train.csv").string() +
+                           " --set data.max_bad_fraction=0.2 --set train.epochs=1";
+  const auto two = run_command(env + holo_binary() + " launch --np 2 " + path + sets);
+  EXPECT_NE(two.exit_code, 0) << two.output;
+  const std::string message =
+      "6 of 24 videos (25%) are missing (0) or undecodable (6), above data.max_bad_fraction = 0.2";
+  size_t found = 0;
+  for (size_t at = two.output.find(message); at != std::string::npos;
+       at = two.output.find(message, at + 1))
+    ++found;
+  EXPECT_GE(found, 2u) << "both ranks stop with the count of all ranks:\n" << two.output;
+  EXPECT_THAT(two.output, ::testing::Not(HasSubstr("did not reach"))) << two.output;
+  // One rank meets them all itself, and stops at the fifth.
+  const auto one = train(path, sets);
+  EXPECT_NE(one.exit_code, 0);
+  EXPECT_THAT(one.output,
+              HasSubstr("5 of 24 videos (20.8333%) are missing (0) or undecodable (5), above "
+                        "data.max_bad_fraction = 0.2"))
+      << one.output;
+}
+
 TEST_F(Trainer, MultiTaskHvuTrainsAndEvaluates) {
   const std::string d = holo::testing::temp_dir();
   const std::string h = data_root() + "/hvu";
