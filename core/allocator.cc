@@ -16,9 +16,7 @@ bool tune_allocator() {
   // The mmap threshold first: setting either disables glibc's adjustment of both, and a fixed
   // trim threshold alone (with the default 128 KiB mmap threshold) sends every larger block
   // to mmap, to be faulted in at each allocation.
-  const bool ok =
-      mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
-  return ok;
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
 }
 
 }  // namespace holo

@@ -305,8 +305,7 @@ void bench_decode(const BenchArgs& a) {
   const double us = frames > 0 ? 1e6 / static_cast<double>(frames) : 0.0;
   std::printf(
       "  full decode CPU per frame: holo %.0f us (calling thread %.0f us, at most %.0f frames/s on "
-      "any number "
-      "of cores)   ffmpeg %.0f us (process start included)\n",
+      "any number of cores)   ffmpeg %.0f us (process start included)\n",
       holo_cpu * us, holo_serial * us, holo_serial > 0 ? frames / holo_serial : 0.0,
       ffmpeg_cpu * us);
   std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,

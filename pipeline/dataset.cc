@@ -770,8 +770,7 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
     if (unlisted > 0) {
       spdlog::warn(
           "{}: {} of {} videos are not in the manifest {} (first: {}); the loader checks them when "
-          "it "
-          "opens them",
+          "it opens them",
           name, unlisted, kept.size() + known_bad.size(), d.manifest, first_unlisted);
     }
     index.records = std::move(kept);
