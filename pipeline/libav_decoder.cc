@@ -66,6 +66,14 @@ void LibavDecoder::open() {
   int rc = avformat_open_input(&raw, path_.c_str(), nullptr, nullptr);
   if (rc < 0) throw DecodeError(path_, "not a readable container (" + av::error_string(rc) + ")");
   format_.reset(raw);
+  // An MPEG program stream stamps a PES packet, not a frame: frames that start inside a PES
+  // packet after the first one carry no presentation timestamp (a P-frame with a decode
+  // timestamp only gets the one of a B-frame it precedes). The demuxer can fill them in from
+  // the following packets (a reference frame is shown at the next one's decode time), as
+  // ffmpeg's `-fflags +genpts` does. Other containers stamp every frame, or none (AVI, read in
+  // decode order below), and are read as they are.
+  program_stream_ = std::strcmp(format_->iformat->name, "mpeg") == 0;
+  if (program_stream_) format_->flags |= AVFMT_FLAG_GENPTS;
 
   stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (stream_ < 0 || format_->streams[stream_]->codecpar->width <= 0) {
@@ -178,8 +186,10 @@ void LibavDecoder::build_index() {
                                              : "no video frames");
   }
   if (missing_pts > 0) {
-    throw DecodeError(path_, "broken timestamps: " + std::to_string(missing_pts) +
-                                 " video packets have no timestamp");
+    throw DecodeError(path_,
+                      "broken timestamps: " + std::to_string(missing_pts) + " of " +
+                          std::to_string(missing_pts + static_cast<int64_t>(entries.size())) +
+                          " video packets have no timestamp");
   }
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.pts < b.pts; });
   for (size_t i = 1; i < entries.size(); ++i) {
@@ -392,7 +402,9 @@ void LibavDecoder::reset_codec() {
 }
 
 int64_t LibavDecoder::keyframe_at_or_before(int64_t index) const {
-  if (from_start_) return 0;  // the only place where decode-order timestamps can be placed
+  // The only place where decode-order timestamps can be placed, and where a program stream's
+  // frames get their own timestamps.
+  if (from_start_ || program_stream_) return 0;
   auto it = std::upper_bound(info_.keyframes.begin(), info_.keyframes.end(), index);
   return it == info_.keyframes.begin() ? 0 : static_cast<int64_t>(it - info_.keyframes.begin()) - 1;
 }
@@ -404,7 +416,9 @@ void LibavDecoder::seek_to(int64_t k) {
   // before the keyframe's (by their dts, read by the same demuxer as key_dts_) instead of
   // decoding them, checks the frames it gets, and steps one keyframe further back if the seek
   // landed late.
-  int rc = av_seek_frame(format_.get(), stream_, key_dts_[k], AVSEEK_FLAG_BACKWARD);
+  int rc = program_stream_
+               ? av_seek_frame(format_.get(), -1, 0, AVSEEK_FLAG_BYTE)
+               : av_seek_frame(format_.get(), stream_, key_dts_[k], AVSEEK_FLAG_BACKWARD);
   if (rc < 0 && k == 0 && format_->pb != nullptr) {
     // Streams without a seek index (raw elementary streams) can still start over.
     rc = static_cast<int>(std::min<int64_t>(0, avio_seek(format_->pb, 0, SEEK_SET)));

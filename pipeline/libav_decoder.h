@@ -102,6 +102,10 @@ class LibavDecoder : public VideoDecoder {
   /// frames are named by their timestamp minus `delay_`, measured on the first frame out.
   bool from_start_ = false;
   int64_t delay_ = AV_NOPTS_VALUE;
+  /// An MPEG program stream: after a seek into the middle, the demuxer's parser starts on the
+  /// tail of the frame before the one sought and hands each frame the next frame's timestamps,
+  /// so every seek goes to the start of the file (by byte), which reads as the index pass did.
+  bool program_stream_ = false;
 };
 
 }  // namespace holo::pipeline

@@ -25,6 +25,7 @@ namespace holo::pipeline {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 std::vector<int64_t> codes(const FrameBuffer& b) {
   std::vector<int64_t> out;
@@ -284,26 +285,34 @@ TEST(Decoder, AviWithBFramesIsFrameExact) {
 }
 
 // Files from the ffmpeg command line's encoders, laid out as downloaded videos are (libx264's
-// defaults, open GOPs, HEVC, VP9, MPEG-2 in a transport stream, MPEG-4 and H.264 in AVI, a
-// variable frame rate, the BT.709 matrix, full range): every frame of a full decode equals
-// ffmpeg's own decode of the file, and seeded random requests (any start, stride, length) equal
-// the full decode. Encoders the local ffmpeg lacks are left out and named.
+// defaults, open GOPs, HEVC, VP9, MPEG-2 in a transport stream, MPEG-1 and MPEG-2 in program
+// streams, MPEG-4 and H.264 in AVI, a variable frame rate, the BT.709 matrix, full range):
+// every frame of a full decode equals ffmpeg's own decode of the file, and seeded random
+// requests (any start, stride, length) equal the full decode. Encoders the local ffmpeg lacks are
+// left out and named.
 TEST(Decoder, FilesFromCommonEncodersMatchFfmpegFrameByFrame) {
   const auto dir = holo::testing::temp_dir();
   const std::string src = "-f lavfi -i testsrc2=size=160x120:rate=25 -t 4 ";
   struct File { std::string name, encoder, args; };
   const std::vector<File> files = {
-      {"x264_bt709.mp4", "libx264", "-c:v libx264 -colorspace bt709 -color_primaries bt709 -color_trc bt709"},
+      {"x264_bt709.mp4", "libx264",
+       "-c:v libx264 -colorspace bt709 -color_primaries bt709 -color_trc bt709"},
       {"x264_full_range.mp4", "libx264", "-c:v libx264 -pix_fmt yuvj420p"},
       {"x264.mp4", "libx264", "-c:v libx264"},
       {"x264_opengop.mp4", "libx264", "-c:v libx264 -x264-params open-gop=1:keyint=30"},
       {"x264_g25.mkv", "libx264", "-c:v libx264 -g 25"},
-      {"x264_vfr.mp4", "libx264", "-vf setpts='PTS+if(gte(N\\,50)\\,0.3/TB\\,0)' -fps_mode passthrough -c:v libx264"},
+      {"x264_vfr.mp4", "libx264",
+       "-vf setpts='PTS+if(gte(N\\,50)\\,0.3/TB\\,0)' -fps_mode passthrough -c:v libx264"},
       {"x264.avi", "libx264", "-c:v libx264 -g 30"},
       {"mpeg4_b2.avi", "mpeg4", "-c:v mpeg4 -bf 2 -g 30"},
       {"hevc.mp4", "libx265", "-c:v libx265 -x265-params log-level=error:keyint=30"},
       {"vp9.webm", "libvpx-vp9", "-c:v libvpx-vp9 -g 40 -b:v 300k"},
       {"mpeg2.ts", "mpeg2video", "-c:v mpeg2video -bf 2 -g 30"},
+      // Program streams: about one frame in five starts inside a PES packet and carries no
+      // presentation timestamp of its own.
+      {"mpeg2.mpg", "mpeg2video", "-c:v mpeg2video -bf 2 -g 30"},
+      {"mpeg2_dvd.vob", "mpeg2video", "-c:v mpeg2video -bf 2 -g 15 -f vob"},
+      {"mpeg1.mpg", "mpeg1video", "-c:v mpeg1video -bf 2 -g 12"},
   };
   const std::string encoders = holo::testing::run_command("ffmpeg -hide_banner -encoders").output;
   std::vector<std::string> skipped;
@@ -611,6 +620,18 @@ TEST(Decoder, BadFilesAreNamedWithTheirReason) {
   EXPECT_EQ(reason(dir + "/empty.mp4"), "zero-byte file");
   EXPECT_THAT(reason(dir + "/text.mp4"), HasSubstr("not a readable container"));
   EXPECT_EQ(reason(dir + "/audio.wav"), "audio only (no video stream)");
+  // H.264 in an MPEG program stream: most frames carry no timestamp at all, and nothing in the
+  // container says where they are shown.
+  if (holo::testing::run_command("ffmpeg -hide_banner -encoders").output.find(" libx264 ") !=
+      std::string::npos) {
+    const auto made = holo::testing::run_command(
+        "ffmpeg -v error -y -f lavfi -i testsrc2=size=160x120:rate=25 -t 4 "
+        "-c:v libx264 -f mpeg " +
+        dir + "/h264.mpg 2>&1");
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    EXPECT_THAT(reason(dir + "/h264.mpg"),
+                MatchesRegex("broken timestamps: [0-9]+ of 100 video packets have no timestamp"));
+  }
 }
 
 TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
