@@ -1,6 +1,7 @@
 #include "core/allocator.h"
 
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -17,6 +18,12 @@ bool tune_allocator() {
   // trim threshold alone (with the default 128 KiB mmap threshold) sends every larger block
   // to mmap, to be faulted in at each allocation.
   return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 64 << 20) == 1;
+}
+
+int64_t peak_resident_bytes() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;  // Linux counts it in KiB
 }
 
 }  // namespace holo

@@ -1,5 +1,7 @@
 #pragma once
-/// Process-wide settings of glibc's allocator for Holo's processes.
+/// Process-wide settings of glibc's allocator for Holo's processes, and the memory they hold.
+
+#include <cstdint>
 
 namespace holo {
 
@@ -11,5 +13,9 @@ namespace holo {
 /// `HOLO_MALLOC_TUNING=0`, or when `GLIBC_TUNABLES` sets a `glibc.malloc.` tunable itself.
 /// Returns whether it changed the settings.
 bool tune_allocator();
+
+/// The most resident memory (RSS) this process has held since it started, in bytes
+/// (`getrusage`'s `ru_maxrss`).
+int64_t peak_resident_bytes();
 
 }  // namespace holo

@@ -15,6 +15,7 @@
 #include <random>
 
 #include "checkpoints/checkpoint.h"
+#include "core/allocator.h"
 #include "core/env.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -711,12 +712,32 @@ TrainResult train(const Recipe& recipe) {
     manager.save(snapshot(score), /*wait=*/true);
   }
   manager.wait();
+  // The most host memory (resident) a rank's process held, and the ranks' sum: what a node
+  // needs for this recipe's model, loader threads and open decoders.
+  double peak_rank = static_cast<double>(peak_resident_bytes()), peak_all = peak_rank;
+  if (world.size > 1) {
+    torch::Tensor largest = torch::tensor({peak_rank}, torch::kDouble).to(ctx.device);
+    torch::Tensor sum = largest.clone();
+    ctx.comm->all_reduce(largest, dist::ReduceOp::kMax);
+    ctx.comm->all_reduce(sum, dist::ReduceOp::kSum);
+    peak_rank = largest.cpu().item<double>();
+    peak_all = sum.cpu().item<double>();
+  }
+  const double mib = 1024.0 * 1024.0;
+  if (world.rank == 0)
+    spdlog::info("peak host memory: {:.0f} MiB on the largest of {} rank{}, {:.0f} MiB in all",
+                 peak_rank / mib, world.size, world.size == 1 ? "" : "s", peak_all / mib);
   result.step = step;
   result.epoch = step / steps_per_epoch;  // completed epochs
   result.preempted = preempted;
   if (world.rank == 0 && !preempted) {
-    nlohmann::json summary = {{"step", step}, {"epoch", result.epoch}, {"resumed_from", result.resumed_from},
-                              {"seconds", seconds_since(run_start)}};
+    nlohmann::json summary = {{"step", step},
+                              {"epoch", result.epoch},
+                              {"resumed_from", result.resumed_from},
+                              {"seconds", seconds_since(run_start)},
+                              {"peak_host_memory_mib",
+                               {{"largest_rank", std::round(peak_rank / mib)},
+                                {"all_ranks", std::round(peak_all / mib)}}}};
     for (const auto& [k, v] : result.last_val) summary["val"][k] = v;
     write_file_atomic((fs::path(result.run_dir) / "summary.json").string(), summary.dump(2));
     TextTable table({"run", "steps", "epochs", "validation"});

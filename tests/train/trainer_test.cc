@@ -230,6 +230,20 @@ TEST_F(Trainer, ResumeOnAnotherNumberOfRanksSeesEverySampleOnce) {
     ASSERT_TRUE(samples.count(1));
     EXPECT_EQ(samples.at(1).size(), 24u);  // epoch 1 whole on the new number of ranks
     EXPECT_EQ(samples.count(2), 0u);       // and no further: train.epochs = 2
+    // The second run's peak host memory: the largest rank's, and the sum over its ranks.
+    EXPECT_THAT(b.output, HasSubstr("peak host memory: "));
+    EXPECT_THAT(b.output, HasSubstr(second == 1 ? " on the largest of 1 rank, "
+                                                : " on the largest of 2 ranks, "));
+    const auto summary = nlohmann::json::parse(std::ifstream(d + "/run/summary.json"));
+    const double largest = summary["peak_host_memory_mib"]["largest_rank"].get<double>();
+    const double all = summary["peak_host_memory_mib"]["all_ranks"].get<double>();
+    EXPECT_GT(largest, 50) << "a process with LibTorch and a model holds more";
+    if (second == 1) {
+      EXPECT_EQ(all, largest);
+    } else {
+      EXPECT_GT(all, largest);
+      EXPECT_LE(all, 2 * largest + 1);
+    }
   }
 }
 
