@@ -11,6 +11,7 @@ extern "C" {
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <new>
 #include <utility>
 
@@ -19,6 +20,75 @@ extern "C" {
 namespace holo::pipeline {
 namespace {
 void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
+
+/// The picture coding type of an MPEG-1/2 video packet (1 I, 2 P, 3 B, 4 D), from the header
+/// after its picture start code (00 00 01 00: 10 bits of temporal reference, then 3 bits of
+/// type), or 0 when it has none.
+int mpeg_picture_type(const AVPacket* packet) {
+  const uint8_t* d = packet->data;
+  for (int i = 0; d != nullptr && i + 5 < packet->size; ++i) {
+    if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1 && d[i + 3] == 0) return (d[i + 5] >> 3) & 7;
+  }
+  return 0;
+}
+
+/// Whether an MPEG program stream ends inside a packet: from the last pack header of the file
+/// (start code 00 00 01 BA), its header and the packets after it (each a start code and, but
+/// for the program end code, a 16-bit length) must end exactly at the end of the file. Returns
+/// the reason, or "" for a whole last pack and for bytes that do not parse as one (nothing is
+/// judged on them). Video data never holds the pack start code; other streams' data could by
+/// chance, and would then most likely not parse.
+std::string program_stream_cut(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  const int64_t from = std::max<int64_t>(0, size - (int64_t{1} << 17));  // packs are small
+  std::vector<uint8_t> tail(static_cast<size_t>(size - from));
+  in.seekg(from);
+  if (!in.read(reinterpret_cast<char*>(tail.data()), static_cast<std::streamsize>(tail.size())))
+    return "";
+  const auto n = static_cast<int64_t>(tail.size());
+  const auto start_code = [&](int64_t p) {
+    return p + 4 <= n && tail[p] == 0 && tail[p + 1] == 0 && tail[p + 2] == 1 ? int{tail[p + 3]}
+                                                                              : -1;
+  };
+  int64_t pack = -1;
+  for (int64_t p = n - 4; p >= 0 && pack < 0; --p) {
+    if (start_code(p) == 0xBA) pack = p;
+  }
+  if (pack < 0) return "";
+  const auto cut = [&](int64_t at, int64_t needed) {
+    return "the file ends inside an MPEG program-stream packet (the one at byte " +
+           std::to_string(from + at) + " needs " + std::to_string(needed) + " bytes, " +
+           std::to_string(n - at) + " are left)";
+  };
+  int64_t p = pack;
+  int64_t header = 0;
+  if (p + 5 > n) return cut(p, 12);
+  if ((tail[p + 4] & 0xC0) == 0x40) {  // MPEG-2: 14 bytes and up to 7 stuffing bytes
+    if (p + 14 > n) return cut(p, 14);
+    header = 14 + (tail[p + 13] & 7);
+  } else if ((tail[p + 4] & 0xF0) == 0x20) {  // MPEG-1
+    header = 12;
+  } else {
+    return "";
+  }
+  if (p + header > n) return cut(p, header);
+  p += header;
+  while (p < n) {
+    const int code = start_code(p);
+    if (code == 0xB9) {  // program end
+      p += 4;
+      continue;
+    }
+    if (code < 0xBB) return "";  // not a packet (padding, or not a pack after all): no judgement
+    if (p + 6 > n) return cut(p, 6);
+    const int64_t length = 6 + (int64_t{tail[p + 4]} << 8 | tail[p + 5]);
+    if (p + length > n) return cut(p, length);
+    p += length;
+  }
+  return "";
+}
 }  // namespace
 
 /// Scaling and conversion of decoded frames to packed RGB rows of a FrameBuffer, with the
@@ -66,14 +136,7 @@ void LibavDecoder::open() {
   int rc = avformat_open_input(&raw, path_.c_str(), nullptr, nullptr);
   if (rc < 0) throw DecodeError(path_, "not a readable container (" + av::error_string(rc) + ")");
   format_.reset(raw);
-  // An MPEG program stream stamps a PES packet, not a frame: frames that start inside a PES
-  // packet after the first one carry no presentation timestamp (a P-frame with a decode
-  // timestamp only gets the one of a B-frame it precedes). The demuxer can fill them in from
-  // the following packets (a reference frame is shown at the next one's decode time), as
-  // ffmpeg's `-fflags +genpts` does. Other containers stamp every frame, or none (AVI, read in
-  // decode order below), and are read as they are.
   program_stream_ = std::strcmp(format_->iformat->name, "mpeg") == 0;
-  if (program_stream_) format_->flags |= AVFMT_FLAG_GENPTS;
 
   stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
   if (stream_ < 0 || format_->streams[stream_]->codecpar->width <= 0) {
@@ -167,10 +230,31 @@ void LibavDecoder::build_index() {
   std::vector<Entry> entries;
   int64_t missing_pts = 0;
   int64_t decode_time_only = 0;  // packets with a dts and no pts
+  // A program stream stamps PES packets, not frames: a frame that starts inside a PES packet
+  // after another one has no pts, and the demuxer's parser hands some frames the pts, or even
+  // the dts, of another one. MPEG-1/2 video is shown in an order the standard fixes: a B-frame
+  // at once, an I- or P-frame when the next I- or P-frame arrives; and at the frame rate of its
+  // sequence header. Such files are numbered from their packets' order and picture types.
+  const AVStream* video = format_->streams[stream_];
+  const int codec_id = video->codecpar->codec_id;
+  const bool picture_order =
+      program_stream_ && (codec_id == AV_CODEC_ID_MPEG1VIDEO || codec_id == AV_CODEC_ID_MPEG2VIDEO);
+  std::vector<bool> bidirectional;  // picture_order: the packets that hold B-frames
+  std::vector<int> sizes;
+  int64_t first_dts = AV_NOPTS_VALUE;
   int rc = 0;
   while ((rc = av_read_frame(format_.get(), packet_.get())) >= 0) {
     av::PacketUnref unref(packet_.get());
     if (packet_->stream_index != stream_) continue;
+    if (picture_order) {
+      if (first_dts == AV_NOPTS_VALUE)
+        first_dts = packet_->dts != AV_NOPTS_VALUE ? packet_->dts : 0;
+      bidirectional.push_back(mpeg_picture_type(packet_.get()) == 3);
+      sizes.push_back(packet_->size);
+      entries.push_back(
+          {0, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
+      continue;
+    }
     if (packet_->pts == AV_NOPTS_VALUE && packet_->dts != AV_NOPTS_VALUE) ++decode_time_only;
     int64_t pts = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
     if (pts == AV_NOPTS_VALUE) {
@@ -178,6 +262,31 @@ void LibavDecoder::build_index() {
       continue;
     }
     entries.push_back({pts, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
+  }
+  if (picture_order && !entries.empty()) {
+    const AVRational rate =
+        video->r_frame_rate.num > 0 ? video->r_frame_rate : video->avg_frame_rate;
+    const int64_t tick =
+        rate.num > 0 && rate.den > 0 ? av_rescale_q(1, av_inv_q(rate), video->time_base) : 0;
+    if (tick <= 0)
+      throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
+    // Display position of each packet (decode order); the frame shown k-th is at k ticks.
+    int64_t next = 0, held = -1;  // held: the reference frame waiting for the next one
+    const auto show = [&](size_t j) { entries[j].pts = first_dts + tick * next++; };
+    for (size_t j = 0; j < entries.size(); ++j) {
+      if (bidirectional[j]) {
+        show(j);
+        continue;
+      }
+      if (held >= 0) show(static_cast<size_t>(held));
+      held = static_cast<int64_t>(j);
+    }
+    if (held >= 0) show(static_cast<size_t>(held));
+    for (size_t j = 0; j < entries.size(); ++j) {
+      picture_order_.emplace_back(sizes[j], entries[j].pts);
+      entries[j].duration = tick;
+      if (entries[j].dts == AV_NOPTS_VALUE) entries[j].dts = entries[j].pts;  // key_dts_ below
+    }
   }
   // Reading stops at the end of the file or at the first unreadable packet (a truncated file):
   // either way the table holds what can be read.
@@ -306,6 +415,10 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
       return "the file ends inside a transport-stream packet (" + std::to_string(size) + " bytes)";
     }
   }
+  if (program_stream_) {
+    const std::string reason = program_stream_cut(path_);
+    if (!reason.empty()) return reason;
+  }
   if (read_rc != AVERROR_EOF) {
     // An error at the end of the file (a damaged tail, padding) is not a missing part; one
     // well before it is.
@@ -432,7 +545,10 @@ void LibavDecoder::seek_to(int64_t k) {
   ++counters_.seeks;
   drained_ = false;
   next_index_ = info_.keyframes[k];
-  seek_key_dts_ = key_dts_[k];
+  // A program stream's decode timestamps are not all its own (build_index): nothing is
+  // dropped by them, and its packets are counted from the start.
+  seek_key_dts_ = program_stream_ ? AV_NOPTS_VALUE : key_dts_[k];
+  next_packet_ = 0;
   delay_ = AV_NOPTS_VALUE;
 }
 
@@ -633,6 +749,18 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     // above). Frames after the last target are decoded, so that the next request can go on
     // from here; a later request for a dropped frame lies behind next_index_ and seeks.
     // Only a packet's own pts names its frame (a dts differs from it when frames are reordered).
+    if (!picture_order_.empty()) {
+      // MPEG-1/2 in a program stream, read from its start: the pts of this packet's place in
+      // display order. The packets are those the index pass read, in the same order; one
+      // that is not is an error, not a frame named wrongly.
+      const size_t j = next_packet_++;
+      if (j >= picture_order_.size() || picture_order_[j].first != packet_->size) {
+        throw DecodeError(
+            path_, "packet " + std::to_string(j) +
+                       " of the program stream differs from the one read when the file was opened");
+      }
+      packet_->pts = picture_order_[j].second;
+    }
     const int64_t index = packet_->pts == AV_NOPTS_VALUE ? -1 : index_of_pts(packet_->pts);
     const bool discard = discards_unrequested() && !from_start_ && index >= 0 && index < targets.back() &&
                          !std::binary_search(targets.begin(), targets.end(), index);

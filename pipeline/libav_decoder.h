@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pipeline/av_handles.h"
@@ -106,6 +107,12 @@ class LibavDecoder : public VideoDecoder {
   /// tail of the frame before the one sought and hands each frame the next frame's timestamps,
   /// so every seek goes to the start of the file (by byte), which reads as the index pass did.
   bool program_stream_ = false;
+  /// MPEG-1/2 video in a program stream: the timestamps the demuxer gives are missing or wrong
+  /// on some frames, so each packet gets the pts of its place in display order (from the
+  /// picture types; see build_index) before it is decoded. Per packet in decode order from the
+  /// start of the file: (size, pts); and the position of the next packet read.
+  std::vector<std::pair<int, int64_t>> picture_order_;
+  size_t next_packet_ = 0;
 };
 
 }  // namespace holo::pipeline

@@ -284,6 +284,40 @@ TEST(Decoder, AviWithBFramesIsFrameExact) {
   EXPECT_FALSE(open_decoder(mp4, DecoderOptions())->info().decode_order_timestamps);
 }
 
+// MPEG-1/2 in program streams: some frames come out of the demuxer without a pts, some with
+// another frame's (in the MPEG-2 .mpg here, an I-frame gets the pts of the B-frame after it,
+// and a P-frame the dts of that B-frame). Frames are numbered by their place in display order,
+// exact whatever the request.
+TEST(Decoder, ProgramStreamsAreFrameExact) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string mp4 = dir + "/src.mp4", mp4_25 = dir + "/src25.mp4";  // MPEG-1 has no 16 fps
+  holo::testing::write_coded_video(mp4, 64, VideoWriterOptions().set_gop(8).set_bframes(2));
+  holo::testing::write_coded_video(mp4_25, 64,
+                                   VideoWriterOptions().set_fps(25).set_gop(8).set_bframes(2));
+  for (const std::string args :
+       {"-c:v mpeg2video -bf 2 -g 8 x.mpg", "-c:v mpeg2video -bf 2 -g 15 -f vob x.vob",
+        "-c:v mpeg1video -bf 3 -g 12 x1.mpg"}) {
+    const std::string path = dir + "/" + args.substr(args.rfind(' ') + 1);
+    const auto made = holo::testing::run_command(
+        "ffmpeg -v error -y -i " + (args.find("mpeg1") != std::string::npos ? mp4_25 : mp4) + " " +
+        args.substr(0, args.rfind(' ') + 1) + path);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    for (const int threads : {1, 2}) {
+      auto d = open_decoder(path, DecoderOptions().set_threads(threads));
+      ASSERT_EQ(d->info().frames, 64) << path;
+      EXPECT_FALSE(d->info().variable_rate) << path;
+      std::vector<int64_t> all(64);
+      for (int64_t i = 0; i < 64; ++i) all[i] = i;
+      EXPECT_EQ(codes(d->decode(all, 0)), all) << path;
+      for (const std::vector<int64_t>& r : std::vector<std::vector<int64_t>>{
+               {0}, {63}, {40, 42, 44}, {39}, {31, 30, 29}, {12, 12, 13}, {62, 63}, {1, 60}}) {
+        EXPECT_EQ(codes(d->decode(r, 0)), r)
+            << path << " request starting " << r[0] << ", " << threads << " threads";
+      }
+    }
+  }
+}
+
 // Files from the ffmpeg command line's encoders, laid out as downloaded videos are (libx264's
 // defaults, open GOPs, HEVC, VP9, MPEG-2 in a transport stream, MPEG-1 and MPEG-2 in program
 // streams, MPEG-4 and H.264 in AVI, a variable frame rate, the BT.709 matrix, full range):
@@ -658,10 +692,10 @@ TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
   EXPECT_THROW(open_decoder(dir + "/head.mp4", DecoderOptions()), DecodeError);
 }
 
-// Containers without a frame count (Matroska, WebM, MPEG-TS, FLV) still say when their tail
-// is missing: a declared duration longer than the readable frames, or a transport stream that
-// ends inside a packet. Whole files of the same kinds are not truncated, nor is H.264 copied
-// into AVI, whose header counts half frames.
+// Containers without a frame count (Matroska, WebM, MPEG-TS, MPEG-PS, FLV) still say when their
+// tail is missing: a declared duration longer than the readable frames, or a transport or
+// program stream that ends inside a packet. Whole files of the same kinds are not truncated, nor is
+// H.264 copied into AVI, whose header counts half frames.
 TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
   const auto dir = holo::testing::temp_dir();
   const std::string mp4 = dir + "/src.mp4";
@@ -676,6 +710,10 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
       {"copy.ts", "-c copy", "the file ends inside a transport-stream packet"},
       {"copy.flv", "-c copy", "the container's header gives"},
       {"copy.avi", "-c copy", "the container lists 64 frames"},
+      {"mpeg2.mpg", "-c:v mpeg2video -bf 2 -g 8",
+       "the file ends inside an MPEG program-stream packet"},
+      {"mpeg2.vob", "-c:v mpeg2video -bf 2 -g 8 -f vob",
+       "the file ends inside an MPEG program-stream packet"},
   };
   for (const File& f : files) {
     const std::string path = dir + "/" + f.name;
