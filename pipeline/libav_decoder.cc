@@ -21,30 +21,45 @@ namespace holo::pipeline {
 namespace {
 void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
 
-/// The picture coding type of an MPEG-1/2 video packet (1 I, 2 P, 3 B, 4 D), from the header
-/// after its picture start code (00 00 01 00: 10 bits of temporal reference, then 3 bits of
-/// type), or 0 when it has none.
-int mpeg_picture_type(const AVPacket* packet) {
+/// What an MPEG-1/2 video packet holds: the coding type of its picture (1 I, 2 P, 3 B, 4 D; 0
+/// when it has no picture header: 00 00 01 00, 10 bits of temporal reference, 3 bits of type)
+/// and the closed_gop flag of a group-of-pictures header before the picture (00 00 01 B8, 25
+/// bits of time code, then the flag; -1 when there is none).
+struct MpegPicture {
+  int type = 0;
+  int closed_gop = -1;
+};
+MpegPicture mpeg_picture(const AVPacket* packet) {
+  MpegPicture out;
   const uint8_t* d = packet->data;
   for (int i = 0; d != nullptr && i + 5 < packet->size; ++i) {
-    if (d[i] == 0 && d[i + 1] == 0 && d[i + 2] == 1 && d[i + 3] == 0) return (d[i + 5] >> 3) & 7;
+    if (d[i] != 0 || d[i + 1] != 0 || d[i + 2] != 1) continue;
+    if (d[i + 3] == 0xB8 && i + 7 < packet->size) out.closed_gop = (d[i + 7] >> 6) & 1;
+    if (d[i + 3] == 0) {
+      out.type = (d[i + 5] >> 3) & 7;
+      break;
+    }
   }
-  return 0;
+  return out;
 }
 
-/// Whether an MPEG program stream ends inside a packet: from the last pack header of the file
-/// (start code 00 00 01 BA), its header and the packets after it (each a start code and, but
-/// for the program end code, a 16-bit length) must end exactly at the end of the file. Returns
-/// the reason, or "" for a whole last pack and for bytes that do not parse as one (nothing is
-/// judged on them). Video data never holds the pack start code; other streams' data could by
-/// chance, and would then most likely not parse.
-std::string program_stream_cut(const std::string& path) {
+/// Whether an MPEG program stream ends inside a pack header, a packet or a start code: from
+/// `from`, the position of a packet the demuxer read (the last one), the pack headers (start
+/// code 00 00 01 BA: 12 bytes in MPEG-1, 14 and up to 7 stuffing bytes in MPEG-2), the packets
+/// after them (each a start code and a 16-bit length) and program end codes (00 00 01 B9) must
+/// end exactly at the end of the file, and a pack header must have a packet after it. When
+/// `from` is unknown or holds no start code, the walk starts at the last pack header in the
+/// file's last 128 KiB. Returns the reason, or "" for a whole end and for bytes that do not
+/// parse as packs (nothing is judged on them). A cut exactly between two packs cannot be told
+/// from an end.
+std::string program_stream_cut(const std::string& path, int64_t from) {
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return "";
   const int64_t size = static_cast<int64_t>(in.tellg());
-  const int64_t from = std::max<int64_t>(0, size - (int64_t{1} << 17));  // packs are small
-  std::vector<uint8_t> tail(static_cast<size_t>(size - from));
-  in.seekg(from);
+  const bool known = from >= 0 && from < size && size - from <= (int64_t{64} << 20);
+  const int64_t start = known ? from : std::max<int64_t>(0, size - (int64_t{1} << 17));
+  std::vector<uint8_t> tail(static_cast<size_t>(size - start));
+  in.seekg(start);
   if (!in.read(reinterpret_cast<char*>(tail.data()), static_cast<std::streamsize>(tail.size())))
     return "";
   const auto n = static_cast<int64_t>(tail.size());
@@ -52,36 +67,47 @@ std::string program_stream_cut(const std::string& path) {
     return p + 4 <= n && tail[p] == 0 && tail[p + 1] == 0 && tail[p + 2] == 1 ? int{tail[p + 3]}
                                                                               : -1;
   };
-  int64_t pack = -1;
-  for (int64_t p = n - 4; p >= 0 && pack < 0; --p) {
-    if (start_code(p) == 0xBA) pack = p;
+  int64_t p = 0;
+  if (!known || start_code(0) < 0xB9) {
+    if (known) return program_stream_cut(path, -1);
+    p = -1;
+    for (int64_t q = n - 4; q >= 0 && p < 0; --q) {
+      if (start_code(q) == 0xBA) p = q;
+    }
+    if (p < 0) return "";
   }
-  if (pack < 0) return "";
   const auto cut = [&](int64_t at, int64_t needed) {
     return "the file ends inside an MPEG program-stream packet (the one at byte " +
-           std::to_string(from + at) + " needs " + std::to_string(needed) + " bytes, " +
+           std::to_string(start + at) + " needs " + std::to_string(needed) + " bytes, " +
            std::to_string(n - at) + " are left)";
   };
-  int64_t p = pack;
-  int64_t header = 0;
-  if (p + 5 > n) return cut(p, 12);
-  if ((tail[p + 4] & 0xC0) == 0x40) {  // MPEG-2: 14 bytes and up to 7 stuffing bytes
-    if (p + 14 > n) return cut(p, 14);
-    header = 14 + (tail[p + 13] & 7);
-  } else if ((tail[p + 4] & 0xF0) == 0x20) {  // MPEG-1
-    header = 12;
-  } else {
-    return "";
-  }
-  if (p + header > n) return cut(p, header);
-  p += header;
   while (p < n) {
+    if (n - p < 4) return cut(p, 4);  // a start code cut short
     const int code = start_code(p);
+    if (code == 0xBA) {
+      int64_t header = 0;
+      if (p + 5 > n) return cut(p, 12);
+      if ((tail[p + 4] & 0xC0) == 0x40) {  // MPEG-2
+        if (p + 14 > n) return cut(p, 14);
+        header = 14 + (tail[p + 13] & 7);
+      } else if ((tail[p + 4] & 0xF0) == 0x20) {  // MPEG-1
+        header = 12;
+      } else {
+        return "";
+      }
+      if (p + header > n) return cut(p, header);
+      if (p + header == n) {
+        return "the file ends after the MPEG program-stream pack header at byte " +
+               std::to_string(start + p) + ", before its packets";
+      }
+      p += header;
+      continue;
+    }
     if (code == 0xB9) {  // program end
       p += 4;
       continue;
     }
-    if (code < 0xBB) return "";  // not a packet (padding, or not a pack after all): no judgement
+    if (code < 0xBB) return "";  // not a packet (not a pack after all): no judgement
     if (p + 6 > n) return cut(p, 6);
     const int64_t length = 6 + (int64_t{tail[p + 4]} << 8 | tail[p + 5]);
     if (p + length > n) return cut(p, length);
@@ -233,26 +259,32 @@ void LibavDecoder::build_index() {
   // A program stream stamps PES packets, not frames: a frame that starts inside a PES packet
   // after another one has no pts, and the demuxer's parser hands some frames the pts, or even
   // the dts, of another one. MPEG-1/2 video is shown in an order the standard fixes: a B-frame
-  // at once, an I- or P-frame when the next I- or P-frame arrives; and at the frame rate of its
-  // sequence header. Such files are numbered from their packets' order and picture types.
+  // at once, an I- or P-frame when the next I- or P-frame arrives; each for the duration the
+  // parser gives its packet (the sequence header's frame period, longer by half for a picture
+  // that repeats a field: soft telecine). Such files are numbered from their packets' order and
+  // picture types.
   const AVStream* video = format_->streams[stream_];
   const int codec_id = video->codecpar->codec_id;
   const bool picture_order =
       program_stream_ && (codec_id == AV_CODEC_ID_MPEG1VIDEO || codec_id == AV_CODEC_ID_MPEG2VIDEO);
-  std::vector<bool> bidirectional;  // picture_order: the packets that hold B-frames
-  std::vector<int> sizes;
+  struct Picture {
+    MpegPicture picture;
+    int size;
+    int64_t duration;
+    bool key;
+  };
+  std::vector<Picture> pictures;  // picture_order: every video packet, in decode order
   int64_t first_dts = AV_NOPTS_VALUE;
   int rc = 0;
   while ((rc = av_read_frame(format_.get(), packet_.get())) >= 0) {
     av::PacketUnref unref(packet_.get());
+    last_packet_pos_ = std::max(last_packet_pos_, packet_->pos);
     if (packet_->stream_index != stream_) continue;
     if (picture_order) {
       if (first_dts == AV_NOPTS_VALUE)
         first_dts = packet_->dts != AV_NOPTS_VALUE ? packet_->dts : 0;
-      bidirectional.push_back(mpeg_picture_type(packet_.get()) == 3);
-      sizes.push_back(packet_->size);
-      entries.push_back(
-          {0, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
+      pictures.push_back({mpeg_picture(packet_.get()), packet_->size, packet_->duration,
+                          (packet_->flags & AV_PKT_FLAG_KEY) != 0});
       continue;
     }
     if (packet_->pts == AV_NOPTS_VALUE && packet_->dts != AV_NOPTS_VALUE) ++decode_time_only;
@@ -263,18 +295,46 @@ void LibavDecoder::build_index() {
     }
     entries.push_back({pts, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
   }
-  if (picture_order && !entries.empty()) {
+  if (picture_order && !pictures.empty()) {
+    // Read from the start of the file, FFmpeg's MPEG-1/2 decoder gives no frame for a packet
+    // without a picture header, a P-frame before the first I-frame, and a B-frame while it
+    // holds fewer than two reference pictures, unless the group of pictures is closed (an open
+    // one's leading B-frames refer to a picture before the file's first). Those packets get no
+    // frame index; the others are shown in display order, each for its packet's duration (the
+    // frame period where the parser gives none).
     const AVRational rate =
         video->r_frame_rate.num > 0 ? video->r_frame_rate : video->avg_frame_rate;
     const int64_t tick =
         rate.num > 0 && rate.den > 0 ? av_rescale_q(1, av_inv_q(rate), video->time_base) : 0;
-    if (tick <= 0)
-      throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
-    // Display position of each packet (decode order); the frame shown k-th is at k ticks.
-    int64_t next = 0, held = -1;  // held: the reference frame waiting for the next one
-    const auto show = [&](size_t j) { entries[j].pts = first_dts + tick * next++; };
-    for (size_t j = 0; j < entries.size(); ++j) {
-      if (bidirectional[j]) {
+    std::vector<bool> frame(pictures.size());
+    int references = 0;
+    bool closed = false, intra = false;
+    for (size_t j = 0; j < pictures.size(); ++j) {
+      const MpegPicture& p = pictures[j].picture;
+      if (p.closed_gop >= 0) closed = p.closed_gop == 1;
+      if (p.type == 1 || p.type == 4) {
+        intra = intra || p.type == 1;
+        references += p.type == 1;
+        frame[j] = true;
+      } else if (p.type == 2) {
+        frame[j] = intra;
+        references += intra ? 1 : 0;
+      } else if (p.type == 3) {
+        frame[j] = references >= 2 || (references == 1 && closed);
+      }
+      if (frame[j] && pictures[j].duration <= 0 && tick <= 0) {
+        throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
+      }
+    }
+    std::vector<int64_t> pts(pictures.size(), AV_NOPTS_VALUE);
+    int64_t shown = first_dts, held = -1;  // held: the reference frame waiting for the next one
+    const auto show = [&](size_t j) {
+      pts[j] = shown;
+      shown += pictures[j].duration > 0 ? pictures[j].duration : tick;
+    };
+    for (size_t j = 0; j < pictures.size(); ++j) {
+      if (!frame[j]) continue;
+      if (pictures[j].picture.type == 3) {
         show(j);
         continue;
       }
@@ -282,10 +342,14 @@ void LibavDecoder::build_index() {
       held = static_cast<int64_t>(j);
     }
     if (held >= 0) show(static_cast<size_t>(held));
-    for (size_t j = 0; j < entries.size(); ++j) {
-      picture_order_.emplace_back(sizes[j], entries[j].pts);
-      entries[j].duration = tick;
-      if (entries[j].dts == AV_NOPTS_VALUE) entries[j].dts = entries[j].pts;  // key_dts_ below
+    for (size_t j = 0; j < pictures.size(); ++j) {
+      picture_order_.emplace_back(pictures[j].size, pts[j]);
+      if (frame[j]) {
+        // The dts only names keyframes for seeks, which in a program stream go to the start.
+        entries.push_back({pts[j], pts[j],
+                           pictures[j].duration > 0 ? pictures[j].duration : tick,
+                           pictures[j].key});
+      }
     }
   }
   // Reading stops at the end of the file or at the first unreadable packet (a truncated file):
@@ -416,7 +480,7 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
     }
   }
   if (program_stream_) {
-    const std::string reason = program_stream_cut(path_);
+    const std::string reason = program_stream_cut(path_, last_packet_pos_);
     if (!reason.empty()) return reason;
   }
   if (read_rc != AVERROR_EOF) {
@@ -756,8 +820,12 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       const size_t j = next_packet_++;
       if (j >= picture_order_.size() || picture_order_[j].first != packet_->size) {
         throw DecodeError(
-            path_, "packet " + std::to_string(j) +
-                       " of the program stream differs from the one read when the file was opened");
+            path_, "video packet " + std::to_string(j) + " of the program stream (" +
+                       std::to_string(packet_->size) + " bytes) differs from the one read when "
+                       "the file was opened (" +
+                       (j < picture_order_.size()
+                            ? std::to_string(picture_order_[j].first) + " bytes)"
+                            : "which had " + std::to_string(picture_order_.size()) + " packets)"));
       }
       packet_->pts = picture_order_[j].second;
     }

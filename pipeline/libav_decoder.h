@@ -109,10 +109,14 @@ class LibavDecoder : public VideoDecoder {
   bool program_stream_ = false;
   /// MPEG-1/2 video in a program stream: the timestamps the demuxer gives are missing or wrong
   /// on some frames, so each packet gets the pts of its place in display order (from the
-  /// picture types; see build_index) before it is decoded. Per packet in decode order from the
-  /// start of the file: (size, pts); and the position of the next packet read.
+  /// picture types; see build_index) before it is decoded, AV_NOPTS_VALUE for one that gives
+  /// no frame. Per packet in decode order from the start of the file: (size, pts); and the
+  /// position of the next packet read.
   std::vector<std::pair<int, int64_t>> picture_order_;
   size_t next_packet_ = 0;
+  /// The largest byte position of a packet (of any stream) the index pass read: where a walk
+  /// over a program stream's last packs starts (truncation_reason).
+  int64_t last_packet_pos_ = -1;
 };
 
 }  // namespace holo::pipeline

@@ -318,6 +318,94 @@ TEST(Decoder, ProgramStreamsAreFrameExact) {
   }
 }
 
+// Program streams as they are met: one cut out of a longer recording by stream copy starts on
+// an open group of pictures, whose leading B-frames refer to a picture that is not in the file
+// and never come out of the decoder (they get no frame index); and soft telecine (MPEG-2
+// pictures that repeat a field or frame) shows some frames longer than others, which the frame
+// times follow (the parser's packet durations, not one frame period).
+TEST(Decoder, ProgramStreamsCutFromRecordingsAndWithRepeatedPictures) {
+  const auto dir = holo::testing::temp_dir();
+  const std::string mp4 = dir + "/src.mp4";
+  holo::testing::write_coded_video(mp4, 96, VideoWriterOptions().set_gop(8).set_bframes(2));
+  const auto ffmpeg = [&](const std::string& args) {
+    const auto made = holo::testing::run_command("ffmpeg -v error -y " + args);
+    ASSERT_EQ(made.exit_code, 0) << args << "\n" << made.output;
+  };
+  const auto consecutive = [](int64_t from, int64_t n) {
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = from + i;
+    return v;
+  };
+
+  // Open groups of pictures of 12 (ffmpeg's MPEG-2 default), copied from 2 s on (frame 32).
+  ffmpeg("-i " + mp4 + " -c:v mpeg2video -bf 2 -g 12 -f vob " + dir + "/open.vob");
+  ffmpeg("-ss 2 -i " + dir + "/open.vob -c copy -f vob " + dir + "/cut.vob");
+  const auto counted = holo::testing::run_command(
+      "ffprobe -v error -count_frames -select_streams v -show_entries stream=nb_read_frames "
+      "-of csv=p=0 " + dir + "/cut.vob");
+  ASSERT_EQ(counted.exit_code, 0) << counted.output;
+  const int64_t decodable = std::stoll(counted.output);
+  auto d = open_decoder(dir + "/cut.vob", DecoderOptions().set_threads(2));
+  ASSERT_EQ(d->info().frames, decodable);
+  const std::vector<int64_t> shown = codes(d->decode(consecutive(0, decodable), 0));
+  ASSERT_FALSE(shown.empty());
+  EXPECT_EQ(shown, consecutive(shown.front(), decodable)) << "frames in order, none missing";
+  EXPECT_EQ(codes(d->decode({0, decodable - 1}, 0)),
+            (std::vector<int64_t>{shown.front(), shown.back()}));
+
+  // Soft telecine: every picture of an MPEG-2 elementary stream at 25 frames/s with an even
+  // temporal reference (its place in its group of pictures, in display order) repeats its frame
+  // (repeat_first_field in a progressive sequence, top_field_first clear: shown for two frame
+  // periods); then the stream is copied into a program stream. The groups are closed, so a
+  // picture is shown at its group's first frame plus its temporal reference.
+  const std::string mp4_25 = dir + "/src25.mp4";
+  holo::testing::write_coded_video(mp4_25, 96, VideoWriterOptions().set_fps(25).set_gop(8));
+  ffmpeg("-i " + mp4_25 + " -c:v mpeg2video -bf 2 -g 8 -flags +cgop -sc_threshold 1000000000 -f mpeg2video " + dir + "/x.m2v");
+  std::string es;
+  {
+    std::ifstream in(dir + "/x.m2v", std::ios::binary);
+    es.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  const auto byte = [&](size_t i) { return static_cast<uint8_t>(es[i]); };
+  std::vector<bool> repeated(96);
+  int temporal_reference = -1, pictures = 0, group_start = 0;
+  for (size_t i = 0; i + 8 < es.size(); ++i) {
+    if (byte(i) != 0 || byte(i + 1) != 0 || byte(i + 2) != 1) continue;
+    if (byte(i + 3) == 0xB8) group_start = pictures;
+    if (byte(i + 3) == 0x00) {
+      temporal_reference = byte(i + 4) << 2 | byte(i + 5) >> 6;
+      ++pictures;
+    }
+    if (byte(i + 3) == 0xB5 && byte(i + 4) >> 4 == 8 && temporal_reference >= 0) {
+      // Picture coding extension: byte 7 holds top_field_first (0x80), repeat_first_field (0x02).
+      const bool repeat = temporal_reference % 2 == 0;
+      es[i + 7] = static_cast<char>((byte(i + 7) & 0x7D) | (repeat ? 0x02 : 0));
+      ASSERT_LT(group_start + temporal_reference, 96);
+      repeated[static_cast<size_t>(group_start + temporal_reference)] = repeat;
+      temporal_reference = -1;
+    }
+  }
+  ASSERT_EQ(pictures, 96);
+  const auto doubled = std::count(repeated.begin(), repeated.end(), true);
+  ASSERT_GT(doubled, 40);
+  std::ofstream(dir + "/tel.m2v", std::ios::binary) << es;
+  ffmpeg("-i " + dir + "/tel.m2v -c copy -f vob " + dir + "/tel.vob");
+  for (const int threads : {1, 2}) {
+    auto t = open_decoder(dir + "/tel.vob", DecoderOptions().set_threads(threads));
+    const VideoInfo& info = t->info();
+    ASSERT_EQ(info.frames, 96);
+    EXPECT_TRUE(info.variable_rate);
+    for (int64_t i = 0; i + 1 < 96; ++i) {
+      EXPECT_NEAR(info.frame_time(i + 1) - info.frame_time(i), repeated[i] ? 0.08 : 0.04, 1e-3)
+          << "frame " << i;
+    }
+    EXPECT_NEAR(info.duration, doubled * 0.08 + (96 - doubled) * 0.04, 1e-3);
+    EXPECT_EQ(codes(t->decode(consecutive(0, 96), 0)), consecutive(0, 96));
+    EXPECT_EQ(codes(t->decode({70, 72, 74}, 0)), (std::vector<int64_t>{70, 72, 74}));
+    EXPECT_EQ(t->info().frame_at(info.frame_time(51) + 0.01), 51);
+  }
+}
+
 // Files from the ffmpeg command line's encoders, laid out as downloaded videos are (libx264's
 // defaults, open GOPs, HEVC, VP9, MPEG-2 in a transport stream, MPEG-1 and MPEG-2 in program
 // streams, MPEG-4 and H.264 in AVI, a variable frame rate, the BT.709 matrix, full range):
@@ -725,12 +813,22 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
     EXPECT_EQ(whole.frames, 64) << f.name;
     EXPECT_EQ(whole.truncation, "") << f.name;
     EXPECT_FALSE(whole.truncated()) << f.name;
-    for (const double fraction : {0.5, 0.9}) {
+    const bool program_stream = f.name.find(".mpg") != std::string::npos || f.name.find(".vob") != std::string::npos;
+    for (const double fraction : {0.5, 0.9, 0.0}) {
       // The file's duration (FLV) covers every stream: its check allows 0.5 s, more than the
       // last tenth of these 4 s.
       if (f.name == "copy.flv" && fraction > 0.5) continue;
+      if (fraction == 0.0 && !program_stream) continue;
       const std::string cut = dir + "/cut_" + f.name;
-      holo::testing::write_truncated(path, cut, fraction);
+      const auto size = static_cast<int64_t>(std::filesystem::file_size(path));
+      if (program_stream) {
+        // ffmpeg writes packs of 2048 bytes, and a cut between two cannot be told from an end:
+        // cut 1000 bytes into one, or (0.0) 2 bytes into the half-way pack's start code.
+        const int64_t pack = static_cast<int64_t>(size * (fraction > 0 ? fraction : 0.5)) / 2048 * 2048;
+        holo::testing::write_truncated(path, cut, fraction > 0 ? pack + 1000 : pack + 2);
+      } else {
+        holo::testing::write_truncated(path, cut, fraction);
+      }
       const VideoInfo info = open_decoder(cut, DecoderOptions())->info();
       EXPECT_LT(info.frames, 64) << f.name;
       EXPECT_TRUE(info.truncated()) << f.name << " cut at " << fraction;

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers for the pipeline tests: small coded videos and the files that break decoders.
 
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <string>
@@ -85,6 +86,14 @@ inline void write_truncated(const std::string& from, const std::string& to, doub
   std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::ofstream out(to, std::ios::binary);
   out.write(data.data(), static_cast<std::streamsize>(data.size() * fraction));
+}
+
+/// The first `bytes` bytes of `from`.
+inline void write_truncated(const std::string& from, const std::string& to, int64_t bytes) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::ofstream out(to, std::ios::binary);
+  out.write(data.data(), static_cast<std::streamsize>(std::min<int64_t>(bytes, data.size())));
 }
 
 }  // namespace holo::testing
