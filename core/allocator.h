@@ -14,8 +14,8 @@ namespace holo {
 /// Returns whether it changed the settings.
 bool tune_allocator();
 
-/// The most resident memory (RSS) this process has held since it started, in bytes
-/// (`getrusage`'s `ru_maxrss`).
+/// The most resident memory (RSS) this program has held since it was executed, in bytes
+/// (`VmHWM` of /proc/self/status; `getrusage`'s `ru_maxrss` where that cannot be read).
 int64_t peak_resident_bytes();
 
 }  // namespace holo
