@@ -29,6 +29,7 @@
 #include "models/bench.h"
 #include "pipeline/clip.h"
 #include "pipeline/dataset.h"
+#include "pipeline/decode_floor.h"
 #include "pipeline/decoder.h"
 #include "pipeline/loader.h"
 #include "pipeline/probe.h"
@@ -281,6 +282,10 @@ void bench_decode(const BenchArgs& a) {
   if (holo_it == devices.end()) throw Error("bench decode: no decode device can be used: " + devices.front().reason);
   const DeviceFigures& holo_device = *holo_it;
   const double holo_cps = holo_device.clips_per_s;
+  // The decoding floor of the same clips (pipeline/decode_floor.h): libavcodec alone, one
+  // thread, every frame from the keyframe before each clip to its last one, nothing converted.
+  const DecodeFloor floor = time_decode_floor(files, starts, a.frames, a.stride);
+  const double floor_cps = floor.clips / floor.seconds;
 
   // The Python loaders: a column without a figure says why (no PyAV in that Python, a failed
   // script, ...) instead of failing the benchmark.
@@ -308,8 +313,12 @@ void bench_decode(const BenchArgs& a) {
       "any number of cores)   ffmpeg %.0f us (process start included)\n",
       holo_cpu * us, holo_serial * us, holo_serial > 0 ? frames / holo_serial : 0.0,
       ffmpeg_cpu * us);
-  std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)\n", a.frames, a.stride, holo_cps,
-              holo_device.device.c_str());
+  std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s; %.2f of the decode floor)\n", a.frames,
+              a.stride, holo_cps, holo_device.device.c_str(), holo_cps / floor_cps);
+  std::printf(
+      "                decode floor %8.1f clips/s   (libavcodec alone, 1 thread, no conversion: %.2f frames "
+      "decoded per clip frame, from the keyframe before each clip)\n",
+      floor_cps, static_cast<double>(floor.frames_decoded) / static_cast<double>(floor.clips * a.frames));
   nlohmann::json out = {{"files", files.size()},
                         {"frames", frames},
                         {"threads", a.threads},
@@ -324,7 +333,9 @@ void bench_decode(const BenchArgs& a) {
                         {"clip_frames", a.frames},
                         {"clip_stride", a.stride},
                         {"holo_clips_per_s", holo_cps},
-                        {"holo_clips_device", holo_device.device}};
+                        {"holo_clips_device", holo_device.device},
+                        {"floor_clips_per_s", floor_cps},
+                        {"floor_frames_decoded", floor.frames_decoded}};
   for (const char* name : {"pyav", "pyslowfast", "torchvision"}) {
     std::string why = python_error;
     if (why.empty() && !python.contains(name)) why = "no figure from " + a.baseline;
@@ -335,7 +346,8 @@ void bench_decode(const BenchArgs& a) {
       continue;
     }
     const double cps = python[name]["clips"].get<double>() / python[name]["seconds"].get<double>();
-    std::printf("                %-12s %8.1f clips/s   holo / %s %.2f\n", name, cps, name, holo_cps / cps);
+    std::printf("                %-12s %8.1f clips/s   holo / %s %.2f   (%.2f of the decode floor)\n", name,
+                cps, name, holo_cps / cps, cps / floor_cps);
     out[std::string(name) + "_clips_per_s"] = cps;
     out[std::string("ratio_") + name] = holo_cps / cps;
   }

@@ -16,6 +16,7 @@ extern "C" {
 #include <libavformat/avformat.h>
 }
 
+#include "pipeline/decode_floor.h"
 #include "pipeline/decoder.h"
 #include "pipeline/video_writer.h"
 #include "tests/pipeline/pipeline_test_util.h"
@@ -924,6 +925,31 @@ TEST(DecoderNvdec, FrameExact_CUDA) {
   holo::testing::write_coded_video(vfr, 30, VideoWriterOptions().set_variable_rate(true));
   auto dv = open_decoder(vfr, DecoderOptions().set_device("nvdec"));
   EXPECT_EQ(codes(dv->decode({29, 1, 14}, 0)), (std::vector<int64_t>{29, 1, 14}));
+}
+
+// The benchmark's decoding floor (pipeline/decode_floor.h) decodes what a loader that seeks to
+// the keyframe before a clip must: every frame from that keyframe to the clip's last one, the
+// last clamped to the end of the file.
+TEST(DecodeFloor, DecodesFromTheKeyframeBeforeEachClipToItsLastFrame) {
+  const auto dir = holo::testing::temp_dir();
+  for (const int bframes : {0, 2}) {
+    const std::string path = dir + "/floor" + std::to_string(bframes) + ".mp4";
+    holo::testing::write_coded_video(path, 64, VideoWriterOptions().set_gop(8).set_bframes(bframes));
+    // Clip 10..16 from keyframe 8: 9 frames. Clip 0..6: 7. Clip 60..63 (66 clamped), from 56: 8.
+    const DecodeFloor one = time_decode_floor({path}, {{10}}, 4, 2);
+    EXPECT_EQ(one.clips, 1);
+    EXPECT_EQ(one.frames_decoded, 9) << bframes << " B-frames";
+    const DecodeFloor all = time_decode_floor({path, path}, {{10, 0}, {60}}, 4, 2);
+    EXPECT_EQ(all.clips, 3);
+    EXPECT_EQ(all.frames_decoded, 9 + 7 + 8) << bframes << " B-frames";
+    EXPECT_GT(all.seconds, 0);
+  }
+  try {
+    time_decode_floor({dir + "/missing.mp4"}, {{0}}, 4, 2);
+    FAIL() << "a missing file must throw";
+  } catch (const DecodeError& e) {
+    EXPECT_EQ(e.path(), dir + "/missing.mp4");
+  }
 }
 
 }  // namespace
