@@ -30,7 +30,8 @@ int64_t peak_resident_bytes() {
   std::ifstream status("/proc/self/status");
   for (std::string line; std::getline(status, line);) {
     long long kib = 0;
-    if (std::sscanf(line.c_str(), "VmHWM: %lld kB", &kib) == 1) return static_cast<int64_t>(kib) * 1024;
+    if (std::sscanf(line.c_str(), "VmHWM: %lld kB", &kib) == 1)
+      return static_cast<int64_t>(kib) * 1024;
   }
   rusage ru{};
   if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;

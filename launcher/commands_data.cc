@@ -313,12 +313,14 @@ void bench_decode(const BenchArgs& a) {
       "any number of cores)   ffmpeg %.0f us (process start included)\n",
       holo_cpu * us, holo_serial * us, holo_serial > 0 ? frames / holo_serial : 0.0,
       ffmpeg_cpu * us);
-  std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s; %.2f of the decode floor)\n", a.frames,
-              a.stride, holo_cps, holo_device.device.c_str(), holo_cps / floor_cps);
   std::printf(
-      "                decode floor %8.1f clips/s   (libavcodec alone, 1 thread, no conversion: %.2f frames "
-      "decoded per clip frame, from the keyframe before each clip)\n",
-      floor_cps, static_cast<double>(floor.frames_decoded) / static_cast<double>(floor.clips * a.frames));
+      "  clips %dx%d    holo %8.1f clips/s   (decode.device %s; %.2f of the decode floor)\n",
+      a.frames, a.stride, holo_cps, holo_device.device.c_str(), holo_cps / floor_cps);
+  std::printf(
+      "                decode floor %8.1f clips/s   (libavcodec alone, 1 thread, no conversion: "
+      "%.2f frames decoded per clip frame, from the keyframe before each clip)\n",
+      floor_cps,
+      static_cast<double>(floor.frames_decoded) / static_cast<double>(floor.clips * a.frames));
   nlohmann::json out = {{"files", files.size()},
                         {"frames", frames},
                         {"threads", a.threads},
@@ -346,8 +348,9 @@ void bench_decode(const BenchArgs& a) {
       continue;
     }
     const double cps = python[name]["clips"].get<double>() / python[name]["seconds"].get<double>();
-    std::printf("                %-12s %8.1f clips/s   holo / %s %.2f   (%.2f of the decode floor)\n", name,
-                cps, name, holo_cps / cps, cps / floor_cps);
+    std::printf(
+        "                %-12s %8.1f clips/s   holo / %s %.2f   (%.2f of the decode floor)\n", name,
+        cps, name, holo_cps / cps, cps / floor_cps);
     out[std::string(name) + "_clips_per_s"] = cps;
     out[std::string("ratio_") + name] = holo_cps / cps;
   }

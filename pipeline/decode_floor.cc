@@ -41,7 +41,8 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
     std::vector<int64_t> pts;
     while (av_read_frame(format.get(), packet.get()) >= 0) {
       av::PacketUnref unref(packet.get());
-      if (packet->stream_index == stream && packet->pts != AV_NOPTS_VALUE) pts.push_back(packet->pts);
+      if (packet->stream_index == stream && packet->pts != AV_NOPTS_VALUE)
+        pts.push_back(packet->pts);
     }
     std::sort(pts.begin(), pts.end());
     if (pts.empty()) throw DecodeError(path, "no video packets with a timestamp");
@@ -73,7 +74,8 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
         }
         while ((rc = avcodec_receive_frame(ctx.get(), frame.get())) >= 0) {
           ++out.frames_decoded;
-          const int64_t t = frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp;
+          const int64_t t =
+              frame->pts != AV_NOPTS_VALUE ? frame->pts : frame->best_effort_timestamp;
           av_frame_unref(frame.get());
           if (t != AV_NOPTS_VALUE && t >= pts[last]) {
             done = true;
@@ -81,7 +83,8 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
           }
         }
         if (!done && rc == AVERROR_EOF) {
-          throw DecodeError(path, "frame " + std::to_string(last) + " never came out of the decoder");
+          throw DecodeError(path,
+                            "frame " + std::to_string(last) + " never came out of the decoder");
         }
       }
       out.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

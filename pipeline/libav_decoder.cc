@@ -346,8 +346,7 @@ void LibavDecoder::build_index() {
       picture_order_.emplace_back(pictures[j].size, pts[j]);
       if (frame[j]) {
         // The dts only names keyframes for seeks, which in a program stream go to the start.
-        entries.push_back({pts[j], pts[j],
-                           pictures[j].duration > 0 ? pictures[j].duration : tick,
+        entries.push_back({pts[j], pts[j], pictures[j].duration > 0 ? pictures[j].duration : tick,
                            pictures[j].key});
       }
     }
@@ -821,8 +820,8 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
       if (j >= picture_order_.size() || picture_order_[j].first != packet_->size) {
         throw DecodeError(
             path_, "video packet " + std::to_string(j) + " of the program stream (" +
-                       std::to_string(packet_->size) + " bytes) differs from the one read when "
-                       "the file was opened (" +
+                       std::to_string(packet_->size) +
+                       " bytes) differs from the one read when the file was opened (" +
                        (j < picture_order_.size()
                             ? std::to_string(picture_order_[j].first) + " bytes)"
                             : "which had " + std::to_string(picture_order_.size()) + " packets)"));

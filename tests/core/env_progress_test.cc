@@ -122,7 +122,8 @@ TEST(Allocator, PeakResidentMemoryCountsTouchedPages) {
   std::unique_ptr<char[]> block(new char[kBytes]);
   std::memset(block.get(), 1, kBytes);
   const int64_t after = peak_resident_bytes();
-  EXPECT_GE(after - before, static_cast<int64_t>(kBytes) - (int64_t{4} << 20)) << before << " -> " << after;
+  EXPECT_GE(after - before, static_cast<int64_t>(kBytes) - (int64_t{4} << 20))
+      << before << " -> " << after;
   EXPECT_EQ(block[kBytes - 1], 1);
 }
 

@@ -4,13 +4,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <filesystem>
-#include <iterator>
-#include <random>
-#include <iostream>
-#include <fstream>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <iterator>
+#include <random>
 
 extern "C" {
 #include <libavformat/avformat.h>
@@ -258,6 +259,30 @@ TEST(Decoder, SeeksToIdrFramesKeepTheCodec) {
 INSTANTIATE_TEST_SUITE_P(Codecs, DecoderDiscard, ::testing::Values("libx264", "mpeg4"),
                          [](const auto& info) { return info.param == "libx264" ? std::string("h264") : info.param; });
 
+// Opens `path` with 1 and 2 threads: it has `frames` frames, a full decode gives them all in
+// order, and so does each request of frame numbers (repeats, reversed, strided, far apart)
+// built from the last frame L: {0}, {L}, {L-23, L-21, L-19}, {L-24}, {3}, {31, 30, 29},
+// {12, 12, 13}, {L-1, L}, {1, L-3}. `check` looks at each decoder's info first.
+void expect_every_request_exact(const std::string& path, int64_t frames,
+                                const std::function<void(const VideoInfo&)>& check) {
+  const int64_t last = frames - 1;
+  for (const int threads : {1, 2}) {
+    auto d = open_decoder(path, DecoderOptions().set_threads(threads));
+    ASSERT_EQ(d->info().frames, frames) << path;
+    check(d->info());
+    std::vector<int64_t> all(static_cast<size_t>(frames));
+    for (int64_t i = 0; i < frames; ++i) all[static_cast<size_t>(i)] = i;
+    EXPECT_EQ(codes(d->decode(all, 0)), all) << path;
+    const std::vector<std::vector<int64_t>> requests = {
+        {0}, {last}, {last - 23, last - 21, last - 19}, {last - 24}, {3}, {31, 30, 29},
+        {12, 12, 13}, {last - 1, last}, {1, last - 3}};
+    for (const std::vector<int64_t>& r : requests) {
+      EXPECT_EQ(codes(d->decode(r, 0)), r)
+          << path << " request starting " << r[0] << ", " << threads << " threads";
+    }
+  }
+}
+
 // AVI stores frames in decode order with decode timestamps only; with B-frames the decoder
 // stamps each frame with a later packet's timestamp. Frames are still exact, by index.
 TEST(Decoder, AviWithBFramesIsFrameExact) {
@@ -266,18 +291,9 @@ TEST(Decoder, AviWithBFramesIsFrameExact) {
     const std::string path = dir + "/" + codec + ".avi";
     holo::testing::write_coded_video(
         path, 45, VideoWriterOptions().set_codec(codec).set_gop(10).set_bframes(2).set_adaptive_bframes(false));
-    for (const int threads : {1, 2}) {
-      auto d = open_decoder(path, DecoderOptions().set_threads(threads));
-      ASSERT_EQ(d->info().frames, 45) << path;
-      EXPECT_TRUE(d->info().decode_order_timestamps) << path;
-      std::vector<int64_t> all(45);
-      for (int64_t i = 0; i < 45; ++i) all[i] = i;
-      EXPECT_EQ(codes(d->decode(all, 0)), all) << path;
-      for (const std::vector<int64_t>& r : std::vector<std::vector<int64_t>>{
-               {0}, {44}, {20, 22, 24}, {3}, {31, 30, 29}, {12, 12, 13}, {43, 44}, {1, 40}}) {
-        EXPECT_EQ(codes(d->decode(r, 0)), r) << path << " request starting " << r[0] << ", " << threads << " threads";
-      }
-    }
+    expect_every_request_exact(path, 45, [&](const VideoInfo& info) {
+      EXPECT_TRUE(info.decode_order_timestamps) << path;
+    });
   }
   // An mp4 carries presentation timestamps: numbered by them, seeking to any keyframe.
   const std::string mp4 = dir + "/b.mp4";
@@ -303,19 +319,8 @@ TEST(Decoder, ProgramStreamsAreFrameExact) {
         "ffmpeg -v error -y -i " + (args.find("mpeg1") != std::string::npos ? mp4_25 : mp4) + " " +
         args.substr(0, args.rfind(' ') + 1) + path);
     ASSERT_EQ(made.exit_code, 0) << made.output;
-    for (const int threads : {1, 2}) {
-      auto d = open_decoder(path, DecoderOptions().set_threads(threads));
-      ASSERT_EQ(d->info().frames, 64) << path;
-      EXPECT_FALSE(d->info().variable_rate) << path;
-      std::vector<int64_t> all(64);
-      for (int64_t i = 0; i < 64; ++i) all[i] = i;
-      EXPECT_EQ(codes(d->decode(all, 0)), all) << path;
-      for (const std::vector<int64_t>& r : std::vector<std::vector<int64_t>>{
-               {0}, {63}, {40, 42, 44}, {39}, {31, 30, 29}, {12, 12, 13}, {62, 63}, {1, 60}}) {
-        EXPECT_EQ(codes(d->decode(r, 0)), r)
-            << path << " request starting " << r[0] << ", " << threads << " threads";
-      }
-    }
+    expect_every_request_exact(
+        path, 64, [&](const VideoInfo& info) { EXPECT_FALSE(info.variable_rate) << path; });
   }
 }
 
@@ -341,9 +346,10 @@ TEST(Decoder, ProgramStreamsCutFromRecordingsAndWithRepeatedPictures) {
   // Open groups of pictures of 12 (ffmpeg's MPEG-2 default), copied from 2 s on (frame 32).
   ffmpeg("-i " + mp4 + " -c:v mpeg2video -bf 2 -g 12 -f vob " + dir + "/open.vob");
   ffmpeg("-ss 2 -i " + dir + "/open.vob -c copy -f vob " + dir + "/cut.vob");
-  const auto counted = holo::testing::run_command(
+  const std::string count_frames =
       "ffprobe -v error -count_frames -select_streams v -show_entries stream=nb_read_frames "
-      "-of csv=p=0 " + dir + "/cut.vob");
+      "-of csv=p=0 ";
+  const auto counted = holo::testing::run_command(count_frames + dir + "/cut.vob");
   ASSERT_EQ(counted.exit_code, 0) << counted.output;
   const int64_t decodable = std::stoll(counted.output);
   auto d = open_decoder(dir + "/cut.vob", DecoderOptions().set_threads(2));
@@ -361,7 +367,9 @@ TEST(Decoder, ProgramStreamsCutFromRecordingsAndWithRepeatedPictures) {
   // picture is shown at its group's first frame plus its temporal reference.
   const std::string mp4_25 = dir + "/src25.mp4";
   holo::testing::write_coded_video(mp4_25, 96, VideoWriterOptions().set_fps(25).set_gop(8));
-  ffmpeg("-i " + mp4_25 + " -c:v mpeg2video -bf 2 -g 8 -flags +cgop -sc_threshold 1000000000 -f mpeg2video " + dir + "/x.m2v");
+  ffmpeg("-i " + mp4_25 +
+         " -c:v mpeg2video -bf 2 -g 8 -flags +cgop -sc_threshold 1000000000 -f mpeg2video " + dir +
+         "/x.m2v");
   std::string es;
   {
     std::ifstream in(dir + "/x.m2v", std::ios::binary);
@@ -814,7 +822,8 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
     EXPECT_EQ(whole.frames, 64) << f.name;
     EXPECT_EQ(whole.truncation, "") << f.name;
     EXPECT_FALSE(whole.truncated()) << f.name;
-    const bool program_stream = f.name.find(".mpg") != std::string::npos || f.name.find(".vob") != std::string::npos;
+    const bool program_stream =
+        f.name.find(".mpg") != std::string::npos || f.name.find(".vob") != std::string::npos;
     for (const double fraction : {0.5, 0.9, 0.0}) {
       // The file's duration (FLV) covers every stream: its check allows 0.5 s, more than the
       // last tenth of these 4 s.
@@ -825,7 +834,8 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
       if (program_stream) {
         // ffmpeg writes packs of 2048 bytes, and a cut between two cannot be told from an end:
         // cut 1000 bytes into one, or (0.0) 2 bytes into the half-way pack's start code.
-        const int64_t pack = static_cast<int64_t>(size * (fraction > 0 ? fraction : 0.5)) / 2048 * 2048;
+        const int64_t pack =
+            static_cast<int64_t>(size * (fraction > 0 ? fraction : 0.5)) / 2048 * 2048;
         holo::testing::write_truncated(path, cut, fraction > 0 ? pack + 1000 : pack + 2);
       } else {
         holo::testing::write_truncated(path, cut, fraction);
@@ -934,7 +944,8 @@ TEST(DecodeFloor, DecodesFromTheKeyframeBeforeEachClipToItsLastFrame) {
   const auto dir = holo::testing::temp_dir();
   for (const int bframes : {0, 2}) {
     const std::string path = dir + "/floor" + std::to_string(bframes) + ".mp4";
-    holo::testing::write_coded_video(path, 64, VideoWriterOptions().set_gop(8).set_bframes(bframes));
+    holo::testing::write_coded_video(path, 64,
+                                     VideoWriterOptions().set_gop(8).set_bframes(bframes));
     // Clip 10..16 from keyframe 8: 9 frames. Clip 0..6: 7. Clip 60..63 (66 clamped), from 56: 8.
     const DecodeFloor one = time_decode_floor({path}, {{10}}, 4, 2);
     EXPECT_EQ(one.clips, 1);
