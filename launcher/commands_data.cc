@@ -284,8 +284,21 @@ void bench_decode(const BenchArgs& a) {
   const double holo_cps = holo_device.clips_per_s;
   // The decoding floor of the same clips (pipeline/decode_floor.h): libavcodec alone, one
   // thread, every frame from the keyframe before each clip to its last one, nothing converted.
-  const DecodeFloor floor = time_decode_floor(files, starts, a.frames, a.stride);
-  const double floor_cps = floor.clips / floor.seconds;
+  // Files that have none (their packets' timestamps are not their frames') leave it out.
+  DecodeFloor floor;
+  std::string floor_error;
+  try {
+    floor = time_decode_floor(files, starts, a.frames, a.stride);
+  } catch (const DecodeError& e) {
+    floor_error = e.what();
+  }
+  const double floor_cps = floor_error.empty() ? floor.clips / floor.seconds : 0.0;
+  // "(F of the decode floor)" after a clips/s figure, or nothing without a floor.
+  const auto of_floor = [&](double cps) {
+    char text[64] = "";
+    if (floor_cps > 0) std::snprintf(text, sizeof text, "   (%.2f of the decode floor)", cps / floor_cps);
+    return std::string(text);
+  };
 
   // The Python loaders: a column without a figure says why (no PyAV in that Python, a failed
   // script, ...) instead of failing the benchmark.
@@ -313,14 +326,17 @@ void bench_decode(const BenchArgs& a) {
       "any number of cores)   ffmpeg %.0f us (process start included)\n",
       holo_cpu * us, holo_serial * us, holo_serial > 0 ? frames / holo_serial : 0.0,
       ffmpeg_cpu * us);
-  std::printf(
-      "  clips %dx%d    holo %8.1f clips/s   (decode.device %s; %.2f of the decode floor)\n",
-      a.frames, a.stride, holo_cps, holo_device.device.c_str(), holo_cps / floor_cps);
-  std::printf(
-      "                decode floor %8.1f clips/s   (libavcodec alone, 1 thread, no conversion: "
-      "%.2f frames decoded per clip frame, from the keyframe before each clip)\n",
-      floor_cps,
-      static_cast<double>(floor.frames_decoded) / static_cast<double>(floor.clips * a.frames));
+  std::printf("  clips %dx%d    holo %8.1f clips/s   (decode.device %s)%s\n", a.frames, a.stride,
+              holo_cps, holo_device.device.c_str(), of_floor(holo_cps).c_str());
+  if (floor_error.empty()) {
+    std::printf(
+        "                decode floor %8.1f clips/s   (libavcodec alone, 1 thread, no conversion: "
+        "%.2f frames decoded per clip frame, from the keyframe before each clip)\n",
+        floor_cps,
+        static_cast<double>(floor.frames_decoded) / static_cast<double>(floor.clips * a.frames));
+  } else {
+    std::printf("                decode floor not available: %s\n", floor_error.c_str());
+  }
   nlohmann::json out = {{"files", files.size()},
                         {"frames", frames},
                         {"threads", a.threads},
@@ -338,6 +354,7 @@ void bench_decode(const BenchArgs& a) {
                         {"holo_clips_device", holo_device.device},
                         {"floor_clips_per_s", floor_cps},
                         {"floor_frames_decoded", floor.frames_decoded}};
+  if (!floor_error.empty()) out["floor_error"] = floor_error;
   for (const char* name : {"pyav", "pyslowfast", "torchvision"}) {
     std::string why = python_error;
     if (why.empty() && !python.contains(name)) why = "no figure from " + a.baseline;
@@ -348,9 +365,8 @@ void bench_decode(const BenchArgs& a) {
       continue;
     }
     const double cps = python[name]["clips"].get<double>() / python[name]["seconds"].get<double>();
-    std::printf(
-        "                %-12s %8.1f clips/s   holo / %s %.2f   (%.2f of the decode floor)\n", name,
-        cps, name, holo_cps / cps, cps / floor_cps);
+    std::printf("                %-12s %8.1f clips/s   holo / %s %.2f%s\n", name, cps, name,
+                holo_cps / cps, of_floor(cps).c_str());
     out[std::string(name) + "_clips_per_s"] = cps;
     out[std::string("ratio_") + name] = holo_cps / cps;
   }

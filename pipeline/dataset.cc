@@ -611,7 +611,7 @@ std::vector<std::string> split_csv_line(const std::string& line) {
 
 bool is_video_file(const std::string& path) {
   static const std::set<std::string> exts = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v",
-                                             ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ts"};
+                                             ".mpg", ".mpeg", ".vob", ".flv", ".wmv", ".3gp", ".ts"};
   return exts.count(lower(fs::path(path).extension().string())) > 0;
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "pipeline/av_handles.h"
 #include "pipeline/decoder.h"
@@ -37,12 +38,27 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
       throw DecodeError(path, "cannot open the decoder (" + av::error_string(rc) + ")");
     }
     // The frame table: presentation timestamps of all packets, sorted (as the loaders build it).
+    // It names frames by their packets' own timestamps, as PyAV's loaders do: a file whose
+    // packets do not all carry one (AVI, MPEG program streams, whose PES timestamps are not
+    // the frames'; docs/pipeline.md) has no floor of this kind.
+    if (std::strcmp(format->iformat->name, "mpeg") == 0) {
+      throw DecodeError(path, "no decode floor for an MPEG program stream (timestamps per PES packet)");
+    }
     av::PacketPtr packet = av::make_packet();
     std::vector<int64_t> pts;
+    int64_t unstamped = 0;
     while (av_read_frame(format.get(), packet.get()) >= 0) {
       av::PacketUnref unref(packet.get());
-      if (packet->stream_index == stream && packet->pts != AV_NOPTS_VALUE)
+      if (packet->stream_index != stream) continue;
+      if (packet->pts == AV_NOPTS_VALUE) {
+        ++unstamped;
+      } else {
         pts.push_back(packet->pts);
+      }
+    }
+    if (unstamped > 0) {
+      throw DecodeError(path, "no decode floor: " + std::to_string(unstamped) +
+                                  " video packets have no presentation timestamp");
     }
     std::sort(pts.begin(), pts.end());
     if (pts.empty()) throw DecodeError(path, "no video packets with a timestamp");

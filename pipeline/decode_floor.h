@@ -1,9 +1,10 @@
 #pragma once
-/// The decoding that a clip loader which seeks to the keyframe before a clip and decodes forward
-/// cannot avoid, timed with libavcodec alone: no conversion, no scaling, no copy of a frame,
-/// one decoder thread. `holo bench decode` prints it beside the loaders' figures, so that the
-/// share of a loader's time that is decoding (and with it the most any loader that decodes
-/// those frames could gain over it) is a measurement, not an estimate.
+/// The decoding that a clip loader does when it seeks to the keyframe before a clip and decodes
+/// every frame forward (as the PyAV, PySlowFast and torchvision loaders do), timed with
+/// libavcodec alone: no conversion, no scaling, no copy of a frame, one decoder thread.
+/// `holo bench decode` prints it beside the loaders' figures, so that the share of a loader's
+/// time that is decoding is a measurement, not an estimate. A loader that skips unrequested
+/// non-reference frames (Holo) decodes less than this.
 ///
 /// Per file: the container is opened once, as the loaders in the benchmark keep their files
 /// open. Per clip: `av_seek_frame` to the first wanted frame's timestamp with
@@ -26,7 +27,9 @@ struct DecodeFloor {
 
 /// Times the clips `starts[i]` of `files[i]` (each `frames` frames `stride` apart, the last one
 /// clamped to the file's last frame) as described above. Throws DecodeError naming the file
-/// when it cannot be opened or decoded, or when a clip's last frame never comes out.
+/// when it cannot be opened or decoded, when a clip's last frame never comes out, or when its
+/// packets do not all carry their own presentation timestamp (AVI with B-frames, MPEG program
+/// streams), which this measurement names frames by.
 DecodeFloor time_decode_floor(const std::vector<std::string>& files,
                               const std::vector<std::vector<int64_t>>& starts, int frames,
                               int stride);

@@ -22,12 +22,15 @@ namespace {
 void keep_buffer(void*, uint8_t*) {}  // scaled_ owns the memory sws_scale_frame writes to
 
 /// What an MPEG-1/2 video packet holds: the coding type of its picture (1 I, 2 P, 3 B, 4 D; 0
-/// when it has no picture header: 00 00 01 00, 10 bits of temporal reference, 3 bits of type)
-/// and the closed_gop flag of a group-of-pictures header before the picture (00 00 01 B8, 25
-/// bits of time code, then the flag; -1 when there is none).
+/// when it has no picture header: 00 00 01 00, 10 bits of temporal reference, 3 bits of type),
+/// the closed_gop flag of a group-of-pictures header before the picture (00 00 01 B8, 25 bits
+/// of time code, then the flag; -1 when there is none), and the picture size and aspect ratio
+/// code of a sequence header before it (00 00 01 B3: 12 bits of width, 12 of height, 4 of
+/// aspect; -1 when there is none), packed as width << 16 | height << 4 | aspect.
 struct MpegPicture {
   int type = 0;
   int closed_gop = -1;
+  int64_t sequence = -1;
 };
 MpegPicture mpeg_picture(const AVPacket* packet) {
   MpegPicture out;
@@ -35,6 +38,10 @@ MpegPicture mpeg_picture(const AVPacket* packet) {
   for (int i = 0; d != nullptr && i + 5 < packet->size; ++i) {
     if (d[i] != 0 || d[i + 1] != 0 || d[i + 2] != 1) continue;
     if (d[i + 3] == 0xB8 && i + 7 < packet->size) out.closed_gop = (d[i + 7] >> 6) & 1;
+    if (d[i + 3] == 0xB3 && i + 7 < packet->size) {
+      const int64_t width = d[i + 4] << 4 | d[i + 5] >> 4, height = (d[i + 5] & 15) << 8 | d[i + 6];
+      out.sequence = width << 16 | height << 4 | d[i + 7] >> 4;
+    }
     if (d[i + 3] == 0) {
       out.type = (d[i + 5] >> 3) & 7;
       break;
@@ -82,7 +89,13 @@ std::string program_stream_cut(const std::string& path, int64_t from) {
            std::to_string(n - at) + " are left)";
   };
   while (p < n) {
-    if (n - p < 4) return cut(p, 4);  // a start code cut short
+    if (n - p < 4) {
+      // The start of a start code (00, 00 00, 00 00 01) cut short; other stray bytes after the
+      // last pack are not judged.
+      const bool prefix = tail[p] == 0 && (n - p < 2 || tail[p + 1] == 0) &&
+                          (n - p < 3 || tail[p + 2] == 1);
+      return prefix ? cut(p, 4) : "";
+    }
     const int code = start_code(p);
     if (code == 0xBA) {
       int64_t header = 0;
@@ -297,24 +310,49 @@ void LibavDecoder::build_index() {
   }
   if (picture_order && !pictures.empty()) {
     // Read from the start of the file, FFmpeg's MPEG-1/2 decoder gives no frame for a packet
-    // without a picture header, a P-frame before the first I-frame, and a B-frame while it
-    // holds fewer than two reference pictures, unless the group of pictures is closed (an open
-    // one's leading B-frames refer to a picture before the file's first). Those packets get no
-    // frame index; the others are shown in display order, each for its packet's duration (the
-    // frame period where the parser gives none).
-    const AVRational rate =
-        video->r_frame_rate.num > 0 ? video->r_frame_rate : video->avg_frame_rate;
-    const int64_t tick =
-        rate.num > 0 && rate.den > 0 ? av_rescale_q(1, av_inv_q(rate), video->time_base) : 0;
+    // without a picture header or with a D-picture (it refuses them), a P-frame before the
+    // first I-frame, and a B-frame while it holds fewer than two reference pictures, unless the
+    // group of pictures is closed (an open one's leading B-frames refer to a picture before the
+    // file's first). A sequence header with another picture size or aspect ratio (a recording
+    // that switches between 4:3 and 16:9, files joined end to end) makes it start over: the
+    // reference picture it held back for display is never shown, and it holds none. Those
+    // packets get no frame index; the others are shown in display order, each for its
+    // packet's duration (where the parser gives none: the shortest duration it gave others,
+    // else the stream's frame rate, which for soft telecine is the field rate).
+    int64_t tick = 0;
+    for (const Picture& p : pictures) {
+      if (p.duration > 0 && (tick == 0 || p.duration < tick)) tick = p.duration;
+    }
+    if (tick == 0) {
+      const AVRational rate =
+          video->r_frame_rate.num > 0 ? video->r_frame_rate : video->avg_frame_rate;
+      if (rate.num > 0 && rate.den > 0) tick = av_rescale_q(1, av_inv_q(rate), video->time_base);
+    }
+    // In decode order: which packets give frames, and when each frame is shown.
     std::vector<bool> frame(pictures.size());
+    std::vector<int64_t> pts(pictures.size(), AV_NOPTS_VALUE);
+    int64_t shown = first_dts, held = -1;  // held: the reference frame waiting for the next one
+    const auto show = [&](size_t j) {
+      pts[j] = shown;
+      shown += pictures[j].duration > 0 ? pictures[j].duration : tick;
+    };
     int references = 0;
     bool closed = false, intra = false;
+    int64_t sequence = -1;
     for (size_t j = 0; j < pictures.size(); ++j) {
       const MpegPicture& p = pictures[j].picture;
+      if (p.sequence >= 0) {
+        if (sequence >= 0 && p.sequence != sequence) {
+          if (held >= 0) frame[static_cast<size_t>(held)] = false;  // never shown
+          held = -1;
+          references = 0;
+        }
+        sequence = p.sequence;
+      }
       if (p.closed_gop >= 0) closed = p.closed_gop == 1;
-      if (p.type == 1 || p.type == 4) {
-        intra = intra || p.type == 1;
-        references += p.type == 1;
+      if (p.type == 1) {
+        intra = true;
+        ++references;
         frame[j] = true;
       } else if (p.type == 2) {
         frame[j] = intra;
@@ -322,19 +360,11 @@ void LibavDecoder::build_index() {
       } else if (p.type == 3) {
         frame[j] = references >= 2 || (references == 1 && closed);
       }
-      if (frame[j] && pictures[j].duration <= 0 && tick <= 0) {
+      if (!frame[j]) continue;
+      if (pictures[j].duration <= 0 && tick <= 0) {
         throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
       }
-    }
-    std::vector<int64_t> pts(pictures.size(), AV_NOPTS_VALUE);
-    int64_t shown = first_dts, held = -1;  // held: the reference frame waiting for the next one
-    const auto show = [&](size_t j) {
-      pts[j] = shown;
-      shown += pictures[j].duration > 0 ? pictures[j].duration : tick;
-    };
-    for (size_t j = 0; j < pictures.size(); ++j) {
-      if (!frame[j]) continue;
-      if (pictures[j].picture.type == 3) {
+      if (p.type == 3) {
         show(j);
         continue;
       }
@@ -343,7 +373,7 @@ void LibavDecoder::build_index() {
     }
     if (held >= 0) show(static_cast<size_t>(held));
     for (size_t j = 0; j < pictures.size(); ++j) {
-      picture_order_.emplace_back(pictures[j].size, pts[j]);
+      picture_order_.emplace_back(pictures[j].size, frame[j] ? pts[j] : AV_NOPTS_VALUE);
       if (frame[j]) {
         // The dts only names keyframes for seeks, which in a program stream go to the start.
         entries.push_back({pts[j], pts[j], pictures[j].duration > 0 ? pictures[j].duration : tick,

@@ -360,6 +360,34 @@ TEST(Decoder, ProgramStreamsCutFromRecordingsAndWithRepeatedPictures) {
   EXPECT_EQ(codes(d->decode({0, decodable - 1}, 0)),
             (std::vector<int64_t>{shown.front(), shown.back()}));
 
+  // Two recordings joined end to end, the second at another aspect ratio (as a DVD switching
+  // from 4:3 to 16:9): the decoder starts over at the second sequence header and never shows
+  // the reference picture it held back from the first. Every frame that comes out is indexed,
+  // in order, and a request gets the frames a full decode gives at those places.
+  ffmpeg("-i " + mp4 + " -c:v mpeg2video -bf 2 -g 12 -aspect 4:3 -f vob " + dir + "/a.vob");
+  ffmpeg("-i " + mp4 + " -c:v mpeg2video -bf 2 -g 12 -aspect 16:9 -f vob " + dir + "/b.vob");
+  ASSERT_EQ(holo::testing::run_command("cat " + dir + "/a.vob " + dir + "/b.vob > " + dir +
+                                       "/joined.vob")
+                .exit_code,
+            0);
+  const auto joined_count = holo::testing::run_command(count_frames + dir + "/joined.vob");
+  ASSERT_EQ(joined_count.exit_code, 0) << joined_count.output;
+  const int64_t joined_frames = std::stoll(joined_count.output);
+  EXPECT_LT(joined_frames, 2 * 96);
+  auto j = open_decoder(dir + "/joined.vob", DecoderOptions().set_threads(2));
+  ASSERT_EQ(j->info().frames, joined_frames);
+  const std::vector<int64_t> joined = codes(j->decode(consecutive(0, joined_frames), 0));
+  ASSERT_EQ(static_cast<int64_t>(joined.size()), joined_frames);
+  size_t restart = 1;
+  while (restart < joined.size() && joined[restart] == joined[restart - 1] + 1) ++restart;
+  ASSERT_LT(restart, joined.size()) << "the second recording starts over";
+  EXPECT_EQ(joined.front(), 0);
+  EXPECT_EQ(joined.back(), 95);
+  for (size_t i = restart + 1; i < joined.size(); ++i) EXPECT_EQ(joined[i], joined[i - 1] + 1) << i;
+  const auto r = static_cast<int64_t>(restart);
+  EXPECT_EQ(codes(j->decode({r + 5, r - 1, 3}, 0)),
+            (std::vector<int64_t>{joined[restart + 5], joined[restart - 1], joined[3]}));
+
   // Soft telecine: every picture of an MPEG-2 elementary stream at 25 frames/s with an even
   // temporal reference (its place in its group of pictures, in display order) repeats its frame
   // (repeat_first_field in a progressive sequence, top_field_first clear: shown for two frame
@@ -960,6 +988,17 @@ TEST(DecodeFloor, DecodesFromTheKeyframeBeforeEachClipToItsLastFrame) {
     FAIL() << "a missing file must throw";
   } catch (const DecodeError& e) {
     EXPECT_EQ(e.path(), dir + "/missing.mp4");
+  }
+  // AVI with B-frames stamps only some packets: no floor, rather than one that names frames
+  // wrongly and stops early.
+  const std::string avi = dir + "/b.avi";
+  holo::testing::write_coded_video(
+      avi, 45, VideoWriterOptions().set_codec("mpeg4").set_gop(10).set_bframes(2).set_adaptive_bframes(false));
+  try {
+    time_decode_floor({avi}, {{10}}, 4, 2);
+    FAIL() << "an AVI with B-frames has no floor";
+  } catch (const DecodeError& e) {
+    EXPECT_THAT(e.reason(), HasSubstr("have no presentation timestamp"));
   }
 }
 
