@@ -74,15 +74,12 @@ std::string program_stream_cut(const std::string& path, int64_t from) {
     return p + 4 <= n && tail[p] == 0 && tail[p + 1] == 0 && tail[p + 2] == 1 ? int{tail[p + 3]}
                                                                               : -1;
   };
-  int64_t p = 0;
-  if (!known || start_code(0) < 0xB9) {
-    if (known) return program_stream_cut(path, -1);
-    p = -1;
-    for (int64_t q = n - 4; q >= 0 && p < 0; --q) {
-      if (start_code(q) == 0xBA) p = q;
-    }
-    if (p < 0) return "";
+  if (known && start_code(0) < 0xB9) return program_stream_cut(path, -1);
+  int64_t p = known ? 0 : -1;
+  for (int64_t q = n - 4; q >= 0 && p < 0; --q) {
+    if (start_code(q) == 0xBA) p = q;
   }
+  if (p < 0) return "";
   const auto cut = [&](int64_t at, int64_t needed) {
     return "the file ends inside an MPEG program-stream packet (the one at byte " +
            std::to_string(start + at) + " needs " + std::to_string(needed) + " bytes, " +
@@ -328,13 +325,17 @@ void LibavDecoder::build_index() {
           video->r_frame_rate.num > 0 ? video->r_frame_rate : video->avg_frame_rate;
       if (rate.num > 0 && rate.den > 0) tick = av_rescale_q(1, av_inv_q(rate), video->time_base);
     }
+    if (tick <= 0) {
+      throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
+    }
+    for (Picture& p : pictures) p.duration = p.duration > 0 ? p.duration : tick;
     // In decode order: which packets give frames, and when each frame is shown.
     std::vector<bool> frame(pictures.size());
     std::vector<int64_t> pts(pictures.size(), AV_NOPTS_VALUE);
     int64_t shown = first_dts, held = -1;  // held: the reference frame waiting for the next one
     const auto show = [&](size_t j) {
       pts[j] = shown;
-      shown += pictures[j].duration > 0 ? pictures[j].duration : tick;
+      shown += pictures[j].duration;
     };
     int references = 0;
     bool closed = false, intra = false;
@@ -361,9 +362,6 @@ void LibavDecoder::build_index() {
         frame[j] = references >= 2 || (references == 1 && closed);
       }
       if (!frame[j]) continue;
-      if (pictures[j].duration <= 0 && tick <= 0) {
-        throw DecodeError(path_, "broken timestamps: an MPEG program stream without a frame rate");
-      }
       if (p.type == 3) {
         show(j);
         continue;
@@ -376,8 +374,7 @@ void LibavDecoder::build_index() {
       picture_order_.emplace_back(pictures[j].size, frame[j] ? pts[j] : AV_NOPTS_VALUE);
       if (frame[j]) {
         // The dts only names keyframes for seeks, which in a program stream go to the start.
-        entries.push_back({pts[j], pts[j], pictures[j].duration > 0 ? pictures[j].duration : tick,
-                           pictures[j].key});
+        entries.push_back({pts[j], pts[j], pictures[j].duration, pictures[j].key});
       }
     }
   }
