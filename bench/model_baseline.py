@@ -52,7 +52,9 @@ def conv3d(i, o, k, s, groups=1):
 
 
 class Stc(nn.Module):
-    def __init__(self, c, frames, r, tcb=True, scb=True):
+    """scb_hidden: "table" (C/r, Table 4.1) or "text" ((T*C)/r, eq. 4.5), as models/stc.h."""
+
+    def __init__(self, c, frames, r, tcb=True, scb=True, scb_hidden="table"):
         super().__init__()
         self.frames = frames
         self.use_tcb, self.use_scb = tcb, scb
@@ -61,7 +63,7 @@ class Stc(nn.Module):
             self.tcb_fc1, self.tcb_fc2 = nn.Linear(c, h), nn.Linear(h, c)
         if scb:
             tc = frames * c
-            h = max(1, tc // r)
+            h = max(1, (tc if scb_hidden == "text" else c) // r)
             self.scb_fc1, self.scb_fc2 = nn.Linear(tc, h), nn.Linear(h, c)
 
     def forward(self, x):
@@ -105,7 +107,8 @@ class ResBlock(nn.Module):
             else:
                 setattr(self, f"conv{i}", conv3d(a, b, (kt, ks, ks), (s_t, s_s, s_s), g))
             setattr(self, f"bn{i}", nn.BatchNorm3d(a if c["preact"] else b))
-        self.stc = Stc(c["out"], c["stc_frames"], c["stc_r"], c["stc_tcb"], c["stc_scb"]) if c["stc"] else None
+        self.stc = Stc(c["out"], c["stc_frames"], c["stc_r"], c["stc_tcb"], c["stc_scb"],
+                       c["stc_scb_hidden"]) if c["stc"] else None
         self.reshape = st != 1 or ss != 1 or c["in"] != c["out"]
         self.downsample = None
         if self.reshape and c["shortcut"] == "B":
@@ -226,7 +229,7 @@ def family_defaults(family, depth, cardinality=32):
              stem_style="conv", stem_channels=64, stem_kt=7, stem_st=1, stem_pool=True, pool_k=(3, 3, 3),
              pool_s=(2, 2, 2), t_strides=[1, 2, 2, 2], s_strides=[1, 2, 2, 2], t_kernels=[3, 3, 3, 3],
              temporal_on_first=False, style="3d", shortcut="A", preact=False, stc=False, stc_tcb=True,
-             stc_scb=True, stc_r=4, sgs_after="", sgs_bins=0, sgs_dim=8, sgs_kernel="linear",
+             stc_scb=True, stc_r=4, stc_scb_hidden="table", sgs_after="", sgs_bins=0, sgs_dim=8, sgs_kernel="linear",
              sgs_measure="mean_distance")
     if family in ("resnet3d", "stc_resnet"):
         o["shortcut"] = "B" if deep else "A"
@@ -260,7 +263,7 @@ def make_stages(o, width, inp, frames):
                      groups=o["cardinality"], kt=o["t_kernels"][s], temporal_on_first=o["temporal_on_first"],
                      stride_t=st, stride_s=o["s_strides"][s] if b == 0 else 1, style=o["style"],
                      shortcut=o["shortcut"], preact=o["preact"], stc=o["stc"], stc_frames=t, stc_r=o["stc_r"],
-                     stc_tcb=o["stc_tcb"], stc_scb=o["stc_scb"])
+                     stc_tcb=o["stc_tcb"], stc_scb=o["stc_scb"], stc_scb_hidden=o["stc_scb_hidden"])
             blocks.append(ResBlock(c))
             inp = out
         if o["preact"] and s == 3:
@@ -441,7 +444,8 @@ for d in (18, 50):
 
 
 def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=False, preact=False,
-          stc_branches="both", sgs_kernel="linear", sgs_measure="mean_distance", dropout=0.5):
+          stc_branches="both", sgs_kernel="linear", sgs_measure="mean_distance", dropout=0.5,
+          stc_scb_hidden="table"):
     heads = heads or [classes]
     family = name
     if name in PRESETS:
@@ -452,7 +456,8 @@ def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=Fal
     if family == "hatnet":
         return HatNet(depth, width, frames, heads, dropout=dropout)
     o = family_defaults(family, depth)
-    o.update(preact=preact, stc_tcb=stc_branches != "scb", stc_scb=stc_branches != "tcb")
+    o.update(preact=preact, stc_tcb=stc_branches != "scb", stc_scb=stc_branches != "tcb",
+             stc_scb_hidden=stc_scb_hidden)
     if sgs:
         o.update(sgs_after="res2", sgs_kernel=sgs_kernel, sgs_measure=sgs_measure)
     return ResNet3d(o, width, frames, heads, dropout)
@@ -471,6 +476,7 @@ def main():
     ap.add_argument("--sgs", action="store_true")
     ap.add_argument("--preact", action="store_true")
     ap.add_argument("--stc-branches", default="both")
+    ap.add_argument("--stc-scb-hidden", choices=["table", "text"], default="table")
     ap.add_argument("--weights")
     ap.add_argument("--io")
     ap.add_argument("--input")
@@ -494,10 +500,12 @@ def main():
         return
     if a.command == "count":  # NAME may be a comma-separated list: one "name count" line each
         for name in a.name.split(","):
-            m = build(name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches)
+            m = build(name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
+                  stc_scb_hidden=a.stc_scb_hidden)
             print(name, sum(p.numel() for p in m.parameters()))
         return
-    m = build(a.name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches)
+    m = build(a.name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
+                  stc_scb_hidden=a.stc_scb_hidden)
     if a.weights:
         m.load_state_dict(load(a.weights), strict=True)
     if a.command == "forward":

@@ -94,6 +94,7 @@ struct ModelOptions {
   bool stc = false;               ///< STC block after every residual block
   std::string stc_branches = "both";  ///< both, tcb, scb
   int64_t stc_reduction = 4;
+  std::string stc_scb_hidden = "table";  ///< SCB hidden size: table (C/r), text ((T*C)/r)
   std::string heads = "standard";  ///< standard (one head) or multitask (one per category)
   bool sgs = false;                ///< Similarity Guided Sampling
   std::string sgs_after = "res2";  ///< stage after which SGS sits

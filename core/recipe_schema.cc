@@ -267,7 +267,9 @@ std::vector<KeyDef> make_schema() {
   s.key("model.stc", &R::model, &ModelOptions::stc, "STC block after every residual block.");
   s.key("model.stc_branches", &R::model, &ModelOptions::stc_branches, "STC branches: both, tcb (temporal only), scb (spatial only).")
       .choices({"both", "tcb", "scb"});
-  s.key("model.stc_reduction", &R::model, &ModelOptions::stc_reduction, "STC reduction r.").range(1, 64);
+  s.key("model.stc_reduction", &R::model, &ModelOptions::stc_reduction, "STC reduction r (thesis 4.4.2: 4; Table 4.1 prints the sizes of r = 16).").range(1, 64);
+  s.key("model.stc_scb_hidden", &R::model, &ModelOptions::stc_scb_hidden, "Hidden size of the STC spatial branch: table (C/r, as Table 4.1 prints) or text ((T*C)/r, eq. 4.5; grows with T^2).")
+      .choices({"table", "text"});
   s.key("model.heads", &R::model, &ModelOptions::heads, "standard: one head over all labels; multitask: one head per category.")
       .choices({"standard", "multitask"});
   s.key("model.sgs", &R::model, &ModelOptions::sgs, "Similarity Guided Sampling (adaptive temporal feature resolution).");

@@ -55,7 +55,8 @@ void model_info(const InfoArgs& a) {
     frames = r.sampling.num_frames;
     size = r.transform.crop_size;
   } else {
-    options.name = a.target;
+    // A network name: --set model.KEY=VALUE applies to it as to a recipe's [model].
+    options = parse_recipe("[model]\nname = \"" + a.target + "\"\n", a.target, a.overrides).model;
   }
   if (a.classes > 0) classes = a.classes;
   if (a.frames > 0) frames = a.frames;
@@ -129,7 +130,8 @@ void add_model_commands(CLI::App& app) {
   auto args = std::make_shared<InfoArgs>();
   auto* info = model->add_subcommand("info", "Per-stage output shapes, parameters and GFLOPs");
   info->add_option("target", args->target, "Recipe file or network name (`holo model list`)")->required();
-  info->add_option("--set", args->overrides, "Recipe override KEY=VALUE")->take_all();
+  info->add_option("--set", args->overrides, "Recipe override KEY=VALUE (model.* keys also apply to a network name)")
+      ->take_all();
   info->add_option("--classes", args->classes, "Outputs of the head (default: recipe, else 400)");
   info->add_option("--frames", args->frames, "Clip length T (default: recipe, else 16)");
   info->add_option("--size", args->size, "Crop side S (default: recipe, else 112)");

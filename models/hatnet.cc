@@ -46,6 +46,7 @@ HatNetImpl::HatNetImpl(const HatNetOptions& o) : options_(o) {
                 .stc_tcb(o.stc_tcb())
                 .stc_scb(o.stc_scb())
                 .stc_reduction(o.stc_reduction())
+                .stc_scb_hidden(o.stc_scb_hidden())
                 .frames(o.frames());
   stem3d_ = Stem(StemStyle::kConv, stem, int64_t{3}, int64_t{1}, false, std::vector<int64_t>{3, 3, 3},
                  std::vector<int64_t>{2, 2, 2});

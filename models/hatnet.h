@@ -34,6 +34,7 @@ struct HatNetOptions {
   TORCH_ARG(bool, stc_tcb) = true;
   TORCH_ARG(bool, stc_scb) = true;
   TORCH_ARG(int64_t, stc_reduction) = 4;
+  TORCH_ARG(StcScbHidden, stc_scb_hidden) = StcScbHidden::kTable;
   TORCH_ARG(int64_t, frames) = 16;
   TORCH_ARG(double, dropout) = 0.5;
   /// One size (standard) or one per category (multitask).

@@ -176,6 +176,7 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
                                             .stc_tcb(o.stc_branches != "scb")
                                             .stc_scb(o.stc_branches != "tcb")
                                             .stc_reduction(o.stc_reduction)
+                                            .stc_scb_hidden(parse_stc_scb_hidden(o.stc_scb_hidden))
                                             .frames(o.frames)
                                             .dropout(o.dropout)
                                             .heads(head_sizes));
@@ -190,7 +191,8 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
   if (!o.temporal_strides.empty()) r.temporal_strides(o.temporal_strides);
   if (!o.spatial_strides.empty()) r.spatial_strides(o.spatial_strides);
   r.width(o.width).stc(o.stc).stc_tcb(o.stc_branches != "scb").stc_scb(o.stc_branches != "tcb")
-      .stc_reduction(o.stc_reduction).frames(o.frames).dropout(o.dropout).heads(head_sizes);
+      .stc_reduction(o.stc_reduction).stc_scb_hidden(parse_stc_scb_hidden(o.stc_scb_hidden))
+      .frames(o.frames).dropout(o.dropout).heads(head_sizes);
   if (o.sgs) {
     r.sgs_after(o.sgs_after).sgs_bins(o.sgs_bins).sgs_dim(o.sgs_dim)
         .sgs_kernel(parse_sgs_kernel(o.sgs_kernel)).sgs_measure(parse_sgs_measure(o.sgs_measure));

@@ -192,7 +192,8 @@ StagePlan make_stages(const ResNet3dOptions& o, int64_t in, int64_t frames) {
       c.preact = o.preact();
       if (b == 0) t = conv_out(t, 1, c.stride_t);
       if (o.stc()) {
-        c.stc = StcOptions(out, t).reduction(o.stc_reduction()).tcb(o.stc_tcb()).scb(o.stc_scb());
+        c.stc = StcOptions(out, t).reduction(o.stc_reduction()).tcb(o.stc_tcb()).scb(o.stc_scb())
+                    .scb_hidden(o.stc_scb_hidden());
       }
       stage->push_back(ResBlock(c));
       in = out;

@@ -122,6 +122,7 @@ struct ResNet3dOptions {
   TORCH_ARG(bool, stc_tcb) = true;
   TORCH_ARG(bool, stc_scb) = true;
   TORCH_ARG(int64_t, stc_reduction) = 4;
+  TORCH_ARG(StcScbHidden, stc_scb_hidden) = StcScbHidden::kTable;
   /// Clip length the network is built for.
   TORCH_ARG(int64_t, frames) = 16;
   /// Stage after which SGS sits ("stem", "res2", "res3", "res4"); empty: no SGS.

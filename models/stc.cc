@@ -2,9 +2,16 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "models/flops.h"
 
 namespace holo::models {
+
+StcScbHidden parse_stc_scb_hidden(const std::string& s) {
+  if (s == "table") return StcScbHidden::kTable;
+  if (s == "text") return StcScbHidden::kText;
+  throw RecipeError("[model]", 0, 0, "model.stc_scb_hidden", "must be table or text, got '" + s + "'");
+}
 
 StcBlockImpl::StcBlockImpl(const StcOptions& o) : options_(o) {
   TORCH_CHECK(o.tcb() || o.scb(), "STC needs at least one branch");
@@ -17,7 +24,7 @@ StcBlockImpl::StcBlockImpl(const StcOptions& o) : options_(o) {
   }
   if (o.scb()) {
     const int64_t tc = o.frames() * c;
-    const int64_t h = std::max<int64_t>(1, tc / o.reduction());
+    const int64_t h = std::max<int64_t>(1, (o.scb_hidden() == StcScbHidden::kText ? tc : c) / o.reduction());
     scb_fc1_ = register_module("scb_fc1", torch::nn::Linear(tc, h));
     scb_fc2_ = register_module("scb_fc2", torch::nn::Linear(h, c));
   }

@@ -3,10 +3,14 @@
 ///
 /// Temporal correlation branch (TCB): global average over T, H, W -> FC C -> C/r -> ReLU ->
 /// FC C/r -> C -> sigmoid -> rescale X per channel. Spatial correlation branch (SCB): average
-/// over H, W keeping T -> T x C vector (flattened T-major: index t * C + c) -> FC (T C) ->
-/// (T C)/r -> ReLU -> FC -> C -> sigmoid -> rescale X. With both branches the output is their
+/// over H, W keeping T -> T x C vector (flattened T-major: index t * C + c) -> FC (T C) -> h
+/// -> ReLU -> FC -> C -> sigmoid -> rescale X. With both branches the output is their
 /// average. The FCs have biases and a ReLU between them (the Squeeze-and-Excitation
 /// convention; the thesis' equations omit both).
+///
+/// The SCB's hidden size h is where the thesis disagrees with itself (docs/models.md, "STC"):
+/// Table 4.1 prints every STC fc as [C/r, C], so h = C/r (StcScbHidden::kTable, the default);
+/// eq. 4.5 makes it (T C)/r (kText), whose first FC then grows with T^2.
 ///
 /// The SCB's first FC is sized for the T the block is built for. A clip whose map has another
 /// length T' at this point is resampled along time to T (linear interpolation,
@@ -20,6 +24,15 @@
 
 namespace holo::models {
 
+/// Hidden size of the spatial correlation branch.
+enum class StcScbHidden {
+  kTable,  ///< C/r, as Table 4.1 prints the fc sizes
+  kText,   ///< (T C)/r, eq. 4.5
+};
+
+/// "table" or "text"; throws holo::RecipeError naming model.stc_scb_hidden otherwise.
+StcScbHidden parse_stc_scb_hidden(const std::string& s);
+
 struct StcOptions {
   StcOptions(int64_t channels, int64_t frames) : channels_(channels), frames_(frames) {}
   /// C of the feature map.
@@ -32,6 +45,8 @@ struct StcOptions {
   TORCH_ARG(bool, tcb) = true;
   /// Spatial correlation branch on.
   TORCH_ARG(bool, scb) = true;
+  /// Hidden size of the spatial branch's first FC.
+  TORCH_ARG(StcScbHidden, scb_hidden) = StcScbHidden::kTable;
 };
 
 class StcBlockImpl : public torch::nn::Module {

@@ -200,6 +200,31 @@ TEST_F(ModelsTest, StcBranchesChangeOutputsAndGradientsFlow) {
   EXPECT_EQ(both->named_parameters()["scb_fc1.weight"].size(1), 32);
 }
 
+TEST_F(ModelsTest, StcSpatialBranchHiddenSizeTableOrText) {
+  // C = 16, T = 4, r = 4: Table 4.1's reading gives C/r = 4 hidden units, eq. 4.5's (T C)/r = 16.
+  auto table = StcBlock(StcOptions(16, 4));
+  auto text = StcBlock(StcOptions(16, 4).scb_hidden(StcScbHidden::kText));
+  EXPECT_EQ(table->named_parameters()["scb_fc1.weight"].sizes(), (std::vector<int64_t>{4, 64}));
+  EXPECT_EQ(table->named_parameters()["scb_fc2.weight"].sizes(), (std::vector<int64_t>{16, 4}));
+  EXPECT_EQ(text->named_parameters()["scb_fc1.weight"].sizes(), (std::vector<int64_t>{16, 64}));
+  EXPECT_EQ(text->named_parameters()["tcb_fc1.weight"].sizes(), (std::vector<int64_t>{4, 16}));
+  // Through the recipe key, against the PyTorch twin's counts for both readings.
+  auto o = named("stc_resnext50", 0.25, 32);
+  for (const std::string reading : {"table", "text"}) {
+    SCOPED_TRACE(reading);
+    o.stc_scb_hidden = reading;
+    auto py = python_counts("stc_resnext50", "--classes 10 --width 0.25 --frames 32 --stc-scb-hidden " + reading);
+    EXPECT_EQ(count_parameters(*build_network(o, {10})), py["stc_resnext50"]);
+  }
+  o.stc_scb_hidden = "text";
+  const int64_t text_count = count_parameters(*build_network(o, {10}));
+  o.stc_scb_hidden = "table";
+  EXPECT_LT(count_parameters(*build_network(o, {10})), text_count);
+  o.stc_scb_hidden = "wide";
+  EXPECT_THAT([&] { build_network(o, {400}); },
+              ::testing::ThrowsMessage<holo::RecipeError>(HasSubstr("model.stc_scb_hidden")));
+}
+
 TEST_F(ModelsTest, StcOtherClipLengthIsResampled) {
   auto stc = StcBlock(StcOptions(4, 4));
   auto y = stc->forward(torch::randn({1, 4, 8, 3, 3}));
