@@ -183,11 +183,19 @@ class Stem(nn.Module):
 def sgs_weights(delta, bins, kernel, eps):
     dmax = delta.max(1, keepdim=True)[0]
     gamma = dmax.clamp_min(eps) / (2 * bins)
-    if kernel == "linear":
+    if kernel in ("linear", "linear_clamped"):  # eq. 6.6 verbatim, or with Delta clamped (models/sgs.h)
         b = torch.arange(1, bins + 1, dtype=delta.dtype, device=delta.device)
         beta = (2.0 * b - 1.0).unsqueeze(0) * gamma
-        d = torch.max(torch.min(delta, beta[:, -1:]), beta[:, :1])
-        return F.relu(1.0 - (d.unsqueeze(2) - beta.unsqueeze(1)).abs() / gamma.unsqueeze(2))
+        d = delta
+        if kernel == "linear_clamped":
+            d = torch.max(torch.min(delta, beta[:, -1:]), beta[:, :1])
+        psi = F.relu(1.0 - (d.unsqueeze(2) - beta.unsqueeze(1)).abs() / gamma.unsqueeze(2))
+        if kernel == "linear":  # every frame at weight 0 (all Delta equal): one bin of all frames
+            empty = (psi.detach().sum((1, 2)) == 0).view(-1, 1, 1)
+            first = torch.zeros(1, 1, bins, dtype=delta.dtype, device=delta.device)
+            first[..., 0] = 1.0
+            psi = torch.where(empty, first.expand_as(psi), psi)
+        return psi
     idx = torch.floor(delta.detach() / (2.0 * gamma.detach())).clamp(0, bins - 1).long()
     onehot = F.one_hot(idx, bins).to(delta.dtype)
     return onehot / onehot.sum(1, keepdim=True).clamp_min(1.0)

@@ -276,7 +276,7 @@ std::vector<KeyDef> make_schema() {
   s.key("model.sgs_after", &R::model, &ModelOptions::sgs_after, "Stage after which SGS sits.").choices({"stem", "res2", "res3", "res4"});
   s.key("model.sgs_bins", &R::model, &ModelOptions::sgs_bins, "SGS bins B; 0: B = T.").range(0, 1024);
   s.key("model.sgs_dim", &R::model, &ModelOptions::sgs_dim, "SGS similarity space dimension L.").range(1, 1024);
-  s.key("model.sgs_kernel", &R::model, &ModelOptions::sgs_kernel, "SGS kernel: linear (6.5) or kronecker (6.6).").choices({"linear", "kronecker"});
+  s.key("model.sgs_kernel", &R::model, &ModelOptions::sgs_kernel, "SGS kernel: linear (eq. 6.6 verbatim), linear_clamped (6.6 with Delta clamped to [beta_1, beta_B], so the extreme frames weigh 1), or kronecker (6.5).").choices({"linear", "linear_clamped", "kronecker"});
   s.key("model.sgs_measure", &R::model, &ModelOptions::sgs_measure, "SGS similarity measure: distance to the temporal mean, or magnitude.")
       .choices({"mean_distance", "magnitude"});
   s.key("model.init", &R::model, &ModelOptions::init, "Checkpoint or weights file to initialise the network from.").path();

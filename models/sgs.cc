@@ -9,8 +9,10 @@ namespace holo::models {
 
 SgsKernel parse_sgs_kernel(const std::string& s) {
   if (s == "linear") return SgsKernel::kLinear;
+  if (s == "linear_clamped") return SgsKernel::kLinearClamped;
   if (s == "kronecker") return SgsKernel::kKronecker;
-  throw RecipeError("[model]", 0, 0, "model.sgs_kernel", "unknown kernel '" + s + "' (linear, kronecker)");
+  throw RecipeError("[model]", 0, 0, "model.sgs_kernel",
+                    "unknown kernel '" + s + "' (linear, linear_clamped, kronecker)");
 }
 
 SgsMeasure parse_sgs_measure(const std::string& s) {
@@ -26,13 +28,24 @@ torch::Tensor sgs_weights(const torch::Tensor& delta, int64_t bins, SgsKernel ke
   const auto opts = delta.options();
   auto dmax = std::get<0>(delta.max(1, /*keepdim=*/true));         // N x 1
   auto gamma = dmax.clamp_min(eps) / static_cast<double>(2 * bins);  // N x 1
-  if (kernel == SgsKernel::kLinear) {
+  if (kernel != SgsKernel::kKronecker) {
     auto b = torch::arange(1, bins + 1, opts);                     // B
     auto beta = (2.0 * b - 1.0).unsqueeze(0) * gamma;              // N x B
-    auto lo = beta.narrow(1, 0, 1), hi = beta.narrow(1, bins - 1, 1);
-    auto d = torch::max(torch::min(delta, hi), lo);                // clamp to [beta_1, beta_B]
+    auto d = delta;
+    if (kernel == SgsKernel::kLinearClamped) {
+      auto lo = beta.narrow(1, 0, 1), hi = beta.narrow(1, bins - 1, 1);
+      d = torch::max(torch::min(delta, hi), lo);                   // clamp to [beta_1, beta_B]
+    }
     auto dist = (d.unsqueeze(2) - beta.unsqueeze(1)).abs();        // N x T x B
-    return torch::relu(1.0 - dist / gamma.unsqueeze(2));
+    auto psi = torch::relu(1.0 - dist / gamma.unsqueeze(2));       // (6.6)
+    if (kernel == SgsKernel::kLinear) {
+      // A clip whose frames all weigh 0 (every Delta equal) gets one bin of all its frames.
+      auto empty = (psi.detach().sum({1, 2}) == 0).view({-1, 1, 1});  // N x 1 x 1
+      auto first = torch::zeros({1, 1, bins}, opts);
+      first.select(2, 0).fill_(1.0);
+      psi = torch::where(empty, first.expand_as(psi), psi);
+    }
+    return psi;
   }
   // Kronecker (6.5): the bin holding Delta_t, averaged over the bin's frames. No gradient
   // reaches Delta through a step function.

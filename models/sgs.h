@@ -8,11 +8,18 @@
 /// the release, default) or ||Z_t|| (kMagnitude, the thesis' 6.1). With B bins,
 /// gamma = max(max_t Delta_t, eps) / 2B and centres beta_b = (2b - 1) gamma. Output bins are
 /// weighted sums O_b = sum_t I_t Psi(Delta_t, beta_b):
-///   - kLinear (6.6): Psi = max(0, 1 - |Delta'_t - beta_b| / gamma), where Delta' is Delta
-///     clamped to [beta_1, beta_B] so that the extreme frames (Delta = 0, Delta = max), which
-///     6.6 would weigh 0, fall fully into the outer bins;
+///   - kLinear (6.6, the default): Psi = max(0, 1 - |Delta_t - beta_b| / gamma), verbatim. A
+///     frame on the outer edges (Delta = 0, or Delta = max, which every clip has) weighs 0 in
+///     every bin, as 6.6 says; the authors' release gives it about 1e-7.
+///   - kLinearClamped: the same with Delta clamped to [beta_1, beta_B] first, so the extreme
+///     frames fall fully into the outer bins (Holo's kernel before 6.6 became the default);
 ///   - kKronecker (6.5): each frame in the bin floor(Delta_t / 2 gamma) (the last bin closed),
 ///     O_b the average of its frames.
+/// Degenerate clips: when every frame has the same Delta (identical frames; or two frames
+/// under the distance to their mean), 6.6 puts all of them on the upper edge and every bin is
+/// empty (the release divides by zero there when Delta = 0). The linear kernel then gives the
+/// clip one bin holding every frame with weight 1, which is what a frame at a bin's centre
+/// gets and what kLinearClamped gives.
 /// gamma stays in the autograd graph (exact gradients of the forward function; 6.8 is the
 /// partial derivative with gamma held fixed). A bin is empty when no frame has positive
 /// weight in it. Empty bins are dropped per clip, the remaining B' keep their bin order, and
@@ -28,7 +35,7 @@
 
 namespace holo::models {
 
-enum class SgsKernel { kLinear, kKronecker };
+enum class SgsKernel { kLinear, kLinearClamped, kKronecker };
 enum class SgsMeasure { kMeanDistance, kMagnitude };
 
 struct SgsOptions {
@@ -77,7 +84,7 @@ class SgsImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Sgs);
 
-/// Parses "linear"/"kronecker" and "mean_distance"/"magnitude" (recipe values).
+/// Parses "linear"/"linear_clamped"/"kronecker" and "mean_distance"/"magnitude" (recipe values).
 SgsKernel parse_sgs_kernel(const std::string& s);
 SgsMeasure parse_sgs_measure(const std::string& s);
 

@@ -281,7 +281,7 @@ TEST_F(ModelsTest, SgsFiniteDifferenceGradient) {
 
 TEST_F(ModelsTest, SgsIdenticalFramesOneBinNoNan) {
   for (auto measure : {SgsMeasure::kMeanDistance, SgsMeasure::kMagnitude}) {
-    for (auto kernel : {SgsKernel::kLinear, SgsKernel::kKronecker}) {
+    for (auto kernel : {SgsKernel::kLinear, SgsKernel::kLinearClamped, SgsKernel::kKronecker}) {
       auto sgs = Sgs(SgsOptions(4, 8).measure(measure).kernel(kernel));
       auto frame = torch::randn({2, 4, 1, 3, 3});
       auto x = frame.expand({2, 4, 8, 3, 3}).contiguous().requires_grad_(true);
@@ -306,8 +306,8 @@ TEST_F(ModelsTest, SgsIdenticalFramesOneBinNoNan) {
 }
 
 /// An SGS whose similarity space is the spatial mean of channels 0 and 1 (eval mode).
-Sgs identity_sgs(int64_t bins, SgsMeasure measure) {
-  auto sgs = Sgs(SgsOptions(4, bins).dim(2).measure(measure));
+Sgs identity_sgs(int64_t bins, SgsMeasure measure, SgsKernel kernel = SgsKernel::kLinear) {
+  auto sgs = Sgs(SgsOptions(4, bins).dim(2).measure(measure).kernel(kernel));
   torch::NoGradGuard ng;
   auto p = sgs->named_parameters();
   p["fc1.weight"].zero_();
@@ -329,14 +329,17 @@ torch::Tensor grouped_clip(int64_t k, int64_t t) {
 
 TEST_F(ModelsTest, SgsKGroupsGiveKBins) {
   for (int64_t k : {1, 2, 3, 5}) {
-    auto sgs = identity_sgs(16, SgsMeasure::kMagnitude);
-    auto out = sgs->forward(grouped_clip(k, 16));
-    EXPECT_EQ(out.active_bins.item<int64_t>(), k) << "k = " << k;
+    // Eq. 6.6 verbatim: only the frame at max Delta weighs 0; the rest of its group (within
+    // the noise below it) keeps the last bin occupied.
+    auto exact = identity_sgs(16, SgsMeasure::kMagnitude);
+    EXPECT_EQ(exact->forward(grouped_clip(k, 16)).active_bins.item<int64_t>(), k) << "k = " << k;
+    auto clamped = identity_sgs(16, SgsMeasure::kMagnitude, SgsKernel::kLinearClamped);
+    EXPECT_EQ(clamped->forward(grouped_clip(k, 16)).active_bins.item<int64_t>(), k) << "k = " << k;
   }
 }
 
 TEST_F(ModelsTest, SgsPaddingMaskInBatch) {
-  auto sgs = identity_sgs(8, SgsMeasure::kMagnitude);
+  auto sgs = identity_sgs(8, SgsMeasure::kMagnitude, SgsKernel::kLinearClamped);
   auto a = torch::rand({1, 4, 1, 3, 3}).expand({1, 4, 8, 3, 3}).contiguous();
   auto b = grouped_clip(3, 8);
   auto out = sgs->forward(torch::cat({a, b}, 0));
@@ -358,8 +361,18 @@ TEST_F(ModelsTest, SgsKernelsMatchFormulas) {
   auto x = I.view({1, 1, 5, 1, 1});
   const double gamma = 0.5;
   const int64_t B = 4;
-  auto lin = sgs_weights(delta, B, SgsKernel::kLinear, 1e-6);
+  auto lin = sgs_weights(delta, B, SgsKernel::kLinearClamped, 1e-6);
   auto kro = sgs_weights(delta, B, SgsKernel::kKronecker, 1e-6);
+  // Eq. 6.6 verbatim on every frame, the one at max Delta included (weight 0 in every bin).
+  auto exact = sgs_weights(delta, B, SgsKernel::kLinear, 1e-6);
+  for (int64_t t = 0; t < 5; ++t) {
+    const double d = delta[0][t].item<double>();
+    for (int64_t b = 0; b < B; ++b) {
+      const double beta = (2.0 * (b + 1) - 1.0) * gamma;
+      EXPECT_NEAR(exact[0][t][b].item<double>(), std::max(0.0, 1.0 - std::abs(d - beta) / gamma), 1e-12);
+    }
+  }
+  EXPECT_EQ(exact[0][4].sum().item<double>(), 0.0);
   std::vector<double> o_lin(B, 0.0), o_kro(B, 0.0), n_kro(B, 0.0);
   for (int64_t t = 0; t < 4; ++t) {  // frames strictly inside [beta_1, beta_B]: the formulas verbatim
     const double d = delta[0][t].item<double>();
@@ -373,13 +386,13 @@ TEST_F(ModelsTest, SgsKernelsMatchFormulas) {
       n_kro[b] += w65;
     }
   }
-  // The frame at max Delta (on the upper edge, weight 0 in both formulas) goes to bin B.
+  // Clamped: the frame at max Delta (on the upper edge, weight 0 in both formulas) goes to bin B.
   EXPECT_DOUBLE_EQ(lin[0][4][3].item<double>(), 1.0);
   EXPECT_DOUBLE_EQ(kro[0][4][3].item<double>(), 1.0 / (n_kro[3] + 1));
   o_lin[3] += 5.0;
   o_kro[3] += 5.0;
   n_kro[3] += 1;
-  auto sl = sgs_sample(x, delta, B, SgsKernel::kLinear, 1e-6);
+  auto sl = sgs_sample(x, delta, B, SgsKernel::kLinearClamped, 1e-6);
   auto sk = sgs_sample(x, delta, B, SgsKernel::kKronecker, 1e-6);
   // Linear: every bin has weight here (1.2 -> bin 2 with 0.4, 2.2 -> bins 2, 3).
   ASSERT_EQ(sl.active_bins.item<int64_t>(), 4);
