@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <stdio.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -13,6 +15,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "core/env.h"
 #include "core/error.h"
 #include "core/run_dir.h"
 
@@ -38,6 +41,33 @@ void fsync_dir(const std::string& dir) {
 nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(read_file(path));
 }
+
+/// Free space of the filesystem holding `path`, for error messages.
+std::string free_space(const std::string& path) {
+  struct statvfs s {};
+  if (::statvfs(path.c_str(), &s) != 0) return "free space unknown";
+  const double mib = static_cast<double>(s.f_bavail) * static_cast<double>(s.f_frsize) / (1024.0 * 1024.0);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", mib);
+  return std::string(buf) + " MiB free on the filesystem of '" + path + "'";
+}
+
+/// Renames `dir` out of the way (".deleting-<name>", atomic) and removes it: a kill in the
+/// middle leaves a leftover that the next start removes, never a step-N without its manifest.
+void remove_checkpoint_dir(const fs::path& dir) {
+  const fs::path doomed = dir.parent_path() / (".deleting-" + dir.filename().string());
+  std::error_code ec;
+  fs::remove_all(doomed, ec);
+  fs::rename(dir, doomed, ec);
+  if (ec) {
+    spdlog::warn("checkpoint: cannot remove '{}': {}", dir.string(), ec.message());
+    return;
+  }
+  env::fault_point("cleanup");
+  fs::remove_all(doomed, ec);
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
 std::string now_iso() {
   const std::time_t t = std::time(nullptr);
@@ -151,12 +181,22 @@ void Manager::write(Snapshot snapshot) {
   const std::string final_dir = step_dir(root_, snapshot.step);
   const std::string partial =
       (fs::path(root_) / (".partial-" + fs::path(final_dir).filename().string())).string();
-  if (fs::exists(final_dir)) {
-    // Already committed (e.g. a save at the end of an epoch that was also a periodic step).
-    return;
+  // An existing step-N (the end of training on a periodic step, a re-run of a finished run, a
+  // resume from an older checkpoint) is replaced when this one commits, never kept instead.
+  try {
+    fs::create_directories(partial);
+    write_parts(snapshot, partial, final_dir);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    fs::remove_all(partial, ec);
+    throw IoError("checkpoint '" + final_dir + "' (step " + std::to_string(snapshot.step) +
+                  ") was not saved: " + e.what() + "; its partial folder '" + partial +
+                  "' was removed, the previous checkpoint is kept; " + free_space(root_));
   }
-  fs::create_directories(partial);
+}
 
+void Manager::write_parts(const Snapshot& snapshot, const std::string& partial,
+                          const std::string& final_dir) {
   // This rank's share of the replicated state plus its own per-rank state.
   const auto owner = assign_shards(snapshot.replicated, options_.world_size);
   NamedTensors mine;
@@ -166,6 +206,7 @@ void Manager::write(Snapshot snapshot) {
   for (const auto& [name, t] : snapshot.per_rank) mine.emplace_back("rank." + name, t);
   const std::string file = shard_name(options_.rank, options_.world_size);
   const ShardInfo info = write_shard((fs::path(partial) / file).string(), mine);
+  env::fault_point("shard");
 
   // A marker that this rank's shard is complete, tagged with the attempt so that a leftover of
   // an earlier interrupted attempt is never mistaken for this one.
@@ -176,6 +217,7 @@ void Manager::write(Snapshot snapshot) {
                          {"attempt", options_.attempt_id}};
   write_file_atomic((fs::path(partial) / ("done-" + std::to_string(options_.rank) + ".json")).string(),
                     done.dump());
+  env::fault_point("marker");
   if (options_.rank == 0) {
     commit(snapshot, partial, final_dir);
   } else {
@@ -222,6 +264,8 @@ void Manager::commit(const Snapshot& snapshot, const std::string& partial,
       {"created", now_iso()},
       {"dataset_hash", snapshot.dataset_hash},
       {"recipe", snapshot.recipe_toml},
+      {"run_id", options_.run_id},
+      {"attempt", options_.attempt_id},
       {"meta", snapshot.meta},
       {"score", snapshot.score ? nlohmann::json(*snapshot.score) : nlohmann::json()},
       {"tensors", tensors},
@@ -236,13 +280,31 @@ void Manager::commit(const Snapshot& snapshot, const std::string& partial,
   }
   write_file_atomic((fs::path(partial) / "manifest.json").string(), manifest.dump(2));
   fsync_dir(partial);
-  std::error_code ec;
-  fs::rename(partial, final_dir, ec);
-  if (ec) throw IoError("cannot commit checkpoint '" + final_dir + "': " + ec.message());
+  env::fault_point("manifest");
+  bool replaced = false;
+  if (fs::exists(final_dir)) {
+    // Swap the new checkpoint in atomically; the old one is then where the partial was.
+    if (::renameat2(AT_FDCWD, partial.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_EXCHANGE) != 0) {
+      throw IoError("cannot replace checkpoint '" + final_dir + "': " + std::strerror(errno));
+    }
+    replaced = true;
+  } else {
+    std::error_code ec;
+    fs::rename(partial, final_dir, ec);
+    if (ec) throw IoError("cannot commit checkpoint '" + final_dir + "': " + ec.message());
+  }
   fsync_dir(root_);
-  if (snapshot.score) scores_[final_dir] = *snapshot.score;
-  spdlog::info("checkpoint: saved {} (step {}, {} shard{})", final_dir, snapshot.step,
-               options_.world_size, options_.world_size == 1 ? "" : "s");
+  verified_[final_dir] = "";  // its shards' checksums were recorded as they were written
+  if (replaced) remove_checkpoint_dir(partial);
+  if (snapshot.score) {
+    scores_[final_dir] = *snapshot.score;
+  } else {
+    scores_.erase(final_dir);
+  }
+  spdlog::info("checkpoint: saved {} (step {}, {} shard{}){}", final_dir, snapshot.step,
+               options_.world_size, options_.world_size == 1 ? "" : "s",
+               replaced ? ", replacing the one saved before at that step" : "");
+  spdlog::default_logger()->flush();
   retain(snapshot.step);
 }
 
@@ -250,7 +312,17 @@ void Manager::wait_visible(const std::string& final_dir) const {
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration<double>(options_.commit_timeout_s);
   const auto manifest = fs::path(final_dir) / "manifest.json";
-  while (!fs::exists(manifest)) {
+  // The manifest of this attempt's commit: an older step-N being replaced has another.
+  const auto committed = [&] {
+    std::error_code ec;
+    if (!fs::exists(manifest, ec)) return false;
+    try {
+      return read_json(manifest.string()).value("attempt", "") == options_.attempt_id;
+    } catch (const std::exception&) {
+      return false;  // read while being swapped in
+    }
+  };
+  while (!committed()) {
     if (std::chrono::steady_clock::now() > deadline) {
       throw IoError("checkpoint '" + final_dir + "' was not committed by rank 0 within " +
                     std::to_string(options_.commit_timeout_s) + " s");
@@ -259,54 +331,145 @@ void Manager::wait_visible(const std::string& final_dir) const {
   }
 }
 
+bool Manager::good(const Entry& e) {
+  auto it = verified_.find(e.path);
+  if (it == verified_.end()) it = verified_.emplace(e.path, verify(e.path)).first;
+  return it->second.empty();
+}
+
 void Manager::retain(int64_t committed_step) {
-  auto entries = list(root_);
+  const Survey s = survey(root_, options_.run_id);
+  // Leftovers of interrupted saves of earlier steps; a later step's partial folder may already
+  // be in the making by a rank that saw this commit.
+  for (const auto& dir : s.leftovers) {
+    const std::string name = fs::path(dir).filename().string();
+    const bool deleting = starts_with(name, ".deleting-");
+    const auto digits = name.substr(name.rfind('-') + 1);
+    if (deleting || std::atoll(digits.c_str()) < committed_step) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  }
+  for (const auto& e : s.foreign) {
+    if (reported_.insert(e.path).second) {
+      spdlog::warn("checkpoint: {} (step {}) was saved by another run ({}): kept, not counted", e.path,
+                   e.step, e.run_id);
+    }
+  }
   std::string best;
   double best_score = -std::numeric_limits<double>::infinity();
-  for (const auto& [dir, s] : scores_) {
-    if (fs::exists(dir) && s > best_score) {
-      best_score = s;
+  for (const auto& [dir, score] : scores_) {
+    if (fs::exists(dir) && score > best_score) {
+      best_score = score;
       best = dir;
     }
   }
-  const int64_t n = static_cast<int64_t>(entries.size());
-  for (int64_t i = 0; i < n - options_.keep; ++i) {
-    if (entries[i].path == best) continue;
-    std::error_code ec;
-    fs::remove_all(entries[i].path, ec);
-    scores_.erase(entries[i].path);
-  }
-  // Leftovers of interrupted saves of earlier steps are removed; a later step's partial folder
-  // may already be in the making by a rank that saw this commit.
-  for (const auto& e : fs::directory_iterator(root_)) {
-    const std::string name = e.path().filename().string();
-    const std::string prefix = ".partial-step-";
-    if (name.rfind(prefix, 0) == 0 && std::atoll(name.c_str() + prefix.size()) < committed_step) {
-      std::error_code ec;
-      fs::remove_all(e.path(), ec);
+  // Newest first: a good checkpoint is deleted once `keep` newer good ones of this run exist.
+  int64_t good_newer = 0;
+  for (auto it = s.own.rbegin(); it != s.own.rend(); ++it) {
+    if (!good(*it)) {
+      if (reported_.insert(it->path).second) {
+        spdlog::warn("checkpoint: {} (step {}) is corrupt ({}): kept, not counted", it->path, it->step,
+                     verified_.at(it->path));
+      }
+      continue;
     }
+    if (good_newer >= options_.keep && it->path != best) {
+      remove_checkpoint_dir(it->path);
+      verified_.erase(it->path);
+      scores_.erase(it->path);
+      continue;
+    }
+    ++good_newer;
   }
 }
 
-std::vector<Entry> Manager::list(const std::string& root) {
-  std::vector<Entry> out;
+Survey Manager::survey(const std::string& root, const std::string& run_id) {
+  Survey out;
   std::error_code ec;
   if (!fs::is_directory(root, ec)) return out;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("step-", 0) != 0 || !e.is_directory()) continue;
+    if (!e.is_directory()) continue;
+    if (starts_with(name, ".partial-step-") || starts_with(name, ".deleting-step-")) {
+      out.leftovers.push_back(e.path().string());
+      continue;
+    }
+    if (!starts_with(name, "step-")) continue;
     const auto manifest = e.path() / "manifest.json";
-    if (!fs::exists(manifest)) continue;
+    if (!fs::exists(manifest)) {
+      out.orphans.push_back(e.path().string());
+      continue;
+    }
     try {
       auto j = read_json(manifest.string());
-      if (!j.value("complete", false)) continue;
-      out.push_back(Entry{e.path().string(), j.at("step").get<int64_t>(), std::move(j)});
+      if (!j.value("complete", false)) {
+        out.unreadable.emplace_back(e.path().string(), "its manifest does not mark it complete");
+        continue;
+      }
+      Entry entry{e.path().string(), j.at("step").get<int64_t>(), j.value("run_id", ""), std::move(j)};
+      (entry.run_id.empty() || entry.run_id == run_id ? out.own : out.foreign).push_back(std::move(entry));
     } catch (const std::exception& ex) {
-      spdlog::warn("checkpoint: ignoring '{}': unreadable manifest ({})", e.path().string(), ex.what());
+      out.unreadable.emplace_back(e.path().string(), std::string("unreadable manifest: ") + ex.what());
     }
   }
+  const auto by_step = [](const Entry& a, const Entry& b) { return a.step < b.step; };
+  std::sort(out.own.begin(), out.own.end(), by_step);
+  std::sort(out.foreign.begin(), out.foreign.end(), by_step);
+  std::sort(out.orphans.begin(), out.orphans.end());
+  std::sort(out.leftovers.begin(), out.leftovers.end());
+  std::sort(out.unreadable.begin(), out.unreadable.end());
+  return out;
+}
+
+std::vector<Entry> Survey::all() const {
+  std::vector<Entry> out = own;
+  out.insert(out.end(), foreign.begin(), foreign.end());
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.step < b.step; });
   return out;
+}
+
+void Manager::remove_leftovers(const Survey& s) {
+  for (const auto& dir : s.leftovers) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    spdlog::info("checkpoint: removed '{}', left by an interrupted save or cleanup", dir);
+  }
+  for (const auto& dir : s.orphans) {
+    remove_checkpoint_dir(dir);
+    spdlog::warn("checkpoint: removed '{}': a checkpoint folder without its manifest (an interrupted "
+                 "cleanup or copy)", dir);
+  }
+}
+
+std::string Manager::verify(const std::string& dir) {
+  try {
+    const auto m = read_json((fs::path(dir) / "manifest.json").string());
+    for (const auto& s : m.at("shards")) {
+      const fs::path file = fs::path(dir) / s.at("file").get<std::string>();
+      std::error_code ec;
+      const auto size = fs::file_size(file, ec);
+      if (ec) return "shard '" + file.filename().string() + "': " + ec.message();
+      if (size != s.at("bytes").get<uint64_t>()) {
+        return "shard '" + file.filename().string() + "' has " + std::to_string(size) + " bytes, the manifest " +
+               std::to_string(s.at("bytes").get<uint64_t>());
+      }
+      const std::string sum = file_checksum(file.string());
+      if (sum != s.at("checksum").get<std::string>()) {
+        return "shard '" + file.filename().string() + "' has checksum " + sum + ", the manifest " +
+               s.at("checksum").get<std::string>();
+      }
+    }
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::vector<Entry> Manager::list(const std::string& root) {
+  const Survey s = survey(root, "");
+  for (const auto& [dir, why] : s.unreadable) spdlog::warn("checkpoint: ignoring '{}': {}", dir, why);
+  return s.all();
 }
 
 Loaded Manager::load(const std::string& dir, int rank, int world_size) {
@@ -329,6 +492,7 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) {
   out.meta = m.value("meta", nlohmann::json::object());
   out.recipe_toml = m.value("recipe", "");
   out.dataset_hash = m.value("dataset_hash", "");
+  out.run_id = m.value("run_id", "");
   const std::string own_prefix = "rank.";
   for (const auto& s : m.at("shards")) {
     const std::string file = s.at("file");
@@ -358,15 +522,32 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) {
 }
 
 std::optional<Loaded> Manager::load_latest(const std::string& root, int rank, int world_size) {
-  auto entries = list(root);
+  const Survey s = survey(root, "");
+  const auto entries = s.all();
+  std::string failures;
   for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
     try {
       return load(it->path, rank, world_size);
     } catch (const IoError& e) {
       spdlog::warn("checkpoint: skipping {}: {}", it->path, e.what());
+      failures += "\n  " + it->path + ": " + e.what();
     }
   }
+  for (const auto& [dir, why] : s.unreadable) failures += "\n  " + dir + ": " + why;
+  if (!failures.empty()) {
+    throw IoError("no checkpoint under '" + root + "' can be loaded:" + failures);
+  }
   return std::nullopt;
+}
+
+Loaded Manager::load_newest_valid(const std::string& path, int rank, int world_size) {
+  if (fs::exists(fs::path(path) / "manifest.json")) return load(path, rank, world_size);
+  for (const auto& root : {fs::path(path), fs::path(path) / "checkpoints"}) {
+    const Survey s = survey(root.string(), "");
+    if (s.all().empty() && s.unreadable.empty()) continue;
+    if (auto loaded = load_latest(root.string(), rank, world_size)) return std::move(*loaded);
+  }
+  throw IoError("no checkpoint in '" + path + "' (looked for manifest.json, step-* and checkpoints/step-*)");
 }
 
 }  // namespace holo::ckpt

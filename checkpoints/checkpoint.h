@@ -8,6 +8,17 @@
 /// every rank has finished (manifest with per-shard checksums, fsync, rename), so an interrupted
 /// save leaves the previous checkpoint intact. Loading reads every shard, so a checkpoint loads
 /// on any number of ranks.
+///
+/// Nothing is lost (docs/checkpoint-format.md, "Nothing lost"):
+/// - every manifest records the run id of the run that saved it;
+/// - a save whose step-N already exists replaces it atomically (rename exchange), never skips;
+/// - cleanup deletes only this run's checkpoints whose shards match their checksums, and only
+///   while at least `keep` newer good ones of this run exist; corrupt and foreign checkpoints
+///   are reported, never counted, never deleted; a deleted checkpoint is first renamed to
+///   `.deleting-step-N`, so a kill during cleanup never leaves a step-N without its manifest;
+/// - a failed save removes its partial folder and names the path and the free space;
+/// - leftovers of interrupted saves and cleanups (`.partial-*`, `.deleting-*`, step-N folders
+///   without a manifest) are removed at the next start (remove_leftovers).
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +27,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,13 +60,29 @@ struct Loaded {
   nlohmann::json meta;
   std::string recipe_toml;
   std::string dataset_hash;
+  std::string run_id;  ///< empty for checkpoints older than run ids
 };
 
 /// A committed checkpoint directory, from its manifest.
 struct Entry {
   std::string path;
   int64_t step = 0;
+  std::string run_id;  ///< of the run that saved it; empty for checkpoints older than run ids
   nlohmann::json manifest;
+};
+
+/// A checkpoint folder sorted out for one run (Manager::survey).
+struct Survey {
+  std::vector<Entry> own;      ///< committed by this run (or without a run id), oldest first
+  std::vector<Entry> foreign;  ///< committed by another run, oldest first
+  /// step-N folders whose manifest is missing (an interrupted cleanup, a partial copy).
+  std::vector<std::string> orphans;
+  /// .partial-step-N and .deleting-step-N folders of interrupted saves and cleanups.
+  std::vector<std::string> leftovers;
+  /// step-N folders whose manifest does not parse or is not a complete Holo checkpoint, and why.
+  std::vector<std::pair<std::string, std::string>> unreadable;
+  /// Every committed checkpoint, own and foreign, oldest first.
+  std::vector<Entry> all() const;
 };
 
 struct ManagerOptions {
@@ -63,6 +91,7 @@ struct ManagerOptions {
   int64_t keep = 3;              ///< newest committed checkpoints kept (plus the best one)
   bool background = true;        ///< write in a background thread
   std::string attempt_id;        ///< identical on all ranks of one run attempt (agreed at start)
+  std::string run_id;            ///< recorded in every manifest; cleanup touches only this run's
   double commit_timeout_s = 600; ///< how long rank 0 waits for the other ranks' shards
   /// Nice value of the background writer thread; 0 leaves it unchanged. 19 (the writer takes
   /// only idle CPU time) measured worse than 0 on the development machine (docs/benchmarks.md).
@@ -93,20 +122,36 @@ class Manager {
 
   /// Committed checkpoints under `root`, oldest first.
   static std::vector<Entry> list(const std::string& root);
+  /// Everything under `root` sorted out for the run `run_id` (see Survey).
+  static Survey survey(const std::string& root, const std::string& run_id);
+  /// Removes the orphans and leftovers of `s`, logging each (rank 0, before anyone saves).
+  static void remove_leftovers(const Survey& s);
+  /// Empty when every shard of the checkpoint `dir` has its manifest's size and checksum (the
+  /// files are read, not parsed), else the reason.
+  static std::string verify(const std::string& dir);
   /// Loads one checkpoint directory for `rank` of `world_size`; verifies every shard's checksum.
   /// Throws holo::IoError naming the directory and the bad shard.
   static Loaded load(const std::string& dir, int rank, int world_size);
   /// Newest checkpoint under `root` that loads; a corrupted one is reported (log warning with
-  /// the reason) and the previous one is tried.
+  /// the reason) and the previous one is tried. Throws holo::IoError naming every checkpoint
+  /// and why it failed when checkpoints exist and none loads; nullopt when there are none.
   static std::optional<Loaded> load_latest(const std::string& root, int rank, int world_size);
+  /// `path` as users give it: a checkpoint directory (loaded as it is; a corrupt one throws), or
+  /// a run directory or checkpoints folder, whose newest checkpoint that loads is taken, with a
+  /// warning for each newer one that does not. Throws holo::IoError when nothing loads.
+  static Loaded load_newest_valid(const std::string& path, int rank, int world_size);
   /// "<root>/step-00000100".
   static std::string step_dir(const std::string& root, int64_t step);
 
  private:
   void write(Snapshot snapshot);
+  /// This rank's shard and done marker into `partial`; rank 0 then commits.
+  void write_parts(const Snapshot& snapshot, const std::string& partial, const std::string& final_dir);
   void commit(const Snapshot& snapshot, const std::string& partial, const std::string& final_dir);
   void wait_visible(const std::string& final_dir) const;
   void retain(int64_t committed_step);
+  /// verify() once per checkpoint folder; those this manager committed are good.
+  bool good(const Entry& e);
   /// Copies `tensors` into staging_ (keys prefixed with `prefix`), returns the staged copies.
   NamedTensors stage(const NamedTensors& tensors, const std::string& prefix,
                      std::map<std::string, torch::Tensor>& next);
@@ -118,6 +163,8 @@ class Manager {
   double last_stall_s_ = 0;
   std::map<std::string, double> scores_;  // committed dir -> score, for keep-best
   std::map<std::string, torch::Tensor> staging_;  // CPU copies of the last snapshot, reused
+  std::map<std::string, std::string> verified_;   // checkpoint dir -> verify() result
+  std::set<std::string> reported_;                // corrupt or foreign dirs already warned about
 };
 
 /// Splits replicated tensors across `world_size` ranks: greedy by size (largest first, to the

@@ -1,5 +1,6 @@
 #include "core/env.h"
 
+#include <csignal>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -114,10 +115,24 @@ HOLO_ENV_KNOB(bool, malloc_tuning, "HOLO_MALLOC_TUNING", true,
 HOLO_ENV_KNOB(bool, no_color, "HOLO_NO_COLOR", false, "Disables colour in log lines.")
 HOLO_ENV_KNOB(std::string, sample_log, "HOLO_SAMPLE_LOG", "",
               "When set, each training rank appends the samples it trains on (epoch step record) to <value>.rank<N>.")
+HOLO_ENV_KNOB(std::string, fault_kill_at, "HOLO_FAULT_KILL_AT", "",
+              "Fault tests only: SIGKILL the process at this phase of a checkpoint save (shard, marker, "
+              "manifest, cleanup), or PHASE:N at its N-th time.")
 
 #undef HOLO_ENV_KNOB
 
 const std::vector<KnobInfo>& knobs() { return registry(); }
+
+void fault_point(const char* phase) {
+  // "PHASE" or "PHASE:N": the N-th time this process reaches PHASE (the first by default).
+  static const std::string spec = fault_kill_at();
+  if (spec.empty()) return;
+  const auto colon = spec.find(':');
+  if (spec.substr(0, colon) != phase) return;
+  static int seen = 0;
+  const int nth = colon == std::string::npos ? 1 : std::atoi(spec.c_str() + colon + 1);
+  if (++seen == nth) ::raise(SIGKILL);
+}
 
 bool KnobInfo::is_set() const { return raw(name.c_str()) != nullptr; }
 

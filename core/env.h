@@ -45,5 +45,14 @@ bool no_color();
 /// When set, every training rank appends the samples it trains on ("epoch step record") to
 /// `<value>.rank<N>`: an audit of what a resumed or re-sharded run saw.
 std::string sample_log();
+/// Fault injection for the fault tests (tests/train/faults_test.cc): the process kills itself
+/// with SIGKILL at this phase of a checkpoint save: shard (this rank's shard written), marker
+/// (its done marker written), manifest (rank 0: manifest written, not yet renamed), cleanup
+/// (rank 0: an old checkpoint renamed for deletion, not yet removed); "PHASE:N" the N-th time.
+/// Empty: never.
+std::string fault_kill_at();
+
+/// SIGKILLs this process when HOLO_FAULT_KILL_AT names `phase` (for the fault tests).
+void fault_point(const char* phase);
 
 }  // namespace holo::env

@@ -43,6 +43,10 @@ void add_file(const std::string& path) {
   auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, /*truncate=*/false);
   sink->set_pattern(pattern());
   spdlog::default_logger()->sinks().push_back(sink);
+  // A kill -9 or a full disk loses at most the last second of the file.
+  spdlog::flush_every(std::chrono::seconds(1));
 }
+
+void flush() { spdlog::default_logger()->flush(); }
 
 }  // namespace holo::log

@@ -13,7 +13,11 @@ namespace holo::log {
 /// (or `level` when not empty). Safe to call again, e.g. once the rank is known.
 void init(const std::string& level = "");
 
-/// Also writes every log line to `path` (appending), e.g. the run directory's log file.
+/// Also writes every log line to `path` (appending), e.g. the run directory's log file. Log
+/// lines are flushed at least every second from then on (and at once from warnings up).
 void add_file(const std::string& path);
+
+/// Flushes the log now (the trainer calls it at every checkpoint).
+void flush();
 
 }  // namespace holo::log

@@ -151,6 +151,8 @@ struct CheckpointOptions {
   int64_t keep = 3;            ///< newest checkpoints kept
   bool background = true;      ///< write in a background thread
   std::string resume = "auto";  ///< auto (newest in the run dir), never, or a checkpoint path
+  /// Another run's checkpoints in the run dir: refuse (the default) or overwrite (delete them).
+  std::string existing = "refuse";
 };
 
 struct DistOptions {

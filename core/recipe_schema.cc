@@ -319,6 +319,8 @@ std::vector<KeyDef> make_schema() {
   s.key("checkpoint.keep", &R::checkpoint, &CheckpointOptions::keep, "Newest checkpoints kept.").range(1, 1000);
   s.key("checkpoint.background", &R::checkpoint, &CheckpointOptions::background, "Write checkpoints in a background thread.");
   s.key("checkpoint.resume", &R::checkpoint, &CheckpointOptions::resume, "auto (newest in the run directory), never, or a checkpoint path.");
+  s.key("checkpoint.existing", &R::checkpoint, &CheckpointOptions::existing, "When the run directory holds another run's checkpoints (with resume = never: any): refuse to start, naming them, or overwrite (delete them first).")
+      .choices({"refuse", "overwrite"});
   // [dist]
   s.key("dist.backend", &R::dist, &DistOptions::backend, "Gradient communicator: auto (NCCL for CUDA, MPI for CPU), mpi, nccl.").choices({"auto", "mpi", "nccl"});
   s.key("dist.bucket_mb", &R::dist, &DistOptions::bucket_mb, "Gradient bucket size in MB.").range(0.001, 4096);

@@ -24,8 +24,9 @@ namespace {
 namespace fs = std::filesystem;
 
 void inspect(const std::string& dir_arg) {
-  const std::string dir = train::resolve_checkpoint(dir_arg);
-  const auto loaded = ckpt::Manager::load(dir, 0, 1);  // verifies every shard's checksum
+  // Verifies every shard's checksum; a run directory falls back to its newest good checkpoint.
+  const auto loaded = ckpt::Manager::load_newest_valid(dir_arg, 0, 1);
+  const std::string& dir = loaded.path;
   const auto m = nlohmann::json::parse(read_file(dir + "/manifest.json"));
   std::cout << "checkpoint " << dir << "\n"
             << "  step " << loaded.step << ", epoch " << loaded.epoch << ", saved by "
@@ -66,8 +67,8 @@ std::string torchvision_name(const std::string& name) {
 }
 
 void export_model(const std::string& dir_arg, const std::string& out, bool torchvision) {
-  const std::string dir = train::resolve_checkpoint(dir_arg);
-  const auto loaded = ckpt::Manager::load(dir, 0, 1);
+  const auto loaded = ckpt::Manager::load_newest_valid(dir_arg, 0, 1);
+  const std::string& dir = loaded.path;
   c10::Dict<std::string, at::Tensor> state;
   for (const auto& [name, t] : loaded.replicated) {
     if (name.rfind("model.", 0) == 0) {

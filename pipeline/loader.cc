@@ -65,6 +65,25 @@ int64_t ClipLoader::total_steps() const {
 
 int64_t ClipLoader::batches_per_epoch() const { return total_steps(); }
 
+int64_t ClipLoader::steps_from_base() const {
+  const int64_t step = world_size_ * batch_size_;
+  const int64_t left = positions_ - base_cursor_;
+  if (left <= 0) return 0;
+  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last && !complete_;
+  return whole_steps ? left / step : (left + step - 1) / step;
+}
+
+int64_t ClipLoader::batches_left() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::max<int64_t>(0, steps_from_base() - delivered_);
+}
+
+void ClipLoader::complete_epoch() {
+  HOLO_CHECK(mode_ == LoaderMode::kTrain, "complete_epoch() is for training loaders");
+  stop_workers();
+  complete_ = true;
+}
+
 void ClipLoader::set_epoch(int64_t epoch) {
   stop_workers();
   epoch_ = epoch;
@@ -75,6 +94,7 @@ void ClipLoader::set_epoch(int64_t epoch) {
   }
   base_cursor_ = 0;
   delivered_ = 0;
+  complete_ = false;
   std::lock_guard<std::mutex> lock(mutex_);
   epoch_bad_.clear();
 }
@@ -113,11 +133,7 @@ int64_t ClipLoader::record_at(int64_t position) const {
 }
 
 std::optional<Batch> ClipLoader::next() {
-  const int64_t step = world_size_ * batch_size_;
-  const int64_t left = positions_ - base_cursor_;
-  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last;
-  const int64_t remaining = left <= 0 ? 0 : (whole_steps ? left / step : (left + step - 1) / step);
-  if (delivered_ >= remaining) return std::nullopt;
+  if (delivered_ >= steps_from_base()) return std::nullopt;
   const int64_t k = delivered_;
   Slot slot;
   if (recipe_.loader.workers == 0) {
@@ -164,10 +180,7 @@ void ClipLoader::stop_workers() {
 }
 
 void ClipLoader::worker_loop(int worker) {
-  const int64_t step = world_size_ * batch_size_;
-  const int64_t left = positions_ - base_cursor_;
-  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last;
-  const int64_t remaining = left <= 0 ? 0 : (whole_steps ? left / step : (left + step - 1) / step);
+  const int64_t remaining = steps_from_base();
   while (true) {
     int64_t k;
     {
@@ -319,9 +332,22 @@ torch::Tensor ClipLoader::take_buffer() {
 
 Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
   const int64_t step = world_size_ * batch_size_;
-  const int64_t first = base_cursor_ + k * step + rank_ * batch_size_;
+  int64_t first = base_cursor_ + k * step + rank_ * batch_size_;
+  int64_t count = batch_size_;
   const int64_t records = static_cast<int64_t>(dataset_->records().size());
   Batch batch;
+  const int64_t tail = positions_ - (base_cursor_ + k * step);
+  if (complete_ && tail < step) {
+    // The uneven last step of a completed epoch: rank r takes its share of the `tail` left.
+    const int64_t share = tail / world_size_, extra = tail % world_size_;
+    count = share + (rank_ < extra ? 1 : 0);
+    first = base_cursor_ + k * step + rank_ * share + std::min<int64_t>(rank_, extra);
+    batch.weight = static_cast<double>(count) * world_size_ / static_cast<double>(tail);
+    if (count == 0) {  // one clip to join the collectives with, not trained on
+      first = positions_ - 1;
+      count = 1;
+    }
+  }
   // Every clip is 3 x num_frames x crop x crop: each is written straight into its slot of the
   // batch (no per-clip tensor, no stacking copy), in a reused batch tensor when one is free
   // (docs/pipeline.md, "Loader").
@@ -333,7 +359,7 @@ Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
     std::lock_guard<std::mutex> lock(mutex_);
     epoch_bad_.insert(record);
   };
-  for (int64_t p = first; p < first + batch_size_; ++p) {
+  for (int64_t p = first; p < first + count; ++p) {
     const torch::Tensor slot = batch.clips[static_cast<int64_t>(batch.indices.size())];
     if (mode_ == LoaderMode::kTest) {
       if (p >= positions_) break;
@@ -350,7 +376,7 @@ Batch ClipLoader::build(int64_t k, DecoderCache& cache) {
     int64_t pos = p % positions_;
     int64_t record = record_at(pos), view = 0;
     bool loaded = load(record, view, cache, slot);
-    if (!loaded && p < positions_) met_bad(record);
+    if (!loaded && p < positions_ && batch.weight > 0) met_bad(record);
     while (!loaded) {
       // Fill from the loader's own order: the next positions, each with its own label and a
       // fresh view of the draws.

@@ -8,11 +8,15 @@
 /// sampling.test_clips x sampling.test_crops views per record, unshuffled. Each global step
 /// consumes world_size x batch_size consecutive positions starting at `cursor`; rank r takes
 /// [cursor + r b, cursor + (r + 1) b). A run resumed on another world size continues at the same
-/// global cursor: no sample is skipped or repeated.
+/// global cursor, and that epoch ends with every position left (complete_epoch()): no sample
+/// is skipped or repeated.
 ///
 /// End of an epoch. Training with loader.drop_last: only whole global steps (floor). Without
 /// it: the last step wraps around to the start of the order (every rank gets a full batch, a
-/// few samples are seen twice, as DistributedSampler pads). Testing: ceil steps; in the last one
+/// few samples are seen twice, as DistributedSampler pads). An epoch resumed on another world
+/// size ends instead with an uneven last step that takes every position left: rank r gets
+/// floor(n / W) or one more of the n left; a rank left without any gets one position with
+/// Batch::weight 0 so that it still joins the step's collectives. Testing: ceil steps; in the last one
 /// a rank may get a smaller or even an empty batch, so that every rank returns the same number
 /// of batches and nothing is counted twice.
 ///
@@ -51,6 +55,10 @@ struct Batch {
   torch::Tensor labels;           ///< int64 N (single-label) or float32 N x num_tags 0/1 (multi-label)
   std::vector<int64_t> indices;   ///< record index of each clip in Dataset::records()
   std::vector<int64_t> views;     ///< test mode: view index (clip * crops + crop); train: 0 (replacements: 1, 2, ...)
+  /// Training: the factor of this rank's mean loss that makes the ranks' average the mean over
+  /// every sample of the step: 1 for whole steps; n_r W / n in an uneven last step (0 for a rank
+  /// whose one clip only fills its place in the collectives: it is not trained on).
+  double weight = 1.0;
 };
 
 /// Goes into checkpoints; world-size independent.
@@ -87,6 +95,12 @@ class ClipLoader {
   std::optional<Batch> next();
   /// Same on every rank (drop_last in training).
   int64_t batches_per_epoch() const;
+  /// Batches this rank's next() still gives in the current epoch (the same on every rank).
+  int64_t batches_left() const;
+  /// For the current epoch only (set_epoch() ends it): after its whole global steps, one last
+  /// uneven step takes every position left, none dropped and none repeated. The trainer turns it
+  /// on for an epoch resumed on another number of ranks.
+  void complete_epoch();
   LoaderState state() const;
   /// May come from a different world size; the next batch starts at s.cursor.
   void load_state(const LoaderState& s);
@@ -137,6 +151,8 @@ class ClipLoader {
   /// The quarantined count that check_bad_fraction() and state() use (under mutex_).
   int64_t counted_quarantined() const;
   int64_t total_steps() const;
+  /// Global steps from base_cursor_ to the end of the epoch.
+  int64_t steps_from_base() const;
   int64_t record_at(int64_t position) const;
 
   std::shared_ptr<Dataset> dataset_;
@@ -156,6 +172,7 @@ class ClipLoader {
   std::vector<int64_t> order_;
   int64_t base_cursor_ = 0;
   int64_t delivered_ = 0;  ///< batches returned by next() since base_cursor_
+  bool complete_ = false;  ///< complete_epoch() for the current epoch
 
   // Workers and the reorder buffer.
   std::vector<std::thread> workers_;

@@ -154,7 +154,7 @@ void load_task_state(torch::nn::Module& module, const std::map<std::string, torc
 void init_from(models::NetworkImpl& net, const std::string& path) {
   std::map<std::string, torch::Tensor> state;
   if (fs::is_directory(path)) {
-    auto loaded = ckpt::Manager::load(resolve_checkpoint(path), 0, 1);
+    auto loaded = ckpt::Manager::load_newest_valid(path, 0, 1);
     state = std::move(loaded.replicated);
   } else {
     std::ifstream in(path, std::ios::binary);
@@ -391,6 +391,86 @@ std::string attempt_id(dist::Communicator& comm, const torch::Device& dev) {
   return std::to_string(t.cpu().item<int64_t>());
 }
 
+/// Where a run starts: the checkpoint it resumes (if any), the run it is, and the other runs'
+/// checkpoints that checkpoint.existing = "overwrite" deletes.
+struct Start {
+  std::optional<ckpt::Loaded> resume;
+  std::string run_id;
+  std::vector<std::string> to_remove;
+};
+
+/// Decides the start from the checkpoints under `root` (every rank alike, before anything is
+/// removed). Throws holo::IoError (exit 1) when checkpoints exist and none loads under resume =
+/// auto, and holo::UsageError (exit 2) naming another run's checkpoints unless
+/// checkpoint.existing = overwrite (docs/checkpoint-format.md, "Nothing lost").
+Start choose_start(const Recipe& recipe, const std::string& root, const dist::World& world,
+                   const std::string& new_run_id) {
+  Start start;
+  const ckpt::Survey survey = ckpt::Manager::survey(root, "");
+  const std::string& mode = recipe.checkpoint.resume;
+  if (mode == "auto") {
+    start.resume = ckpt::Manager::load_latest(root, world.rank, world.size);
+  } else if (mode != "never") {
+    start.resume = ckpt::Manager::load_newest_valid(mode, world.rank, world.size);
+  }
+  // A resumed checkpoint of this run directory continues its run; anything else starts one.
+  const bool ours = start.resume && !start.resume->run_id.empty() &&
+                    fs::weakly_canonical(fs::path(start.resume->path).parent_path()) == fs::weakly_canonical(root);
+  start.run_id = ours ? start.resume->run_id : new_run_id;
+  std::vector<std::string> others;
+  for (const auto& e : survey.all()) {
+    const bool foreign = mode == "never" || (!e.run_id.empty() && e.run_id != start.run_id);
+    if (foreign) others.push_back(e.path + " (step " + std::to_string(e.step) + ", run " + (e.run_id.empty() ? "without an id" : e.run_id) + ")");
+    if (foreign) start.to_remove.push_back(e.path);
+  }
+  if (mode == "never") {
+    for (const auto& [dir, why] : survey.unreadable) {
+      others.push_back(dir + " (" + why + ")");
+      start.to_remove.push_back(dir);
+    }
+  }
+  if (!others.empty() && recipe.checkpoint.existing != "overwrite") {
+    std::string list;
+    for (const auto& o : others) list += "\n  " + o;
+    throw UsageError("the run directory's checkpoints belong to another run than this one (checkpoint.resume = \"" +
+                     mode + "\"):" + list +
+                     "\nset checkpoint.resume = \"auto\" to continue the run that saved the newest, "
+                     "checkpoint.existing = \"overwrite\" to delete them first, or another run.dir or run.name");
+  }
+  return start;
+}
+
+/// Keeps the lines of metrics.jsonl that the resumed state includes: training lines up to its
+/// step, validation lines up to its last validation. A fresh run starts the file anew; lines
+/// that do not parse (a line torn by a kill) are dropped.
+void trim_metrics(const std::string& path, int64_t step, int64_t last_val_step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  int64_t dropped = 0;
+  while (std::getline(in, line)) {
+    bool keep = false;
+    try {
+      const auto j = nlohmann::json::parse(line);
+      const int64_t s = j.at("step").get<int64_t>();
+      keep = j.value("split", "") == "train" ? s <= step : s <= last_val_step;
+    } catch (const std::exception&) {
+      keep = false;
+    }
+    if (keep) {
+      kept += line + "\n";
+    } else {
+      ++dropped;
+    }
+  }
+  in.close();
+  if (dropped > 0) {
+    write_file_atomic(path, kept);
+    spdlog::info("metrics.jsonl: {} line{} after the resumed state removed (they are trained again)", dropped,
+                 dropped == 1 ? "" : "s");
+  }
+}
+
 Recipe validation_recipe(Recipe r) {
   // Periodic validation during training: one centre view per video, for speed.
   r.sampling.test_clips = 1;
@@ -399,15 +479,6 @@ Recipe validation_recipe(Recipe r) {
 }
 
 }  // namespace
-
-std::string resolve_checkpoint(const std::string& path) {
-  if (fs::exists(fs::path(path) / "manifest.json")) return path;
-  for (const auto& root : {fs::path(path), fs::path(path) / "checkpoints"}) {
-    const auto entries = ckpt::Manager::list(root.string());
-    if (!entries.empty()) return entries.back().path;
-  }
-  throw IoError("no checkpoint in '" + path + "' (looked for manifest.json, step-* and checkpoints/step-*)");
-}
 
 TrainResult train(const Recipe& recipe) {
   install_stop_handlers();
@@ -486,7 +557,8 @@ TrainResult train(const Recipe& recipe) {
   ScheduleClock clock{steps_per_epoch, total_steps};
   check_schedule(recipe.schedule, clock);
 
-  // Resume.
+  // Resume: which checkpoint, which run; other runs' checkpoints refused or removed, leftovers
+  // of interrupted saves and cleanups removed (rank 0, while the others wait).
   const std::string ckpt_root = (fs::path(result.run_dir) / "checkpoints").string();
   ckpt::ManagerOptions mopts;
   mopts.rank = world.rank;
@@ -494,17 +566,28 @@ TrainResult train(const Recipe& recipe) {
   mopts.keep = recipe.checkpoint.keep;
   mopts.background = recipe.checkpoint.background;
   mopts.attempt_id = attempt_id(*ctx.comm, ctx.device);
+  Start start = choose_start(recipe, ckpt_root, world, mopts.attempt_id);
+  mopts.run_id = start.run_id;
+  std::optional<ckpt::Loaded>& resume = start.resume;
+  int64_t last_val_step = -1;  // the step of the newest validation in the run's records
+  if (resume) last_val_step = resume->meta.value("last_val_step", resume->step - 1);
+  ctx.comm->barrier();
+  if (world.rank == 0) {
+    for (const auto& dir : start.to_remove) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      spdlog::warn("checkpoint: removed {} of another run (checkpoint.existing = overwrite)", dir);
+    }
+    ckpt::Manager::remove_leftovers(ckpt::Manager::survey(ckpt_root, start.run_id));
+    trim_metrics((fs::path(result.run_dir) / "metrics.jsonl").string(), resume ? resume->step : -1,
+                 last_val_step);
+  }
+  ctx.comm->barrier();
   ckpt::Manager manager(ckpt_root, mopts);
   int64_t step = 0;
   int64_t epoch = 0;
   loader.set_epoch(0);
   ctx.task->set_epoch(0);
-  std::optional<ckpt::Loaded> resume;
-  if (recipe.checkpoint.resume == "auto") {
-    resume = ckpt::Manager::load_latest(ckpt_root, world.rank, world.size);
-  } else if (recipe.checkpoint.resume != "never") {
-    resume = ckpt::Manager::load(resolve_checkpoint(recipe.checkpoint.resume), world.rank, world.size);
-  }
   if (resume) {
     // Checkpoints from before the hash left the paths out hold the hash with the paths.
     if (!resume->dataset_hash.empty() && resume->dataset_hash != ctx.dataset->content_hash() &&
@@ -521,7 +604,13 @@ TrainResult train(const Recipe& recipe) {
     loader.set_epoch(epoch);
     ctx.task->set_epoch(epoch);
     loader.load_state(ls);
+    // On another number of ranks the rest of this epoch is split anew: its last step takes
+    // every sample left, so no sample of the epoch is skipped or trained twice.
+    if (resume->world_size != world.size) loader.complete_epoch();
     if (resume->meta.contains("loss_scale")) scaler.set(resume->meta["loss_scale"]);
+    if (resume->meta.contains("last_val")) {
+      for (const auto& [k, v] : resume->meta["last_val"].items()) result.last_val[k] = v.get<double>();
+    }
     if (resume->per_rank.count("rng.cpu")) {
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       gen.set_state(resume->per_rank.at("rng.cpu"));
@@ -537,14 +626,12 @@ TrainResult train(const Recipe& recipe) {
       // Steps per epoch changed with the number of ranks: the run still ends after
       // train.epochs epochs, so the remaining steps are counted anew (the schedule's horizon
       // with them).
-      const int64_t global_batch = recipe.loader.batch_size * world.size;
-      const int64_t left_now = (batches - (ls.cursor + global_batch - 1) / global_batch) / accumulate;
-      total_steps = step + std::max<int64_t>(0, left_now) +
+      total_steps = step + loader.batches_left() / accumulate +
                     std::max<int64_t>(0, recipe.train.epochs - epoch - 1) * steps_per_epoch;
       clock.total_steps = total_steps;
     }
-    spdlog::info("resumed from {} at step {} (epoch {}, cursor {}), saved by {} rank(s)", resume->path, step,
-                 epoch, ls.cursor, resume->world_size);
+    spdlog::info("resumed from {} at step {} (epoch {}, cursor {}), saved by {} rank(s), run {}", resume->path,
+                 step, epoch, ls.cursor, resume->world_size, start.run_id);
   } else {
     torch::manual_seed(static_cast<uint64_t>(recipe.run.seed) * 1000003u + world.rank * 7919u);
   }
@@ -571,14 +658,18 @@ TrainResult train(const Recipe& recipe) {
     s.per_rank = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
     // On a GPU, the device's generator too (dropout masks drawn there), for an exact resume.
     if (ctx.device.is_cuda()) s.per_rank.emplace_back("rng.cuda", at::globalContext().defaultGenerator(ctx.device).get_state());
-    s.meta = {{"loader", to_json(loader.state())}, {"loss_scale", scaler.value()}};
+    s.meta = {{"loader", to_json(loader.state())},
+              {"loss_scale", scaler.value()},
+              {"last_val_step", last_val_step},
+              {"last_val", nlohmann::json(result.last_val)}};
     s.recipe_toml = to_toml(recipe);
     s.dataset_hash = ctx.dataset->content_hash();
     s.score = score;
     return s;
   };
 
-  auto validate = [&]() -> Stats {
+  // `completed`: the epochs completed at this validation, as its metrics line says.
+  auto validate = [&](int64_t completed) -> Stats {
     Recipe vr = validation_recipe(recipe);
     pipeline::ClipLoader vloader(val_ds, vr, pipeline::LoaderMode::kTest, world.rank, world.size);
     // A rank alone must not stop in the middle of the ranks' collectives (the bad videos of
@@ -590,7 +681,7 @@ TrainResult train(const Recipe& recipe) {
     const torch::Tensor targets = record_targets(*val_ds, vs.records, multilabel, vs.scores.size(1));
     Stats m = ctx.task->evaluate(vs.scores, targets);
     if (metrics) {
-      nlohmann::json line = {{"step", step}, {"epoch", epoch}, {"split", "val"}};
+      nlohmann::json line = {{"step", step}, {"epoch", completed}, {"split", "val"}};
       for (const auto& [k, v] : m) line[k] = v;
       metrics->write(line);
     }
@@ -608,7 +699,6 @@ TrainResult train(const Recipe& recipe) {
   auto window_start = Clock::now();
   const auto run_start = Clock::now();
   bool preempted = false;
-  int64_t last_val_step = -1;
   ctx.net->train();
 
   // Steps per epoch depend on the number of ranks, so a run resumed on another number stops
@@ -618,16 +708,17 @@ TrainResult train(const Recipe& recipe) {
     bool epoch_done = false;
     optim.zero_grad();
     // Batches left in this epoch on every rank; fewer than `accumulate` end the epoch early.
-    const int64_t global_batch = recipe.loader.batch_size * world.size;
-    const int64_t consumed = (loader.state().cursor + global_batch - 1) / global_batch;
-    if (batches - consumed < accumulate) epoch_done = true;
+    if (loader.batches_left() < accumulate) epoch_done = true;
     for (int64_t micro = 0; micro < accumulate && !epoch_done; ++micro) {
       auto batch = loader.next();
       if (!batch) {
         epoch_done = true;
         break;
       }
-      if (sample_log) {
+      // A batch of weight 0 only keeps this rank in the step's collectives (an uneven last
+      // step of a resumed epoch): not trained on, not counted.
+      const bool trained = batch->weight > 0;
+      if (sample_log && trained) {
         for (int64_t r : batch->indices) *sample_log << epoch << " " << step << " " << r << "\n";
         sample_log->flush();
       }
@@ -637,7 +728,9 @@ TrainResult train(const Recipe& recipe) {
         AutocastGuard autocast(recipe.train.precision, ctx.device);
         out = ctx.net->forward_all(batch->clips.to(ctx.device));
       }
-      torch::Tensor loss = ctx.task->loss(out, *batch, window) / static_cast<double>(accumulate);
+      Stats filler;
+      torch::Tensor loss = ctx.task->loss(out, *batch, trained ? window : filler) *
+                           (batch->weight / static_cast<double>(accumulate));
       scaler.scale(loss).backward();
       if (micro == accumulate - 1) reducer.finish();
     }
@@ -647,8 +740,11 @@ TrainResult train(const Recipe& recipe) {
       ++epoch;
       loader.set_epoch(epoch);
       ctx.task->set_epoch(epoch);
-      if (val_ds && recipe.train.val_every > 0 && epoch % recipe.train.val_every == 0) {
-        result.last_val = validate();
+      // A validation the resumed records already hold (killed after it, before the next
+      // checkpoint) is not run twice.
+      if (val_ds && recipe.train.val_every > 0 && epoch % recipe.train.val_every == 0 &&
+          last_val_step != step) {
+        result.last_val = validate(epoch);
         last_val_step = step;
       }
       continue;
@@ -696,17 +792,25 @@ TrainResult train(const Recipe& recipe) {
     if (stop[0].item<float>() > 0) {
       spdlog::warn("stop requested (signal {}): saving a checkpoint at step {}", stop_signal(), step);
       manager.save(snapshot(std::nullopt), /*wait=*/true);
+      log::flush();
       preempted = true;
       break;
     }
     if (recipe.checkpoint.every_steps > 0 && step % recipe.checkpoint.every_steps == 0 && step < total_steps) {
       manager.save(snapshot(std::nullopt), /*wait=*/false);
+      log::flush();
     }
   }
   if (progress) progress->finish();
+  // Epochs completed: the last one ends with the run's last step, before the loop can see it.
+  const int64_t completed =
+      epoch + (epoch < recipe.train.epochs && loader.batches_left() < accumulate ? 1 : 0);
 
   if (!preempted) {
-    if (val_ds && last_val_step != step) result.last_val = validate();
+    if (val_ds && last_val_step != step) {
+      result.last_val = validate(completed);
+      last_val_step = step;
+    }
     std::optional<double> score;
     if (!result.last_val.empty()) score = result.last_val[ctx.task->score_key()];
     manager.save(snapshot(score), /*wait=*/true);
@@ -728,11 +832,12 @@ TrainResult train(const Recipe& recipe) {
     spdlog::info("peak host memory: {:.0f} MiB on the largest of {} rank{}, {:.0f} MiB in all",
                  peak_rank / mib, world.size, world.size == 1 ? "" : "s", peak_all / mib);
   result.step = step;
-  result.epoch = step / steps_per_epoch;  // completed epochs
+  result.epoch = completed;
   result.preempted = preempted;
   if (world.rank == 0 && !preempted) {
     nlohmann::json summary = {{"step", step},
                               {"epoch", result.epoch},
+                              {"run_id", start.run_id},
                               {"resumed_from", result.resumed_from},
                               {"seconds", seconds_since(run_start)},
                               {"peak_host_memory_mib",
@@ -765,8 +870,8 @@ ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint
                              const std::string& split, const std::string& label) {
   ScoredSplit out{make_context(recipe, split)};
   Context& ctx = out.ctx;
-  out.path = resolve_checkpoint(checkpoint);
-  const auto loaded = ckpt::Manager::load(out.path, ctx.world->rank, ctx.world->size);
+  const auto loaded = ckpt::Manager::load_newest_valid(checkpoint, ctx.world->rank, ctx.world->size);
+  out.path = loaded.path;
   load_model_state(*ctx.net, loaded.replicated, out.path, /*partial=*/false);
   out.step = loaded.step;
   pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);

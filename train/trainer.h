@@ -40,8 +40,4 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
 int64_t extract(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
                 const std::string& out);
 
-/// Resolves a checkpoint argument: a checkpoint directory, or a folder holding step-*
-/// checkpoints (checkpoints/ or a run directory), whose newest one is taken.
-std::string resolve_checkpoint(const std::string& path);
-
 }  // namespace holo::train

@@ -179,13 +179,15 @@ TEST(Manager, CorruptedNewestFallsBackToPrevious) {
 
 TEST(Manager, ShardedAcrossRanksLoadsOnAnyWorldSize) {
   const std::string d = holo::testing::temp_dir();
+  // Made before the threads start: both would draw from LibTorch's one global generator.
+  std::vector<Snapshot> snaps = {snapshot(30, 5, 0), snapshot(30, 5, 1)};
   auto rank_main = [&](int rank) {
     ManagerOptions o;
     o.rank = rank;
     o.world_size = 2;
     o.attempt_id = "a1";
     Manager m(d, o);
-    m.save(snapshot(30, 5, rank), /*wait=*/true);
+    m.save(std::move(snaps[rank]), /*wait=*/true);
   };
   std::thread t1(rank_main, 1);
   rank_main(0);
@@ -258,4 +260,185 @@ TEST(Manager, KillDuringSaveKeepsPreviousCheckpoint) {
 }
 
 }  // namespace
+// ---- nothing lost (docs/checkpoint-format.md) ---------------------------------------------
+
+/// Flips one byte of a checkpoint's first shard.
+void corrupt(const std::string& dir) {
+  std::fstream f(dir + "/shard-00000-of-00001.holo", std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(200);
+  const char c = static_cast<char>(f.peek());
+  f.put(static_cast<char>(c ^ 0x5a));
+}
+
+std::vector<int64_t> steps_in(const std::string& d) {
+  std::vector<int64_t> steps;
+  for (const auto& e : Manager::list(d)) steps.push_back(e.step);
+  return steps;
+}
+
+TEST(Manager, EveryManifestRecordsTheRunId) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  o.run_id = "run-a";
+  Manager m(d, o);
+  m.save(snapshot(10, 1), true);
+  const auto entries = Manager::list(d);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].run_id, "run-a");
+  EXPECT_EQ(Manager::load(entries[0].path, 0, 1).run_id, "run-a");
+}
+
+TEST(Manager, ASaveOverAnExistingStepReplacesIt) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  o.run_id = "r";
+  {
+    Manager m(d, o);
+    m.save(snapshot(10, 1), true);
+  }
+  Manager m(d, o);
+  m.save(snapshot(10, 2), true);  // the same step again, other contents
+  ASSERT_EQ(steps_in(d), (std::vector<int64_t>{10}));
+  expect_same(sample_state(2), Manager::load(Manager::step_dir(d, 10), 0, 1).replicated);
+  // Nothing left beside it.
+  for (const auto& e : fs::directory_iterator(d)) EXPECT_EQ(e.path().filename(), "step-00000010");
+}
+
+TEST(Manager, ReplacedStepIsSeenByEveryRankOnlyOnceCommitted) {
+  const std::string d = holo::testing::temp_dir();
+  std::vector<Snapshot> first = {snapshot(30, 5, 0), snapshot(30, 5, 1)};
+  std::vector<Snapshot> second = {snapshot(30, 6, 0), snapshot(30, 6, 1)};
+  for (auto* snaps : {&first, &second}) {
+    const std::string attempt = snaps == &first ? "a1" : "a2";
+    auto rank_main = [&](int rank) {
+      ManagerOptions o;
+      o.rank = rank;
+      o.world_size = 2;
+      o.attempt_id = attempt;
+      o.run_id = "r";
+      Manager m(d, o);
+      m.save(std::move((*snaps)[rank]), /*wait=*/true);
+      // Back from save(): the checkpoint is this attempt's on every rank.
+      EXPECT_EQ(Manager::list(d).at(0).manifest.value("attempt", ""), attempt) << "rank " << rank;
+    };
+    std::thread t1(rank_main, 1);
+    rank_main(0);
+    t1.join();
+  }
+  expect_same(sample_state(6), Manager::load(Manager::step_dir(d, 30), 0, 1).replicated);
+}
+
+TEST(Manager, CleanupCountsOnlyGoodCheckpointsOfThisRun) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  o.keep = 3;
+  o.run_id = "mine";
+  {
+    Manager m(d, o);
+    for (int64_t step : {10, 15, 20, 25}) m.save(snapshot(step, step), true);
+  }
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{15, 20, 25}));
+  corrupt(Manager::step_dir(d, 20));
+  corrupt(Manager::step_dir(d, 25));
+  {
+    ManagerOptions other = o;
+    other.run_id = "theirs";
+    Manager m(d, other);
+    m.save(snapshot(5, 5), true);  // another run's, older than all of ours
+  }
+  Manager m(d, o);
+  m.save(snapshot(30, 30), true);
+  // Good and newer than 15: only 30. 20 and 25 are corrupt (kept, not counted), 5 is foreign.
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{5, 15, 20, 25, 30}));
+  m.save(snapshot(35, 35), true);
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{5, 15, 20, 25, 30, 35}));
+  m.save(snapshot(40, 40), true);
+  // Three good newer ones (30, 35, 40): 15 goes; the corrupt and the foreign ones stay.
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{5, 20, 25, 30, 35, 40}));
+  EXPECT_EQ(Manager::verify(Manager::step_dir(d, 30)), "");
+  EXPECT_THAT(Manager::verify(Manager::step_dir(d, 20)), HasSubstr("checksum"));
+}
+
+TEST(Manager, AFailedSaveRemovesItsPartialFolderAndSaysWhy) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  Manager m(d, o);
+  m.save(snapshot(10, 1), true);
+  // The shard's path is taken by a folder: writing it fails.
+  fs::create_directories(d + "/.partial-step-00000020/shard-00000-of-00001.holo");
+  EXPECT_THAT([&] { m.save(snapshot(20, 2), true); },
+              ::testing::ThrowsMessage<IoError>(::testing::AllOf(
+                  HasSubstr("step-00000020"), HasSubstr("was not saved"), HasSubstr("MiB free"),
+                  HasSubstr(".partial-step-00000020' was removed"))));
+  EXPECT_FALSE(fs::exists(d + "/.partial-step-00000020"));
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{10}));
+  m.save(snapshot(20, 2), true);  // and the next save works
+  EXPECT_EQ(steps_in(d), (std::vector<int64_t>{10, 20}));
+}
+
+TEST(Manager, LeftoversAndOrphansAreRemovedAtTheNextStart) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  {
+    Manager m(d, o);
+    m.save(snapshot(10, 1), true);
+  }
+  fs::create_directories(d + "/step-00000020");  // a cleanup killed after the manifest went
+  std::ofstream(d + "/step-00000020/shard-00000-of-00001.holo") << "x";
+  fs::create_directories(d + "/.partial-step-00000030");
+  fs::create_directories(d + "/.deleting-step-00000005");
+  const Survey s = Manager::survey(d, "");
+  EXPECT_EQ(s.orphans, (std::vector<std::string>{d + "/step-00000020"}));
+  EXPECT_EQ(s.leftovers.size(), 2u);
+  Manager::remove_leftovers(s);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(d)) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, (std::vector<std::string>{"step-00000010"}));
+}
+
+TEST(Manager, NoReadableCheckpointIsAnErrorNamingEachOne) {
+  const std::string d = holo::testing::temp_dir();
+  ManagerOptions o;
+  o.background = false;
+  {
+    Manager m(d, o);
+    m.save(snapshot(10, 1), true);
+    m.save(snapshot(20, 2), true);
+  }
+  corrupt(Manager::step_dir(d, 10));
+  corrupt(Manager::step_dir(d, 20));
+  fs::create_directories(d + "/step-00000030");
+  std::ofstream(d + "/step-00000030/manifest.json") << "{ not json";
+  EXPECT_THAT([&] { Manager::load_latest(d, 0, 1); },
+              ::testing::ThrowsMessage<IoError>(::testing::AllOf(
+                  HasSubstr("no checkpoint under"), HasSubstr("step-00000010"), HasSubstr("step-00000020"),
+                  HasSubstr("step-00000030: unreadable manifest"))));
+  EXPECT_FALSE(Manager::load_latest(d + "/none", 0, 1).has_value());
+}
+
+TEST(Manager, RunDirectoryFallsBackToTheNewestGoodCheckpoint) {
+  const std::string run = holo::testing::temp_dir();
+  const std::string d = run + "/checkpoints";
+  ManagerOptions o;
+  o.background = false;
+  {
+    Manager m(d, o);
+    m.save(snapshot(10, 1), true);
+    m.save(snapshot(20, 2), true);
+  }
+  corrupt(Manager::step_dir(d, 20));
+  for (const std::string& path : {run, d}) {
+    const auto loaded = Manager::load_newest_valid(path, 0, 1);
+    EXPECT_EQ(loaded.step, 10) << path;
+  }
+  // A checkpoint named explicitly is loaded as it is, or not at all.
+  EXPECT_THAT([&] { Manager::load_newest_valid(Manager::step_dir(d, 20), 0, 1); },
+              ::testing::ThrowsMessage<IoError>(HasSubstr("step-00000020")));
+}
+
 }  // namespace holo::ckpt
