@@ -434,6 +434,137 @@ class HatNet(nn.Module):
         return self.heads[0](self.dropout(f))
 
 
+# ---- X3D -------------------------------------------------------------------------------------
+
+def round_width(width, multiplier, min_width=8, divisor=8):
+    """PySlowFast's round_width (models/x3d.h x3d_round_width)."""
+    width *= multiplier
+    out = max(min_width, int(width + divisor / 2) // divisor * divisor)
+    if out < 0.9 * width:
+        out += divisor
+    return int(out)
+
+
+def masked_pool(x, valid):
+    """Mean over T, H, W; over the first valid[n] bins of clip n when valid is given."""
+    if valid is None:
+        return x.mean((2, 3, 4))
+    m = x.mean((3, 4))
+    keep = (torch.arange(m.shape[2], device=m.device).unsqueeze(0) < valid.unsqueeze(1)).to(m.dtype).unsqueeze(1)
+    return (m * keep).sum(2) / valid.clamp_min(1).to(m.dtype).unsqueeze(1)
+
+
+class X3dStem(nn.Module):
+    def __init__(self, out, kt=5):
+        super().__init__()
+        self.conv_xy = conv3d(3, out, (1, 3, 3), (1, 2, 2))
+        self.conv = conv3d(out, out, (kt, 1, 1), (1, 1, 1), groups=out)
+        self.bn = nn.BatchNorm3d(out)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(self.conv_xy(x))))
+
+
+class X3dSqueezeExcite(nn.Module):
+    def __init__(self, c, hidden):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv3d(c, hidden, 1), nn.Conv3d(hidden, c, 1)
+
+    def forward(self, x, valid):
+        s = masked_pool(x, valid).view(x.shape[0], x.shape[1], 1, 1, 1)
+        return x * torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+
+
+class X3dBlock(nn.Module):
+    def __init__(self, inp, inner, out, stride, se_hidden):
+        super().__init__()
+        self.branch1 = None
+        if inp != out or stride != 1:
+            self.branch1 = conv3d(inp, out, (1, 1, 1), (1, stride, stride))
+            self.branch1_bn = nn.BatchNorm3d(out)
+        self.a, self.a_bn = conv3d(inp, inner, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(inner)
+        self.b = conv3d(inner, inner, (3, 3, 3), (1, stride, stride), groups=inner)
+        self.b_bn = nn.BatchNorm3d(inner)
+        self.se = X3dSqueezeExcite(inner, se_hidden) if se_hidden else None
+        self.c, self.c_bn = conv3d(inner, out, (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(out)
+
+    def forward(self, x, valid):
+        h = F.relu(self.a_bn(self.a(x)))
+        h = self.b_bn(self.b(h))
+        if self.se is not None:
+            h = self.se(h, valid)
+        h = self.c_bn(self.c(h * torch.sigmoid(h)))  # Swish
+        sc = x if self.branch1 is None else self.branch1_bn(self.branch1(x))
+        return F.relu(sc + h)
+
+
+class X3dStage(nn.Module):
+    def __init__(self, blocks, conv5=None, lin5=0):
+        super().__init__()
+        self.n = len(blocks)
+        for i, b in enumerate(blocks):
+            self.add_module(str(i), b)
+        self.conv_5 = None
+        if conv5:
+            self.conv_5, self.conv_5_bn = conv3d(conv5[0], conv5[1], (1, 1, 1), (1, 1, 1)), nn.BatchNorm3d(conv5[1])
+            self.lin_5 = conv3d(conv5[1], lin5, (1, 1, 1), (1, 1, 1))
+
+    def forward(self, x, valid):
+        for i in range(self.n):
+            x = getattr(self, str(i))(x, valid)
+        if self.conv_5 is not None:
+            x = F.relu(self.conv_5_bn(self.conv_5(x)))
+        return x
+
+    def project(self, pooled):
+        return F.relu(self.lin_5(pooled.view(pooled.shape[0], pooled.shape[1], 1, 1, 1))).flatten(1)
+
+
+class X3d(nn.Module):
+    """X3D as models/x3d.h (PySlowFast's X3D), SGS optionally after stem, res2, res3 or res4."""
+
+    def __init__(self, width_factor, depth_factor, frames, heads, dropout=0.5, sgs_after="", sgs_bins=0,
+                 sgs_dim=8, sgs_kernel="linear", sgs_measure="mean_distance", bottleneck=2.25, dim_c1=12,
+                 dim_c5=2048, se_ratio=0.0625):
+        super().__init__()
+        c1 = round_width(dim_c1, width_factor)
+        self.stem = X3dStem(c1)
+        widths, base = [c1], [dim_c1]
+        for _ in range(3):
+            base.append(round_width(base[-1], 2.0))
+        inp = c1
+        for s, nb in enumerate([1, 2, 5, 3]):
+            out = round_width(base[s], width_factor)
+            inner = int(bottleneck * out)
+            se = round_width(inner, se_ratio) if se_ratio > 0 else 0
+            blocks = [X3dBlock(inp if i == 0 else out, inner, out, 2 if i == 0 else 1, se if i % 2 == 0 else 0)
+                      for i in range(int(math.ceil(depth_factor * nb)))]
+            last = s == 3
+            setattr(self, f"res{s + 2}", X3dStage(blocks, (out, inner) if last else None, dim_c5 if last else 0))
+            widths.append(out)
+            inp = out
+        self.sgs_index = -1
+        if sgs_after:
+            self.sgs_index = ["stem", "res2", "res3", "res4"].index(sgs_after)
+            self.sgs = Sgs(widths[self.sgs_index], sgs_bins or frames, sgs_dim, sgs_kernel, sgs_measure)
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleList([nn.Linear(dim_c5, h) for h in heads])
+
+    def forward(self, x):
+        x = self.stem(x)
+        valid = None
+        if self.sgs_index == 0:
+            x, valid = self.sgs(x)
+            self.active_bins = valid
+        for s in range(4):
+            x = getattr(self, f"res{s + 2}")(x, valid)
+            if self.sgs_index == s + 1:
+                x, valid = self.sgs(x)
+                self.active_bins = valid
+        f = self.res5.project(masked_pool(x, valid))
+        return self.heads[0](self.dropout(f))
+
+
 PRESETS = {}
 for d in (18, 34, 50, 101):
     PRESETS[f"resnet{d}_2d"] = ("resnet2d", d, False)
@@ -449,16 +580,26 @@ for d in (18, 50):
     PRESETS[f"r3d{d}_atfr"] = ("atfr_resnet3d", d, True)
     PRESETS[f"r2plus1d{d}"] = ("r2plus1d", d, False)
     PRESETS[f"r2plus1d{d}_atfr"] = ("r2plus1d", d, True)
+# X3D: depth = residual blocks (26: depth factor 2.2, 55: 5.0); XL at 1.45x the width (2.9), as
+# models/network.cc.
+for v, d in (("s", 26), ("m", 26), ("l", 55), ("xl", 55)):
+    PRESETS[f"x3d_{v}"] = ("x3d", d, False)
+    PRESETS[f"x3d_{v}_atfr"] = ("x3d", d, True)
+X3D_DEPTH_FACTOR = {26: 2.2, 55: 5.0}
 
 
 def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=False, preact=False,
           stc_branches="both", sgs_kernel="linear", sgs_measure="mean_distance", dropout=0.5,
-          stc_scb_hidden="table"):
+          stc_scb_hidden="table", sgs_after="res2"):
     heads = heads or [classes]
     family = name
     if name in PRESETS:
         family, depth, sgs_on = PRESETS[name]
         sgs = sgs or sgs_on
+    if family == "x3d":
+        gamma_w = 2.0 * width * (2.9 / 2.0 if name.startswith("x3d_xl") else 1.0)
+        return X3d(gamma_w, X3D_DEPTH_FACTOR[depth], frames, heads, dropout, sgs_after if sgs else "",
+                   sgs_kernel=sgs_kernel, sgs_measure=sgs_measure)
     if family == "resnet2d":
         return ResNet2dNetwork(depth, width, heads, dropout)
     if family == "hatnet":
@@ -467,7 +608,7 @@ def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=Fal
     o.update(preact=preact, stc_tcb=stc_branches != "scb", stc_scb=stc_branches != "tcb",
              stc_scb_hidden=stc_scb_hidden)
     if sgs:
-        o.update(sgs_after="res2", sgs_kernel=sgs_kernel, sgs_measure=sgs_measure)
+        o.update(sgs_after=sgs_after, sgs_kernel=sgs_kernel, sgs_measure=sgs_measure)
     return ResNet3d(o, width, frames, heads, dropout)
 
 
@@ -482,6 +623,8 @@ def main():
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--heads", default="")
     ap.add_argument("--sgs", action="store_true")
+    ap.add_argument("--sgs-after", choices=["stem", "res2", "res3", "res4"], default="res2")
+    ap.add_argument("--sgs-kernel", choices=["linear", "linear_clamped", "kronecker"], default="linear")
     ap.add_argument("--preact", action="store_true")
     ap.add_argument("--stc-branches", default="both")
     ap.add_argument("--stc-scb-hidden", choices=["table", "text"], default="table")
@@ -509,11 +652,11 @@ def main():
     if a.command == "count":  # NAME may be a comma-separated list: one "name count" line each
         for name in a.name.split(","):
             m = build(name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
-                  stc_scb_hidden=a.stc_scb_hidden)
+                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel)
             print(name, sum(p.numel() for p in m.parameters()))
         return
     m = build(a.name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
-                  stc_scb_hidden=a.stc_scb_hidden)
+                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel)
     if a.weights:
         m.load_state_dict(load(a.weights), strict=True)
     if a.command == "forward":

@@ -9,6 +9,7 @@
 #include "models/hatnet.h"
 #include "models/resnet2d.h"
 #include "models/resnet3d.h"
+#include "models/x3d.h"
 
 namespace holo::models {
 namespace {
@@ -28,6 +29,9 @@ std::vector<int64_t> layers_for_depth(int64_t depth) {
     default: fail("model.depth", "must be one of 10, 18, 34, 50, 101, 152, got " + std::to_string(depth));
   }
 }
+
+/// gamma_w of X3D-XL (2.9) over that of the other X3D networks (2.0).
+constexpr double kX3dXlWidth = 2.9 / 2.0;
 
 bool is_3d_family(const std::string& f) {
   return f == "resnet3d" || f == "resnext3d" || f == "stc_resnet" || f == "stc_resnext" ||
@@ -108,6 +112,21 @@ const std::vector<ModelPreset>& model_presets() {
       p.push_back({"r2plus1d" + std::to_string(d) + "_atfr", "r2plus1d", d, true,
                    "R(2+1)D-" + std::to_string(d) + " + SGS after res2"});
     }
+    // X3D: model.depth counts the residual blocks (26: gamma_d 2.2, 55: gamma_d 5.0); XL is
+    // the L network at 1.45 times the width (gamma_w 2.9), set by resolve_model.
+    struct X3dPreset { std::string suffix; int64_t depth; std::string label, cost; };
+    const std::vector<X3dPreset> x3d = {{"s", 26, "X3D-S", "13x160: 1.96 GFLOPs"},
+                                        {"m", 26, "X3D-M", "16x224: 4.73 GFLOPs"},
+                                        {"l", 55, "X3D-L", "16x312: 18.37 GFLOPs"},
+                                        {"xl", 55, "X3D-XL", "16x312: 35.84 GFLOPs"}};
+    for (const auto& x : x3d) {
+      p.push_back({"x3d_" + x.suffix, "x3d", x.depth, false,
+                   x.label + " (Feichtenhofer 2020; " + x.cost + ")"});
+    }
+    for (const auto& x : x3d) {
+      p.push_back({"x3d_" + x.suffix + "_atfr", "x3d", x.depth, true,
+                   x.label + " + SGS after res2 (Tables 6.6-6.9)"});
+    }
     return p;
   }();
   return kPresets;
@@ -123,6 +142,7 @@ const std::vector<std::pair<std::string, std::string>>& model_families() {
       {"hatnet", "HATNet: 2D and 3D branches with merge-and-reduction; depth 18-101"},
       {"r2plus1d", "R(2+1)D, depth 10-152"},
       {"atfr_resnet3d", "ATFR backbone layout (Table 6.12); depth 18, 50, 101, 152"},
+      {"x3d", "X3D; depth = residual blocks: 26 (S, M) or 55 (L, XL); width scales gamma_w 2.0"},
   };
   return kFamilies;
 }
@@ -141,6 +161,7 @@ holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
     o.name = it->family;
     o.depth = it->depth;
     if (it->sgs) o.sgs = true;
+    if (it->name.rfind("x3d_xl", 0) == 0) o.width *= kX3dXlWidth;
   }
   const auto& fam = model_families();
   if (std::none_of(fam.begin(), fam.end(), [&](const auto& f) { return f.first == o.name; })) {
@@ -153,6 +174,13 @@ holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
     fail("model.sgs", "SGS is available in the 3D families only, not '" + o.name + "'");
   }
   if (o.name == "resnet2d" && o.stc) fail("model.stc", "STC needs a 3D network");
+  if (o.name == "x3d" && o.stc) {
+    fail("model.stc", "STC is available in the ResNet families, not x3d");
+  }
+  if (o.name == "x3d" && o.depth != 26 && o.depth != 55) {
+    fail("model.depth", "x3d counts residual blocks: 26 (X3D-S/M) or 55 (X3D-L/XL), got " +
+                            std::to_string(o.depth));
+  }
   return o;
 }
 
@@ -180,6 +208,16 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
                                             .frames(o.frames)
                                             .dropout(o.dropout)
                                             .heads(head_sizes));
+  }
+  if (o.name == "x3d") {
+    X3dOptions x = o.depth == 55 ? X3dOptions::l() : X3dOptions::m();
+    x.width_factor(x.width_factor() * o.width).frames(o.frames).dropout(o.dropout);
+    x.heads(head_sizes);
+    if (o.sgs) {
+      x.sgs_after(o.sgs_after).sgs_bins(o.sgs_bins).sgs_dim(o.sgs_dim)
+          .sgs_kernel(parse_sgs_kernel(o.sgs_kernel)).sgs_measure(parse_sgs_measure(o.sgs_measure));
+    }
+    return std::make_shared<X3dImpl>(x);
   }
   HOLO_CHECK(is_3d_family(o.name), "unhandled family " + o.name);
   ResNet3dOptions r = family_defaults(o.name, o.depth, o.cardinality);

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -23,6 +24,7 @@
 #include "models/resnet3d.h"
 #include "models/sgs.h"
 #include "models/stc.h"
+#include "models/x3d.h"
 #include "models/torch_pickle.h"
 #include "tests/test_util.h"
 
@@ -698,6 +700,266 @@ TEST_F(ModelsTest, StateDictAndTorchScriptRoundTripWithPython) {
     auto ys = scripted.forward({x}).toTensor();
     EXPECT_TRUE(torch::allclose(ys, y, 1e-4, 1e-5));
   }
+}
+
+// ---- X3D -----------------------------------------------------------------------------------
+
+/// Parameters of `net` outside BatchNorm layers (their names contain "bn.").
+int64_t count_without_bn(const torch::nn::Module& net) {
+  int64_t n = 0;
+  for (const auto& p : net.named_parameters()) {
+    if (p.key().find("bn.") == std::string::npos) n += p.value().numel();
+  }
+  return n;
+}
+
+TEST_F(ModelsTest, X3dCountsMatchPythonAndPublished) {
+  // X3D paper (Table 4) and PySlowFast's model zoo, 400 classes: S and M 3.76M, L 6.08M,
+  // XL 11.0M. Those figures leave out the BatchNorm weights and biases (docs/models.md, "X3D").
+  struct Published { std::string name; double millions, without_bn_lo, without_bn_hi; };
+  const std::vector<Published> published = {{"x3d_s", 3.76, 3.755, 3.765},
+                                            {"x3d_m", 3.76, 3.755, 3.765},
+                                            {"x3d_l", 6.08, 6.08, 6.09},
+                                            {"x3d_xl", 11.0, 10.95, 11.05}};
+  auto py = python_counts("x3d_s,x3d_m,x3d_l,x3d_xl,x3d_s_atfr,x3d_xl_atfr", "--classes 400");
+  for (const auto& p : published) {
+    SCOPED_TRACE(p.name);
+    auto net = build_network(named(p.name), {400});
+    const int64_t n = count_parameters(*net);
+    ASSERT_TRUE(py.count(p.name));
+    EXPECT_EQ(n, py[p.name]);
+    EXPECT_NEAR(static_cast<double>(n) / 1e6, p.millions, 0.02 * p.millions);
+    const double without_bn = static_cast<double>(count_without_bn(*net)) / 1e6;
+    EXPECT_GE(without_bn, p.without_bn_lo);
+    EXPECT_LT(without_bn, p.without_bn_hi);
+  }
+  for (const std::string name : {"x3d_s_atfr", "x3d_xl_atfr"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(count_parameters(*build_network(named(name), {400})), py[name]);
+  }
+  auto narrow = python_counts("x3d_m,x3d_l_atfr,x3d_xl", "--classes 10 --width 0.25 --frames 8");
+  for (const std::string name : {"x3d_m", "x3d_l_atfr", "x3d_xl"}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(count_parameters(*build_network(named(name, 0.25, 8), {10})), narrow[name]);
+  }
+}
+
+TEST_F(ModelsTest, X3dWidthsDepthsAndNames) {
+  // PySlowFast's round_width with divisor 8.
+  EXPECT_EQ(x3d_round_width(12, 2.0), 24);
+  EXPECT_EQ(x3d_round_width(12, 2.9), 32);
+  EXPECT_EQ(x3d_round_width(24, 2.9), 72);
+  EXPECT_EQ(x3d_round_width(48, 2.9), 136);
+  EXPECT_EQ(x3d_round_width(96, 2.9), 280);
+  EXPECT_EQ(x3d_round_width(432, 0.0625), 32);
+  EXPECT_EQ(x3d_round_width(12, 0.25), 8);  // never below 8
+  const std::map<std::string, std::vector<int64_t>> widths = {
+      {"x3d_s", {24, 24, 48, 96, 192}}, {"x3d_l", {24, 24, 48, 96, 192}},
+      {"x3d_xl", {32, 32, 72, 136, 280}}};
+  const std::map<std::string, std::vector<int64_t>> blocks = {
+      {"x3d_s", {3, 5, 11, 7}}, {"x3d_l", {5, 10, 25, 15}}, {"x3d_xl", {5, 10, 25, 15}}};
+  for (const auto& [name, w] : widths) {
+    SCOPED_TRACE(name);
+    auto net = std::dynamic_pointer_cast<X3dImpl>(build_network(named(name), {400}));
+    ASSERT_TRUE(net);
+    EXPECT_EQ(net->widths(), w);
+    EXPECT_EQ(net->feature_dim(), 2048);
+    auto params = net->named_parameters();
+    for (size_t s = 0; s < 4; ++s) {
+      const std::string stage = "res" + std::to_string(s + 2) + ".";
+      const int64_t n = blocks.at(name)[s];
+      EXPECT_TRUE(params.contains(stage + std::to_string(n - 1) + ".a.weight")) << stage;
+      EXPECT_FALSE(params.contains(stage + std::to_string(n) + ".a.weight")) << stage;
+      // SE on blocks 0, 2, 4, ...; the projection shortcut on block 0 only.
+      EXPECT_TRUE(params.contains(stage + "0.se.fc1.weight"));
+      EXPECT_FALSE(params.contains(stage + "1.se.fc1.weight"));
+      EXPECT_TRUE(params.contains(stage + "2.se.fc1.weight"));
+      EXPECT_TRUE(params.contains(stage + "0.branch1.weight"));
+      EXPECT_FALSE(params.contains(stage + "1.branch1.weight"));
+    }
+    const int64_t inner5 = static_cast<int64_t>(2.25 * static_cast<double>(w[4]));
+    EXPECT_EQ(params["res5.conv_5.weight"].sizes(), (std::vector<int64_t>{inner5, w[4], 1, 1, 1}));
+    EXPECT_EQ(params["res5.lin_5.weight"].sizes(), (std::vector<int64_t>{2048, inner5, 1, 1, 1}));
+    EXPECT_EQ(params["res5.0.se.fc1.weight"].size(0), x3d_round_width(inner5, 0.0625));
+    EXPECT_EQ(params["stem.conv.weight"].sizes(), (std::vector<int64_t>{w[0], 1, 5, 1, 1}));
+    const int64_t inner2 = static_cast<int64_t>(2.25 * static_cast<double>(w[1]));
+    EXPECT_EQ(params["res2.0.b.weight"].sizes(), (std::vector<int64_t>{inner2, 1, 3, 3, 3}));
+    EXPECT_FALSE(params.contains("sgs.fc1.weight"));
+  }
+  auto xl = resolve_model(named("x3d_xl_atfr"));
+  EXPECT_EQ(xl.name, "x3d");
+  EXPECT_EQ(xl.depth, 55);
+  EXPECT_DOUBLE_EQ(xl.width, 1.45);
+  EXPECT_TRUE(xl.sgs);
+}
+
+TEST_F(ModelsTest, X3dRecipeErrors) {
+  auto o = named("x3d");
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("26 (X3D-S/M) or 55")));
+  o.depth = 26;
+  EXPECT_EQ(build_network(o, {3})->feature_dim(), 2048);
+  o = named("x3d_s");
+  o.depth = 55;
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("model.depth")));
+  o = named("x3d_m");
+  o.stc = true;
+  EXPECT_THAT([&] { build_network(o, {3}); },
+              ::testing::ThrowsMessage<RecipeError>(HasSubstr("model.stc")));
+  o = named("x3d_m_atfr");
+  o.sgs_after = "res5";
+  EXPECT_THROW(build_network(o, {3}), c10::Error);
+}
+
+TEST_F(ModelsTest, X3dFlopsMatchPublished) {
+  // X3D paper / PySlowFast model zoo (the thesis' Tables 6.6-6.9 copy them): X3D-S 1.96 at
+  // 13x160, X3D-M 4.73 at 16x224, X3D-XL 35.84 at 16x312 (GFLOPs = multiply-accumulates).
+  struct Case { std::string name; int64_t frames, size; double gflops; };
+  torch::NoGradGuard ng;
+  for (const auto& c : std::vector<Case>{{"x3d_s", 13, 160, 1.96},
+                                         {"x3d_m", 16, 224, 4.73},
+                                         {"x3d_xl", 16, 312, 35.84}}) {
+    SCOPED_TRACE(c.name);
+    auto net = build_network(named(c.name, 1.0, c.frames), {400});
+    net->eval();
+    FlopRecorder rec;
+    net->forward_all(torch::randn({1, 3, c.frames, c.size, c.size}));
+    rec.finish();
+    EXPECT_NEAR(rec.total_macs() / 1e9, c.gflops, 0.03 * c.gflops);
+    EXPECT_NEAR(rec.total_macs() / 1e9, c.gflops, 0.006) << "off the published figure's rounding";
+    if (c.name != "x3d_m") continue;
+    std::vector<std::string> names;
+    for (const auto& s : rec.stages()) names.push_back(s.name);
+    EXPECT_EQ(names, (std::vector<std::string>{"stem", "res2", "res3", "res4", "res5", "heads"}));
+    EXPECT_EQ(rec.stages()[0].shape, (std::vector<int64_t>{1, 24, 16, 112, 112}));
+    EXPECT_EQ(rec.stages()[1].shape, (std::vector<int64_t>{1, 24, 16, 56, 56}));
+    EXPECT_EQ(rec.stages()[3].shape, (std::vector<int64_t>{1, 96, 16, 14, 14}));
+    EXPECT_EQ(rec.stages()[4].shape, (std::vector<int64_t>{1, 432, 16, 7, 7}));
+  }
+}
+
+/// Puts `net` in eval mode with non-trivial BatchNorm weights and biases (X3D starts the last
+/// BN of every residual branch at weight 0, which would hide the branches), running statistics
+/// of `x` (one training pass with momentum 1; Kaiming init of the channel-wise convs shrinks the
+/// activations tenfold per block otherwise) and heads of unit gain.
+void calibrate_for_eval(torch::nn::Module& net, const std::function<void()>& forward) {
+  torch::NoGradGuard ng;
+  for (auto& p : net.named_parameters()) {
+    if (p.key().find("bn.weight") != std::string::npos) p.value().uniform_(0.5, 1.5);
+    if (p.key().find("bn.bias") != std::string::npos) p.value().uniform_(-0.1, 0.1);
+    if (p.key().rfind("heads.", 0) == 0) p.value().normal_(0, 0.1);
+  }
+  for (auto& m : net.modules()) {
+    if (auto* b = m->as<BatchNorm3d>()) b->options.momentum(1.0);
+    if (auto* b = m->as<BatchNorm1d>()) b->options.momentum(1.0);
+  }
+  net.train();
+  forward();
+  net.eval();
+}
+
+/// Keeps only the centre temporal tap of every convolution with a temporal kernel (X3D's stem
+/// conv and the channel-wise 3x3x3 convs), so that identical frames stay identical.
+void centre_temporal_taps(torch::nn::Module& net) {
+  torch::NoGradGuard ng;
+  for (auto& p : net.named_parameters()) {
+    auto& w = p.value();
+    if (w.dim() != 5 || w.size(2) == 1) continue;
+    const int64_t centre = w.size(2) / 2;
+    auto keep = w.select(2, centre).clone();
+    w.zero_();
+    w.select(2, centre).copy_(keep);
+  }
+}
+
+TEST_F(ModelsTest, X3dSgsPlacementsBinsAndPadding) {
+  torch::NoGradGuard ng;
+  const int64_t t = 8;
+  auto still = torch::rand({1, 3, 1, 48, 48}).expand({1, 3, t, 48, 48}).contiguous();
+  auto noise = torch::rand({1, 3, t, 48, 48});
+  auto plain = build_network(named("x3d_s", 0.5, t), {4});
+  plain->eval();
+  double macs_plain;
+  {
+    FlopRecorder rec;
+    plain->forward_all(noise);
+    macs_plain = rec.total_macs();
+  }
+  for (const std::string after : {"stem", "res2", "res3"}) {
+    SCOPED_TRACE(after);
+    auto o = named("x3d_s_atfr", 0.5, t);
+    o.sgs_after = after;
+    auto net = build_network(o, {4});
+    calibrate_for_eval(*net, [&] { net->forward_all(torch::cat({still, noise})); });
+    EXPECT_TRUE(net->named_parameters().contains("sgs.fc1.weight"));
+    // Default weights: defined bins, finite logits. (The zero temporal padding of the stem's
+    // 5x1x1 conv and of the 3x3x3 convs makes the border frames of a still clip differ.)
+    auto out = net->forward_all(torch::cat({still, noise}));
+    ASSERT_TRUE(out.active_bins.defined());
+    EXPECT_EQ(out.active_bins.sizes(), (std::vector<int64_t>{2}));
+    EXPECT_TRUE(torch::isfinite(out.logits[0]).all().item<bool>());
+    EXPECT_TRUE(((out.active_bins >= 1) & (out.active_bins <= t)).all().item<bool>());
+    // Identical frames at the SGS layer: one bin. The clip alone and next to a noise clip
+    // (which pads it to the noise clip's bins) gives the same features: the SE squeezes and
+    // the final pool skip the padding.
+    centre_temporal_taps(*net);
+    auto alone = net->forward_all(still);
+    EXPECT_EQ(alone.active_bins.item<int64_t>(), 1);
+    auto both = net->forward_all(torch::cat({still, noise}));
+    EXPECT_EQ(both.active_bins[0].item<int64_t>(), 1);
+    EXPECT_GT(both.active_bins[1].item<int64_t>(), 1);
+    const double scale = alone.features.abs().max().item<double>();
+    EXPECT_GT(scale, 0);
+    EXPECT_LT((both.features[0] - alone.features[0]).abs().max().item<double>(), 1e-5 * scale);
+    EXPECT_TRUE(torch::allclose(both.logits[0][0], alone.logits[0][0], 1e-4, 1e-5))
+        << both.logits[0][0] << alone.logits[0][0];
+    // Fewer bins, fewer MACs than the same network without SGS.
+    FlopRecorder rec;
+    net->forward_all(still);
+    EXPECT_LT(rec.total_macs(), macs_plain);
+  }
+}
+
+TEST_F(ModelsTest, X3dForwardMatchesPython) {
+  const std::string dir = holo::testing::temp_dir();
+  struct Case { std::string name, after; };
+  int padded = 0;  // SGS cases whose two clips have different B'
+  for (const auto& c : std::vector<Case>{{"x3d_s", "res2"}, {"x3d_l", "res2"},
+                                         {"x3d_s_atfr", "stem"}, {"x3d_s_atfr", "res2"},
+                                         {"x3d_xl_atfr", "res3"}}) {
+    SCOPED_TRACE(c.name + " " + c.after);
+    auto o = named(c.name, 0.25, 8);
+    o.sgs_after = c.after;
+    o.sgs_kernel = "linear_clamped";
+    auto net = build_network(o, {5});
+    // A slowly and a fast moving clip: with SGS their bins tend to differ, padding the first.
+    // (Not a still clip: its equal Deltas put several frames on the upper edge of the last
+    // bin, where eq. 6.6's weight is 0, and rounding then decides whether that bin is empty.)
+    auto slow = torch::rand({1, 3, 1, 32, 32}) + 0.1 * torch::rand({1, 3, 8, 32, 32});
+    auto x = torch::cat({slow, torch::rand({1, 3, 8, 32, 32})});
+    calibrate_for_eval(*net, [&] { net->forward_all(torch::rand({4, 3, 8, 64, 64})); });
+    torch::Tensor y;
+    {
+      torch::NoGradGuard ng;
+      auto out = net->forward_all(x);
+      y = out.logits[0];
+      if (out.active_bins.defined()) {
+        padded += out.active_bins[0].item<int64_t>() != out.active_bins[1].item<int64_t>();
+      }
+    }
+    save_state_dict(*net, dir + "/w.pt");
+    save_tensors({{"input", x}, {"cpp", y}}, dir + "/io.pt");
+    const std::string args = " --width 0.25 --frames 8 --classes 5 --sgs-kernel linear_clamped"
+                             " --sgs-after " + c.after +
+                             " --weights " + dir + "/w.pt --io " + dir + "/io.pt";
+    auto r = holo::testing::run_command(python() + " forward " + c.name + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto io = read_state_dict(dir + "/io.pt");
+    EXPECT_TRUE(torch::allclose(io["python"], y, 1e-4, 1e-4)) << io["python"] << y;
+    EXPECT_GT(y.abs().max().item<double>(), 0.1);  // logits of unit scale: the check has teeth
+  }
+  EXPECT_GT(padded, 0) << "no case went through SGS's padding";
 }
 
 }  // namespace
