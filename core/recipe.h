@@ -10,12 +10,21 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 namespace holo {
+
+/// Where a recipe key got its value: a file and the line and column of the key, or
+/// "--set KEY=VALUE" for an override (line 0).
+struct KeySource {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
 
 struct RunOptions {
   std::string name = "holo";  ///< run name; the run directory defaults to <runs>/<name>
@@ -40,6 +49,7 @@ struct DataOptions {
   int64_t num_classes = 0;         ///< 0: from the dataset
   double fraction = 1.0;           ///< use this fraction of the training set (debugging)
   double max_bad_fraction = 0.05;  ///< fail when more of the samples are missing or undecodable
+  double min_readable_fraction = 0.5;  ///< use a video only when this share of its declared frames can be read
   std::string synth_kind = "motion";  ///< synth: motion (single-label) or hvu (multi-label)
   int64_t synth_videos = 24;       ///< synth: number of videos made for the run
   int64_t synth_classes = 4;       ///< synth: number of classes
@@ -207,7 +217,14 @@ struct Recipe {
   std::vector<std::string> sources;
   /// Command-line overrides applied, as given ("optim.lr=0.05").
   std::vector<std::string> overrides;
+  /// Where each key the files or overrides set got its value (keys left at their default
+  /// are absent): for messages that name a key's file:line.
+  std::map<std::string, KeySource> key_sources;
 };
+
+/// A holo::RecipeError (exit 2) about `key` at its source in `recipe`, or at its section
+/// ("[data]") when the key was left at its default.
+[[noreturn]] void fail_at(const Recipe& recipe, const std::string& key, const std::string& message);
 
 // ---- The schema --------------------------------------------------------------------------
 

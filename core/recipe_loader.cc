@@ -316,6 +316,7 @@ Recipe resolve(Tree& tree, const std::vector<std::string>& overrides) {
       }
     }
     key->set(r, *value);
+    r.key_sources[path] = KeySource{leaf->file, leaf->line, leaf->column};
   }
   check_relations(r, tree.leaves);
   r.sources = tree.sources;
@@ -324,6 +325,15 @@ Recipe resolve(Tree& tree, const std::vector<std::string>& overrides) {
 }
 
 }  // namespace
+
+void fail_at(const Recipe& recipe, const std::string& key, const std::string& message) {
+  auto it = recipe.key_sources.find(key);
+  if (it != recipe.key_sources.end()) {
+    throw RecipeError(it->second.file, it->second.line, it->second.column, key, message);
+  }
+  const std::string where = recipe.sources.empty() ? std::string("recipe") : recipe.sources.back();
+  throw RecipeError(where, 0, 0, key, message + " (" + key + " is not set in the recipe)");
+}
 
 Recipe load_recipe(const std::string& file, const std::vector<std::string>& overrides) {
   Tree tree;

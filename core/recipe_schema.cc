@@ -212,6 +212,7 @@ std::vector<KeyDef> make_schema() {
   s.key("data.num_classes", &R::data, &DataOptions::num_classes, "Number of classes; 0: from the dataset.").at_least(0);
   s.key("data.fraction", &R::data, &DataOptions::fraction, "Fraction of the training set used (debugging).").range(1e-6, 1);
   s.key("data.max_bad_fraction", &R::data, &DataOptions::max_bad_fraction, "The run fails when the share of missing plus quarantined (undecodable) samples exceeds this.").range(0, 1);
+  s.key("data.min_readable_fraction", &R::data, &DataOptions::min_readable_fraction, "A video whose container declares more frames than can be read (a truncated download, a miscounted header) or whose last frames do not decode is used for the frames it has, with a warning, unless fewer than this share of the declared frames can be read; then it is quarantined.").range(1e-6, 1);
   s.key("data.synth_kind", &R::data, &DataOptions::synth_kind, "synth: motion (classes that need temporal modelling) or hvu (multi-label, six categories).")
       .choices({"motion", "hvu"});
   s.key("data.synth_videos", &R::data, &DataOptions::synth_videos, "synth: videos made once (in data.root, or in $HOLO_CACHE_DIR/synth) and re-used.").range(1, 1000000);
@@ -248,8 +249,9 @@ std::vector<KeyDef> make_schema() {
                 "r3d10", "r3d18", "r3d34", "r3d50", "r3d101", "r3d152", "rx3d50", "rx3d101",
                 "stc_resnet18", "stc_resnet50", "stc_resnet101", "stc_resnext50", "stc_resnext101",
                 "hatnet_r18", "hatnet_r50", "r3d18_atfr", "r3d50_atfr",
-                "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr"});
-  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152 (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
+                "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr",
+                "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr"});
+  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
   s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
       .choices({"auto", "A", "B"});

@@ -12,6 +12,7 @@
 #include "core/run_dir.h"
 #include "holo/build_config.h"
 #include "launcher/cli.h"
+#include "pipeline/data_check.h"
 
 namespace holo::cli {
 namespace {
@@ -65,6 +66,7 @@ void add_core_commands(CLI::App& app) {
   add_recipe_args(check, *check_args);
   check->callback([check_args] {
     const Recipe r = load_recipe(check_args->file, check_args->overrides);
+    pipeline::check_data(r, pipeline::splits_for(r, "all"));
     std::cout << "ok: " << check_args->file << " (" << r.sources.size() << " file"
               << (r.sources.size() == 1 ? "" : "s") << ", " << r.overrides.size()
               << " override" << (r.overrides.size() == 1 ? "" : "s") << ")\n";

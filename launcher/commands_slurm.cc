@@ -9,6 +9,7 @@
 
 #include "core/recipe.h"
 #include "launcher/cli.h"
+#include "pipeline/data_check.h"
 #include "slurm/submit.h"
 
 namespace holo::cli {
@@ -41,6 +42,8 @@ void submit_command(const SubmitFlags& f) {
   set_str(f.qos, "slurm.qos", "--qos");
   set_str(f.constraint, "slurm.constraint", "--constraint");
   set_str(f.mem, "slurm.mem", "--mem");
+  // Missing data stops here, before anything is written or queued.
+  pipeline::check_data(recipe, pipeline::splits_for(recipe, "all"));
 
   const auto result = slurm::submit(
       recipe, slurm::SubmitOptions().holo_binary(f.holo_binary).dry_run(f.dry_run));

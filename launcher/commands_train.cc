@@ -14,6 +14,7 @@
 #include "core/run_dir.h"
 #include "dist/world.h"
 #include "launcher/cli.h"
+#include "pipeline/data_check.h"
 #include "train/signals.h"
 #include "train/table.h"
 #include "train/trainer.h"
@@ -90,6 +91,7 @@ void add_train_commands(CLI::App& app) {
   add_recipe_args(train_cmd, *train_args);
   train_cmd->callback([train_args] {
     const Recipe recipe = load_recipe(train_args->file, train_args->overrides);
+    pipeline::check_data(recipe, pipeline::splits_for(recipe, "train"));
     const auto result = train::train(recipe);
     dist::finalize_world();
     if (result.preempted) {
@@ -111,6 +113,7 @@ void add_train_commands(CLI::App& app) {
   eval_cmd->add_option("--out", *out_dir, "Folder for eval-<split>.json and the CSV (default: the run directory)");
   eval_cmd->callback([eval_args, checkpoint, out_dir] {
     const Recipe recipe = load_recipe(eval_args->file, eval_args->overrides);
+    pipeline::check_data(recipe, pipeline::splits_for(recipe, "eval"));
     const std::string out = out_dir->empty() ? run_dir_path(recipe) : *out_dir;
     const auto result = train::evaluate(recipe, *checkpoint, out);
     if (dist::init_world().rank == 0) {
@@ -132,6 +135,7 @@ void add_train_commands(CLI::App& app) {
   extract_cmd->add_option("--split", *extract_split, "train, val or test")->check(CLI::IsMember({"train", "val", "test"}));
   extract_cmd->callback([extract_args, extract_ckpt, extract_out, extract_split] {
     const Recipe recipe = load_recipe(extract_args->file, extract_args->overrides);
+    pipeline::check_data(recipe, {*extract_split});
     const int64_t n = train::extract(recipe, *extract_ckpt, *extract_split, *extract_out);
     if (dist::init_world().rank == 0) {
       std::cout << "wrote features of " << n << " videos to " << *extract_out << " (open "

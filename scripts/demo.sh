@@ -22,11 +22,6 @@ RUN2D=runs/demo-2d
 echo "== build"
 "$HOLO" version
 echo
-echo "== recipes"
-"$HOLO" recipe check "$STC"
-"$HOLO" recipe check "$BASE2D"
-
-echo
 SYNTH_ARGS="--kind motion --classes 2 --videos 600 --frames 32 --size 48x32 --seed 1 --no-frame-code"
 echo "== data: holo data synth $SYNTH_ARGS"
 # Made again when the synthesis arguments changed since the last demo.
@@ -37,6 +32,11 @@ if [ "$(cat "$DATA/.synth-args" 2> /dev/null)" != "$SYNTH_ARGS" ]; then
   echo "$SYNTH_ARGS" > "$DATA/.synth-args"
 fi
 rm -rf "$RUN" "$RUN2D"
+
+echo
+echo "== recipes (and the data they name)"
+"$HOLO" recipe check "$STC"
+"$HOLO" recipe check "$BASE2D"
 
 echo
 echo "== train on 2 workers, interrupted by SIGUSR1 after the first checkpoint"

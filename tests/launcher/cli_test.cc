@@ -54,7 +54,7 @@ TEST(Cli, RecipeCheckMisspelledKeyExitsTwoNamingKeyAndLine) {
 
 TEST(Cli, RecipeCheckAndShowWithOverrides) {
   const std::string d = holo::testing::temp_dir();
-  std::ofstream(d + "/ok.toml") << "[optim]\nlr = 0.1\n";
+  std::ofstream(d + "/ok.toml") << "[data]\ndataset = \"synth\"\n[optim]\nlr = 0.1\n";
   const auto ok = run_command(holo_binary() + " recipe check " + d + "/ok.toml --set optim.lr=0.05");
   EXPECT_EQ(ok.exit_code, 0) << ok.output;
   EXPECT_THAT(ok.output, HasSubstr("1 override"));
@@ -206,6 +206,64 @@ TEST(Cli, BenchLoaderDataLoaderBaselineGivesItsRatio) {
   EXPECT_GT(py, 0);
   EXPECT_DOUBLE_EQ(j.at("ratio_holo_dataloader").get<double>(), holo / py);
   EXPECT_THAT(r.output, HasSubstr("\nholo/DataLoader "));
+}
+
+// ---- data checks: before any work starts or any job is queued ---------------------------
+
+/// A recipe file with `text`, and a Kinetics-style folder under `d` (a videos folder, and
+/// train.csv with the right header).
+std::string data_recipe(const std::string& d, const std::string& text) {
+  std::filesystem::create_directories(d + "/videos");
+  std::ofstream(d + "/train.csv") << "label,youtube_id,time_start,time_end,split\n";
+  std::ofstream(d + "/r.toml") << text;
+  return d + "/r.toml";
+}
+
+TEST(Cli, RecipeWithoutADatasetIsRefused) {
+  const std::string d = holo::testing::temp_dir();
+  for (const std::string text : {"", "[optim]\nlr = 0.1\n", "\xEF\xBB\xBF[train]\nepochs = 1\n"}) {
+    const std::string path = data_recipe(d, text);
+    for (const std::string cmd : {" recipe check ", " train ", " submit --dry-run "}) {
+      const auto r = run_command(holo_binary() + cmd + path);
+      EXPECT_EQ(r.exit_code, 2) << cmd << text << "\n" << r.output;
+      EXPECT_THAT(r.output, AllOf(HasSubstr("data.dataset"), HasSubstr("names no dataset"))) << cmd;
+      EXPECT_THAT(r.output, ::testing::Not(HasSubstr("training "))) << cmd;
+    }
+  }
+  const auto synth = run_command(holo_binary() + " recipe check " + data_recipe(d, "[data]\ndataset = \"synth\"\n"));
+  EXPECT_EQ(synth.exit_code, 0) << synth.output;
+}
+
+TEST(Cli, MissingDataIsNamedWithItsKeyAndLineBeforeAnythingStarts) {
+  const std::string d = holo::testing::temp_dir();
+  // A byte-order mark in front changes nothing: the keys are read and checked.
+  const std::string path = data_recipe(d, "\xEF\xBB\xBF[run]\ndir = \"" + d + "/run\"\n[data]\ndataset = \"kinetics\"\n" +
+                                              "root = \"videos\"\ntrain = \"nowhere.csv\"\n");
+  for (const std::string cmd : {" recipe check ", " train ", " submit --dry-run ", " eval "}) {
+    const auto r = run_command(holo_binary() + cmd + path + (cmd == " eval " ? " --checkpoint " + d : ""));
+    EXPECT_EQ(r.exit_code, 2) << cmd << r.output;
+    EXPECT_THAT(r.output, AllOf(HasSubstr("r.toml:6:1"), HasSubstr("key 'data.train'"),
+                                HasSubstr("'" + d + "/nowhere.csv' does not exist")))
+        << cmd;
+  }
+  EXPECT_FALSE(std::filesystem::exists(d + "/run")) << "train started before the data check";
+  // A root that is not there, set with --set: named as the override.
+  const auto root = run_command(holo_binary() + " recipe check " + path + " --set data.root=/nonexistent/videos" +
+                                " --set data.train=" + d + "/train.csv");
+  EXPECT_EQ(root.exit_code, 2) << root.output;
+  EXPECT_THAT(root.output, AllOf(HasSubstr("--set data.root=/nonexistent/videos"),
+                                 HasSubstr("'/nonexistent/videos' does not exist")));
+  // A header that is not Kinetics's.
+  std::ofstream(d + "/bad.csv") << "youtube_id;time_start;time_end\nabc;1;2\n";
+  const auto header = run_command(holo_binary() + " recipe check " + path + " --set data.train=" + d + "/bad.csv");
+  EXPECT_EQ(header.exit_code, 2) << header.output;
+  EXPECT_THAT(header.output, AllOf(HasSubstr("key 'data.train'"), HasSubstr("bad.csv':1: the header has no")));
+  // And the good one passes; eval then needs the split it reads (eval.split = val).
+  const auto ok = run_command(holo_binary() + " recipe check " + path + " --set data.train=" + d + "/train.csv");
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  const auto eval = run_command(holo_binary() + " eval " + path + " --set data.train=" + d + "/train.csv --checkpoint " + d);
+  EXPECT_EQ(eval.exit_code, 2) << eval.output;
+  EXPECT_THAT(eval.output, AllOf(HasSubstr("key 'data.val'"), HasSubstr("is not set: the val split needs")));
 }
 
 }  // namespace

@@ -43,7 +43,7 @@ std::string write_recipe(const std::string& dir, const std::string& run_dir, int
   fs::create_directories(dir);
   const std::string path = dir + "/recipe.toml";
   std::ofstream(path) << "[run]\nname = \"protocol\"\ndir = " << to_toml_text(Value(run_dir))
-                      << "\n[train]\nmax_steps = " << steps << "\n[slurm]\ntime = \"" << time
+                      << "\n[data]\ndataset = \"synth\"\n[train]\nmax_steps = " << steps << "\n[slurm]\ntime = \"" << time
                       << "\"\ngrace_s = " << grace_s
                       << "\ncpus_per_task = 1\nmem = \"500M\"\nmpi = \"none\"\nmax_restarts = "
                       << max_restarts << "\n";

@@ -165,6 +165,8 @@ TEST(SlurmScript, DryRunOfMultiNodeGpuRecipe) {
 [run]
 name = "r3d kinetics"
 dir = ")" + d + R"(/runs/k400"
+[data]
+dataset = "synth"
 [train]
 max_steps = 100
 [slurm]
@@ -217,7 +219,7 @@ env = ["NCCL_SOCKET_IFNAME=ib0"]
 
 TEST(SlurmScript, FlagsAreValidatedLikeRecipeValues) {
   const std::string d = holo::testing::temp_dir();
-  write(d + "/r.toml", "");
+  write(d + "/r.toml", "[data]\ndataset = \"synth\"\n");
   auto r = run_command(holo_binary() + " submit " + d + "/r.toml --dry-run --time 25:61:00");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.output, AllOf(HasSubstr("--time (slurm.time)"), HasSubstr("below 60")));
