@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -150,6 +152,143 @@ std::string prefix_rank(const std::string& via, const std::string& line, bool* i
   return line;
 }
 
+namespace {
+
+/// Length of an mpirun tag ("[1,3]<stderr>:") at `i` of `s`: > 0 a tag (its rank and stream set),
+/// 0 not a tag, -1 maybe a tag that `s` ends inside of.
+int tag_at(const std::string& s, size_t i, std::string* rank, bool* err) {
+  size_t k = i;
+  auto need = [&](char c) { return k < s.size() ? (s[k] == c ? (++k, 1) : 0) : -1; };
+  auto digits = [&](std::string* out) {
+    const size_t start = k;
+    while (k < s.size() && std::isdigit(static_cast<unsigned char>(s[k]))) ++k;
+    if (k == s.size()) return -1;
+    if (k == start) return 0;
+    if (out) *out = s.substr(start, k - start);
+    return 1;
+  };
+  int r;
+  if ((r = need('[')) <= 0) return r;
+  if ((r = digits(nullptr)) <= 0) return r;
+  if ((r = need(',')) <= 0) return r;
+  if ((r = digits(rank)) <= 0) return r;
+  if ((r = need(']')) <= 0) return r;
+  if ((r = need('<')) <= 0) return r;
+  for (const std::string word : {"stdout", "stderr"}) {
+    const std::string have = s.substr(k, word.size());
+    if (have == word) {
+      k += word.size();
+      *err = word == "stderr";
+      if ((r = need('>')) <= 0) return r;
+      if ((r = need(':')) <= 0) return r;
+      return static_cast<int>(k - i);
+    }
+    if (word.compare(0, have.size(), have) == 0 && have.size() < word.size() && k + have.size() == s.size()) return -1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+RelayedLine OutputRelay::line_of(const Source& s, const std::string& text) const {
+  if (s.rank.empty()) return {s.err, text};
+  return {s.err, with_rank(s.rank, text)};
+}
+
+void OutputRelay::append(const Source& to, const std::string& text, std::vector<RelayedLine>& out) {
+  auto it = std::find_if(pending_.begin(), pending_.end(), [&](const auto& p) {
+    return !(p.first < to) && !(to < p.first);
+  });
+  if (it == pending_.end()) {
+    pending_.emplace_back(to, "");
+    it = pending_.end() - 1;
+  }
+  it->second += text;
+}
+
+std::vector<RelayedLine> OutputRelay::feed(int stream, const std::string& bytes) {
+  std::vector<RelayedLine> out;
+  std::string data = unparsed_[stream] + bytes;
+  unparsed_[stream].clear();
+  Source& cur = current_[stream];
+  size_t pos = 0;
+  // Gives the text up to and including each newline to the source it belongs to.
+  auto take = [&](const std::string& text) {
+    size_t start = 0, nl;
+    while ((nl = text.find('\n', start)) != std::string::npos) {
+      append(cur, text.substr(start, nl - start), out);
+      auto it = std::find_if(pending_.begin(), pending_.end(), [&](const auto& p) {
+        return !(p.first < cur) && !(cur < p.first);
+      });
+      out.push_back(line_of(cur, it->second));
+      pending_.erase(it);
+      // Each line a worker writes is tagged again; untagged text is the launcher's own.
+      if (via_ == "mpirun") cur = Source{"", stream == 1};
+      start = nl + 1;
+    }
+    if (start < text.size()) append(cur, text.substr(start), out);
+  };
+  if (cur.rank.empty() && via_ != "mpirun") cur.err = stream == 1;
+  if (via_ != "mpirun") {
+    // srun labels whole lines; direct runs are one worker.
+    std::string all = data;
+    size_t start = 0, nl;
+    while ((nl = all.find('\n', start)) != std::string::npos) {
+      bool to_err = stream == 1;
+      std::string text = prefix_rank(via_, unparsed_line_[stream] + all.substr(start, nl - start), &to_err);
+      unparsed_line_[stream].clear();
+      out.push_back({stream == 1, text});
+      start = nl + 1;
+    }
+    unparsed_line_[stream] += all.substr(start);
+    return out;
+  }
+  if (cur.rank.empty()) cur.err = stream == 1;
+  while (pos < data.size()) {
+    const size_t bracket = data.find('[', pos);
+    if (bracket == std::string::npos) {
+      take(data.substr(pos));
+      break;
+    }
+    take(data.substr(pos, bracket - pos));
+    std::string rank;
+    bool err = false;
+    const int n = tag_at(data, bracket, &rank, &err);
+    if (n < 0) {  // the chunk ends inside what may be a tag
+      unparsed_[stream] = data.substr(bracket);
+      break;
+    }
+    if (n == 0) {
+      take("[");
+      pos = bracket + 1;
+      continue;
+    }
+    cur = Source{rank, err};
+    pos = bracket + static_cast<size_t>(n);
+  }
+  return out;
+}
+
+std::vector<RelayedLine> OutputRelay::finish() {
+  std::vector<RelayedLine> out;
+  for (int stream = 0; stream < 2; ++stream) {
+    if (!unparsed_[stream].empty()) {
+      const auto more = feed(stream, "");  // nothing more will come: the bytes are text
+      out.insert(out.end(), more.begin(), more.end());
+      if (!unparsed_[stream].empty()) append(current_[stream], unparsed_[stream], out);
+      unparsed_[stream].clear();
+    }
+    if (!unparsed_line_[stream].empty()) {
+      bool to_err = stream == 1;
+      out.push_back({stream == 1, prefix_rank(via_, unparsed_line_[stream], &to_err)});
+      unparsed_line_[stream].clear();
+    }
+  }
+  for (const auto& [source, text] : pending_) out.push_back(line_of(source, text));
+  pending_.clear();
+  return out;
+}
+
 std::string self_executable() {
   char buf[4096];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -196,15 +335,15 @@ int run_launch(const LaunchPlan& plan) {
   if (relay) {
     close(out_pipe[1]);
     close(err_pipe[1]);
-    std::string pending[2];
+    OutputRelay relay_lines(plan.via);
     pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
     int open_fds = 2;
-    auto emit = [&](int which, const std::string& line) {
-      bool to_err = which == 1;
-      const std::string text = prefix_rank(plan.via, line, &to_err);
-      // Lines mpirun tags keep the stream they came from; mpirun's own go where it wrote them.
-      (to_err ? std::cerr : std::cout) << text << '\n';
-      (to_err ? std::cerr : std::cout).flush();
+    // Lines mpirun tags keep the stream they came from; mpirun's own go where it wrote them.
+    auto emit = [&](const std::vector<RelayedLine>& lines) {
+      for (const auto& l : lines) {
+        (l.to_stderr ? std::cerr : std::cout) << l.text << '\n';
+        (l.to_stderr ? std::cerr : std::cout).flush();
+      }
     };
     while (open_fds > 0) {
       if (poll(fds, 2, -1) < 0) {
@@ -217,22 +356,15 @@ int run_launch(const LaunchPlan& plan) {
         const ssize_t n = read(fds[i].fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-          if (!pending[i].empty()) emit(i, pending[i]);
-          pending[i].clear();
           close(fds[i].fd);
           fds[i].fd = -1;
           --open_fds;
           continue;
         }
-        pending[i].append(buf, static_cast<size_t>(n));
-        size_t start = 0, nl;
-        while ((nl = pending[i].find('\n', start)) != std::string::npos) {
-          emit(i, pending[i].substr(start, nl - start));
-          start = nl + 1;
-        }
-        pending[i].erase(0, start);
+        emit(relay_lines.feed(i, std::string(buf, static_cast<size_t>(n))));
       }
     }
+    emit(relay_lines.finish());
   }
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {

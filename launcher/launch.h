@@ -6,6 +6,7 @@
 /// launcher's exit code is the job's. See docs/distributed.md.
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace holo::launch {
@@ -48,6 +49,44 @@ std::string to_command_line(const LaunchPlan& plan);
 /// rank, as Holo's log lines do); other lines are returned unchanged.
 /// `is_stderr` is set when mpirun says the line came from the worker's stderr.
 std::string prefix_rank(const std::string& via, const std::string& line, bool* is_stderr = nullptr);
+
+/// A whole line of output, attributed, and where it goes.
+struct RelayedLine {
+  bool to_stderr = false;
+  std::string text;  ///< "[rank R] ..." for a worker's line; a launcher's own line as it is
+};
+
+/// Reassembles the workers' output as the launcher program interleaves it into whole lines,
+/// each attributed to its rank. mpirun (--tag-output) tags every piece of output it relays, not
+/// every line: a worker's unfinished line ("abc", its newline still to come) is followed on the
+/// same line by another rank's tagged text ("[1,0]<stderr>:abc[1,1]<stderr>:error ..."). The
+/// relay splits at every tag, keeps each rank's and stream's unfinished line apart, and gives a
+/// line once its own newline arrives, so no tag ends up in the middle of a line and no line
+/// under another rank's name. srun's labels (--label: "3: text") mark whole lines.
+class OutputRelay {
+ public:
+  explicit OutputRelay(std::string via) : via_(std::move(via)) {}
+  /// Bytes read from the launcher program's stdout (stream 0) or stderr (1); the lines they
+  /// complete.
+  std::vector<RelayedLine> feed(int stream, const std::string& bytes);
+  /// The unfinished lines left at the end, each ended.
+  std::vector<RelayedLine> finish();
+
+ private:
+  struct Source {
+    std::string rank;  ///< empty: the launcher program's own output
+    bool err = false;
+    bool operator<(const Source& o) const { return rank != o.rank ? rank < o.rank : err < o.err; }
+  };
+  void append(const Source& to, const std::string& text, std::vector<RelayedLine>& out);
+  RelayedLine line_of(const Source& s, const std::string& text) const;
+
+  std::string via_;
+  Source current_[2];                       ///< per stream: whose text comes now
+  std::string unparsed_[2];                 ///< per stream: bytes that may be the start of a tag
+  std::string unparsed_line_[2];            ///< srun, direct: the line not yet ended
+  std::vector<std::pair<Source, std::string>> pending_;  ///< unfinished lines, in arrival order
+};
 
 /// Runs the plan: forwards SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 to the job, prefixes output
 /// lines, and returns the job's exit code (128 + signal when the launcher program was killed).

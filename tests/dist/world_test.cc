@@ -219,5 +219,38 @@ TEST(PrefixRank, MpirunAndSrunLines) {
   EXPECT_EQ(prefix_rank("mpirun", "[1,2]<stderr>:12:00 [rank 2] info x", &err), "12:00 [rank 2] info x");
 }
 
+/// "E|O text" per line: stderr or stdout, and the text.
+std::vector<std::string> shown(const std::vector<RelayedLine>& lines) {
+  std::vector<std::string> out;
+  for (const auto& l : lines) out.push_back(std::string(l.to_stderr ? "E " : "O ") + l.text);
+  return out;
+}
+
+TEST(OutputRelay, ATagInTheMiddleOfALineStartsAnotherRanksLine) {
+  // What mpirun --tag-output prints when rank 0 writes "abc" without its newline and rank 1 a
+  // whole line: rank 1's error must not appear under rank 0.
+  OutputRelay relay("mpirun");
+  auto lines = shown(relay.feed(1, "[1,0]<stderr>:abc[1,1]<stderr>:holo: error: bad\n"));
+  EXPECT_EQ(lines, (std::vector<std::string>{"E [rank 1] holo: error: bad"}));
+  // Rank 0's line ends later, split across reads, a tag cut in two.
+  lines = shown(relay.feed(1, "[1,0]<std"));
+  EXPECT_TRUE(lines.empty());
+  lines = shown(relay.feed(1, "err>:def\n[1,1]<stderr>:x [y] z\n"));
+  EXPECT_EQ(lines, (std::vector<std::string>{"E [rank 0] abcdef", "E [rank 1] x [y] z"}));
+  // Stdout on its own pipe; the launcher's own lines unchanged; unfinished ones at the end.
+  lines = shown(relay.feed(0, "[1,1]<stdout>:1 of 2\nmpirun noticed a problem\n[1,0]<stdout>:tail"));
+  EXPECT_EQ(lines, (std::vector<std::string>{"O [rank 1] 1 of 2", "O mpirun noticed a problem"}));
+  EXPECT_EQ(shown(relay.finish()), (std::vector<std::string>{"O [rank 0] tail"}));
+}
+
+TEST(OutputRelay, SrunLabelsAndDirectRunsGiveWholeLines) {
+  OutputRelay srun("srun");
+  EXPECT_EQ(shown(srun.feed(0, " 3: hel")), std::vector<std::string>{});
+  EXPECT_EQ(shown(srun.feed(0, "lo\n 1: x\n")), (std::vector<std::string>{"O [rank 3] hello", "O [rank 1] x"}));
+  OutputRelay direct("direct");
+  EXPECT_EQ(shown(direct.feed(1, "a\nb")), std::vector<std::string>{"E a"});
+  EXPECT_EQ(shown(direct.finish()), std::vector<std::string>{"E b"});
+}
+
 }  // namespace
 }  // namespace holo::launch
