@@ -190,7 +190,8 @@ def sgs_weights(delta, bins, kernel, eps):
         if kernel == "linear_clamped":
             d = torch.max(torch.min(delta, beta[:, -1:]), beta[:, :1])
         psi = F.relu(1.0 - (d.unsqueeze(2) - beta.unsqueeze(1)).abs() / gamma.unsqueeze(2))
-        if kernel == "linear":  # every frame at weight 0 (all Delta equal): one bin of all frames
+        if kernel == "linear":  # rounding residues at a bin's edge count as 0 (models/sgs.h kSgsZeroWeight)
+            psi = psi * (psi.detach() > 1e-5).to(psi.dtype)  # every frame at weight 0 (all Delta equal): one bin of all frames
             empty = (psi.detach().sum((1, 2)) == 0).view(-1, 1, 1)
             first = torch.zeros(1, 1, bins, dtype=delta.dtype, device=delta.device)
             first[..., 0] = 1.0

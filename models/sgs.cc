@@ -39,6 +39,10 @@ torch::Tensor sgs_weights(const torch::Tensor& delta, int64_t bins, SgsKernel ke
     auto dist = (d.unsqueeze(2) - beta.unsqueeze(1)).abs();        // N x T x B
     auto psi = torch::relu(1.0 - dist / gamma.unsqueeze(2));       // (6.6)
     if (kernel == SgsKernel::kLinear) {
+      // The frame at max Delta sits exactly on the upper edge of bin B, weight 0 in 6.6; in
+      // floating point its weight is a rounding residue (about 1e-7), which would keep the bin
+      // nominally active depending on rounding. Weights below kSgsZeroWeight count as 0.
+      psi = psi * (psi.detach() > kSgsZeroWeight).to(psi.scalar_type());
       // A clip whose frames all weigh 0 (every Delta equal) gets one bin of all its frames.
       auto empty = (psi.detach().sum({1, 2}) == 0).view({-1, 1, 1});  // N x 1 x 1
       auto first = torch::zeros({1, 1, bins}, opts);

@@ -10,7 +10,8 @@
 /// weighted sums O_b = sum_t I_t Psi(Delta_t, beta_b):
 ///   - kLinear (6.6, the default): Psi = max(0, 1 - |Delta_t - beta_b| / gamma), verbatim. A
 ///     frame on the outer edges (Delta = 0, or Delta = max, which every clip has) weighs 0 in
-///     every bin, as 6.6 says; the authors' release gives it about 1e-7.
+///     every bin, as 6.6 says; the authors' release gives it about 1e-7 (a rounding residue,
+///     which Holo sets to 0 with every weight below kSgsZeroWeight).
 ///   - kLinearClamped: the same with Delta clamped to [beta_1, beta_B] first, so the extreme
 ///     frames fall fully into the outer bins (Holo's kernel before 6.6 became the default);
 ///   - kKronecker (6.5): each frame in the bin floor(Delta_t / 2 gamma) (the last bin closed),
@@ -36,6 +37,10 @@
 namespace holo::models {
 
 enum class SgsKernel { kLinear, kLinearClamped, kKronecker };
+
+/// Linear-kernel weights below this are 0: the frame at max Delta lies on the upper edge of the
+/// last bin, where 6.6 gives 0 but floating point leaves a residue of about 1e-7.
+constexpr double kSgsZeroWeight = 1e-5;
 enum class SgsMeasure { kMeanDistance, kMagnitude };
 
 struct SgsOptions {
