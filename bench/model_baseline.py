@@ -665,6 +665,8 @@ def main():
         io = load(a.io)
         with torch.no_grad():
             io["python"] = m(io["input"])
+        if getattr(m, "active_bins", None) is not None:
+            io["python_active_bins"] = m.active_bins.long()  # B' per clip (SGS)
         torch.save(io, a.io)
         return
     if a.command == "script":

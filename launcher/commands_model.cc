@@ -9,12 +9,15 @@
 #include <iostream>
 #include <sstream>
 
+#include "checkpoints/checkpoint.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "core/run_dir.h"
 #include "launcher/cli.h"
 #include "models/bench.h"
 #include "models/flops.h"
 #include "models/network.h"
+#include "models/resnet2d.h"
 
 namespace holo::cli {
 namespace {
@@ -27,6 +30,7 @@ struct InfoArgs {
   int64_t size = 0;
   double width = 0;
   int64_t clips = 0;
+  std::string weights;
 };
 
 std::string shape_text(const std::vector<int64_t>& s) {
@@ -42,30 +46,58 @@ torch::Tensor synthetic_clip(int64_t i, int64_t k, int64_t t, int64_t size) {
   return still + motion * torch::randn({1, 3, t, size, size});
 }
 
-void model_info(const InfoArgs& a) {
-  ModelOptions options;
+/// A network as `holo model info|forward` build it: from a recipe or a name, with the flags.
+struct Built {
+  std::shared_ptr<models::NetworkImpl> net;
+  ModelOptions resolved;
   int64_t classes = 400, frames = 16, size = 112;
+};
+
+Built build_target(const InfoArgs& a) {
+  Built b;
+  ModelOptions options;
   const bool is_file = std::filesystem::exists(a.target) || a.target.size() > 5 &&
                                                                a.target.substr(a.target.size() - 5) == ".toml";
   if (is_file) {
     const Recipe r = load_recipe(a.target, a.overrides);
     options = r.model;
-    classes = r.model.num_classes > 0 ? r.model.num_classes
-                                      : (r.data.num_classes > 0 ? r.data.num_classes : classes);
-    frames = r.sampling.num_frames;
-    size = r.transform.crop_size;
+    b.classes = r.model.num_classes > 0 ? r.model.num_classes
+                                        : (r.data.num_classes > 0 ? r.data.num_classes : b.classes);
+    b.frames = r.sampling.num_frames;
+    b.size = r.transform.crop_size;
   } else {
     // A network name: --set model.KEY=VALUE applies to it as to a recipe's [model].
     options = parse_recipe("[model]\nname = \"" + a.target + "\"\n", a.target, a.overrides).model;
   }
-  if (a.classes > 0) classes = a.classes;
-  if (a.frames > 0) frames = a.frames;
-  if (a.size > 0) size = a.size;
+  if (a.classes > 0) b.classes = a.classes;
+  if (a.frames > 0) b.frames = a.frames;
+  if (a.size > 0) b.size = a.size;
   if (a.width > 0) options.width = a.width;
-  if (!is_file || a.frames > 0) options.frames = frames;
-  const ModelOptions resolved = models::resolve_model(options);
-  auto net = models::build_network(options, {classes});
-  net->eval();
+  if (!is_file || a.frames > 0) options.frames = b.frames;
+  b.resolved = models::resolve_model(options);
+  torch::manual_seed(0);
+  b.net = models::build_network(options, {b.classes});
+  if (!a.weights.empty()) {
+    // A checkpoint (its newest good one, for a run directory) or a file of tensors.
+    std::map<std::string, torch::Tensor> state;
+    if (std::filesystem::is_directory(a.weights)) {
+      for (auto& [name, t] : ckpt::Manager::load_newest_valid(a.weights, 0, 1).replicated) {
+        if (name.rfind("model.", 0) == 0) state[name.substr(6)] = t;
+      }
+    } else {
+      state = models::read_state_dict(a.weights);
+    }
+    models::load_state_dict(*b.net, state, a.weights);
+  }
+  b.net->eval();
+  return b;
+}
+
+void model_info(const InfoArgs& a) {
+  Built built = build_target(a);
+  auto& net = built.net;
+  const ModelOptions& resolved = built.resolved;
+  const int64_t classes = built.classes, frames = built.frames, size = built.size;
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
 
@@ -110,6 +142,41 @@ void model_info(const InfoArgs& a) {
     }
     std::cout << "  average: " << sum / clips / 1e9 << " GFLOPs over " << clips << " clips\n";
   }
+  if (!net->clip_cost_names().empty()) {
+    std::cout << "\nSGS's GFLOPs depend on the clip and on the weights: these are for "
+              << (a.weights.empty() ? "random weights (--weights to measure trained ones)" : "the weights of " + a.weights)
+              << " on synthetic clips. The thesis's figures average a trained network over a\n"
+                 "dataset: `holo eval` and training record them (eval-<split>.json \"cost\", metrics.jsonl "
+                 "gflops_mean/min/max).\n";
+  }
+}
+
+struct ForwardArgs {
+  InfoArgs net;
+  std::string input, out;
+};
+
+/// `holo model forward`: the network's outputs for a given input, in eval mode, to compare with
+/// another implementation (bench/model_baseline.py forward).
+void model_forward(const ForwardArgs& a) {
+  Built built = build_target(a.net);
+  auto io = models::read_state_dict(a.input);
+  if (!io.count("input")) throw UsageError(a.input + ": expected a dict with an \"input\" tensor (N x 3 x T x H x W)");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x = io.at("input").to(torch::kFloat32);
+  const models::NetworkOutput out = built.net->forward_all(x);
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (size_t h = 0; h < out.logits.size(); ++h) {
+    dict.insert(h == 0 ? std::string("logits") : "logits." + std::to_string(h), out.logits[h].contiguous());
+  }
+  dict.insert("features", out.features.contiguous());
+  for (const auto& [name, values] : built.net->clip_costs(x, out)) dict.insert(name, values.contiguous());
+  if (out.active_bins.defined()) dict.insert("active_bins", out.active_bins.to(torch::kLong).contiguous());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  write_file_atomic(a.out, std::string(bytes.begin(), bytes.end()));
+  std::cout << "wrote logits" << (out.logits.size() > 1 ? " of " + std::to_string(out.logits.size()) + " heads" : "")
+            << ", features" << (out.active_bins.defined() ? ", active bins and GFLOPs per clip" : "") << " of "
+            << x.size(0) << " clip" << (x.size(0) == 1 ? "" : "s") << " to " << a.out << "\n";
 }
 
 }  // namespace
@@ -137,7 +204,25 @@ void add_model_commands(CLI::App& app) {
   info->add_option("--size", args->size, "Crop side S (default: recipe, else 112)");
   info->add_option("--width", args->width, "Width multiplier (default: recipe, else 1)");
   info->add_option("--clips", args->clips, "Clips to average GFLOPs over (default: 8 with SGS, else 1)");
+  info->add_option("--weights", args->weights, "Weights: a file of tensors (torch.save, holo ckpt export) or a checkpoint/run directory");
   info->callback([args] { model_info(*args); });
+
+  auto fargs = std::make_shared<ForwardArgs>();
+  auto* forward = model->add_subcommand(
+      "forward", "The network's outputs for an input, in eval mode (to compare with another implementation)");
+  forward->add_option("target", fargs->net.target, "Recipe file or network name (`holo model list`)")->required();
+  forward->add_option("--set", fargs->net.overrides, "Recipe override KEY=VALUE")->take_all();
+  forward->add_option("--classes", fargs->net.classes, "Outputs of the head (default: recipe, else 400)");
+  forward->add_option("--frames", fargs->net.frames, "Clip length T the network is built for");
+  forward->add_option("--width", fargs->net.width, "Width multiplier");
+  forward->add_option("--weights", fargs->net.weights, "Weights: a file of tensors or a checkpoint/run directory")
+      ->required();
+  forward->add_option("--input", fargs->input, "torch.save file of a dict with \"input\": N x 3 x T x H x W float")
+      ->required();
+  forward->add_option("--out", fargs->out, "Where to write a dict: logits (logits.K for more heads), features, "
+                                           "and active_bins, gflops for SGS networks (torch.load reads it)")
+      ->required();
+  forward->callback([fargs] { model_forward(*fargs); });
 
   auto bo = std::make_shared<models::ModelBenchOptions>();
   auto names = std::make_shared<std::string>("r3d18,stc_resnet18,hatnet_r18,atfr_resnet3d,r3d18_atfr");

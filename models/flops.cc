@@ -9,12 +9,9 @@ namespace {
 thread_local FlopRecorder* t_recorder = nullptr;
 }
 
-FlopRecorder::FlopRecorder() {
-  HOLO_CHECK(t_recorder == nullptr, std::string("FlopRecorders do not nest"));
-  t_recorder = this;
-}
+FlopRecorder::FlopRecorder() : outer_(t_recorder) { t_recorder = this; }
 
-FlopRecorder::~FlopRecorder() { t_recorder = nullptr; }
+FlopRecorder::~FlopRecorder() { t_recorder = outer_; }
 
 double FlopRecorder::total_macs() const {
   double s = pending_;

@@ -22,8 +22,8 @@ struct StageStats {
   double macs = 0;             ///< multiply-accumulates of the stage, whole batch
 };
 
-/// While alive, forward passes on this thread record MACs and stage output shapes.
-/// Recorders do not nest.
+/// While alive, forward passes on this thread record MACs and stage output shapes. A recorder
+/// made while another is alive hides it until it goes: its MACs are not the outer one's.
 class FlopRecorder {
  public:
   FlopRecorder();
@@ -44,6 +44,7 @@ class FlopRecorder {
   friend void flops_stage(const std::string& name, const std::vector<int64_t>& shape);
   std::vector<StageStats> stages_;
   double pending_ = 0;
+  FlopRecorder* outer_ = nullptr;
 };
 
 /// True while a FlopRecorder is alive on this thread.

@@ -9,6 +9,7 @@
 #include "models/hatnet.h"
 #include "models/resnet2d.h"
 #include "models/resnet3d.h"
+#include "models/sgs.h"
 #include "models/x3d.h"
 
 namespace holo::models {
@@ -236,6 +237,39 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
         .sgs_kernel(parse_sgs_kernel(o.sgs_kernel)).sgs_measure(parse_sgs_measure(o.sgs_measure));
   }
   return std::make_shared<ResNet3dImpl>(r);
+}
+
+ClipCosts NetworkImpl::clip_costs(const torch::Tensor& clips, const NetworkOutput& out) {
+  ClipCosts costs;
+  if (!out.active_bins.defined()) return costs;
+  const torch::Tensor bins = out.active_bins.to(torch::kCPU, torch::kLong);
+  const int64_t n = bins.size(0);
+  torch::Tensor gflops = torch::empty({n}, torch::kFloat64);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = bins[i].item<int64_t>();
+    const std::vector<int64_t> key = {b, clips.size(2), clips.size(3), clips.size(4)};
+    auto it = macs_by_bins_.find(key);
+    if (it == macs_by_bins_.end()) {
+      // One zero clip in eval mode (BatchNorm's running statistics untouched) with SGS held at b.
+      const bool was_training = is_training();
+      eval();
+      double macs = 0;
+      {
+        torch::NoGradGuard no_grad;
+        SgsForcedBins forced(b);
+        FlopRecorder recorder;
+        forward_all(torch::zeros({1, clips.size(1), clips.size(2), clips.size(3), clips.size(4)}, clips.options()));
+        recorder.finish();
+        macs = recorder.total_macs();
+      }
+      train(was_training);
+      it = macs_by_bins_.emplace(key, macs).first;
+    }
+    gflops[i] = it->second / 1e9;
+  }
+  costs["active_bins"] = bins.to(torch::kFloat64);
+  costs["gflops"] = gflops;
+  return costs;
 }
 
 torch::nn::ModuleList make_heads(int64_t in_features, const std::vector<int64_t>& sizes) {

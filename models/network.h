@@ -5,6 +5,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,12 @@ struct NetworkOutput {
   torch::Tensor active_bins;          ///< SGS: int64 N active bins per clip; undefined without SGS
 };
 
+/// What a network's cost was for each clip of a batch, where it varies per clip: name -> float64
+/// N values. SGS networks give "active_bins" (B') and "gflops" (of that clip alone, for its B');
+/// networks whose cost is fixed give nothing. Training records the mean, min and max of each in
+/// metrics.jsonl, evaluation in its JSON (docs/models.md, "Cost on real runs").
+using ClipCosts = std::map<std::string, torch::Tensor>;
+
 /// A clip classifier. Submodules are registered under the names stem, res2, res3, res4, res5
 /// (and sgs, merge*, ...), heads, so that parameter names start with the stage (freezing
 /// stages = prefix match).
@@ -33,6 +40,17 @@ class NetworkImpl : public torch::nn::Module {
   virtual void reset_heads(const std::vector<int64_t>& head_sizes) = 0;
   /// The logits of the first head.
   torch::Tensor forward(const torch::Tensor& clips) { return forward_all(clips).logits.at(0); }
+
+  /// The per-clip costs of `out`, the output of forward_all on `clips` (empty when the cost does
+  /// not vary). GFLOPs of a clip with B' bins are measured once per (B', clip shape): the network
+  /// runs on a zero clip in eval mode with its SGS layers held at B' (SgsForcedBins), and the
+  /// figure is cached.
+  ClipCosts clip_costs(const torch::Tensor& clips, const NetworkOutput& out);
+  /// The names clip_costs() gives for this network, whatever the clips (every rank agrees).
+  virtual std::vector<std::string> clip_cost_names() const { return {}; }
+
+ private:
+  std::map<std::vector<int64_t>, double> macs_by_bins_;  // {B', T, H, W} -> MACs of one clip
 };
 
 /// Builds the network named by options.name (family or preset) with one head per entry of

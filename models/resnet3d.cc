@@ -279,6 +279,11 @@ NetworkOutput ResNet3dImpl::forward_all(const torch::Tensor& clips) {
   return out;
 }
 
+std::vector<std::string> ResNet3dImpl::clip_cost_names() const {
+  if (!sgs_) return {};
+  return {"active_bins", "gflops"};
+}
+
 void ResNet3dImpl::reset_heads(const std::vector<int64_t>& head_sizes) {
   heads_ = replace_module("heads", make_heads(feature_dim_, head_sizes));
 }

@@ -154,6 +154,7 @@ class ResNet3dImpl : public NetworkImpl {
   NetworkOutput forward_all(const torch::Tensor& clips) override;
   int64_t feature_dim() const override { return feature_dim_; }
   void reset_heads(const std::vector<int64_t>& head_sizes) override;
+  std::vector<std::string> clip_cost_names() const override;
   const ResNet3dOptions& options() const { return options_; }
 
  private:

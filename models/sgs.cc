@@ -6,6 +6,12 @@
 #include "models/flops.h"
 
 namespace holo::models {
+namespace {
+thread_local int64_t t_forced_bins = 0;
+}
+
+SgsForcedBins::SgsForcedBins(int64_t bins) : outer_(t_forced_bins) { t_forced_bins = bins; }
+SgsForcedBins::~SgsForcedBins() { t_forced_bins = outer_; }
 
 SgsKernel parse_sgs_kernel(const std::string& s) {
   if (s == "linear") return SgsKernel::kLinear;
@@ -105,6 +111,16 @@ SgsOutput SgsImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 5 && x.size(1) == options_.channels(), "SGS: expected N x ",
               options_.channels(), " x T x H x W, got ", x.sizes());
   auto z = embed(x);
+  if (t_forced_bins > 0) {
+    const int64_t n = x.size(0), c = x.size(1), t = x.size(2), h = x.size(3), w = x.size(4);
+    flops_add(static_cast<double>(n) * c * h * w * t * options_.bins());  // as sgs_sample counts
+    SgsOutput out;
+    out.features = torch::zeros({n, c, t_forced_bins, h, w}, x.options());
+    out.active_bins = torch::full({n}, t_forced_bins, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+    out.mask = torch::ones({n, t_forced_bins}, torch::TensorOptions().dtype(torch::kBool).device(x.device()));
+    out.delta = torch::zeros({n, t}, x.options());
+    return out;
+  }
   if (options_.measure() == SgsMeasure::kMeanDistance) z = z - z.mean(1, /*keepdim=*/true);
   // sqrt with a floor: finite gradient where Z_t is exactly the reference point.
   auto delta = (z * z).sum(2).clamp_min(1e-24).sqrt();  // N x T

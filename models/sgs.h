@@ -89,6 +89,20 @@ class SgsImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Sgs);
 
+/// While alive, every SGS layer on this thread keeps exactly `bins` bins (zero features, every
+/// bin active) and counts its MACs as usual: how a network's cost for a given B' is measured
+/// (models/network.h, clip_gflops).
+class SgsForcedBins {
+ public:
+  explicit SgsForcedBins(int64_t bins);
+  ~SgsForcedBins();
+  SgsForcedBins(const SgsForcedBins&) = delete;
+  SgsForcedBins& operator=(const SgsForcedBins&) = delete;
+
+ private:
+  int64_t outer_;
+};
+
 /// Parses "linear"/"linear_clamped"/"kronecker" and "mean_distance"/"magnitude" (recipe values).
 SgsKernel parse_sgs_kernel(const std::string& s);
 SgsMeasure parse_sgs_measure(const std::string& s);

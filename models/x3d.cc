@@ -214,6 +214,11 @@ NetworkOutput X3dImpl::forward_all(const torch::Tensor& clips) {
   return out;
 }
 
+std::vector<std::string> X3dImpl::clip_cost_names() const {
+  if (!sgs_) return {};
+  return {"active_bins", "gflops"};
+}
+
 void X3dImpl::reset_heads(const std::vector<int64_t>& head_sizes) {
   heads_ = replace_module("heads", make_heads(options_.dim_c5(), head_sizes));
 }

@@ -149,6 +149,7 @@ class X3dImpl : public NetworkImpl {
   NetworkOutput forward_all(const torch::Tensor& clips) override;
   int64_t feature_dim() const override { return options_.dim_c5(); }
   void reset_heads(const std::vector<int64_t>& head_sizes) override;
+  std::vector<std::string> clip_cost_names() const override;
   const X3dOptions& options() const { return options_; }
   /// Output channels of the stem and of res2..res5 (before conv_5).
   const std::vector<int64_t>& widths() const { return widths_; }

@@ -284,12 +284,83 @@ torch::Tensor record_targets(const pipeline::Dataset& ds, const std::vector<int6
   return t;
 }
 
+/// Mean, min and max of each per-clip cost (models::ClipCosts) over the clips seen, summed over
+/// the ranks by reduce(): "gflops", "active_bins" for SGS networks.
+class CostStats {
+ public:
+  CostStats() = default;
+  /// Every name the network reports, so that every rank reduces the same ones.
+  explicit CostStats(const std::vector<std::string>& names) {
+    for (const auto& n : names) stats_[n];
+  }
+  void add(const models::ClipCosts& costs) {
+    for (const auto& [name, values] : costs) {
+      auto& s = stats_[name];
+      const auto v = values.to(torch::kFloat64);
+      s.sum += v.sum().item<double>();
+      s.count += static_cast<double>(v.numel());
+      s.min = std::min(s.min, v.min().item<double>());
+      s.max = std::max(s.max, v.max().item<double>());
+    }
+  }
+  /// Over all ranks (every rank runs the same network, so the names agree).
+  void reduce(dist::Communicator& comm, const torch::Device& dev) {
+    if (stats_.empty()) return;
+    std::vector<double> sums, maxes;
+    for (const auto& [name, s] : stats_) {
+      sums.insert(sums.end(), {s.sum, s.count});
+      maxes.insert(maxes.end(), {s.max, -s.min});
+    }
+    torch::Tensor a = torch::tensor(sums, torch::kFloat64).to(dev), b = torch::tensor(maxes, torch::kFloat64).to(dev);
+    comm.all_reduce(a, dist::ReduceOp::kSum);
+    comm.all_reduce(b, dist::ReduceOp::kMax);
+    a = a.cpu();
+    b = b.cpu();
+    int64_t i = 0;
+    for (auto& [name, s] : stats_) {
+      s.sum = a[2 * i].item<double>();
+      s.count = a[2 * i + 1].item<double>();
+      s.max = b[2 * i].item<double>();
+      s.min = -b[2 * i + 1].item<double>();
+      ++i;
+    }
+  }
+  /// "<name>_mean", "<name>_min", "<name>_max" into `line`.
+  void write(nlohmann::json& line) const {
+    for (const auto& [name, s] : stats_) {
+      if (s.count <= 0) continue;
+      line[name + "_mean"] = s.sum / s.count;
+      line[name + "_min"] = s.min;
+      line[name + "_max"] = s.max;
+    }
+  }
+  /// {"<name>": {"mean", "min", "max", "clips"}}.
+  nlohmann::json to_json() const {
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& [name, s] : stats_) {
+      if (s.count > 0) j[name] = {{"mean", s.sum / s.count}, {"min", s.min}, {"max", s.max}, {"clips", s.count}};
+    }
+    return j;
+  }
+  void clear() { stats_.clear(); }
+  bool empty() const { return stats_.empty(); }
+
+ private:
+  struct Stat {
+    double sum = 0, count = 0;
+    double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity();
+  };
+  std::map<std::string, Stat> stats_;
+};
+
 /// Video-level scores of every record of the loader's dataset: views averaged per video, then
-/// gathered from all ranks. Returns (record indices, V x C scores, V x D features).
+/// gathered from all ranks. Returns (record indices, V x C scores, V x D features) and the
+/// network's per-clip costs over every view, summed over the ranks.
 struct VideoScores {
   std::vector<int64_t> records;
   torch::Tensor scores;
   torch::Tensor features;
+  CostStats costs;
 };
 
 VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::string& precision,
@@ -297,6 +368,7 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   torch::NoGradGuard no_grad;
   ctx.net->eval();
   std::map<int64_t, std::tuple<torch::Tensor, torch::Tensor, int64_t>> acc;  // record -> sums
+  CostStats costs(ctx.net->clip_cost_names());
   holo::Progress progress({label, loader.batches_per_epoch(), "batches"});
   while (auto batch = loader.next()) {
     if (ctx.world->rank == 0) progress.advance();
@@ -306,6 +378,7 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
       AutocastGuard autocast(precision, ctx.device);
       out = ctx.net->forward_all(batch->clips.to(ctx.device));
     }
+    costs.add(ctx.net->clip_costs(batch->clips, out));
     const torch::Tensor s = ctx.task->scores(out).cpu();
     const torch::Tensor f = out.features.to(torch::kFloat32).cpu();
     for (size_t i = 0; i < batch->indices.size(); ++i) {
@@ -318,6 +391,8 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   }
   progress.finish();
   ctx.net->train();
+  // Every rank joins, with the names its network reports even when it saw no view.
+  costs.reduce(*ctx.comm, ctx.device);
   // Rows: [record, views, score sums..., feature sums...], padded to the largest rank's count
   // with record -1. The views of one video can land on different ranks (the test loader shards
   // views, not videos), so sums travel and are merged per record before averaging.
@@ -353,6 +428,7 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   for (int64_t r = 0; r < uniq.size(0); ++r) out.records.push_back(static_cast<int64_t>(uniq[r].item<double>()));
   out.scores = (merged.slice(1, 1, 1 + cols_s) / views).to(torch::kFloat32);
   out.features = (merged.slice(1, 1 + cols_s) / views).to(torch::kFloat32);
+  out.costs = std::move(costs);
   return out;
 }
 
@@ -683,6 +759,7 @@ TrainResult train(const Recipe& recipe) {
     if (metrics) {
       nlohmann::json line = {{"step", step}, {"epoch", completed}, {"split", "val"}};
       for (const auto& [k, v] : m) line[k] = v;
+      vs.costs.write(line);
       metrics->write(line);
     }
     spdlog::info("validation at step {}: {} = {:.4f} over {} videos", step, ctx.task->score_key(),
@@ -695,6 +772,7 @@ TrainResult train(const Recipe& recipe) {
   if (progress) progress->advance(step);
 
   Stats window;
+  CostStats window_costs(ctx.net->clip_cost_names());  // per-clip costs of SGS networks
   int64_t window_steps = 0;
   auto window_start = Clock::now();
   const auto run_start = Clock::now();
@@ -733,6 +811,7 @@ TrainResult train(const Recipe& recipe) {
                            (batch->weight / static_cast<double>(accumulate));
       scaler.scale(loss).backward();
       if (micro == accumulate - 1) reducer.finish();
+      if (trained) window_costs.add(ctx.net->clip_costs(batch->clips, out));
     }
     if (epoch_done) {
       // The loader's share of this epoch ended (drop_last keeps ranks in step).
@@ -764,6 +843,7 @@ TrainResult train(const Recipe& recipe) {
 
     if (step % recipe.train.log_every == 0 || step == total_steps) {
       Stats s = all_reduce_stats(window, *ctx.comm, ctx.device);
+      window_costs.reduce(*ctx.comm, ctx.device);
       const double secs = seconds_since(window_start);
       if (metrics) {
         nlohmann::json line = {{"step", step}, {"epoch", epoch}, {"split", "train"}, {"lr", lr}};
@@ -773,9 +853,11 @@ TrainResult train(const Recipe& recipe) {
         }
         line["clips_per_s"] = s["count"] / std::max(secs, 1e-9);
         line["time"] = seconds_since(run_start);
+        window_costs.write(line);
         metrics->write(line);
       }
       window.clear();
+      window_costs = CostStats(ctx.net->clip_cost_names());
       window_steps = 0;
       window_start = Clock::now();
     }
@@ -897,6 +979,14 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
   for (const auto& [k, v] : result.metrics) {
     table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v)) : TextTable::percent(v, 2)});
   }
+  if (!vs.costs.empty()) {
+    const nlohmann::json costs = vs.costs.to_json();
+    for (const auto& [name, c] : costs.items()) {
+      table.add_row({name + " per view (mean, min, max)",
+                     TextTable::number(c["mean"].get<double>(), 3) + ", " + TextTable::number(c["min"].get<double>(), 3) +
+                         ", " + TextTable::number(c["max"].get<double>(), 3)});
+    }
+  }
   result.table = "checkpoint " + path + " (step " + std::to_string(scored.step) + "), split " + split + ", " +
                  std::to_string(recipe.sampling.test_clips) + " clips x " +
                  std::to_string(recipe.sampling.test_crops) + " crops\n" + table.str();
@@ -905,6 +995,8 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
     nlohmann::json j = {{"checkpoint", path}, {"step", scored.step}, {"split", split},
                         {"clips", recipe.sampling.test_clips}, {"crops", recipe.sampling.test_crops}};
     for (const auto& [k, v] : result.metrics) j["metrics"][k] = v;
+    // Networks whose cost varies per clip (SGS): GFLOPs and active bins over every view.
+    if (!vs.costs.empty()) j["cost"] = vs.costs.to_json();
     write_file_atomic((fs::path(out_dir) / ("eval-" + split + ".json")).string(), j.dump(2));
     if (recipe.eval.per_class) {
       std::string csv;

@@ -702,6 +702,64 @@ TEST_F(ModelsTest, StateDictAndTorchScriptRoundTripWithPython) {
   }
 }
 
+// ---- holo model forward against the PyTorch twins ---------------------------------------------
+
+// Every network family, SGS variants included, through `holo model forward` and its PyTorch
+// twin (bench/model_baseline.py) with the same exported weights and the same input, in eval
+// mode: equal logits (1e-4 in fp32) and equal active bins.
+TEST_F(ModelsTest, EveryFamilyForwardEqualsItsPyTorchTwin) {
+  const std::string dir = holo::testing::temp_dir();
+  const std::vector<std::string> names = {"r3d18", "rx3d50", "stc_resnet18", "stc_resnext50", "resnet18_2d",
+                                          "hatnet_r18", "r2plus1d18", "r3d18_atfr", "r2plus1d18_atfr",
+                                          "x3d_s", "x3d_s_atfr"};
+  torch::manual_seed(11);
+  const auto x = torch::rand({2, 3, 8, 32, 32});
+  // The second clip a still frame: SGS gives it other bins than the first.
+  auto still = x.clone();
+  still[1] = x[1].select(1, 0).unsqueeze(1).expand({3, 8, 32, 32});
+  for (const auto& name : names) {
+    SCOPED_TRACE(name);
+    auto net = build_network(named(name, 0.25, 8), {5});
+    {
+      torch::NoGradGuard ng;
+      for (auto& b : net->named_buffers()) {
+        if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 1.5);
+        if (b.key().find("running_mean") != std::string::npos) b.value().uniform_(-0.1, 0.1);
+      }
+      for (auto& p : net->named_parameters()) {  // BN weights away from the zero-init of X3D
+        if (p.key().find("bn") != std::string::npos && p.key().find("weight") != std::string::npos) {
+          p.value().uniform_(0.5, 1.5);
+        }
+      }
+    }
+    save_state_dict(*net, dir + "/w.pt");
+    save_tensors({{"input", still}}, dir + "/in.pt");
+    save_tensors({{"input", still}}, dir + "/io.pt");
+    const std::string common = " --width 0.25 --frames 8 --classes 5 --weights " + dir + "/w.pt";
+    auto holo = holo::testing::run_command(holo::testing::holo_binary() + " model forward " + name + common +
+                                           " --input " + dir + "/in.pt --out " + dir + "/out.pt");
+    ASSERT_EQ(holo.exit_code, 0) << holo.output;
+    auto py = holo::testing::run_command(python() + " forward " + name + common + " --io " + dir + "/io.pt");
+    ASSERT_EQ(py.exit_code, 0) << py.output;
+    auto out = read_state_dict(dir + "/out.pt");
+    auto io = read_state_dict(dir + "/io.pt");
+    ASSERT_TRUE(out.count("logits"));
+    EXPECT_EQ(out["logits"].sizes(), (std::vector<int64_t>{2, 5}));
+    EXPECT_TRUE(torch::allclose(out["logits"], io["python"], 1e-4, 1e-4)) << out["logits"] << io["python"];
+    const bool sgs = name.find("atfr") != std::string::npos;
+    EXPECT_EQ(out.count("active_bins"), sgs ? 1u : 0u);
+    if (sgs) {
+      ASSERT_TRUE(io.count("python_active_bins"));
+      EXPECT_TRUE(torch::equal(out["active_bins"], io["python_active_bins"])) << out["active_bins"] << io["python_active_bins"];
+      // GFLOPs per clip follow its bins: equal bins cost the same, fewer cost less.
+      const int64_t b0 = out["active_bins"][0].item<int64_t>(), b1 = out["active_bins"][1].item<int64_t>();
+      const double g0 = out["gflops"][0].item<double>(), g1 = out["gflops"][1].item<double>();
+      if (b0 == b1) EXPECT_DOUBLE_EQ(g0, g1);
+      if (b0 != b1) EXPECT_EQ(b0 < b1, g0 < g1) << b0 << " " << b1 << " " << g0 << " " << g1;
+    }
+  }
+}
+
 // ---- X3D -----------------------------------------------------------------------------------
 
 /// Parameters of `net` outside BatchNorm layers (their names contain "bn.").

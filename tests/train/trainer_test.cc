@@ -449,6 +449,50 @@ TEST_F(Trainer, EvalOnTwoRanksScoresEveryVideoOnceAsOnOne) {
   EXPECT_EQ(read(d + "/run/eval-val-per-class.csv"), csv1);
 }
 
+// An SGS network's cost varies per clip: training, validation and evaluation record its GFLOPs
+// and active bins (mean, min, max), on one rank and on two alike.
+TEST_F(Trainer, SgsCostIsRecordedInTrainingValidationAndEval) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string m = data_root() + "/motion";
+  const std::string path = recipe(d, "");
+  const std::string sets = " --set model.name=r3d18_atfr --set model.depth=18 --set sampling.num_frames=8 --set data.val=" +
+                           m + "/val.csv --set train.val_every=1 --set sampling.test_clips=2";
+  const auto r = train(path, "--set train.max_steps=6" + sets);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto check = [](const nlohmann::json& j, const std::string& where) {
+    for (const std::string name : {"gflops", "active_bins"}) {
+      ASSERT_TRUE(j.contains(name + "_mean")) << where << " " << j.dump();
+      const double lo = j[name + "_min"], mean = j[name + "_mean"], hi = j[name + "_max"];
+      EXPECT_LE(lo, mean) << where;
+      EXPECT_LE(mean, hi) << where;
+      EXPECT_GT(lo, 0) << where;
+    }
+    EXPECT_LE(j["active_bins_max"].get<double>(), 8.0) << where;  // B = T = 8 at most
+  };
+  const auto train_lines = metric_lines(d + "/run", "train");
+  ASSERT_FALSE(train_lines.empty());
+  for (const auto& j : train_lines) check(j, "train step " + std::to_string(j["step"].get<int64_t>()));
+  const auto val_lines = metric_lines(d + "/run", "val");
+  ASSERT_FALSE(val_lines.empty());
+  for (const auto& j : val_lines) check(j, "val");
+  for (const std::string& launcher : {std::string(""), std::string("launch --np 2 --command ")}) {
+    const auto ev = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOLO_NUM_THREADS=1 " +
+                                holo_binary() + " " + (launcher.empty() ? "" : launcher) + "eval " + path + sets +
+                                (launcher.empty() ? " " : " -- ") + "--checkpoint " + d + "/run");
+    ASSERT_EQ(ev.exit_code, 0) << ev.output;
+    EXPECT_THAT(ev.output, HasSubstr("gflops per view (mean, min, max)"));
+    const auto j = nlohmann::json::parse(std::ifstream(d + "/run/eval-val.json"));
+    ASSERT_TRUE(j.contains("cost")) << j.dump();
+    for (const std::string name : {"gflops", "active_bins"}) {
+      const auto& c = j["cost"][name];
+      EXPECT_LE(c["min"].get<double>(), c["mean"].get<double>());
+      EXPECT_LE(c["mean"].get<double>(), c["max"].get<double>());
+      // Every view of every validation video: 2 clips each.
+      EXPECT_EQ(c["clips"].get<double>(), 2 * j["metrics"]["videos"].get<double>()) << launcher;
+    }
+  }
+}
+
 TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
   // The teacher: a 2D ResNet-18 trained by a recipe on frames of the labelled videos, exported
   // with torchvision names, as a user would export torchvision's ImageNet weights.
