@@ -31,6 +31,15 @@ sanitize: build
 	HOLO_BINARY=$(abspath $(HOLO)) CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/sanitize.sh address
 	HOLO_BINARY=$(abspath $(HOLO)) CMAKE_ARGS="$(CMAKE_ARGS)" bash scripts/sanitize.sh thread
 
+# libFuzzer targets (tests/fuzz) under AddressSanitizer + UndefinedBehaviorSanitizer, built with
+# clang in build-fuzz/; each runs FUZZ_SECONDS from its corpus, any crash fails
+# (tests/fuzz/run.sh; docs/fuzzing.md). FUZZ_MERGE=1 adds new inputs to the committed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_MERGE ?= 0
+.PHONY: fuzz
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_MERGE=$(FUZZ_MERGE) CMAKE_ARGS="$(CMAKE_ARGS)" bash tests/fuzz/run.sh
+
 demo: build
 	bash scripts/demo.sh $(HOLO)
 
