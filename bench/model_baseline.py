@@ -247,10 +247,12 @@ def family_defaults(family, depth, cardinality=32):
     elif family == "r2plus1d":
         o.update(stem_style="2plus1d", stem_kt=3, stem_pool=False, style="2plus1d", shortcut="B")
     elif family == "atfr_resnet3d":
+        # The authors' ResNet3D at every depth (models/network.cc family_defaults).
         o.update(bottleneck=True, stem_kt=5, pool_k=(1, 3, 3), pool_s=(1, 2, 2), temporal_on_first=True,
-                 t_kernels=[3, 1, 1, 3], t_strides=[1, 1, 1, 1], shortcut="B")
+                 t_kernels=[3, 1, 1, 3], t_strides=[1, 1, 1, 1], shortcut="B", widths=[8, 64, 128, 256],
+                 stem_channels=8)
         if depth == 18:
-            o.update(layers=[2, 2, 2, 2], widths=[8, 64, 128, 256], stem_channels=8)
+            o.update(layers=[2, 2, 2, 2])
     if family.startswith("stc_"):
         o["stc"] = True
     return o

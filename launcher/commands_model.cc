@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "checkpoints/checkpoint.h"
@@ -18,6 +19,7 @@
 #include "models/flops.h"
 #include "models/network.h"
 #include "models/resnet2d.h"
+#include "models/sgs.h"
 
 namespace holo::cli {
 namespace {
@@ -31,6 +33,7 @@ struct InfoArgs {
   double width = 0;
   int64_t clips = 0;
   std::string weights;
+  int64_t bins = 0;
 };
 
 std::string shape_text(const std::vector<int64_t>& s) {
@@ -105,11 +108,13 @@ void model_info(const InfoArgs& a) {
             << ", width " << resolved.width << (resolved.sgs ? ", SGS" : "") << ")\n"
             << "input 3x" << frames << "x" << size << "x" << size << ", " << classes
             << " classes; GFLOPs = multiply-accumulates / 1e9 (docs/models.md)\n\n";
-  const int64_t clips = a.clips > 0 ? a.clips : (resolved.sgs ? 8 : 1);
+  const int64_t clips = a.clips > 0 ? a.clips : (resolved.sgs && a.bins == 0 ? 8 : 1);
   std::vector<double> per_clip;
   std::vector<int64_t> bins;
   std::vector<models::StageStats> first;
   for (int64_t i = 0; i < clips; ++i) {
+    std::optional<models::SgsForcedBins> forced;
+    if (a.bins > 0) forced.emplace(a.bins);  // the cost of a clip whose SGS keeps B' = a.bins
     models::FlopRecorder rec;
     auto out = net->forward_all(clips == 1 ? torch::randn({1, 3, frames, size, size})
                                            : synthetic_clip(i, clips, frames, size));
@@ -204,6 +209,7 @@ void add_model_commands(CLI::App& app) {
   info->add_option("--size", args->size, "Crop side S (default: recipe, else 112)");
   info->add_option("--width", args->width, "Width multiplier (default: recipe, else 1)");
   info->add_option("--clips", args->clips, "Clips to average GFLOPs over (default: 8 with SGS, else 1)");
+  info->add_option("--bins", args->bins, "SGS networks: the cost when SGS keeps this many bins B' (the cost of a clip is a function of its B')");
   info->add_option("--weights", args->weights, "Weights: a file of tensors (torch.save, holo ckpt export) or a checkpoint/run directory");
   info->callback([args] { model_info(*args); });
 

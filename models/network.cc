@@ -55,14 +55,16 @@ ResNet3dOptions family_defaults(const std::string& family, int64_t depth, int64_
     o.stem_style(StemStyle::k2plus1d).stem_temporal_kernel(3).stem_pool(false)
         .conv_style(ConvStyle::k2plus1d).shortcut('B');
   } else if (family == "atfr_resnet3d") {
-    // Table 6.12 layout: 5x7x7 stem, 1x3x3 pool, bottlenecks with the temporal kernel on the
-    // first 1x1 conv in res2 and res5, no temporal striding. Depth 18 is the modified
-    // 3DResNet-18 with its narrow widths; deeper ones use the standard widths.
+    // Table 6.12 layout, as the authors' release builds its ResNet3D at every depth: 8-channel
+    // 5x7x7 stem, 1x3x3 pool, bottlenecks of inner width 8, 64, 128, 256 (outputs 32, 256, 512,
+    // 1024) with the temporal kernel on the first 1x1 conv in res2 and res5, no temporal
+    // striding. Depth 18 is the modified 3DResNet-18 (two bottlenecks per stage), depth 50 the
+    // 3DResNet-50 of Table 6.7 (40.8 GFLOPs at 32 x 256^2).
     o.bottleneck(true).stem_temporal_kernel(5).pool_kernel({1, 3, 3}).pool_stride({1, 2, 2})
         .temporal_on_first(true).temporal_kernels({3, 1, 1, 3}).temporal_strides({1, 1, 1, 1})
-        .shortcut('B');
+        .shortcut('B').widths({8, 64, 128, 256}).stem_channels(8);
     if (depth == 18) {
-      o.layers({2, 2, 2, 2}).widths({8, 64, 128, 256}).stem_channels(8);
+      o.layers({2, 2, 2, 2});
     } else if (!deep) {
       fail("model.depth", "atfr_resnet3d: depth 18 (Table 6.12) or 50, 101, 152");
     }
