@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -645,13 +646,29 @@ void add_data_commands(CLI::App& app) {
   auto jobs = std::make_shared<int>(0);
   auto out = std::make_shared<std::string>();
   auto* probe = data->add_subcommand("probe", "Probe video files: frames, fps, codec, size, VFR, decodes to the end, hash");
-  probe->add_option("paths", *paths, "Video files or folders (searched recursively)")->required();
+  probe
+      ->add_option("paths", *paths,
+                   "Video files or folders (searched recursively; every file is judged by its "
+                   "content, and the ones that are not videos are listed as skipped)")
+      ->required();
   probe->add_option("--jobs", *jobs, "Parallel probes; 0: one per core")->capture_default_str();
-  probe->add_option("--out", *out, "Write the manifest (JSON) here, for data.manifest");
+  probe->add_option("--out", *out,
+                    "Write the manifest (JSON) here, for data.manifest; an existing one tells the "
+                    "folder scan which unchanged files are videos");
   probe->callback([paths, jobs, out] {
-    const auto files = pipeline::find_videos(*paths);
-    if (files.empty()) throw UsageError("no video files under the given paths");
-    const auto results = pipeline::probe_videos(files, *jobs);
+    std::map<std::string, pipeline::ProbeResult> cache;
+    std::error_code ec;
+    if (!out->empty() && fs::exists(*out, ec)) {
+      try {
+        cache = pipeline::read_manifest(*out);
+      } catch (const IoError& e) {
+        spdlog::warn("{}; the scan opens every file", e.what());
+      }
+    }
+    const auto scan = pipeline::scan_videos(*paths, &cache);  // a missing path: IoError, exit 1
+    if (scan.videos.empty()) throw UsageError("no video files under the given paths");
+    auto results = pipeline::probe_videos(scan.videos, *jobs);
+    results.insert(results.end(), scan.skipped.begin(), scan.skipped.end());
     std::cout << pipeline::format_probe_table(results);
     if (!out->empty()) {
       pipeline::write_manifest(*out, results);

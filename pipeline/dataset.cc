@@ -4,13 +4,14 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
+#include <sstream>
 #include <unordered_map>
 
 #include <unistd.h>
@@ -350,7 +351,7 @@ std::vector<ListEntry> parse_list(const AnnotationFile& a) {
     size_t cut = line.find(',') != std::string::npos ? line.rfind(',') : line.find_last_of(" \t");
     // Without a comma, a last word that names a video file is the end of a path with a space
     // in it ("a/two words.mp4"), not a label: labels are class indices or names.
-    if (cut != std::string::npos && line[cut] != ',' && is_video_file(line.substr(cut + 1)))
+    if (cut != std::string::npos && line[cut] != ',' && has_video_extension(line.substr(cut + 1)))
       cut = std::string::npos;
     if (cut == std::string::npos) {
       e.path = line;
@@ -530,16 +531,13 @@ Index read_hmdb51(const DataOptions& d, const std::string& split) {
 
 // ---- folder ------------------------------------------------------------------------------
 
-Index read_folder(const DataOptions& d) {
+/// Every video under the root, by content (scan_videos; `manifest` answers for the files it
+/// lists unchanged); the other files are logged as skipped.
+Index read_folder(const DataOptions& d, const std::map<std::string, ProbeResult>* manifest) {
   const fs::path root = data_root(d);
   std::vector<std::string> rel;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::skip_permission_denied, ec);
-       it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) break;
-    if (it->is_regular_file(ec) && is_video_file(it->path().string())) {
-      rel.push_back(fs::relative(it->path(), root).string());
-    }
+  for (const auto& path : scan_videos({root.string()}, manifest).videos) {
+    rel.push_back(fs::relative(path, root).string());
   }
   std::sort(rel.begin(), rel.end());
   Index index;
@@ -609,12 +607,6 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return out;
 }
 
-bool is_video_file(const std::string& path) {
-  static const std::set<std::string> exts = {".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v",
-                                             ".mpg", ".mpeg", ".vob", ".flv", ".wmv", ".3gp", ".ts"};
-  return exts.count(lower(fs::path(path).extension().string())) > 0;
-}
-
 Dataset::Dataset(std::string name, std::vector<VideoRecord> records, std::vector<std::string> class_names,
                  std::vector<Category> categories, std::vector<std::string> missing,
                  std::vector<std::string> known_bad)
@@ -649,7 +641,35 @@ std::string Dataset::index_hash(bool with_paths) const {
   return buf;
 }
 
+std::string below_readable_fraction(const std::string& shortfall, int64_t frames, int64_t declared,
+                                    double fraction) {
+  if (declared <= frames || static_cast<double>(frames) >= fraction * static_cast<double>(declared)) {
+    return "";
+  }
+  char share[32];
+  std::snprintf(share, sizeof share, "%.2f",
+                static_cast<double>(frames) / static_cast<double>(declared));
+  std::ostringstream os;
+  os << shortfall << (shortfall.empty() ? "" : "; ") << frames << " of the " << declared
+     << " frames it declares can be read (" << share
+     << "), fewer than data.min_readable_fraction = " << fraction;
+  return os.str();
+}
+
 int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info) {
+  const std::string below = below_readable_fraction(
+      info.shortfall, info.frames, info.declared_frames, record.min_readable_fraction);
+  if (!below.empty()) throw DecodeError(record.path, below);
+  if (!info.shortfall.empty()) {
+    // Used for what can be read; said once per file, not at every clip.
+    static std::mutex mutex;
+    static std::set<std::string> warned;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (warned.insert(record.path).second) {
+      spdlog::warn("{}: {}; its {} readable frames are used", record.path, info.shortfall,
+                   info.frames);
+    }
+  }
   if (record.frames <= 0) return info.frames;
   if (record.frames > info.frames) {
     throw DecodeError(record.path, "the manifest lists " + std::to_string(record.frames) + " frames, the file has " +
@@ -685,6 +705,9 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
     return std::make_shared<Dataset>("synth:" + split, ds->records(), ds->class_names(), ds->categories(), ds->missing(),
                                      ds->known_bad());
   }
+  // Read once: the folder scan asks it which files are videos, the records what they hold.
+  std::map<std::string, ProbeResult> manifest;
+  if (!d.manifest.empty()) manifest = read_manifest(d.manifest);
   Index index;
   if (d.dataset == "kinetics") {
     index = read_kinetics(d, split);
@@ -697,7 +720,7 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
   } else if (d.dataset == "hmdb51") {
     index = read_hmdb51(d, split);
   } else if (d.dataset == "folder") {
-    index = read_folder(d);
+    index = read_folder(d, d.manifest.empty() ? nullptr : &manifest);
   } else {
     throw Error("data.dataset '" + d.dataset + "' is not a known dataset format");
   }
@@ -720,10 +743,9 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
   }
   std::vector<std::string> known_bad;
   if (!d.manifest.empty()) {
-    const auto manifest = read_manifest(d.manifest);
     std::vector<VideoRecord> kept;
-    int64_t reprobed = 0, unlisted = 0;
-    std::string first_unlisted;
+    int64_t reprobed = 0, unlisted = 0, warned = 0;
+    std::string first_unlisted, first_warning;
     // A record names its file as the manifest does, or through another path to it (a symbolic
     // link, `..`): then both sides are compared resolved, the manifest's resolved once, at the
     // first record not found as named (resolving every path costs a file-system lookup per
@@ -753,19 +775,28 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
       ProbeResult entry = it->second;
       std::error_code ec;
       const auto size = fs::file_size(r.path, ec);
-      const int64_t mtime =
-          std::chrono::duration_cast<std::chrono::seconds>(fs::last_write_time(r.path, ec).time_since_epoch()).count();
-      if (ec || static_cast<int64_t>(size) != entry.size || mtime != entry.mtime) {
+      if (ec || static_cast<int64_t>(size) != entry.size || file_mtime(r.path) != entry.mtime) {
         // Changed since probing: the entry says nothing about the file now; probe it again.
         entry = probe_video(r.path);
         ++reprobed;
       }
+      const std::string below = below_readable_fraction(
+          entry.warning, entry.frames, entry.declared_frames, d.min_readable_fraction);
       if (!entry.ok()) {
         known_bad.push_back(r.path + ": " + entry.status);
+      } else if (!below.empty()) {
+        known_bad.push_back(r.path + ": " + below);
       } else {
+        if (!entry.warning.empty() && warned++ == 0) first_warning = r.path + ": " + entry.warning;
         r.frames = entry.frames;
         kept.push_back(std::move(r));
       }
+    }
+    if (warned > 0) {
+      spdlog::warn(
+          "{}: {} videos hold fewer frames than they declare and are used for the frames they have "
+          "(first: {})",
+          name, warned, first_warning);
     }
     if (unlisted > 0) {
       spdlog::warn(
@@ -783,6 +814,7 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
                    d.manifest, known_bad.front());
     }
   }
+  for (auto& r : index.records) r.min_readable_fraction = d.min_readable_fraction;
   return std::make_shared<Dataset>(name, std::move(index.records), std::move(index.class_names),
                                    std::move(index.categories), std::move(index.missing), std::move(known_bad));
 }

@@ -9,7 +9,7 @@
 /// | ucf101 | `classInd.txt` (data.class_index), `trainlist0N.txt` / `testlist0N.txt` | from classInd (1-based in the file, 0-based here) |
 /// | hmdb51 | folder of `<class>_test_split<N>.txt` (1 train, 2 test, 0 unused) | sorted class names |
 /// | hvu | CSV `Tags,youtube_id,time_start,time_end` (`|`-joined tags) + `Tag,Category` | multi-label: global tag index = row of the Tag,Category file |
-/// | folder | every video file under data.root | unlabeled |
+/// | folder | every video file under data.root, found by content (probe.h, scan_videos) | unlabeled |
 /// | synth | a motion (or HVU-style) dataset made by synth.h, then read as kinetics (or hvu) | as those |
 ///
 /// Clip files of Kinetics and HVU are named `<youtube_id>_<start>_<end><extension>` with the
@@ -41,6 +41,9 @@ struct VideoRecord {
   int64_t label = -1;          ///< single-label class index; -1 when unlabeled/test
   std::vector<int64_t> tags;   ///< multi-label (HVU): global tag indices
   int64_t frames = 0;          ///< frames per the probe manifest (data.manifest); 0: read from the file
+  /// data.min_readable_fraction: the file is used only when at least this fraction of the
+  /// frames its container declares can be read (sampling_frames).
+  double min_readable_fraction = 0.5;
 };
 
 /// HVU category and its global tag indices.
@@ -90,9 +93,19 @@ class Dataset {
 
 /// The frame count clips of `record` are sampled from: the manifest's count when the record
 /// has one, else the opened file's. Throws DecodeError (the file is quarantined) when the
-/// manifest lists more frames than the file has: the file changed without its size or time
-/// changing, and its clips would ask for frames that do not exist.
+/// manifest lists more frames than the file has (the file changed without its size or time
+/// changing, and its clips would ask for frames that do not exist), or when fewer than
+/// `record.min_readable_fraction` of the frames the container declares can be read (the
+/// message names both counts and data.min_readable_fraction). A file that declares more frames
+/// than can be read above that fraction (VideoInfo::shortfall) is used for its readable frames,
+/// with a warning logged once per file.
 int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info);
+
+/// Why a file whose container declares `declared` frames, of which `frames` can be read, is
+/// not used under data.min_readable_fraction = `fraction`, or "" when it is: `shortfall` (what
+/// the container declares, VideoInfo::shortfall), both counts and the key.
+std::string below_readable_fraction(const std::string& shortfall, int64_t frames, int64_t declared,
+                                    double fraction);
 
 /// Reads the dataset of `split` ("train", "val" or "test") as the recipe describes. Throws
 /// holo::RecipeError-like holo::Error naming the key when a needed file is not set, and
@@ -101,8 +114,5 @@ std::shared_ptr<Dataset> make_dataset(const holo::Recipe& recipe, const std::str
 
 /// Splits one CSV line (RFC 4180 quoting: "a, b" and "" inside quotes) into fields.
 std::vector<std::string> split_csv_line(const std::string& line);
-
-/// File extensions recognised as videos by the folder dataset and the probe.
-bool is_video_file(const std::string& path);
 
 }  // namespace holo::pipeline

@@ -44,7 +44,10 @@ class DecodeError : public IoError {
 
 /// What the demuxer says about a video stream, plus Holo's frame table.
 struct VideoInfo {
-  int64_t frames = 0;        ///< frames in the stream (packets with a timestamp)
+  /// Frames in the stream: packets with a timestamp, less those the container marks to be
+  /// dropped (AV_PKT_FLAG_DISCARD: samples outside an MP4 edit list, as in a file cut by stream
+  /// copy, which the codec decodes as references but never outputs).
+  int64_t frames = 0;
   double fps = 0;            ///< frames / duration (the average rate)
   double duration = 0;       ///< seconds from the first frame to the end of the last
   std::string codec;         ///< decoder name, e.g. "h264"
@@ -59,17 +62,36 @@ struct VideoInfo {
   std::vector<int64_t> keyframes;  ///< indices of keyframes, ascending
   int time_base_num = 0;
   int time_base_den = 1;
-  /// Frames the container's index lists (0 when it has none). More than `frames` means the
-  /// file is truncated: its tail cannot be read.
+  /// Frames the container's index lists (0 when it has none).
   int64_t container_frames = 0;
-  /// Why the file's tail looks missing (an interrupted download or copy), empty when it does
-  /// not: the container lists more frames than can be read (MP4, AVI); the video track's
-  /// declared duration (Matroska/WebM `DURATION` tag, a stream header) or the file's (all
-  /// streams, when the header gives it) is longer than the readable frames; an MPEG-TS file ends
-  /// inside a packet; or reading stopped with an error before the end of the file.
+  /// Frames the container declares: `container_frames` (MP4, AVI); for a container that
+  /// declares a duration instead (Matroska/WebM, FLV), that duration at the readable frame
+  /// rate, set only when the readable video falls short of it; 0 when it declares neither.
+  int64_t declared_frames = 0;
+  /// The container declares more than can be read, empty when it does not: "the container
+  /// lists 209 frames, 208 can be read" (MP4, AVI), "the video track's DURATION tag gives
+  /// 4.00 s, 2.00 s of video can be read" (Matroska/WebM), "the video stream's header gives
+  /// ..." or "the container's header gives ..." (FLV). Prefixed "truncated: " when the file also
+  /// ends before its container says it does (an interrupted download or copy: its last video
+  /// packet is cut short, the index points past the end, or the RIFF or Matroska segment size is
+  /// larger than the file); a container that merely counts a frame it does not hold gets no
+  /// prefix. A file cut within what its declared count or duration allows is "truncated: the
+  /// file ends inside its last video packet" (or "... before its container says it does").
+  /// A warning, not an error: the readable frames are used unless fewer than
+  /// data.min_readable_fraction of the declared ones can be read (sampling_frames).
+  std::string shortfall;
+  /// Why the file's tail is missing when how much of it is missing cannot be told, empty
+  /// otherwise: an MPEG-TS file ends inside a packet, an MPEG program stream inside a pack, or
+  /// reading stopped with an error well before the end of the file. Such a file is not used.
   std::string truncation;
 
   bool truncated() const { return !truncation.empty(); }
+  /// Readable frames over declared ones (1 when the container declares no more than `frames`).
+  double readable_fraction() const {
+    return declared_frames > frames && declared_frames > 0
+               ? static_cast<double>(frames) / static_cast<double>(declared_frames)
+               : 1.0;
+  }
 
   /// Seconds at which frame `i` is presented, relative to the first frame.
   double frame_time(int64_t i) const;
@@ -158,6 +180,11 @@ class VideoDecoder {
   /// the other side keeps the aspect ratio, rounded to the nearest pixel). Throws DecodeError when a
   /// requested frame cannot be produced.
   virtual FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) = 0;
+  /// Decodes the whole stream once from its start, converting nothing, and returns the
+  /// indices of the frames that came out, ascending: what `ffprobe -count_frames` counts (the
+  /// probe's frame count; a frame whose packet does not decode is absent). Throws DecodeError
+  /// when the file cannot be read.
+  virtual std::vector<int64_t> decodable_frames() = 0;
   /// "cpu" or "nvdec".
   virtual std::string backend() const = 0;
   /// Work done so far (see DecodeCounters).

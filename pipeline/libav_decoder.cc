@@ -12,6 +12,7 @@ extern "C" {
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <new>
 #include <utility>
 
@@ -125,7 +126,80 @@ std::string program_stream_cut(const std::string& path, int64_t from) {
   }
   return "";
 }
+
+/// Whether an Ogg file ends inside a page: from the first page in its last 128 KiB (a page is
+/// at most 65307 bytes: "OggS", version 0, 22 bytes of header, a count of segments, their
+/// lengths and their bytes), each page must be followed by the next or end exactly at the end
+/// of the file. A chain that breaks (bytes that are not a page) starts again at the next "OggS".
+/// Returns the reason, or "" for a whole end.
+std::string ogg_cut(const std::string& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  const int64_t start = std::max<int64_t>(0, size - (int64_t{1} << 17));
+  std::vector<uint8_t> tail(static_cast<size_t>(size - start));
+  in.seekg(start);
+  if (!in.read(reinterpret_cast<char*>(tail.data()), static_cast<std::streamsize>(tail.size()))) {
+    return "";
+  }
+  const auto n = static_cast<int64_t>(tail.size());
+  const auto page_at = [&](int64_t p) {
+    return p + 5 <= n && std::memcmp(&tail[p], "OggS", 4) == 0 && tail[p + 4] == 0;
+  };
+  const auto cut = [&](int64_t at, int64_t needed) {
+    return "the file ends inside an Ogg page (the one at byte " + std::to_string(start + at) +
+           " needs " + std::to_string(needed) + " bytes, " + std::to_string(n - at) + " are left)";
+  };
+  int64_t p = 0;
+  while (p < n && !page_at(p)) ++p;
+  while (p < n) {
+    if (p + 27 > n) return cut(p, 27);
+    const int segments = tail[p + 26];
+    if (p + 27 + segments > n) return cut(p, 27 + segments);
+    int64_t length = 27 + segments;
+    for (int k = 0; k < segments; ++k) length += tail[p + 27 + k];
+    if (p + length == n) return "";
+    if (p + length > n) return cut(p, length);
+    if (page_at(p + length)) {
+      p += length;
+      continue;
+    }
+    for (++p; p < n && !page_at(p); ++p) {
+    }
+  }
+  return "";
+}
+
 }  // namespace
+
+int find_video_stream(AVFormatContext* format, bool* cover) {
+  const auto is_cover = [&](int i) {
+    return (format->streams[i]->disposition & AV_DISPOSITION_ATTACHED_PIC) != 0;
+  };
+  if (cover != nullptr) *cover = false;
+  for (unsigned i = 0; i < format->nb_streams; ++i) {
+    const bool video = format->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO;
+    if (cover != nullptr && video && is_cover(static_cast<int>(i))) *cover = true;
+  }
+  const int best = av_find_best_stream(format, AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  if (best >= 0 && !is_cover(best)) return best;
+  for (unsigned i = 0; i < format->nb_streams; ++i) {
+    if (format->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_VIDEO &&
+        !is_cover(static_cast<int>(i))) {
+      return static_cast<int>(i);
+    }
+  }
+  return -1;
+}
+
+std::string no_video_reason(const AVFormatContext* format, bool cover) {
+  bool audio = false;
+  for (unsigned i = 0; i < format->nb_streams; ++i) {
+    audio |= format->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO;
+  }
+  if (audio && cover) return "audio only (no video stream; its picture is a cover)";
+  return audio ? "audio only (no video stream)" : "no video stream";
+}
 
 /// Scaling and conversion of decoded frames to packed RGB rows of a FrameBuffer, with the
 /// swscale contexts and buffers of one thread: swscale contexts are not thread-safe, so every
@@ -174,20 +248,15 @@ void LibavDecoder::open() {
   format_.reset(raw);
   program_stream_ = std::strcmp(format_->iformat->name, "mpeg") == 0;
 
-  stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+  bool cover = false;
+  stream_ = find_video_stream(format_.get(), &cover);
   if (stream_ < 0 || format_->streams[stream_]->codecpar->width <= 0) {
     // Some containers only know the stream parameters after reading a little.
     rc = avformat_find_stream_info(format_.get(), nullptr);
     if (rc < 0) throw DecodeError(path_, "cannot read stream info (" + av::error_string(rc) + ")");
-    stream_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_VIDEO, -1, -1, nullptr, 0);
+    stream_ = find_video_stream(format_.get(), &cover);
   }
-  if (stream_ < 0) {
-    bool audio = false;
-    for (unsigned i = 0; i < format_->nb_streams; ++i) {
-      audio |= format_->streams[i]->codecpar->codec_type == AVMEDIA_TYPE_AUDIO;
-    }
-    throw DecodeError(path_, audio ? "audio only (no video stream)" : "no video stream");
-  }
+  if (stream_ < 0) throw DecodeError(path_, no_video_reason(format_.get(), cover));
   for (unsigned i = 0; i < format_->nb_streams; ++i) {
     if (static_cast<int>(i) != stream_) format_->streams[i]->discard = AVDISCARD_ALL;
   }
@@ -262,8 +331,15 @@ void LibavDecoder::build_index() {
     int64_t dts;
     int64_t duration;
     bool key;
+    int64_t gop = -1;  ///< keyframe packets read before this one, less one
   };
   std::vector<Entry> entries;
+  // Packets the container marks to be dropped (AV_PKT_FLAG_DISCARD: samples outside an MP4
+  // edit list) are decoded as references but give no frame: they get no index. A group of
+  // pictures whose keyframe is such a packet (a file cut by stream copy starts at the keyframe
+  // before its first frame) is sought at that keyframe: its dts, by group.
+  std::map<int64_t, int64_t> dropped_key_dts;
+  int64_t gop = -1;
   int64_t missing_pts = 0;
   int64_t decode_time_only = 0;  // packets with a dts and no pts
   // A program stream stamps PES packets, not frames: a frame that starts inside a PES packet
@@ -285,6 +361,10 @@ void LibavDecoder::build_index() {
   };
   std::vector<Picture> pictures;  // picture_order: every video packet, in decode order
   int64_t first_dts = AV_NOPTS_VALUE;
+  // A video packet that the end of the file cuts short (the demuxer read less than the
+  // container gives it and flags it AV_PKT_FLAG_CORRUPT) gives no frame, or one whose missing
+  // part the codec invents: it gets no index, and is not decoded.
+  int64_t tail_pts = AV_NOPTS_VALUE, tail_pos = -1;
   int rc = 0;
   while ((rc = av_read_frame(format_.get(), packet_.get())) >= 0) {
     av::PacketUnref unref(packet_.get());
@@ -297,13 +377,30 @@ void LibavDecoder::build_index() {
                           (packet_->flags & AV_PKT_FLAG_KEY) != 0});
       continue;
     }
+    const bool key = (packet_->flags & AV_PKT_FLAG_KEY) != 0;
+    gop += key ? 1 : 0;
+    if (packet_->flags & AV_PKT_FLAG_DISCARD) {
+      ++dropped_packets_;
+      if (key && packet_->dts != AV_NOPTS_VALUE) dropped_key_dts[gop] = packet_->dts;
+      continue;
+    }
     if (packet_->pts == AV_NOPTS_VALUE && packet_->dts != AV_NOPTS_VALUE) ++decode_time_only;
     int64_t pts = packet_->pts != AV_NOPTS_VALUE ? packet_->pts : packet_->dts;
     if (pts == AV_NOPTS_VALUE) {
       ++missing_pts;
       continue;
     }
-    entries.push_back({pts, packet_->dts, packet_->duration, (packet_->flags & AV_PKT_FLAG_KEY) != 0});
+    entries.push_back({pts, packet_->dts, packet_->duration, key, gop});
+    // Only the last video packet counts, and only at the end of the file.
+    tail_pts = (packet_->flags & AV_PKT_FLAG_CORRUPT) != 0 ? pts : AV_NOPTS_VALUE;
+    tail_pos = packet_->pos;
+  }
+  if (tail_pts != AV_NOPTS_VALUE && rc == AVERROR_EOF) {
+    tail_cut_ = true;
+    cut_packet_pos_ = tail_pos;
+    entries.erase(std::remove_if(entries.begin(), entries.end(),
+                                 [&](const Entry& e) { return e.pts == tail_pts; }),
+                  entries.end());
   }
   if (picture_order && !pictures.empty()) {
     // Read from the start of the file, FFmpeg's MPEG-1/2 decoder gives no frame for a packet
@@ -381,6 +478,11 @@ void LibavDecoder::build_index() {
   // Reading stops at the end of the file or at the first unreadable packet (a truncated file):
   // either way the table holds what can be read.
   if (entries.empty()) {
+    if (missing_pts == 0 && info_.container_frames > 0 && ends_early()) {
+      throw DecodeError(path_, "truncated: the container lists " +
+                                   std::to_string(info_.container_frames) +
+                                   " frames, none can be read");
+    }
     throw DecodeError(path_, missing_pts > 0 ? "broken timestamps: no video packet has a timestamp"
                                              : "no video frames");
   }
@@ -396,6 +498,15 @@ void LibavDecoder::build_index() {
       throw DecodeError(path_, "broken timestamps: two frames share the timestamp " +
                                    std::to_string(entries[i].pts));
     }
+  }
+  for (Entry& e : entries) {
+    // The first frame shown of a group whose keyframe gives none: seeks to it start at that
+    // keyframe.
+    auto it = dropped_key_dts.find(e.gop);
+    if (it == dropped_key_dts.end()) continue;
+    e.key = true;
+    e.dts = it->second;
+    dropped_key_dts.erase(it);
   }
   if (!entries.front().key) {
     // A stream that does not start on a keyframe still decodes from its first packet on (the
@@ -449,20 +560,23 @@ void LibavDecoder::build_index() {
   }
   info_.duration = static_cast<double>(entries.back().pts - entries.front().pts + last_duration) * tb;
   info_.fps = info_.duration > 0 ? static_cast<double>(info_.frames) / info_.duration : 0.0;
-  info_.truncation = truncation_reason(rc);
+  check_tail(rc);
   next_index_ = -1;  // the read position is at the end: the first request seeks
 }
 
-std::string LibavDecoder::truncation_reason(int read_rc) const {
-  const VideoInfo& i = info_;
-  if (i.container_frames > i.frames) {
-    return "the container lists " + std::to_string(i.container_frames) + " frames, " +
-           std::to_string(i.frames) + " can be read";
-  }
+void LibavDecoder::check_tail(int read_rc) {
+  VideoInfo& i = info_;
+  // Packets outside an edit list are in the container's count but are not frames.
+  const int64_t listed = std::max<int64_t>(0, i.container_frames - dropped_packets_);
+  i.declared_frames = listed;
   char text[200];
   const AVStream* st = format_->streams[stream_];
   const double frame = i.frames > 0 ? i.duration / static_cast<double>(i.frames) : 0.0;
-  if (i.container_frames == 0) {
+  std::string shortfall;
+  if (listed > i.frames) {
+    shortfall = "the container lists " + std::to_string(listed) + " frames, " +
+                std::to_string(i.frames) + " can be read";
+  } else if (i.container_frames == 0) {
     // Containers without a frame count: a declared duration against the readable video. The
     // video track's own (a tag that ffmpeg and mkvmerge write into Matroska and WebM, or a
     // stream header) must be reached to two frames or 0.25 s (a held last frame of a variable
@@ -495,30 +609,103 @@ std::string LibavDecoder::truncation_reason(int read_rc) const {
     if (declared > 0 && std::max(i.duration, end_time) < declared - tolerance) {
       std::snprintf(text, sizeof(text), "%s gives %.2f s, %.2f s of video can be read", what,
                     declared, i.duration);
-      return text;
+      shortfall = text;
+      // The declared duration in frames at the readable rate; more than `frames`, since the
+      // readable video falls short of it by more than two frames.
+      i.declared_frames = std::max<int64_t>(i.frames + 1, std::llround(declared * i.fps));
     }
+  }
+  if (!shortfall.empty()) {
+    // How much is missing is known: the readable frames may be used (sampling_frames).
+    i.shortfall = (ends_early() ? "truncated: " : "") + shortfall;
+    return;
   }
   if (std::strcmp(format_->iformat->name, "mpegts") == 0) {
     // A transport stream is whole packets of 188 bytes (192 in M2TS, 204 with error correction).
     const int64_t size = avio_size(format_->pb);
     if (size > 0 && size % 188 != 0 && size % 192 != 0 && size % 204 != 0) {
-      return "the file ends inside a transport-stream packet (" + std::to_string(size) + " bytes)";
+      i.truncation =
+          "the file ends inside a transport-stream packet (" + std::to_string(size) + " bytes)";
+      return;
     }
   }
   if (program_stream_) {
-    const std::string reason = program_stream_cut(path_, last_packet_pos_);
-    if (!reason.empty()) return reason;
+    i.truncation = program_stream_cut(path_, last_packet_pos_);
+    if (i.truncated()) return;
+  }
+  if (std::strcmp(format_->iformat->name, "ogg") == 0) {
+    // Ogg declares no length either: a page must end at the end of the file.
+    i.truncation = ogg_cut(path_);
+    if (i.truncated()) return;
   }
   if (read_rc != AVERROR_EOF) {
     // An error at the end of the file (a damaged tail, padding) is not a missing part; one
     // well before it is.
     const int64_t size = avio_size(format_->pb), pos = avio_tell(format_->pb);
     if (size > 0 && pos >= 0 && pos + 4096 < size) {
-      return "reading stops at byte " + std::to_string(pos) + " of " + std::to_string(size) +
-             ", after " + std::to_string(i.frames) + " frames (" + av::error_string(read_rc) + ")";
+      i.truncation = "reading stops at byte " + std::to_string(pos) + " of " +
+                     std::to_string(size) + ", after " + std::to_string(i.frames) + " frames (" +
+                     av::error_string(read_rc) + ")";
+      return;
     }
   }
-  return "";
+  if (ends_early()) {
+    // Cut within what its declared count or duration allows (FLV's 0.5 s, Matroska's two
+    // frames): said all the same. The frame of a packet cut short is at least one missing.
+    i.shortfall = tail_cut_ ? "truncated: the file ends inside its last video packet"
+                            : "truncated: the file ends before its container says it does";
+    i.declared_frames = std::max(i.declared_frames, i.frames + (tail_cut_ ? 1 : 0));
+  }
+}
+
+bool LibavDecoder::ends_early() const {
+  if (tail_cut_) return true;
+  const int64_t size = avio_size(format_->pb);
+  if (size <= 0) return false;
+  // The demuxer's index (MP4's sample table; an AVI's idx1) places a frame past the end.
+  AVStream* st = format_->streams[stream_];  // avformat_index_get_entry takes it non-const
+  for (int e = avformat_index_get_entries_count(st) - 1; e >= 0; --e) {
+    const AVIndexEntry* entry = avformat_index_get_entry(st, e);
+    if (entry != nullptr && entry->pos + entry->size > size) return true;
+  }
+  // RIFF (AVI) and Matroska (WebM) give the size of their whole in the first bytes. A RIFF
+  // chunk's size counts what follows its 8-byte header; an EBML element's size is a variable
+  // length integer whose first byte's leading zeros give its length (all ones: unknown).
+  std::ifstream in(path_, std::ios::binary);
+  uint8_t head[64] = {0};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  const auto got = static_cast<int64_t>(in.gcount());
+  if (got >= 12 && std::memcmp(head, "RIFF", 4) == 0) {
+    const int64_t riff =
+        int64_t{head[4]} | int64_t{head[5]} << 8 | int64_t{head[6]} << 16 | int64_t{head[7]} << 24;
+    return riff + 8 > size;
+  }
+  const auto vint = [&](int64_t& p, bool* unknown) -> int64_t {
+    if (p >= got) return -1;
+    int length = 1;
+    while (length <= 8 && !(head[p] & (0x80 >> (length - 1)))) ++length;
+    if (length > 8 || p + length > got) return -1;
+    int64_t v = head[p] & (0xFF >> length);
+    bool ones = v == (0xFF >> length);
+    for (int b = 1; b < length; ++b) {
+      v = v << 8 | head[p + b];
+      ones = ones && head[p + b] == 0xFF;
+    }
+    p += length;
+    if (unknown != nullptr) *unknown = ones;
+    return v;
+  };
+  static const uint8_t kEbml[4] = {0x1A, 0x45, 0xDF, 0xA3}, kSegment[4] = {0x18, 0x53, 0x80, 0x67};
+  if (got < 8 || std::memcmp(head, kEbml, 4) != 0) return false;
+  int64_t p = 4;
+  const int64_t header = vint(p, nullptr);
+  if (header < 0) return false;
+  p += header;
+  if (p + 4 > got || std::memcmp(head + p, kSegment, 4) != 0) return false;
+  p += 4;
+  bool unknown = false;
+  const int64_t segment = vint(p, &unknown);
+  return segment >= 0 && !unknown && p + segment > size;
 }
 
 double VideoInfo::frame_time(int64_t i) const {
@@ -795,6 +982,11 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
         av_frame_unref(frame_.get());
         return false;  // the seek landed after the target
       }
+      if (index == target && count_only_) {
+        av_frame_unref(frame_.get());
+        ++k;
+        return true;
+      }
       if (index == target) {
         const AVFrame* sw = to_system_memory(frame_.get());
         if (pool_) {
@@ -821,6 +1013,11 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     }
     av::PacketUnref unref(packet_.get());
     if (packet_->stream_index != stream_) continue;
+    if (tail_cut_ && packet_->pos == cut_packet_pos_ && (packet_->flags & AV_PKT_FLAG_CORRUPT)) {
+      // Cut short by the end of the file (build_index). Sent, it can keep frame threads from
+      // handing out the frames they hold (H.264 with 3 threads lost the last two).
+      continue;
+    }
     if (seek_key_dts_ != AV_NOPTS_VALUE) {
       if (packet_->dts != AV_NOPTS_VALUE && packet_->dts < seek_key_dts_) {
         ++counters_.dropped;  // before the keyframe sought: the seek landed early
@@ -873,6 +1070,42 @@ bool LibavDecoder::decode_until(const std::vector<int64_t>& targets, size_t& k,
     // AVERROR_INVALIDDATA: a damaged packet. Its frame will be missing; if it is a requested
     // one the caller reports it.
   }
+}
+
+std::vector<int64_t> LibavDecoder::decodable_frames() {
+  std::vector<int64_t> targets(static_cast<size_t>(info_.frames));
+  for (size_t i = 0; i < targets.size(); ++i) targets[i] = static_cast<int64_t>(i);
+  const std::vector<std::vector<int64_t>> slots(targets.size());
+  FrameBuffer none;
+  struct CountOnly {
+    bool& flag;
+    ~CountOnly() { flag = false; }
+  } count_only{count_only_};
+  count_only_ = true;
+  std::vector<int64_t> out;
+  if (targets.empty()) return out;
+  seek_to(0);
+  size_t k = 0;
+  int stuck = 0;
+  while (k < targets.size()) {
+    const size_t before = k;
+    if (decode_until(targets, k, slots, none)) {
+      out.push_back(targets[before]);
+      stuck = 0;
+      continue;
+    }
+    if (drained_) break;  // the stream ended: the frames from targets[k] on never came out
+    if (next_index_ > targets[k]) {
+      // A later frame came out first: the ones before it are missing, it is not.
+      out.push_back(next_index_ - 1);
+      k = static_cast<size_t>(next_index_);
+      stuck = 0;
+    } else if (++stuck > 64) {
+      break;  // the codec keeps failing without moving on: nothing more comes out
+    }
+  }
+  next_index_ = -1;  // the next request seeks
+  return out;
 }
 
 FrameBuffer LibavDecoder::decode(const std::vector<int64_t>& indices, int short_side) {

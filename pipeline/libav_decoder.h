@@ -17,11 +17,20 @@ namespace holo::pipeline {
 class FrameConverter;
 class ConversionPool;
 
+/// The video stream of `format` that Holo decodes: av_find_best_stream's choice, passing over
+/// cover pictures (AV_DISPOSITION_ATTACHED_PIC: the artwork of an audio file); -1 when there is
+/// none. `*cover` is set when the file holds a cover picture.
+int find_video_stream(AVFormatContext* format, bool* cover = nullptr);
+/// Why a file without a video stream (find_video_stream) is not a video: "audio only (no video
+/// stream)", the same with "; its picture is a cover", or "no video stream".
+std::string no_video_reason(const AVFormatContext* format, bool cover);
+
 class LibavDecoder : public VideoDecoder {
  public:
   ~LibavDecoder() override;
   const VideoInfo& info() const override { return info_; }
   FrameBuffer decode(const std::vector<int64_t>& indices, int short_side) override;
+  std::vector<int64_t> decodable_frames() override;
   const std::string& path() const override { return path_; }
   DecodeCounters counters() const override { return counters_; }
 
@@ -50,8 +59,13 @@ class LibavDecoder : public VideoDecoder {
 
  private:
   void build_index();
-  /// VideoInfo::truncation, once the frame table is read; `read_rc` is what ended the reading.
-  std::string truncation_reason(int read_rc) const;
+  /// VideoInfo::declared_frames, shortfall and truncation, once the frame table is read;
+  /// `read_rc` is what ended the reading.
+  void check_tail(int read_rc);
+  /// Whether the file ends before its container says it does: its last video packet is cut
+  /// short by the end of the file, an index entry lies past the end, or a RIFF or Matroska
+  /// segment size is larger than the file.
+  bool ends_early() const;
   void seek_to(int64_t keyframe_index);
   /// Decodes forward until `target` (and every later target reachable in the same pass) is
   /// written; returns false when the stream ended or went past `target` without producing it.
@@ -115,8 +129,17 @@ class LibavDecoder : public VideoDecoder {
   std::vector<std::pair<int, int64_t>> picture_order_;
   size_t next_packet_ = 0;
   /// The largest byte position of a packet (of any stream) the index pass read: where a walk
-  /// over a program stream's last packs starts (truncation_reason).
+  /// over a program stream's last packs starts (check_tail).
   int64_t last_packet_pos_ = -1;
+  /// Video packets the container marks to be dropped (outside an MP4 edit list): counted in
+  /// its frame count, given no index (build_index).
+  int64_t dropped_packets_ = 0;
+  /// The last video packet read was cut short by the end of the file (build_index): it is
+  /// not decoded. Its byte position.
+  bool tail_cut_ = false;
+  int64_t cut_packet_pos_ = -1;
+  /// decodable_frames(): frames that come out are counted, not converted.
+  bool count_only_ = false;
 };
 
 }  // namespace holo::pipeline

@@ -240,11 +240,15 @@ TEST(Datasets, HvuRealAnnotationsBothFileNameConventions) {
   EXPECT_EQ(make_dataset(r, "val")->records().size(), 1u);
 }
 
+// Folder scans judge files by their content: an MP4 named .webm is a video, a one-byte .mp4 is
+// not, nor is a text file.
 TEST(Datasets, FolderAndContentHash) {
   const fs::path dir = holo::testing::temp_dir();
-  touch(dir / "b" / "x.mp4");
-  touch(dir / "a.webm");
+  fs::create_directories(dir / "b");
+  holo::testing::write_coded_video((dir / "b" / "x.mp4").string(), 4);
+  fs::copy_file(dir / "b" / "x.mp4", dir / "a.webm");
   touch(dir / "notes.txt");
+  touch(dir / "stub.mp4");
   Recipe r;
   r.data.dataset = "folder";
   r.data.root = dir.string();
@@ -265,7 +269,7 @@ TEST(Datasets, FolderAndContentHash) {
   EXPECT_NE(make_dataset(m, "train")->content_hash_with_paths(), d->content_hash_with_paths());
   EXPECT_NE(d->content_hash_with_paths(), h);
   fs::remove_all(moved);
-  touch(dir / "c.mp4");
+  fs::copy_file(dir / "a.webm", dir / "c.mp4");
   EXPECT_NE(make_dataset(r, "train")->content_hash(), h);
 }
 

@@ -805,7 +805,12 @@ TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
   const int64_t n = d->info().frames;
   EXPECT_LT(n, 48);
   EXPECT_EQ(d->info().container_frames, 48);
-  EXPECT_TRUE(d->info().truncated());
+  EXPECT_EQ(d->info().declared_frames, 48);
+  // How much is missing is known: named as truncated (the sample table points past the end of
+  // the file), and usable for its readable frames.
+  EXPECT_EQ(d->info().shortfall,
+            "truncated: the container lists 48 frames, " + std::to_string(n) + " can be read");
+  EXPECT_FALSE(d->info().truncated());
   std::vector<int64_t> last = {n - 1};
   try {
     const auto got = codes(d->decode(last, 0));
@@ -821,36 +826,47 @@ TEST(Decoder, TruncatedFileDecodesWhatIsThereAndNamesTheRest) {
 // Containers without a frame count (Matroska, WebM, MPEG-TS, MPEG-PS, FLV) still say when their
 // tail is missing: a declared duration longer than the readable frames, or a transport or
 // program stream that ends inside a packet. Whole files of the same kinds are not truncated, nor is
-// H.264 copied into AVI, whose header counts half frames.
+// H.264 copied into AVI, whose header counts half frames. Where the container declares how much
+// there is (a frame count or a duration: `measured`), the missing part is a shortfall against
+// declared_frames, named as truncated where the file ends before its container's size
+// (`cut_named`: AVI's RIFF size, Matroska's segment size; FLV declares none), and the file is
+// usable; where it does not (TS, PS), the file is truncated().
 TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
   const auto dir = holo::testing::temp_dir();
   const std::string mp4 = dir + "/src.mp4";
   holo::testing::write_coded_video(mp4, 64, VideoWriterOptions().set_gop(8).set_bframes(2));
   struct File {
     std::string name, args, reason;
+    bool measured, cut_named;
   };
   const std::vector<File> files = {
-      {"copy.mkv", "-c copy", "the video track's DURATION tag gives 4.00 s"},
+      {"copy.mkv", "-c copy", "the video track's DURATION tag gives 4.00 s", true, true},
       {"vp9.webm", "-c:v libvpx-vp9 -b:v 200k -deadline realtime -cpu-used 8 -g 8",
-       "the video track's DURATION tag gives 4.00 s"},
-      {"copy.ts", "-c copy", "the file ends inside a transport-stream packet"},
-      {"copy.flv", "-c copy", "the container's header gives"},
-      {"copy.avi", "-c copy", "the container lists 64 frames"},
+       "the video track's DURATION tag gives 4.00 s", true, true},
+      {"copy.ts", "-c copy", "the file ends inside a transport-stream packet", false, false},
+      {"copy.flv", "-c copy", "the container's header gives", true, false},
+      {"copy.avi", "-c copy", "the container lists 64 frames", true, true},
       {"mpeg2.mpg", "-c:v mpeg2video -bf 2 -g 8",
-       "the file ends inside an MPEG program-stream packet"},
+       "the file ends inside an MPEG program-stream packet", false, false},
       {"mpeg2.vob", "-c:v mpeg2video -bf 2 -g 8 -f vob",
-       "the file ends inside an MPEG program-stream packet"},
+       "the file ends inside an MPEG program-stream packet", false, false},
+      {"theora.ogv", "-c:v libtheora -q:v 8 -g 8", "the file ends inside an Ogg page", false,
+       false},
+      {"mpeg4.avi", "-c:v mpeg4 -q:v 3 -bf 2 -g 8", "the container lists 64 frames", true, true},
   };
   for (const File& f : files) {
     const std::string path = dir + "/" + f.name;
     const auto made =
         holo::testing::run_command("ffmpeg -v error -y -i " + mp4 + " " + f.args + " " + path);
-    if (made.exit_code != 0 && f.name == "vp9.webm") continue;  // no libvpx in this ffmpeg
+    if (made.exit_code != 0 && (f.name == "vp9.webm" || f.name == "theora.ogv"))
+      continue;  // not in this ffmpeg
     ASSERT_EQ(made.exit_code, 0) << made.output;
     const VideoInfo whole = open_decoder(path, DecoderOptions())->info();
     EXPECT_EQ(whole.frames, 64) << f.name;
     EXPECT_EQ(whole.truncation, "") << f.name;
+    EXPECT_EQ(whole.shortfall, "") << f.name;
     EXPECT_FALSE(whole.truncated()) << f.name;
+    EXPECT_EQ(whole.readable_fraction(), 1.0) << f.name;
     const bool program_stream =
         f.name.find(".mpg") != std::string::npos || f.name.find(".vob") != std::string::npos;
     for (const double fraction : {0.5, 0.9, 0.0}) {
@@ -871,8 +887,30 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
       }
       const VideoInfo info = open_decoder(cut, DecoderOptions())->info();
       EXPECT_LT(info.frames, 64) << f.name;
-      EXPECT_TRUE(info.truncated()) << f.name << " cut at " << fraction;
-      EXPECT_THAT(info.truncation, HasSubstr(f.reason)) << f.name << " cut at " << fraction;
+      if (!f.measured) {
+        EXPECT_TRUE(info.truncated()) << f.name << " cut at " << fraction;
+        EXPECT_THAT(info.truncation, HasSubstr(f.reason)) << f.name << " cut at " << fraction;
+        continue;
+      }
+      EXPECT_FALSE(info.truncated()) << f.name << " cut at " << fraction << ": " << info.truncation;
+      EXPECT_THAT(info.shortfall, HasSubstr(f.reason)) << f.name << " cut at " << fraction;
+      EXPECT_EQ(info.shortfall.rfind("truncated: ", 0) == 0, f.cut_named)
+          << f.name << " cut at " << fraction << ": " << info.shortfall;
+      // A declared duration in frames at the readable rate (FLV's covers the container's end).
+      EXPECT_NEAR(info.declared_frames, 64, 2) << f.name << " cut at " << fraction;
+      EXPECT_NEAR(info.readable_fraction(), fraction, 0.2) << f.name << " cut at " << fraction;
+      // Every readable frame decodes as itself, in order; a frame whose packet the cut left
+      // short has no index, nor have the (up to two) B-frames shown before the last reference
+      // frame but stored after it: the codes skip them.
+      auto d = open_decoder(cut, DecoderOptions());
+      std::vector<int64_t> all(static_cast<size_t>(info.frames));
+      for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+      const std::vector<int64_t> got = codes(d->decode(all, 0));
+      EXPECT_EQ(got.front(), 0) << f.name << " cut at " << fraction;
+      for (size_t i = 1; i < got.size(); ++i) {
+        EXPECT_GT(got[i], got[i - 1]) << f.name << " cut at " << fraction << ", frame " << i;
+        EXPECT_LE(got[i], got[i - 1] + 3) << f.name << " cut at " << fraction << ", frame " << i;
+      }
     }
   }
   // Whole files whose video starts late (its DURATION tag is its end time, from 0) or whose
@@ -886,6 +924,7 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
     const VideoInfo info = open_decoder(path, DecoderOptions())->info();
     EXPECT_EQ(info.frames, 64) << args;
     EXPECT_EQ(info.truncation, "") << args;
+    EXPECT_EQ(info.shortfall, "") << args;
   }
 }
 

@@ -588,7 +588,7 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
   holo::testing::write_text_file((dir / "zero.mp4").string(), "");
   holo::testing::write_text_file((dir / "text.mp4").string(), "not a video\n");
   holo::testing::write_wav((dir / "audio.wav").string());
-  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.6);
   // Damaged from 30% of its bytes on: every clip reaches a frame that does not decode.
   holo::testing::write_corrupted(records[0].path, (dir / "corrupt.mp4").string(), 0.3, 1.0);
   const auto dup =
@@ -620,7 +620,10 @@ TEST_F(Loader, BadVideosAreQuarantinedAndTheBatchFilledWithTheirOwnLabels) {
   EXPECT_EQ(reasons["zero.mp4"], "zero-byte file");
   EXPECT_THAT(reasons["text.mp4"], HasSubstr("not a readable container"));
   EXPECT_EQ(reasons["audio.wav"], "audio only (no video stream)");
-  EXPECT_THAT(reasons["cut.mp4"], HasSubstr("truncated"));
+  // Cut at 60% of its bytes (the first keyframe is most of them): fewer than
+  // data.min_readable_fraction of its frames can be read.
+  EXPECT_THAT(reasons["cut.mp4"], HasSubstr("truncated: the container lists"));
+  EXPECT_THAT(reasons["cut.mp4"], HasSubstr("fewer than data.min_readable_fraction = 0.5"));
   EXPECT_EQ(reasons["gone.mp4"], "missing file");
   EXPECT_THAT(reasons["corrupt.mp4"],
               ::testing::MatchesRegex("frame [0-9]+ of [0-9]+ cannot be decoded"));
@@ -649,7 +652,7 @@ TEST_F(Loader, BadFractionIsCheckedOnTheSumOverRanks) {
   holo::testing::write_text_file((dir / "zero.mp4").string(), "");
   holo::testing::write_text_file((dir / "text.mp4").string(), "not a video\n");
   holo::testing::write_wav((dir / "audio.wav").string());
-  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_truncated(records[0].path, (dir / "cut.mp4").string(), 0.6);
   for (const auto& name : {"zero.mp4", "text.mp4", "audio.wav", "cut.mp4"}) {
     records.push_back({name, (dir / name).string(), 2, {}});
   }

@@ -105,7 +105,7 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   holo::testing::write_coded_video((dir / "good.mp4").string(), 20);
   holo::testing::write_coded_video((dir / "vfr.mp4").string(), 20, VideoWriterOptions().set_variable_rate(true));
   holo::testing::write_text_file((dir / "zero.mp4").string(), "");
-  holo::testing::write_truncated((dir / "good.mp4").string(), (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_truncated((dir / "good.mp4").string(), (dir / "cut.mp4").string(), 0.3);
   holo::testing::write_wav((dir / "sound.wav").string());
   fs::copy_file(dir / "good.mp4", dir / "copy.mp4");
   holo::testing::write_corrupted((dir / "good.mp4").string(), (dir / "corrupt.mp4").string(), 0.6,
@@ -115,12 +115,19 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
         holo::testing::write_broken_timestamps((dir / "good.mp4").string(), (dir / name).string());
     ASSERT_EQ(made.exit_code, 0) << made.output;
   }
-  auto files =
-      find_videos({dir.string(), (dir / "sound.wav").string(), (dir / "raw.h264").string()});
-  ASSERT_EQ(files.size(), 9u);  // the .wav and .h264 only because they were named
-  const auto results = probe_videos(files, 2, false);
+  // The folder is scanned by content: the raw .h264 stream is a video, the zero-byte .mp4 is
+  // not (listed as skipped), nor is the .wav, which is probed all the same because it is named.
+  EXPECT_EQ(scan_videos({dir.string()}).skipped.size(), 2u);
+  const ScanResult scan = scan_videos({dir.string(), (dir / "sound.wav").string()});
+  ASSERT_EQ(scan.videos.size(), 8u);
+  ASSERT_EQ(scan.skipped.size(), 1u);
+  EXPECT_EQ(fs::path(scan.skipped[0].path).filename(), "zero.mp4");
+  EXPECT_EQ(scan.skipped[0].status, "zero-byte file");
+  EXPECT_TRUE(scan.skipped[0].skipped);
+  auto results = probe_videos(scan.videos, 2, false);
   std::map<std::string, ProbeResult> by;
   for (const auto& r : results) by[fs::path(r.path).filename().string()] = r;
+  results.push_back(scan.skipped[0]);
   EXPECT_TRUE(by["good.mp4"].ok());
   EXPECT_TRUE(by["good.mp4"].decodes_to_end);
   EXPECT_EQ(by["good.mp4"].frames, 20);
@@ -130,8 +137,11 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   EXPECT_TRUE(by["vfr.mp4"].variable_rate);
   EXPECT_EQ(by["good.mp4"].hash, by["copy.mp4"].hash);
   EXPECT_NE(by["good.mp4"].hash, by["vfr.mp4"].hash);
-  EXPECT_EQ(by["zero.mp4"].status, "zero-byte file");
-  EXPECT_THAT(by["cut.mp4"].status, HasSubstr("truncated"));
+  // Cut: usable as far as it goes (the dataset applies data.min_readable_fraction).
+  EXPECT_TRUE(by["cut.mp4"].ok());
+  EXPECT_EQ(by["cut.mp4"].declared_frames, 20);
+  EXPECT_LT(by["cut.mp4"].frames, 10);
+  EXPECT_THAT(by["cut.mp4"].warning, HasSubstr("truncated: the container lists 20 frames"));
   EXPECT_EQ(by["sound.wav"].status, "audio only (no video stream)");
   // Damaged in the middle: the container and the frame table read, a frame does not decode.
   EXPECT_EQ(by["corrupt.mp4"].frames, 20);
@@ -141,8 +151,12 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   EXPECT_EQ(by["dup.mkv"].status, "broken timestamps: two frames share the timestamp 63");
   EXPECT_EQ(by["raw.h264"].status, "broken timestamps: no video packet has a timestamp");
   const std::string table = format_probe_table(results);
-  EXPECT_THAT(table, HasSubstr("9 files: 3 ok (1 with variable frame rate), 6 quarantined"));
-  EXPECT_THAT(table, HasSubstr("zero-byte file"));
+  EXPECT_THAT(
+      table,
+      HasSubstr("8 files: 4 ok (1 with variable frame rate, 1 with a warning), 4 quarantined"));
+  EXPECT_THAT(table, HasSubstr("; 1 other files skipped as not videos"));
+  EXPECT_THAT(table, HasSubstr("ok, warning: truncated: the container lists 20 frames"));
+  EXPECT_THAT(table, ::testing::Not(HasSubstr("zero.mp4")));
   // Columns line up under their header also when a codec name is long.
   std::vector<ProbeResult> long_codec = results;
   long_codec[0].codec = "mpeg2video";
@@ -151,7 +165,8 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   std::istringstream rows(aligned);
   std::string row;
   std::getline(rows, row);  // the header
-  for (size_t i = 0; i < long_codec.size() && std::getline(rows, row); ++i) {
+  for (size_t i = 0; i + 1 < long_codec.size() && std::getline(rows, row);
+       ++i) {  // not the skipped one
     const auto& r = long_codec[i];
     const std::string res = r.width > 0 ? std::to_string(r.width) + "x" + std::to_string(r.height) : "-";
     EXPECT_EQ(row.compare(column, res.size(), res), 0) << "\n" << aligned;
@@ -162,7 +177,9 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   const auto back = read_manifest(manifest);
   EXPECT_EQ(back.size(), 9u);
   EXPECT_EQ(back.at((dir / "vfr.mp4").string()).frames, 20);
-  EXPECT_EQ(back.at((dir / "cut.mp4").string()).status, by["cut.mp4"].status);
+  EXPECT_EQ(back.at((dir / "cut.mp4").string()).warning, by["cut.mp4"].warning);
+  EXPECT_EQ(back.at((dir / "cut.mp4").string()).declared_frames, 20);
+  EXPECT_TRUE(back.at((dir / "zero.mp4").string()).skipped);
 
   holo::testing::write_text_file((dir / "list.txt").string(), "good.mp4 0\ncut.mp4 1\nvfr.mp4 1\n");
   Recipe r;
@@ -173,7 +190,17 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
   auto ds = make_dataset(r, "train");
   EXPECT_EQ(ds->records().size(), 2u);
   ASSERT_EQ(ds->known_bad().size(), 1u);
-  EXPECT_THAT(ds->known_bad()[0], HasSubstr("cut.mp4: truncated"));
+  EXPECT_THAT(ds->known_bad()[0], HasSubstr("cut.mp4: truncated: the container lists 20 frames"));
+  EXPECT_THAT(ds->known_bad()[0], HasSubstr("of the 20 frames it declares can be read"));
+  EXPECT_THAT(ds->known_bad()[0], HasSubstr("fewer than data.min_readable_fraction = 0.5"));
+  // Under a lower data.min_readable_fraction the cut file is used for the frames it has (one
+  // here: the cut leaves a second packet, part of which does not decode).
+  r.data.min_readable_fraction = 0.01;
+  ds = make_dataset(r, "train");
+  ASSERT_EQ(ds->records().size(), 3u);
+  EXPECT_EQ(ds->records()[1].frames, by["cut.mp4"].frames);
+  EXPECT_EQ(ds->records()[1].min_readable_fraction, 0.01);
+  EXPECT_TRUE(ds->known_bad().empty());
 }
 
 // The manifest is trusted for files that did not change (a file it marks bad is left out
@@ -182,13 +209,14 @@ TEST(Probe, ReportsEveryFileAndTheManifestFeedsTheDataset) {
 TEST(Probe, ManifestEntriesAreTrustedUntilTheFileChanges) {
   const fs::path dir = holo::testing::temp_dir();
   for (const char* name : {"short.mp4", "fine.mp4", "stale.mp4"}) holo::testing::write_coded_video((dir / name).string(), 20);
-  holo::testing::write_truncated((dir / "fine.mp4").string(), (dir / "cut.mp4").string(), 0.5);
+  holo::testing::write_truncated((dir / "fine.mp4").string(), (dir / "cut.mp4").string(), 0.3);
   std::map<std::string, ProbeResult> by;
   for (auto& p : probe_videos(find_videos({dir.string()}), 2, false)) by[fs::path(p.path).filename().string()] = p;
   ASSERT_EQ(by.size(), 4u);
   ASSERT_EQ(by["short.mp4"].frames, 20);
-  ASSERT_THAT(by["cut.mp4"].status, HasSubstr("truncated"));
+  ASSERT_THAT(by["cut.mp4"].warning, HasSubstr("truncated"));
   by["short.mp4"].frames = 5;                               // current entry: its count is used
+  by["short.mp4"].declared_frames = 0;  // as in a manifest written before the field
   by["fine.mp4"].status = "truncated: as the manifest says";  // current entry: trusted, never decoded
   by["stale.mp4"].status = "zero-byte file";                // changed size: probed again, it is fine
   by["stale.mp4"].size += 1;
