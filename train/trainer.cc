@@ -248,6 +248,7 @@ class LossScaler {
   }
   double value() const { return scale_; }
   void set(double s) { scale_ = s; }
+  bool enabled() const { return enabled_; }
 
  private:
   bool enabled_;
@@ -787,6 +788,7 @@ TrainResult train(const Recipe& recipe) {
     optim.zero_grad();
     // Batches left in this epoch on every rank; fewer than `accumulate` end the epoch early.
     if (loader.batches_left() < accumulate) epoch_done = true;
+    bool diverged = false;
     for (int64_t micro = 0; micro < accumulate && !epoch_done; ++micro) {
       auto batch = loader.next();
       if (!batch) {
@@ -809,6 +811,7 @@ TrainResult train(const Recipe& recipe) {
       Stats filler;
       torch::Tensor loss = ctx.task->loss(out, *batch, trained ? window : filler) *
                            (batch->weight / static_cast<double>(accumulate));
+      if (trained && !scaler.enabled() && !std::isfinite(loss.item<double>())) diverged = true;
       scaler.scale(loss).backward();
       if (micro == accumulate - 1) reducer.finish();
       if (trained) window_costs.add(ctx.net->clip_costs(batch->clips, out));
@@ -864,12 +867,21 @@ TrainResult train(const Recipe& recipe) {
 
     // Every rank agrees on stopping, so they all save the same step; the same reduction sums
     // the bad videos the ranks met in this epoch (ClipLoader::epoch_quarantined).
-    torch::Tensor stop = torch::tensor({stop_requested() ? 1.0f : 0.0f, 0.0f}).to(ctx.device);
+    // A loss that is no longer finite (fp32: the fp16 scaler skips such steps itself) means the
+    // weights are lost: stop on every rank, keep the last checkpoint, save nothing.
+    torch::Tensor stop = torch::tensor({stop_requested() ? 1.0f : 0.0f, 0.0f, diverged ? 1.0f : 0.0f}).to(ctx.device);
     if (world.size > 1) {
       stop[1].fill_(static_cast<double>(loader.epoch_quarantined()));
       ctx.comm->all_reduce(stop, dist::ReduceOp::kSum);
       const torch::Tensor sums = stop.cpu();
       loader.set_world_quarantined(std::llround(sums[1].item<double>()));
+    }
+    if (stop[2].item<float>() > 0) {
+      log::flush();
+      throw Error(fmt::format(
+          "training diverged: the loss is not finite at step {} (optim.lr = {}); nothing is saved from this step, "
+          "the last checkpoint in {} is kept. Lower optim.lr or set optim.clip_grad_norm, then resume",
+          step, recipe.optim.lr, ckpt_root));
     }
     if (stop[0].item<float>() > 0) {
       spdlog::warn("stop requested (signal {}): saving a checkpoint at step {}", stop_signal(), step);

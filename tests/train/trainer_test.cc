@@ -455,7 +455,7 @@ TEST_F(Trainer, SgsCostIsRecordedInTrainingValidationAndEval) {
   const std::string d = holo::testing::temp_dir();
   const std::string m = data_root() + "/motion";
   const std::string path = recipe(d, "");
-  const std::string sets = " --set model.name=r3d18_atfr --set model.depth=18 --set sampling.num_frames=8 --set data.val=" +
+  const std::string sets = " --set model.name=r3d18_atfr --set model.depth=18 --set sampling.num_frames=8 --set optim.lr=0.01 --set data.val=" +
                            m + "/val.csv --set train.val_every=1 --set sampling.test_clips=2";
   const auto r = train(path, "--set train.max_steps=6" + sets);
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -539,6 +539,27 @@ TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
                         "--set model.init=" + d + "/student/run --set train.max_steps=2");
   ASSERT_EQ(ft.exit_code, 0) << ft.output;
   EXPECT_THAT(ft.output, HasSubstr("initialised"));
+}
+
+// A run whose loss stops being finite stops with an error on the step it happened, instead of
+// training on and saving NaN weights over the last good checkpoint.
+TEST_F(Trainer, DivergedRunStopsAndKeepsTheLastGoodCheckpoint) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string path = recipe(d, "");
+  const auto r = train(path, "--set optim.lr=100 --set schedule.kind=constant --set model.dropout=0");
+  ASSERT_NE(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("training diverged: the loss is not finite at step"));
+  const auto entries = ckpt::Manager::list(d + "/run/checkpoints");
+  ASSERT_FALSE(entries.empty()) << r.output;
+  for (const auto& e : entries) {
+    for (const auto& [name, t] : ckpt::Manager::load(e.path, 0, 1).replicated) {
+      if (t.is_floating_point()) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << e.path << " " << name;
+    }
+  }
+  // The metrics show where: the last train line's loss is not a number.
+  const auto lines = metric_lines(d + "/run", "train");
+  ASSERT_FALSE(lines.empty());
+  EXPECT_TRUE(lines.back()["loss"].is_null()) << lines.back().dump();
 }
 
 TEST_F(Trainer, BadRecipeStopsBeforeAnyWork) {
