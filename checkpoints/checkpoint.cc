@@ -17,6 +17,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "core/run_dir.h"
 
 namespace holo::ckpt {
@@ -105,7 +106,7 @@ Manager::Manager(std::string root, ManagerOptions options)
   fs::create_directories(root_, ec);
   if (ec) throw IoError("cannot create checkpoint folder '" + root_ + "': " + ec.message());
   for (const auto& e : list(root_)) {
-    if (e.manifest.contains("score") && !e.manifest["score"].is_null()) {
+    if (e.manifest.contains("score") && e.manifest["score"].is_number()) {
       scores_[e.path] = e.manifest["score"].get<double>();
     }
   }
@@ -407,7 +408,7 @@ Survey Manager::survey(const std::string& root, const std::string& run_id) {
         out.unreadable.emplace_back(e.path().string(), "its manifest does not mark it complete");
         continue;
       }
-      Entry entry{e.path().string(), j.at("step").get<int64_t>(), j.value("run_id", ""), std::move(j)};
+      Entry entry{e.path().string(), json_number_at<int64_t>(j, "step"), j.value("run_id", ""), std::move(j)};
       (entry.run_id.empty() || entry.run_id == run_id ? out.own : out.foreign).push_back(std::move(entry));
     } catch (const std::exception& ex) {
       out.unreadable.emplace_back(e.path().string(), std::string("unreadable manifest: ") + ex.what());
@@ -450,9 +451,9 @@ std::string Manager::verify(const std::string& dir) {
       std::error_code ec;
       const auto size = fs::file_size(file, ec);
       if (ec) return "shard '" + file.filename().string() + "': " + ec.message();
-      if (size != s.at("bytes").get<uint64_t>()) {
+      if (size != json_number_at<uint64_t>(s, "bytes")) {
         return "shard '" + file.filename().string() + "' has " + std::to_string(size) + " bytes, the manifest " +
-               std::to_string(s.at("bytes").get<uint64_t>());
+               std::to_string(json_number_at<uint64_t>(s, "bytes"));
       }
       const std::string sum = file_checksum(file.string());
       if (sum != s.at("checksum").get<std::string>()) {
@@ -472,7 +473,10 @@ std::vector<Entry> Manager::list(const std::string& root) {
   return s.all();
 }
 
-Loaded Manager::load(const std::string& dir, int rank, int world_size) {
+// The function try block turns a manifest that is JSON but not a checkpoint's (another type, a
+// missing field) into an IoError like any other damage, so that load_latest goes on to an older
+// checkpoint.
+Loaded Manager::load(const std::string& dir, int rank, int world_size) try {
   const std::string mpath = (fs::path(dir) / "manifest.json").string();
   nlohmann::json m;
   try {
@@ -486,9 +490,9 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) {
   }
   Loaded out;
   out.path = dir;
-  out.step = m.at("step");
-  out.epoch = m.at("epoch");
-  out.world_size = m.at("world_size");
+  out.step = json_number_at<int64_t>(m, "step");
+  out.epoch = json_number_at<int64_t>(m, "epoch");
+  out.world_size = json_number_at<int>(m, "world_size");
   out.meta = m.value("meta", nlohmann::json::object());
   out.recipe_toml = m.value("recipe", "");
   out.dataset_hash = m.value("dataset_hash", "");
@@ -496,7 +500,7 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) {
   const std::string own_prefix = "rank.";
   for (const auto& s : m.at("shards")) {
     const std::string file = s.at("file");
-    const int shard_rank = s.at("rank");
+    const int shard_rank = json_number_at<int>(s, "rank");
     NamedTensors tensors;
     try {
       tensors = read_shard((fs::path(dir) / file).string(), s.at("checksum"));
@@ -519,6 +523,10 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) {
     }
   }
   return out;
+} catch (const nlohmann::json::exception& e) {
+  throw IoError("checkpoint '" + dir + "': manifest.json is not a checkpoint manifest: " + e.what());
+} catch (const std::out_of_range& e) {  // json_number_at
+  throw IoError("checkpoint '" + dir + "': manifest.json is not a checkpoint manifest: " + e.what());
 }
 
 std::optional<Loaded> Manager::load_latest(const std::string& root, int rank, int world_size) {

@@ -1,6 +1,7 @@
 #include "checkpoints/shard_io.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_numbers.h"
 
 namespace holo::ckpt {
 namespace {
@@ -141,7 +143,9 @@ ShardInfo write_shard(const std::string& path, const NamedTensors& tensors) {
   return ShardInfo{path.substr(path.rfind('/') + 1), prefix + pad.size() + offset, h.digest()};
 }
 
-NamedTensors read_shard(const std::string& path, const std::string& expected_checksum) {
+// The function try block turns a header that is JSON but not a shard's (another type, a missing
+// field, a shape torch refuses) into an IoError naming the file, like any other damage.
+NamedTensors read_shard(const std::string& path, const std::string& expected_checksum) try {
   Fd fd(path, O_RDONLY);
   XxhState h;
   auto get = [&](void* p, size_t n) {
@@ -168,19 +172,36 @@ NamedTensors read_shard(const std::string& path, const std::string& expected_che
   std::string pad((kAlign - prefix % kAlign) % kAlign, '\0');
   get(pad.data(), pad.size());
 
+  // Every tensor is checked against its shape and the bytes the file holds before it is
+  // allocated: a damaged header must not make the loader ask for more memory than that.
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) throw IoError("cannot stat '" + path + "': " + std::strerror(errno));
+  const uint64_t head = prefix + pad.size();
+  const uint64_t data_bytes = static_cast<uint64_t>(st.st_size) > head ? static_cast<uint64_t>(st.st_size) - head : 0;
   NamedTensors out;
   uint64_t expect_offset = 0;
   for (const auto& e : header.at("tensors")) {
     const std::string name = e.at("name");
-    const auto shape = e.at("shape").get<std::vector<int64_t>>();
-    const uint64_t nbytes = e.at("nbytes");
-    if (e.at("offset").get<uint64_t>() != expect_offset) {
+    std::vector<int64_t> shape;
+    for (const auto& d : e.at("shape")) shape.push_back(json_number<int64_t>(d, "shape"));
+    const auto nbytes = json_number_at<uint64_t>(e, "nbytes");
+    if (json_number_at<uint64_t>(e, "offset") != expect_offset) {
       throw IoError("shard '" + path + "': tensor '" + name + "' has a corrupt offset");
     }
-    torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype_from_name(e.at("dtype"), path)));
-    if (static_cast<uint64_t>(t.numel() * t.element_size()) != nbytes) {
+    if (nbytes > data_bytes - expect_offset) {
+      throw IoError("shard '" + path + "' is truncated: tensor '" + name + "' runs past its end");
+    }
+    const torch::ScalarType dtype = dtype_from_name(e.at("dtype"), path);
+    uint64_t numel = 1;
+    bool fits = true;
+    for (const int64_t d : shape) {
+      if (d < 0 || (d > 0 && numel > nbytes / static_cast<uint64_t>(d))) fits = false;
+      numel *= fits ? static_cast<uint64_t>(d) : 1;
+    }
+    if (!fits || numel * c10::elementSize(dtype) != nbytes) {
       throw IoError("shard '" + path + "': tensor '" + name + "' size does not match its shape");
     }
+    torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
     get(t.data_ptr(), nbytes);
     expect_offset += nbytes;
     out.emplace_back(name, std::move(t));
@@ -192,6 +213,12 @@ NamedTensors read_shard(const std::string& path, const std::string& expected_che
                   ", manifest says " + expected_checksum);
   }
   return out;
+} catch (const nlohmann::json::exception& e) {
+  throw IoError("shard '" + path + "': header is not a shard header: " + e.what());
+} catch (const std::out_of_range& e) {  // json_number
+  throw IoError("shard '" + path + "': header is not a shard header: " + e.what());
+} catch (const c10::Error& e) {
+  throw IoError("shard '" + path + "': " + e.what_without_backtrace());
 }
 
 std::string file_checksum(const std::string& path) {

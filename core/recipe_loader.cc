@@ -152,11 +152,41 @@ void load_into(const std::string& text, const std::string& name, const std::stri
   tree.keep.push_back(std::move(doc));
 }
 
+/// Why `s` cannot stand in a TOML document as it is (a control character other than tab, or
+/// bytes that are not UTF-8), or "". TOML files are checked by the parser; overrides are not
+/// parsed as TOML when they are bare words.
+std::string toml_text_problem(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return "holds a control character";
+    const size_t n = c < 0x80 ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 0;
+    if (n == 0 || i + n > s.size()) return "is not UTF-8";
+    uint32_t cp = n == 1 ? c : c & (0x7f >> n);
+    for (size_t k = 1; k < n; ++k) {
+      const auto b = static_cast<unsigned char>(s[i + k]);
+      if ((b & 0xc0) != 0x80) return "is not UTF-8";
+      cp = (cp << 6) | (b & 0x3f);
+    }
+    static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return "is not UTF-8";
+    i += n;
+  }
+  return "";
+}
+
 void apply_override(const std::string& text, Tree& tree) {
   const std::string where = "--set " + text;
   const auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
     throw RecipeError(where, 0, 0, "", "expected KEY=VALUE, e.g. --set optim.lr=0.05");
+  }
+  // The override is written into the resolved recipe (to_toml), which must load again.
+  if (const std::string problem = toml_text_problem(text); !problem.empty()) {
+    throw RecipeError(where, 0, 0, "", "the override " + problem);
   }
   const std::string path = text.substr(0, eq);
   const std::string value = text.substr(eq + 1);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 
@@ -502,7 +503,7 @@ std::string to_toml_text(const Value& v) {
         case '\t': out += "\\t"; break;
         case '\r': out += "\\r"; break;
         default:
-          if (static_cast<unsigned char>(c) < 0x20) {
+          if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {  // TOML escapes DEL too
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
@@ -521,7 +522,8 @@ std::string to_toml_text(const Value& v) {
       os.precision(precision);
       os << x;
       s = os.str();
-      if (std::stod(s) == x) break;
+      // strtod, not stod: stod throws for a subnormal number (ERANGE), which a recipe may hold.
+      if (std::strtod(s.c_str(), nullptr) == x) break;
     }
     if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
     return s;

@@ -196,6 +196,14 @@ std::map<std::string, size_t> header_columns(const AnnotationFile& a) {
   return cols;
 }
 
+/// Fields a data line needs for every column of `cols`: one past the last one (a name the
+/// header repeats keeps its last column, so this can exceed the number of names).
+size_t fields_needed(const std::map<std::string, size_t>& cols) {
+  size_t n = 0;
+  for (const auto& [name, i] : cols) n = std::max(n, i + 1);
+  return n;
+}
+
 // ---- Kinetics ----------------------------------------------------------------------------
 
 std::vector<std::string> kinetics_labels(const AnnotationFile& a) {
@@ -234,8 +242,8 @@ Index read_kinetics(const DataOptions& d, const std::string& split) {
   for (size_t i = 1; i < a.lines.size(); ++i) {
     if (trim(a.lines[i]).empty()) continue;
     const auto f = split_csv_line(a.lines[i]);
-    if (f.size() < cols.size()) {
-      throw IoError(a.where(i) + ": expected " + std::to_string(cols.size()) + " fields, got " +
+    if (f.size() < fields_needed(cols)) {
+      throw IoError(a.where(i) + ": expected " + std::to_string(fields_needed(cols)) + " fields, got " +
                     std::to_string(f.size()));
     }
     const std::string id = trim(f[cols["youtube_id"]]);
@@ -279,7 +287,7 @@ Index read_hvu(const DataOptions& d, const std::string& split) {
   for (size_t i = 1; i < cats.lines.size(); ++i) {
     if (trim(cats.lines[i]).empty()) continue;
     const auto f = split_csv_line(cats.lines[i]);
-    if (f.size() < 2) throw IoError(cats.where(i) + ": expected Tag,Category");
+    if (f.size() < fields_needed(ccols)) throw IoError(cats.where(i) + ": expected Tag,Category");
     const std::string tag = trim(f[ccols["tag"]]);
     if (tag_index.count(tag)) throw IoError(cats.where(i) + ": tag '" + tag + "' listed twice");
     const int64_t t = static_cast<int64_t>(index.class_names.size());
@@ -299,8 +307,8 @@ Index read_hvu(const DataOptions& d, const std::string& split) {
   for (size_t i = 1; i < a.lines.size(); ++i) {
     if (trim(a.lines[i]).empty()) continue;
     const auto f = split_csv_line(a.lines[i]);
-    if (f.size() < cols.size()) {
-      throw IoError(a.where(i) + ": expected " + std::to_string(cols.size()) + " fields, got " +
+    if (f.size() < fields_needed(cols)) {
+      throw IoError(a.where(i) + ": expected " + std::to_string(fields_needed(cols)) + " fields, got " +
                     std::to_string(f.size()));
     }
     VideoRecord r;
@@ -342,6 +350,14 @@ struct ListEntry {
   std::string label;  // "" when absent
 };
 
+bool is_integer(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+/// Digits a class number may have: a longer one is a damaged line, not a class of any video
+/// dataset (and a list numbering that many classes would not fit in memory).
+constexpr size_t kMaxClassDigits = 6;
+
 std::vector<ListEntry> parse_list(const AnnotationFile& a) {
   std::vector<ListEntry> out;
   for (size_t i = 0; i < a.lines.size(); ++i) {
@@ -360,13 +376,12 @@ std::vector<ListEntry> parse_list(const AnnotationFile& a) {
       e.label = trim(line.substr(cut + 1));
     }
     if (e.path.empty()) throw IoError(a.where(i) + ": no path");
+    if (is_integer(e.label) && e.label.size() > kMaxClassDigits) {
+      throw IoError(a.where(i) + ": label " + e.label + " is too large for a class number");
+    }
     out.push_back(e);
   }
   return out;
-}
-
-bool is_integer(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
 }
 
 Index read_list(const DataOptions& d, const std::string& split) {
@@ -432,7 +447,7 @@ Index read_ucf101(const DataOptions& d, const std::string& split) {
     const std::string line = trim(classes.lines[i]);
     if (line.empty()) continue;
     const auto sp = line.find_first_of(" \t");
-    if (sp == std::string::npos || !is_integer(line.substr(0, sp))) {
+    if (sp == std::string::npos || !is_integer(line.substr(0, sp)) || sp > kMaxClassDigits) {
       throw IoError(classes.where(i) + ": expected '<number> <class>'");
     }
     const int64_t number = std::stoll(line.substr(0, sp));
@@ -460,7 +475,7 @@ Index read_ucf101(const DataOptions& d, const std::string& split) {
     if (it == class_of.end()) throw IoError(a.where(i) + ": class folder '" + cls + "' is not in " + d.class_index);
     if (sp != std::string::npos) {
       const std::string given = trim(line.substr(sp));
-      if (!is_integer(given) || std::stoll(given) - 1 != it->second) {
+      if (!is_integer(given) || given.size() > kMaxClassDigits || std::stoll(given) - 1 != it->second) {
         throw IoError(a.where(i) + ": label " + given + " does not match class '" + cls + "' (" +
                       std::to_string(it->second + 1) + " in " + d.class_index + ")");
       }

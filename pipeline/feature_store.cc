@@ -238,7 +238,11 @@ int64_t write_feature_index(const std::string& dir) {
     H5Handle clips = open_or_create_group(index.get(), "clips");
     H5Handle frames = open_or_create_group(index.get(), "frames");
     std::map<std::string, int> owner;
-    for (const auto& [rank, name] : shards) {
+    for (const auto& shard_entry : shards) {
+      // Not a structured binding: HOLO_H5_CHECK's lambda captures `name`, which C++17 does not
+      // allow for a binding (GCC accepts it, clang refuses it).
+      const int rank = shard_entry.first;
+      const std::string& name = shard_entry.second;
       H5Handle shard = checked(H5Fopen((fs::path(dir) / name).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
       for (const char* group : {"clips", "frames"}) {
         for (const auto& key : group_members(shard.get(), group)) {

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "core/progress.h"
 #include "pipeline/av_handles.h"
 #include "pipeline/decoder.h"
@@ -317,7 +318,9 @@ std::map<std::string, ProbeResult> read_manifest(const std::string& file) {
   } catch (const std::exception& e) {
     throw IoError(file + ": not a probe manifest (" + e.what() + ")");
   }
-  if (!doc.is_object() || doc.value("version", 0) != 1 || !doc.contains("videos")) {
+  // find(), not value(): value() throws nlohmann's own error for a version that is no number.
+  if (!doc.is_object() || doc.find("version") == doc.end() || doc["version"] != 1 ||
+      !doc.contains("videos") || !doc["videos"].is_array()) {
     throw IoError(file + ": not a version 1 probe manifest");
   }
   std::map<std::string, ProbeResult> out;
@@ -330,22 +333,22 @@ std::map<std::string, ProbeResult> read_manifest(const std::string& file) {
     ProbeResult r;
     try {
       r.path = v.at("path").get<std::string>();
-      r.size = v.value("size", int64_t{0});
-      r.mtime = v.value("mtime", int64_t{0});
+      r.size = json_number_or(v, "size", int64_t{0});
+      r.mtime = json_number_or(v, "mtime", int64_t{0});
       r.hash = v.value("hash", std::string());
       r.status = v.value("status", std::string("ok"));
-      r.frames = v.value("frames", int64_t{0});
-      r.declared_frames = v.value("declared_frames", int64_t{0});
+      r.frames = json_number_or(v, "frames", int64_t{0});
+      r.declared_frames = json_number_or(v, "declared_frames", int64_t{0});
       r.warning = v.value("warning", std::string());
-      r.fps = v.value("fps", 0.0);
-      r.duration = v.value("duration", 0.0);
+      r.fps = json_number_or(v, "fps", 0.0);
+      r.duration = json_number_or(v, "duration", 0.0);
       r.codec = v.value("codec", std::string());
-      r.width = v.value("width", 0);
-      r.height = v.value("height", 0);
+      r.width = json_number_or(v, "width", 0);
+      r.height = json_number_or(v, "height", 0);
       r.variable_rate = v.value("variable_rate", false);
       r.decodes_to_end = v.value("decodes_to_end", false);
       r.skipped = v.value("skipped", false);
-    } catch (const nlohmann::json::exception& e) {
+    } catch (const std::exception& e) {  // nlohmann's type errors, json_number_or's range errors
       throw IoError(file + ": video entry " + std::to_string(n) + " (" + r.path + "): " + e.what());
     }
     out[r.path] = r;
