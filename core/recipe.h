@@ -120,7 +120,8 @@ struct TaskOptions {
   std::string teacher;                  ///< transfer: 2D teacher weights file
   std::string teacher_arch = "resnet18";
   double teacher_width = 1.0;           ///< transfer: teacher width multiplier (1 for torchvision weights)
-  int64_t teacher_frames = 8;           ///< transfer: frames X averaged by the teacher
+  int64_t teacher_frames = 16;          ///< transfer: frames X averaged by the teacher (§4.3: 16)
+  std::string teacher_source = "online";  ///< transfer: online (the student's crop) or store
   double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
   std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]
 };

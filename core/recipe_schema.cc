@@ -289,7 +289,10 @@ std::vector<KeyDef> make_schema() {
   s.key("task.teacher_arch", &R::task, &TaskOptions::teacher_arch, "transfer: teacher architecture.")
       .choices({"resnet18", "resnet34", "resnet50", "resnet101"});
   s.key("task.teacher_width", &R::task, &TaskOptions::teacher_width, "transfer: teacher width multiplier (1 for torchvision weights).").range(0.03125, 4);
-  s.key("task.teacher_frames", &R::task, &TaskOptions::teacher_frames, "transfer: frames X averaged by the teacher.").range(1, 256);
+  s.key("task.teacher_frames", &R::task, &TaskOptions::teacher_frames, "transfer: frames X averaged by the teacher (thesis 4.3: 16; at most the clip's frames).").range(1, 256);
+  s.key("task.teacher_source", &R::task, &TaskOptions::teacher_source,
+        "transfer: online (the teacher runs on the student's clip, same crop) or store (features of centre crops computed once into <run dir>/teacher_features, read per batch).")
+      .choices({"online", "store"});
   s.key("task.negative_ratio", &R::task, &TaskOptions::negative_ratio, "transfer: fraction of negative pairs.").range(0, 1);
   s.key("task.freeze", &R::task, &TaskOptions::freeze, "finetune: stages kept frozen.").choices({"stem", "res2", "res3", "res4", "res5"});
   // [optim]

@@ -290,19 +290,29 @@ void ResNet2dNetworkImpl::load_torchvision(const std::string& path) {
 
 TransferHeadImpl::TransferHeadImpl(int64_t teacher_dim, int64_t student_dim)
     : teacher_dim_(teacher_dim), student_dim_(student_dim) {
-  fc1_ = register_module("fc1", torch::nn::Linear(teacher_dim + student_dim, 2048));
+  teacher_fc_ = register_module("teacher_fc", torch::nn::Linear(teacher_dim, kFcDim));
+  student_fc_ = register_module("student_fc", torch::nn::Linear(student_dim, kFcDim));
+  fc1_ = register_module("fc1", torch::nn::Linear(2 * kFcDim, 2048));
   fc2_ = register_module("fc2", torch::nn::Linear(2048, 512));
   fc3_ = register_module("fc3", torch::nn::Linear(512, 128));
   classifier_ = register_module("classifier", torch::nn::Linear(128, 2));
 }
 
+torch::Tensor TransferHeadImpl::teacher_side(const torch::Tensor& teacher) {
+  auto t = teacher.dim() == 2 ? teacher.unsqueeze(1) : teacher;
+  TORCH_CHECK(t.dim() == 3 && t.size(2) == teacher_dim_, "transfer head: teacher features must be N x X x ",
+              teacher_dim_, " (or N x ", teacher_dim_, "), got ", teacher.sizes());
+  const int64_t n = t.size(0), x = t.size(1);
+  auto f = torch::relu(counted(teacher_fc_, t.reshape({n * x, teacher_dim_})));
+  return f.view({n, x, kFcDim}).mean(1);
+}
+
 torch::Tensor TransferHeadImpl::forward(const torch::Tensor& teacher, const torch::Tensor& student) {
-  auto t = teacher.dim() == 3 ? teacher.mean(1) : teacher;
-  TORCH_CHECK(t.dim() == 2 && t.size(1) == teacher_dim_, "transfer head: teacher features must be N x ",
-              teacher_dim_, " (or N x X x ", teacher_dim_, "), got ", teacher.sizes());
+  auto t = teacher_side(teacher);
   TORCH_CHECK(student.dim() == 2 && student.size(1) == student_dim_ && student.size(0) == t.size(0),
               "transfer head: student features must be N x ", student_dim_, ", got ", student.sizes());
-  auto h = torch::cat({t, student}, 1);
+  auto s = torch::relu(counted(student_fc_, student));
+  auto h = torch::cat({t, s}, 1);
   h = torch::relu(counted(fc1_, h));
   h = torch::relu(counted(fc2_, h));
   h = torch::relu(counted(fc3_, h));

@@ -142,17 +142,24 @@ class ResNet2dNetworkImpl : public NetworkImpl {
 };
 TORCH_MODULE(ResNet2dNetwork);
 
-/// Knowledge-transfer head (chapter 4.3): teacher features (averaged over the X frames when
-/// given as N x X x D2) concatenated with the student's clip features (N x D3) -> FC 2048 ->
-/// ReLU -> FC 512 -> ReLU -> FC 128 -> ReLU -> FC 2 (match / no match logits). Names fc1,
-/// fc2, fc3, classifier.
+/// Knowledge-transfer head (chapter 4.3): the teacher's 2D features of each of the X frames
+/// (N x X x D2, or N x D2 for one frame) go through teacher_fc (D2 -> 1024, ReLU) and are
+/// averaged over the frames, "resulting in a 1024-D feature representation"; the student's clip
+/// features (N x D3) through student_fc (D3 -> 1024, ReLU), the fc layer §4.3 adds after the
+/// 3D network's last block. Both are concatenated (2048) -> FC 2048 -> ReLU -> FC 512 -> ReLU
+/// -> FC 128 -> ReLU -> FC 2 (match / no match logits). Names teacher_fc, student_fc, fc1, fc2,
+/// fc3, classifier.
 class TransferHeadImpl : public torch::nn::Module {
  public:
+  static constexpr int64_t kFcDim = 1024;
   TransferHeadImpl(int64_t teacher_dim, int64_t student_dim);
   torch::Tensor forward(const torch::Tensor& teacher, const torch::Tensor& student);
+  /// The teacher side alone: N x X x D2 (or N x D2) -> N x 1024, averaged over the frames.
+  torch::Tensor teacher_side(const torch::Tensor& teacher);
 
  private:
   int64_t teacher_dim_, student_dim_;
+  torch::nn::Linear teacher_fc_{nullptr}, student_fc_{nullptr};
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr}, classifier_{nullptr};
 };
 TORCH_MODULE(TransferHead);

@@ -602,11 +602,31 @@ TEST_F(ModelsTest, TorchSaveOrderedDictReader) {
 }
 
 TEST_F(ModelsTest, TransferHead) {
+  // Section 4.3: 1024-D fc features of teacher (per frame, averaged) and student, concatenated,
+  // then 2048 -> 512 -> 128 -> 2.
   auto head = TransferHead(512, 64);
-  EXPECT_EQ(count_parameters(*head), (576 * 2048 + 2048) + (2048 * 512 + 512) + (512 * 128 + 128) + (128 * 2 + 2));
+  EXPECT_EQ(count_parameters(*head), (512 * 1024 + 1024) + (64 * 1024 + 1024) + (2048 * 2048 + 2048) +
+                                         (2048 * 512 + 512) + (512 * 128 + 128) + (128 * 2 + 2));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& p : head->named_parameters()) shapes[p.key()] = p.value().sizes().vec();
+  EXPECT_EQ(shapes["teacher_fc.weight"], (std::vector<int64_t>{1024, 512}));
+  EXPECT_EQ(shapes["student_fc.weight"], (std::vector<int64_t>{1024, 64}));
+  EXPECT_EQ(shapes["fc1.weight"], (std::vector<int64_t>{2048, 2048}));
+  EXPECT_EQ(shapes["fc2.weight"], (std::vector<int64_t>{512, 2048}));
+  EXPECT_EQ(shapes["fc3.weight"], (std::vector<int64_t>{128, 512}));
+  EXPECT_EQ(shapes["classifier.weight"], (std::vector<int64_t>{2, 128}));
   auto student = torch::randn({3, 64}, torch::requires_grad());
-  auto y = head->forward(torch::randn({3, 8, 512}), student);
+  const auto frames = torch::randn({3, 8, 512});
+  auto y = head->forward(frames, student);
   EXPECT_EQ(y.sizes(), (std::vector<int64_t>{3, 2}));
+  // The teacher side is the mean over the frames of each frame's 1024-D fc feature.
+  {
+    torch::NoGradGuard ng;
+    const auto per_frame = torch::stack({head->teacher_side(frames.select(1, 0)), head->teacher_side(frames.select(1, 5))});
+    const auto mean_of_two = head->teacher_side(torch::stack({frames.select(1, 0), frames.select(1, 5)}, 1));
+    EXPECT_TRUE(torch::allclose(mean_of_two, per_frame.mean(0), 1e-5, 1e-5));
+    EXPECT_EQ(mean_of_two.sizes(), (std::vector<int64_t>{3, 1024}));
+  }
   y.sum().backward();
   EXPECT_GT(student.grad().abs().sum().item<double>(), 0);
   EXPECT_THROW(head->forward(torch::randn({3, 100}), student), c10::Error);

@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "checkpoints/checkpoint.h"
+#include "pipeline/feature_store.h"
 #include "tests/test_util.h"
 #include "tests/train/python_util.h"
 
@@ -509,10 +510,12 @@ TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
       "[task]\nkind = \"transfer\"\nteacher = \"" + d + "/teacher.pt\"\nteacher_arch = \"resnet18\"\n"
       "teacher_width = 0.25\nteacher_frames = 2\n");
   const std::string u = data_root() + "/unlabeled/videos";
-  const auto r = train(student, "--set data.dataset=folder --set data.root=" + u + " --set data.train= "
-                                "--set optim.lr=0.01 --set train.epochs=2");
+  const std::string folder = "--set data.dataset=folder --set data.root=" + u + " --set data.train= --set optim.lr=0.01 ";
+  // Online (the default): the teacher runs on the student's own clip; nothing is cached.
+  const auto r = train(student, folder + "--set train.epochs=2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(fs::exists(d + "/student/run/teacher_features/index.h5"));
+  EXPECT_THAT(r.output, HasSubstr("the teacher sees 2 frames of each student clip, after the same crop"));
+  EXPECT_FALSE(fs::exists(d + "/student/run/teacher_features"));
   const auto lines = metric_lines(d + "/student/run", "train");
   ASSERT_FALSE(lines.empty());
   for (const auto& l : lines) {
@@ -524,13 +527,28 @@ TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
   int64_t head = 0, frozen_teacher = 0;
   for (const auto& [k, v] : state) {
     head += k.rfind("task.", 0) == 0;
-    frozen_teacher += k.find("teacher") != std::string::npos;
+    frozen_teacher += k.find("teacher") != std::string::npos && k.find("teacher_fc.") == std::string::npos;
   }
-  EXPECT_EQ(head, 8);  // the transfer head: 4 linear layers, weight and bias
+  EXPECT_EQ(head, 12);  // the transfer head: teacher_fc, student_fc and 4 more linear layers, weight and bias
+  EXPECT_EQ(state.at("task.teacher_fc.weight").sizes(), (std::vector<int64_t>{1024, 128}));  // 512 x 0.25 -> 1024
   EXPECT_EQ(frozen_teacher, 0);  // the teacher is not part of the student's checkpoint
+  // From the store: every video's frame features once, one dataset per video, read per batch.
+  fs::create_directories(d + "/stored");
+  const std::string stored = recipe(d + "/stored",
+      "[task]\nkind = \"transfer\"\nteacher = \"" + d + "/teacher.pt\"\nteacher_arch = \"resnet18\"\n"
+      "teacher_width = 0.25\nteacher_frames = 2\nteacher_source = \"store\"\n");
+  const auto s1 = train(stored, folder + "--set train.epochs=2");
+  ASSERT_EQ(s1.exit_code, 0) << s1.output;
+  ASSERT_TRUE(fs::exists(d + "/stored/run/teacher_features/index.h5"));
+  {
+    pipeline::FeatureReader reader(d + "/stored/run/teacher_features");
+    const auto ids = reader.ids();
+    EXPECT_EQ(ids.size(), 12u);  // the unlabeled videos
+    for (const auto& id : ids) EXPECT_EQ(reader.read(id).sizes(), (std::vector<int64_t>{16, 128})) << id;
+  }
+  for (const auto& l : metric_lines(d + "/stored/run", "train")) ASSERT_TRUE(l["loss"].is_number()) << l.dump();
   // A second run reuses the cached teacher features.
-  const auto again = train(student, "--set data.dataset=folder --set data.root=" + u +
-                                    " --set data.train= --set optim.lr=0.01 --set train.epochs=3");
+  const auto again = train(stored, folder + "--set train.epochs=3");
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_THAT(again.output, HasSubstr("teacher features: reusing"));
   // The student initialises a fine-tuning run.
