@@ -71,6 +71,9 @@ double parse_time(const AnnotationFile& a, size_t i, const std::string& text, co
   if (t.empty() || end == t.c_str() || *end != '\0' || !std::isfinite(v) || v < 0) {
     throw IoError(a.where(i) + ": " + what + " '" + text + "' is not a non-negative number");
   }
+  // Times name clip files in whole seconds or tenths (clip_stems): a time beyond 10^9 s (31
+  // years) is a damaged line, and its tenths would not fit the integer the name is made of.
+  if (v > 1e9) throw IoError(a.where(i) + ": " + what + " '" + text + "' is beyond 10^9 seconds");
   return v;
 }
 
