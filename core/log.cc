@@ -6,9 +6,28 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/progress.h"
 
 namespace holo::log {
 namespace {
+
+/// The terminal sink: a log line written while a progress bar is on the terminal takes the
+/// bar off its line first and draws it again after, so the two never share a line.
+class TerminalSink : public spdlog::sinks::sink {
+ public:
+  explicit TerminalSink(std::shared_ptr<spdlog::sinks::sink> inner) : inner_(std::move(inner)) {}
+  void log(const spdlog::details::log_msg& msg) override {
+    ProgressBarPause pause;
+    inner_->log(msg);
+    inner_->flush();  // before the bar comes back on stdout
+  }
+  void flush() override { inner_->flush(); }
+  void set_pattern(const std::string& p) override { inner_->set_pattern(p); }
+  void set_formatter(std::unique_ptr<spdlog::formatter> f) override { inner_->set_formatter(std::move(f)); }
+
+ private:
+  std::shared_ptr<spdlog::sinks::sink> inner_;
+};
 
 std::string pattern() {
   const auto& id = process_identity();
@@ -24,7 +43,7 @@ void init(const std::string& level) {
     auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>(
         env::no_color() || !isatty(STDERR_FILENO) ? spdlog::color_mode::never
                                                   : spdlog::color_mode::automatic);
-    auto l = std::make_shared<spdlog::logger>("holo", sink);
+    auto l = std::make_shared<spdlog::logger>("holo", std::make_shared<TerminalSink>(sink));
     spdlog::set_default_logger(l);
     return l;
   }();

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 
 #include "core/env.h"
 #include "core/error.h"
@@ -36,10 +37,37 @@ std::string format_rate(double rate) {
   return buf;
 }
 
+/// The bar on the terminal now, if any: what a log line must clear and draw again.
+std::mutex& bar_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::string& bar_line() {  // "" when no bar is on the terminal
+  static std::string line;
+  return line;
+}
+
 }  // namespace
+
+ProgressBarPause::ProgressBarPause() {
+  bar_mutex().lock();
+  if (!bar_line().empty()) {
+    std::fputs("\r\033[2K", stdout);
+    std::fflush(stdout);
+  }
+}
+
+ProgressBarPause::~ProgressBarPause() {
+  if (!bar_line().empty()) {
+    std::fputs(bar_line().c_str(), stdout);
+    std::fflush(stdout);
+  }
+  bar_mutex().unlock();
+}
 
 Progress::Progress(ProgressOptions options)
     : options_(std::move(options)), mode_(resolve_mode(options_.mode)) {
+  done_ = options_.start;
   if (options_.interval_s < 0) options_.interval_s = env::progress_interval();
   start_ = last_draw_ = std::chrono::steady_clock::now();
 }
@@ -85,8 +113,8 @@ std::string Progress::format_duration(double s) {
 
 std::string Progress::render(const std::string& label, int64_t done, int64_t total,
                              double elapsed_s, const std::string& unit,
-                             const std::string& postfix, int bar_width) {
-  const double rate = elapsed_s > 0 ? done / elapsed_s : 0.0;
+                             const std::string& postfix, int bar_width, int64_t start) {
+  const double rate = elapsed_s > 0 ? (done - start) / elapsed_s : 0.0;
   std::string out = label.empty() ? "" : label + " ";
   if (total > 0) {
     const double frac = std::min(1.0, static_cast<double>(done) / total);
@@ -116,13 +144,15 @@ void Progress::draw(bool final) {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   if (mode_ == ProgressOptions::Mode::kBar) {
-    std::string line = render(options_.label, done_, options_.total, elapsed, options_.unit,
-                              postfix_, 30);
-    std::fprintf(stdout, "\r\033[2K%s%s", line.c_str(), final ? "\n" : "");
+    const std::string line = "\r\033[2K" + render(options_.label, done_, options_.total, elapsed,
+                                                  options_.unit, postfix_, 30, options_.start);
+    std::lock_guard<std::mutex> lock(bar_mutex());
+    std::fprintf(stdout, "%s%s", line.c_str(), final ? "\n" : "");
     std::fflush(stdout);
+    bar_line() = final ? "" : line;
   } else {
     spdlog::info("{}", render(options_.label, done_, options_.total, elapsed, options_.unit,
-                              postfix_, 0));
+                              postfix_, 0, options_.start));
   }
 }
 

@@ -15,6 +15,18 @@ struct ProgressOptions {
   std::string unit = "it";   ///< unit of the rate, e.g. "clips"
   Mode mode = Mode::kAuto;   ///< kAuto reads HOLO_PROGRESS, then whether stdout is a terminal
   double interval_s = -1;    ///< seconds between plain lines; < 0 reads HOLO_PROGRESS_INTERVAL
+  int64_t start = 0;         ///< items done before this process (a resumed run): in the count, not the rate
+};
+
+/// While alive, the terminal's progress bar is off its line (a log line is being written
+/// under it); the bar is drawn again when it ends. Used by the log's terminal sink, so that
+/// no log line is glued onto a bar.
+class ProgressBarPause {
+ public:
+  ProgressBarPause();
+  ~ProgressBarPause();
+  ProgressBarPause(const ProgressBarPause&) = delete;
+  ProgressBarPause& operator=(const ProgressBarPause&) = delete;
 };
 
 class Progress {
@@ -35,9 +47,10 @@ class Progress {
   ProgressOptions::Mode mode() const { return mode_; }
 
   /// One rendering of the progress line; a pure function so tests can check it.
+  /// The rate counts the items after `start` only (those this process did).
   static std::string render(const std::string& label, int64_t done, int64_t total,
                             double elapsed_s, const std::string& unit,
-                            const std::string& postfix, int bar_width);
+                            const std::string& postfix, int bar_width, int64_t start = 0);
   /// "1:02:03" or "02:03".
   static std::string format_duration(double seconds);
 

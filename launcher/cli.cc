@@ -21,6 +21,31 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args) {
       ->take_all();
 }
 
+/// `holo frobnicate` or `holo data frobnicate`: name the unknown command and the known ones
+/// (CLI11 alone answers "A subcommand is required" or "arguments were not expected").
+void check_command_names(CLI::App& app, int argc, char** argv) {
+  CLI::App* cur = &app;
+  std::string path = "holo";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.empty() || arg[0] == '-') return;  // options (and their values) from here on
+    const auto subs = cur->get_subcommands([](CLI::App*) { return true; });
+    if (subs.empty()) return;  // a positional argument of a command
+    CLI::App* next = nullptr;
+    for (CLI::App* s : subs) {
+      if (s->check_name(arg)) next = s;
+    }
+    if (next == nullptr) {
+      std::string names;
+      for (CLI::App* s : subs) names += (names.empty() ? "" : ", ") + s->get_name();
+      throw ExitRequest(2, "unknown command '" + path + " " + arg + "'; the commands of " + path + " are: " + names +
+                               " (" + path + " --help)");
+    }
+    cur = next;
+    path += " " + arg;
+  }
+}
+
 int run(int argc, char** argv) {
   CLI::App app{"holo: training orchestrator for video understanding"};
   app.name("holo");
@@ -43,6 +68,7 @@ int run(int argc, char** argv) {
     spdlog::debug("glibc allocator: {}",
                   tuned ? "freed blocks up to 32 MiB kept for reuse (HOLO_MALLOC_TUNING)"
                         : "glibc's defaults (HOLO_MALLOC_TUNING=0 or GLIBC_TUNABLES)");
+    check_command_names(app, argc, argv);
     app.parse(argc, argv);
     return 0;
   } catch (const ExitRequest& e) {

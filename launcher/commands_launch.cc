@@ -462,7 +462,19 @@ void add_launch_commands(CLI::App& app) {
   auto* launch_cmd = app.add_subcommand(
       "launch", "Start N workers of a job (holo train by default) through mpirun, or srun inside "
                 "a SLURM allocation");
-  launch_cmd->add_option("--np", la->np, "Number of workers")->required()->check(CLI::PositiveNumber);
+  launch_cmd->add_option("--np", la->np, "Number of workers (at least 1)")
+      ->required()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            try {
+              size_t used = 0;
+              const long n = std::stol(v, &used);
+              if (used == v.size() && n >= 1) return "";
+            } catch (const std::exception&) {
+            }
+            return "the number of workers must be a whole number of at least 1, got '" + v + "'";
+          },
+          "N>=1"));
   launch_cmd->add_option("--hosts", la->hosts, "Hosts (h or h:slots), comma-separated")
       ->delimiter(',');
   launch_cmd->add_option("--hostfile", la->hostfile, "mpirun hostfile");
@@ -518,15 +530,17 @@ void add_launch_commands(CLI::App& app) {
   scaling->add_option("--rounds", sc->rounds, "Pairs of launches (1 rank, then N); median and spread are reported")
       ->check(CLI::Range(1, 1000));
   scaling->add_option("--warmup", sc->warmup, "Untimed steps before each timed series")->check(CLI::Range(0, 1000));
+  // Options the benchmark passes to its own workers: not shown in --help.
   scaling->add_option("--worker-rounds", sc->worker_rounds, "Worker: rounds of the three modes (internal)")
-      ->check(CLI::Range(1, 1000));
+      ->check(CLI::Range(1, 1000))
+      ->group("");
   scaling->add_option("--batch", sc->batch, "Clips per rank per step")->check(CLI::Range(1, 4096));
   scaling->add_option("--frames", sc->frames, "Frames per clip")->check(CLI::Range(1, 512));
   scaling->add_option("--size", sc->size, "Height and width")->check(CLI::Range(8, 1024));
   scaling->add_option("--bucket-mb", sc->bucket_mb, "Gradient bucket size")->check(CLI::Range(0.001, 4096.0));
   scaling->add_option("--json", sc->json, "Also write the figures to this JSON file");
-  scaling->add_flag("--worker", *worker, "Run as one rank of a timed run (internal)");
-  scaling->add_option("--result", sc->result, "Worker: JSON file rank 0 writes (internal)");
+  scaling->add_flag("--worker", *worker, "Run as one rank of a timed run (internal)")->group("");
+  scaling->add_option("--result", sc->result, "Worker: JSON file rank 0 writes (internal)")->group("");
   scaling->callback([sc, worker] {
     if (*worker) {
       scaling_worker(*sc);

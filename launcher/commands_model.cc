@@ -20,6 +20,8 @@
 #include "models/network.h"
 #include "models/resnet2d.h"
 #include "models/sgs.h"
+#include "pipeline/dataset.h"
+#include "train/task.h"
 
 namespace holo::cli {
 namespace {
@@ -54,7 +56,36 @@ struct Built {
   std::shared_ptr<models::NetworkImpl> net;
   ModelOptions resolved;
   int64_t classes = 400, frames = 16, size = 112;
+  std::vector<int64_t> heads;  ///< outputs of each head (one entry: `classes`)
+  std::string heads_from;      ///< where the head sizes come from, for the header line
 };
+
+/// The heads a recipe's run builds: its task's sizes on its training split (classInd.txt,
+/// HVU's categories, ...), as holo train would; the recipe's num_classes keys when the data
+/// cannot be read here (or is synthetic, which would be made first).
+std::vector<int64_t> recipe_heads(const Recipe& r, std::string& from) {
+  if (r.model.num_classes > 0) {
+    from = "model.num_classes";
+    return {r.model.num_classes};
+  }
+  if (r.data.dataset != "synth" && !r.data.dataset.empty()) {
+    try {
+      const auto dataset = pipeline::make_dataset(r, "train");
+      const auto task = train::make_task(r, *dataset);
+      from = "the recipe's training split";
+      return task->head_sizes();
+    } catch (const std::exception& e) {
+      from = std::string("400: the training split cannot be read here (") + e.what() + ")";
+      return {r.data.num_classes > 0 ? r.data.num_classes : 400};
+    }
+  }
+  if (r.data.num_classes > 0) {
+    from = "data.num_classes";
+    return {r.data.num_classes};
+  }
+  from = "400, the default";
+  return {400};
+}
 
 Built build_target(const InfoArgs& a) {
   Built b;
@@ -64,22 +95,28 @@ Built build_target(const InfoArgs& a) {
   if (is_file) {
     const Recipe r = load_recipe(a.target, a.overrides);
     options = r.model;
-    b.classes = r.model.num_classes > 0 ? r.model.num_classes
-                                        : (r.data.num_classes > 0 ? r.data.num_classes : b.classes);
+    if (a.classes <= 0) {
+      b.heads = recipe_heads(r, b.heads_from);
+      b.classes = b.heads.front();
+    }
     b.frames = r.sampling.num_frames;
     b.size = r.transform.crop_size;
   } else {
     // A network name: --set model.KEY=VALUE applies to it as to a recipe's [model].
     options = parse_recipe("[model]\nname = \"" + a.target + "\"\n", a.target, a.overrides).model;
   }
-  if (a.classes > 0) b.classes = a.classes;
+  if (a.classes > 0) {
+    b.classes = a.classes;
+    b.heads_from = "--classes";
+  }
+  if (b.heads.empty()) b.heads = {b.classes};
   if (a.frames > 0) b.frames = a.frames;
   if (a.size > 0) b.size = a.size;
   if (a.width > 0) options.width = a.width;
   if (!is_file || a.frames > 0) options.frames = b.frames;
   b.resolved = models::resolve_model(options);
   torch::manual_seed(0);
-  b.net = models::build_network(options, {b.classes});
+  b.net = models::build_network(options, b.heads);
   if (!a.weights.empty()) {
     // A checkpoint (its newest good one, for a run directory) or a file of tensors.
     std::map<std::string, torch::Tensor> state;
@@ -96,18 +133,26 @@ Built build_target(const InfoArgs& a) {
   return b;
 }
 
+std::string heads_text(const std::vector<int64_t>& heads) {
+  if (heads.size() == 1) return std::to_string(heads[0]) + " classes";
+  std::string out = std::to_string(heads.size()) + " heads of ";
+  for (size_t i = 0; i < heads.size(); ++i) out += (i ? "+" : "") + std::to_string(heads[i]);
+  return out + " outputs";
+}
+
 void model_info(const InfoArgs& a) {
   Built built = build_target(a);
   auto& net = built.net;
   const ModelOptions& resolved = built.resolved;
-  const int64_t classes = built.classes, frames = built.frames, size = built.size;
+  const int64_t frames = built.frames, size = built.size;
   torch::NoGradGuard no_grad;
   torch::manual_seed(0);
 
   std::cout << "model " << a.target << " (" << resolved.name << ", depth " << resolved.depth
             << ", width " << resolved.width << (resolved.sgs ? ", SGS" : "") << ")\n"
-            << "input 3x" << frames << "x" << size << "x" << size << ", " << classes
-            << " classes; GFLOPs = multiply-accumulates / 1e9 (docs/models.md)\n\n";
+            << "input 3x" << frames << "x" << size << "x" << size << ", " << heads_text(built.heads)
+            << (built.heads_from.empty() ? "" : " (" + built.heads_from + ")")
+            << "; GFLOPs = multiply-accumulates / 1e9 (docs/models.md)\n\n";
   const int64_t clips = a.clips > 0 ? a.clips : (resolved.sgs && a.bins == 0 ? 8 : 1);
   std::vector<double> per_clip;
   std::vector<int64_t> bins;

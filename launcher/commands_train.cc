@@ -111,14 +111,25 @@ void add_train_commands(CLI::App& app) {
                        "Checkpoint directory, or a run directory (its newest checkpoint)")
       ->required();
   eval_cmd->add_option("--out", *out_dir, "Folder for eval-<split>.json and the CSV (default: the run directory)");
-  eval_cmd->callback([eval_args, checkpoint, out_dir] {
-    const Recipe recipe = load_recipe(eval_args->file, eval_args->overrides);
+  auto eval_split = std::make_shared<std::string>();
+  eval_cmd->add_option("--split", *eval_split, "val or test (default: the recipe's eval.split), as --set eval.split=")
+      ->check(CLI::IsMember({"val", "test"}));
+  auto save_predictions = std::make_shared<bool>(false);
+  eval_cmd->add_flag("--save-predictions", *save_predictions,
+                     "Also write predictions-<split>.csv (top 5 per video) and predictions-<split>.npy (scores)");
+  eval_cmd->callback([eval_args, checkpoint, out_dir, eval_split, save_predictions] {
+    std::vector<std::string> overrides = eval_args->overrides;
+    if (!eval_split->empty()) overrides.push_back("eval.split=" + *eval_split);
+    const Recipe recipe = load_recipe(eval_args->file, overrides);
     pipeline::check_data(recipe, pipeline::splits_for(recipe, "eval"));
     const std::string out = out_dir->empty() ? run_dir_path(recipe) : *out_dir;
-    const auto result = train::evaluate(recipe, *checkpoint, out);
+    const auto result = train::evaluate(recipe, *checkpoint, out, *save_predictions);
     if (dist::init_world().rank == 0) {
       std::cout << result.table;
       if (!result.csv_path.empty()) std::cout << "per-class results: " << result.csv_path << "\n";
+      if (!result.predictions_csv.empty()) {
+        std::cout << "predictions: " << result.predictions_csv << ", scores: " << result.predictions_npy << "\n";
+      }
     }
     dist::finalize_world();
   });

@@ -2,6 +2,7 @@
 
 extern "C" {
 #include <libavutil/hwcontext.h>
+#include <libavutil/log.h>
 }
 
 #include <map>
@@ -24,8 +25,13 @@ Device& device(int gpu) {
   if (it != devices.end()) return it->second;
   Device& d = devices[gpu];
   AVBufferRef* ref = nullptr;
+  // Without a driver libavutil prints "Could not dynamically load CUDA" (or "Cannot load
+  // libcuda.so.1") in red on every CPU run; the reason is returned and logged by Holo instead.
+  const int level = av_log_get_level();
+  av_log_set_level(AV_LOG_QUIET);
   const int rc = av_hwdevice_ctx_create(&ref, AV_HWDEVICE_TYPE_CUDA, std::to_string(gpu).c_str(),
                                         nullptr, 0);
+  av_log_set_level(level);
   if (rc < 0) {
     d.error = "cannot create a CUDA device for GPU " + std::to_string(gpu) + " (" +
               av::error_string(rc) + "; no NVIDIA driver or GPU?)";

@@ -769,8 +769,11 @@ TrainResult train(const Recipe& recipe) {
   };
 
   std::unique_ptr<holo::Progress> progress;
-  if (world.rank == 0) progress = std::make_unique<holo::Progress>(holo::ProgressOptions{"train", total_steps, "steps"});
-  if (progress) progress->advance(step);
+  if (world.rank == 0) {
+    holo::ProgressOptions po{"train", total_steps, "steps"};
+    po.start = step;  // a resumed run: its rate counts the steps this process runs
+    progress = std::make_unique<holo::Progress>(po);
+  }
 
   Stats window;
   CostStats window_costs(ctx.net->clip_cost_names());  // per-clip costs of SGS networks
@@ -977,16 +980,86 @@ ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint
 
 }  // namespace
 
-EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir) {
+/// An .npy file (format 1.0) of a float32 matrix, as numpy.load reads it.
+static std::string npy_float32(const torch::Tensor& m) {
+  const torch::Tensor t = m.to(torch::kCPU, torch::kFloat32).contiguous();
+  std::string shape = "(" + std::to_string(t.size(0)) + ", " + std::to_string(t.size(1)) + ")";
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
+  const size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>((header.size() >> 8) & 0xff);
+  out += header;
+  out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * sizeof(float));
+  return out;
+}
+
+static std::string csv_cell(const std::string& cell) {
+  if (cell.find_first_of(",\"\n") == std::string::npos) return cell;
+  std::string q = "\"";
+  for (char c : cell) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+                    bool save_predictions) {
   const std::string split = recipe.eval.split;
   ScoredSplit scored = score_checkpoint(recipe, checkpoint, split, "eval");
   Context& ctx = scored.ctx;
   const VideoScores& vs = scored.videos;
   const std::string& path = scored.path;
   const bool multilabel = recipe.task.kind == "multilabel";
-  const torch::Tensor targets = record_targets(*ctx.dataset, vs.records, multilabel, vs.scores.size(1));
   EvalResult result;
-  result.metrics = ctx.task->evaluate(vs.scores, targets);
+  // A split whose videos carry no label at all (a test list): predictions, no metrics.
+  result.labeled = false;
+  for (int64_t r : vs.records) {
+    const auto& rec = ctx.dataset->records()[r];
+    if (multilabel ? !rec.tags.empty() : rec.label >= 0) result.labeled = true;
+  }
+  if (!result.labeled && !save_predictions) {
+    throw UsageError("split " + split + " has no labels (" + std::to_string(vs.records.size()) +
+                     " videos): nothing to score; add --save-predictions to write the predictions");
+  }
+  const torch::Tensor targets = record_targets(*ctx.dataset, vs.records, multilabel, vs.scores.size(1));
+  if (result.labeled) result.metrics = ctx.task->evaluate(vs.scores, targets);
+  if (save_predictions && ctx.world->rank == 0) {
+    fs::create_directories(out_dir);
+    const auto& names = ctx.dataset->class_names();
+    const int64_t k = std::min<int64_t>(5, vs.scores.size(1));
+    const auto top = vs.scores.to(torch::kFloat32).topk(k, 1);
+    const torch::Tensor values = std::get<0>(top), indices = std::get<1>(top);
+    std::string csv = "video,label";
+    for (int64_t j = 1; j <= k; ++j) csv += ",pred_" + std::to_string(j) + ",score_" + std::to_string(j);
+    csv += "\n";
+    auto class_name = [&](int64_t c) {
+      return c >= 0 && c < static_cast<int64_t>(names.size()) ? names[c] : std::to_string(c);
+    };
+    for (size_t i = 0; i < vs.records.size(); ++i) {
+      const auto& rec = ctx.dataset->records()[vs.records[i]];
+      std::string label;
+      if (multilabel) {
+        for (int64_t t : rec.tags) label += (label.empty() ? "" : "|") + class_name(t);
+      } else if (rec.label >= 0) {
+        label = class_name(rec.label);
+      }
+      csv += csv_cell(rec.id) + "," + csv_cell(label);
+      for (int64_t j = 0; j < k; ++j) {
+        csv += "," + csv_cell(class_name(indices[static_cast<int64_t>(i)][j].item<int64_t>())) + "," +
+               fmt::format("{:.6f}", values[static_cast<int64_t>(i)][j].item<float>());
+      }
+      csv += "\n";
+    }
+    result.predictions_csv = (fs::path(out_dir) / ("predictions-" + split + ".csv")).string();
+    result.predictions_npy = (fs::path(out_dir) / ("predictions-" + split + ".npy")).string();
+    write_file_atomic(result.predictions_csv, csv);
+    write_file_atomic(result.predictions_npy, npy_float32(vs.scores));
+  }
+  if (!result.labeled) {
+    result.table = "checkpoint " + path + " (step " + std::to_string(scored.step) + "), split " + split +
+                   ": no labels, " + std::to_string(vs.records.size()) + " videos predicted\n";
+    return result;
+  }
   TextTable table({"metric", "value"});
   for (const auto& [k, v] : result.metrics) {
     table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v)) : TextTable::percent(v, 2)});

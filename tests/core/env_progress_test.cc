@@ -82,6 +82,15 @@ TEST(Progress, RenderShowsFractionRateAndEta) {
   EXPECT_THAT(s, HasSubstr(" ok"));
 }
 
+// A resumed run starts at step 100 of 200: the bar counts from 100, the rate and the ETA only
+// from the steps this process ran (not 110 steps in 10 s).
+TEST(Progress, RateCountsOnlyTheItemsThisProcessDid) {
+  const std::string s = Progress::render("train", 110, 200, 10.0, "steps", "", 10, 100);
+  EXPECT_THAT(s, HasSubstr(" 55% 110/200"));
+  EXPECT_THAT(s, HasSubstr("1.00 steps/s"));
+  EXPECT_THAT(s, HasSubstr("ETA 01:30"));
+}
+
 TEST(Progress, UnknownTotalHasNoEta) {
   const std::string s = Progress::render("x", 7, 0, 2.0, "it", "", 10);
   EXPECT_THAT(s, HasSubstr("x 7 3.50 it/s"));

@@ -266,5 +266,39 @@ TEST(Cli, MissingDataIsNamedWithItsKeyAndLineBeforeAnythingStarts) {
   EXPECT_THAT(eval.output, AllOf(HasSubstr("key 'data.val'"), HasSubstr("is not set: the val split needs")));
 }
 
+// What a user mistypes is named, with what would have been right.
+TEST(Cli, MistakesAreNamed) {
+  const auto top = run_command(holo_binary() + " frobnicate");
+  EXPECT_EQ(top.exit_code, 2);
+  EXPECT_THAT(top.output, AllOf(HasSubstr("unknown command 'holo frobnicate'"), HasSubstr("train"), HasSubstr("eval")));
+  const auto nested = run_command(holo_binary() + " data frobnicate");
+  EXPECT_EQ(nested.exit_code, 2);
+  EXPECT_THAT(nested.output, AllOf(HasSubstr("unknown command 'holo data frobnicate'"), HasSubstr("synth")));
+  const auto np0 = run_command(holo_binary() + " launch --np 0 recipe.toml");
+  EXPECT_EQ(np0.exit_code, 2);
+  EXPECT_THAT(np0.output, HasSubstr("at least 1, got '0'"));
+  EXPECT_THAT(np0.output, ::testing::Not(HasSubstr("1797693")));
+  // The options a benchmark passes to its own workers are not offered to users.
+  const auto bench = run_command(holo_binary() + " bench scaling --help");
+  EXPECT_EQ(bench.exit_code, 0);
+  EXPECT_THAT(bench.output, ::testing::Not(HasSubstr("--worker")));
+  EXPECT_THAT(bench.output, ::testing::Not(HasSubstr("--result")));
+  EXPECT_THAT(run_command(holo_binary() + " eval --help").output, HasSubstr("--split"));
+}
+
+// holo model info RECIPE builds the heads the recipe's run would: its training split's classes.
+TEST(Cli, ModelInfoOfARecipeUsesItsClasses) {
+  const std::string d = holo::testing::temp_dir();
+  const auto synth = run_command(holo_binary() + " data synth --kind motion --classes 3 --videos 6 --frames 8 --size 32x32 --out " + d + "/m");
+  ASSERT_EQ(synth.exit_code, 0) << synth.output;
+  std::ofstream(d + "/r.toml") << "[data]\ndataset = \"kinetics\"\nroot = \"" << d << "/m\"\ntrain = \"" << d
+                               << "/m/train.csv\"\n[model]\nname = \"r3d18\"\nwidth = 0.25\n[sampling]\nnum_frames = 8\n";
+  const auto r = run_command(holo_binary() + " model info " + d + "/r.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("input 3x8x112x112, 3 classes (the recipe's training split)"));
+  const auto given = run_command(holo_binary() + " model info " + d + "/r.toml --classes 7");
+  EXPECT_THAT(given.output, HasSubstr("7 classes (--classes)"));
+}
+
 }  // namespace
 }  // namespace holo

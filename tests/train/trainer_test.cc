@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <regex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -450,6 +451,48 @@ TEST_F(Trainer, EvalOnTwoRanksScoresEveryVideoOnceAsOnOne) {
   EXPECT_EQ(read(d + "/run/eval-val-per-class.csv"), csv1);
 }
 
+// holo eval --save-predictions: per-video top 5 in a CSV and the score matrix in an .npy that
+// numpy reads, in the same row order; an unlabeled test split gives predictions and exit 0.
+TEST_F(Trainer, EvalSavesPredictionsAlsoForAnUnlabeledSplit) {
+  if (!holo::testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  const std::string d = holo::testing::temp_dir();
+  const std::string m = data_root() + "/motion";
+  const std::string path = recipe(d);
+  ASSERT_EQ(train(path, "--set train.max_steps=4 --set train.val_every=0").exit_code, 0);
+  const std::string sets = " --set data.val=" + m + "/val.csv --set data.test=" + m + "/test.csv --set sampling.test_clips=2";
+  const auto val = run_command(holo_binary() + " eval " + path + sets + " --split val --save-predictions --checkpoint " + d + "/run");
+  ASSERT_EQ(val.exit_code, 0) << val.output;
+  EXPECT_THAT(val.output, HasSubstr("top1"));
+  EXPECT_THAT(val.output, HasSubstr("predictions: " + d + "/run/predictions-val.csv"));
+  const auto test = run_command(holo_binary() + " eval " + path + sets + " --split test --save-predictions --checkpoint " + d + "/run");
+  ASSERT_EQ(test.exit_code, 0) << test.output;
+  EXPECT_THAT(test.output, HasSubstr("no labels"));
+  EXPECT_FALSE(fs::exists(d + "/run/eval-test.json"));  // no metrics without labels
+  // numpy reads the scores; each CSV row's pred_1 is its row's argmax, with that score.
+  const std::string both = holo::testing::run_python(d,
+      "import numpy as np, csv\n"
+      "for split in ['val', 'test']:\n"
+      "    s = np.load('" + d + "/run/predictions-' + split + '.npy')\n"
+      "    rows = list(csv.DictReader(open('" + d + "/run/predictions-' + split + '.csv')))\n"
+      "    ok = len(rows) == s.shape[0] and s.shape[1] == 4 and np.allclose(s.sum(1), 1, atol=1e-4)\n"
+      "    ok = ok and all(abs(float(r['score_1']) - s[i].max()) < 1e-5 for i, r in enumerate(rows))\n"
+      "    ok = ok and all(float(r['score_1']) >= float(r['score_2']) for r in rows)\n"
+      "    labels = sum(1 for r in rows if r['label'])\n"
+      "    open(OUT, 'a').write('%s %d %d %d\\n' % (split, ok, len(rows), labels))\n");
+  int64_t videos = -1;
+  {
+    std::ifstream in(m + "/val.csv");
+    std::string line;
+    while (std::getline(in, line)) ++videos;
+  }
+  const std::string n = std::to_string(videos);
+  EXPECT_EQ(both, "val 1 " + n + " " + n + "\ntest 1 " + n + " 0\n");
+  // Without --save-predictions an unlabeled split has nothing to give: a usage error, not "label -1".
+  const auto bare = run_command(holo_binary() + " eval " + path + sets + " --split test --checkpoint " + d + "/run");
+  EXPECT_EQ(bare.exit_code, 2) << bare.output;
+  EXPECT_THAT(bare.output, HasSubstr("has no labels"));
+}
+
 // An SGS network's cost varies per clip: training, validation and evaluation record its GFLOPs
 // and active bins (mean, min, max), on one rank and on two alike.
 TEST_F(Trainer, SgsCostIsRecordedInTrainingValidationAndEval) {
@@ -557,6 +600,40 @@ TEST_F(Trainer, TransferFromATrainedTeacherThenFinetune) {
                         "--set model.init=" + d + "/student/run --set train.max_steps=2");
   ASSERT_EQ(ft.exit_code, 0) << ft.output;
   EXPECT_THAT(ft.output, HasSubstr("initialised"));
+}
+
+// On a terminal (a pseudo-terminal made by script(1)) the progress bar and the log lines never
+// share a line: each log line takes the bar off its line first (the resumed run's rate is
+// Progress.RateCountsOnlyTheItemsThisProcessDid).
+TEST_F(Trainer, TerminalRunNeverGluesALogLineOntoTheBar) {
+  if (run_command("script --version").exit_code != 0) GTEST_SKIP() << "no script(1) here";
+  const std::string d = holo::testing::temp_dir();
+  const std::string path = recipe(d, "");
+  auto tty = [&](const std::string& sets) {
+    const std::string cmd = "HOLO_NUM_THREADS=1 HOLO_PROGRESS=auto " + holo_binary() + " train " + path + " " + sets;
+    return run_command("script -qec '" + cmd + "' /dev/null");
+  };
+  const auto first = tty("--set train.max_steps=12 --set checkpoint.every_steps=2");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const auto resumed = tty("--set train.max_steps=24 --set checkpoint.every_steps=2");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  for (const auto& out : {first.output, resumed.output}) {
+    EXPECT_THAT(out, HasSubstr("steps/s"));  // the bar was drawn
+    EXPECT_THAT(out, HasSubstr("checkpoint: saved"));  // and log lines came while it was up
+    // What a terminal shows on one line: the text between two carriage returns or newlines.
+    std::string seg;
+    for (char c : out + "\n") {
+      if (c == '\r' || c == '\n') {
+        // A log line's timestamp (its level is coloured on a terminal) on the bar's line.
+        static const std::regex stamp("[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}");
+        EXPECT_FALSE(seg.find("steps/s") != std::string::npos && std::regex_search(seg, stamp))
+            << "a log line glued onto the bar: " << seg;
+        seg.clear();
+      } else {
+        seg += c;
+      }
+    }
+  }
 }
 
 // A run whose loss stops being finite stops with an error on the step it happened, instead of
