@@ -732,6 +732,29 @@ TrainResult train(const Recipe& recipe) {
       for (const auto& b : task_module->named_buffers()) s.replicated.emplace_back("task." + b.key(), b.value());
     }
     for (auto& t : optim.state()) s.replicated.push_back(t);
+    // Weights, statistics or optimiser state that are no longer finite (batch-norm variances
+    // can overflow before the loss does) must not replace a good checkpoint: every rank
+    // checks, all agree, none saves.
+    {
+      torch::NoGradGuard no_grad;
+      std::string first_bad;
+      for (const auto& [name, t] : s.replicated) {
+        if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
+          first_bad = name;
+          break;
+        }
+      }
+      torch::Tensor bad = torch::tensor({first_bad.empty() ? 0.0f : 1.0f}).to(ctx.device);
+      if (world.size > 1) ctx.comm->all_reduce(bad, dist::ReduceOp::kMax);
+      if (bad.item<float>() > 0) {
+        log::flush();
+        throw Error(fmt::format(
+            "training diverged: {} is not finite at step {} (optim.lr = {}); it is not saved, the last "
+            "checkpoint in {} is kept. Lower optim.lr or set optim.clip_grad_norm, then resume",
+            first_bad.empty() ? std::string("a tensor of another rank") : first_bad, step, recipe.optim.lr,
+            ckpt_root));
+      }
+    }
     s.per_rank = {{"rng.cpu", at::detail::getDefaultCPUGenerator().get_state()}};
     // On a GPU, the device's generator too (dropout masks drawn there), for an exact resume.
     if (ctx.device.is_cuda()) s.per_rank.emplace_back("rng.cuda", at::globalContext().defaultGenerator(ctx.device).get_state());
