@@ -51,8 +51,10 @@ class ClassificationTask : public Task {
     ClassificationMeter m(num_classes_, false);
     torch::Tensor l = targets.to(torch::kCPU, torch::kInt64).contiguous();
     m.add(to_floats(scores), std::vector<int64_t>(l.data_ptr<int64_t>(), l.data_ptr<int64_t>() + l.numel()));
+    // The loss of the video-level prediction: cross entropy of the views' averaged softmax.
+    const torch::Tensor p = scores.to(torch::kCPU, torch::kFloat64).gather(1, l.view({-1, 1})).clamp_min(1e-12);
     return {{"top1", m.top1()}, {"top5", m.top5()}, {"mean_class_acc", m.mean_class_accuracy()},
-            {"videos", static_cast<double>(m.count())}};
+            {"loss", -p.log().mean().item<double>()}, {"videos", static_cast<double>(m.count())}};
   }
 
   std::string score_key() const override { return "top1"; }
@@ -131,7 +133,11 @@ class MultiLabelTask : public Task {
     MultiLabelMeter m(num_tags_);
     m.add(to_floats(scores), to_floats(targets));
     const auto r = m.compute(groups_);
-    Stats out = {{"mAP", r.overall.value_or(0.0)}, {"videos", static_cast<double>(m.count())}};
+    // Binary cross entropy of the views' averaged sigmoid, over tags and videos.
+    const torch::Tensor p = scores.to(torch::kCPU, torch::kFloat64).clamp(1e-12, 1 - 1e-12);
+    const torch::Tensor y = targets.to(torch::kCPU, torch::kFloat64);
+    const double bce = -(y * p.log() + (1 - y) * (1 - p).log()).mean().item<double>();
+    Stats out = {{"mAP", r.overall.value_or(0.0)}, {"loss", bce}, {"videos", static_cast<double>(m.count())}};
     for (const auto& g : r.groups) {
       if (g.map) out["mAP_" + g.name] = *g.map;
     }

@@ -1085,7 +1085,8 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
   }
   TextTable table({"metric", "value"});
   for (const auto& [k, v] : result.metrics) {
-    table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v)) : TextTable::percent(v, 2)});
+    table.add_row({k, k == "videos" ? std::to_string(static_cast<int64_t>(v))
+                                    : k == "loss" ? TextTable::number(v, 4) : TextTable::percent(v, 2)});
   }
   if (!vs.costs.empty()) {
     const nlohmann::json costs = vs.costs.to_json();

@@ -487,6 +487,20 @@ TEST_F(Trainer, EvalSavesPredictionsAlsoForAnUnlabeledSplit) {
   }
   const std::string n = std::to_string(videos);
   EXPECT_EQ(both, "val 1 " + n + " " + n + "\ntest 1 " + n + " 0\n");
+  // Validation loss: the cross entropy of each video's averaged scores, as numpy computes it
+  // from the saved matrix (the classes are sorted names, classes.txt's order).
+  const auto j = nlohmann::json::parse(std::ifstream(d + "/run/eval-val.json"));
+  ASSERT_TRUE(j["metrics"].contains("loss")) << j.dump();
+  fs::remove(d + "/reference.out");
+  const std::string loss = holo::testing::run_python(d,
+      "import numpy as np, csv\n"
+      "names = open('" + m + "/classes.txt').read().split()\n"
+      "s = np.load('" + d + "/run/predictions-val.npy').astype(np.float64)\n"
+      "rows = list(csv.DictReader(open('" + d + "/run/predictions-val.csv')))\n"
+      "y = [names.index(r['label']) for r in rows]\n"
+      "open(OUT, 'w').write(repr(float(-np.log(np.maximum(s[np.arange(len(y)), y], 1e-12)).mean())))\n");
+  EXPECT_NEAR(std::stod(loss), j["metrics"]["loss"].get<double>(), 1e-5);
+  EXPECT_GT(j["metrics"]["loss"].get<double>(), 0.0);
   // Without --save-predictions an unlabeled split has nothing to give: a usage error, not "label -1".
   const auto bare = run_command(holo_binary() + " eval " + path + sets + " --split test --checkpoint " + d + "/run");
   EXPECT_EQ(bare.exit_code, 2) << bare.output;
