@@ -737,11 +737,19 @@ TrainResult train(const Recipe& recipe) {
     // checks, all agree, none saves.
     {
       torch::NoGradGuard no_grad;
-      std::string first_bad;
+      // One flag per tensor, read back once (not one device sync per tensor).
+      std::vector<torch::Tensor> flags;
+      std::vector<const std::string*> names;
       for (const auto& [name, t] : s.replicated) {
-        if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>()) {
-          first_bad = name;
-          break;
+        if (!t.is_floating_point()) continue;
+        flags.push_back(torch::isfinite(t).all().to(ctx.device));
+        names.push_back(&name);
+      }
+      std::string first_bad;
+      if (!flags.empty()) {
+        const torch::Tensor ok = torch::stack(flags).to(torch::kCPU);
+        for (size_t i = 0; i < names.size() && first_bad.empty(); ++i) {
+          if (!ok[static_cast<int64_t>(i)].item<bool>()) first_bad = *names[i];
         }
       }
       torch::Tensor bad = torch::tensor({first_bad.empty() ? 0.0f : 1.0f}).to(ctx.device);
@@ -1110,15 +1118,7 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
     if (recipe.eval.per_class) {
       std::string csv;
       for (const auto& row : ctx.task->per_class(vs.scores, targets)) {
-        for (size_t i = 0; i < row.size(); ++i) {
-          std::string cell = row[i];
-          if (cell.find_first_of(",\"") != std::string::npos) {
-            std::string q = "\"";
-            for (char c : cell) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-            cell = q + "\"";
-          }
-          csv += (i ? "," : "") + cell;
-        }
+        for (size_t i = 0; i < row.size(); ++i) csv += (i ? "," : "") + csv_cell(row[i]);
         csv += "\n";
       }
       result.csv_path = (fs::path(out_dir) / ("eval-" + split + "-per-class.csv")).string();

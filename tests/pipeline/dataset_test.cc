@@ -248,7 +248,7 @@ TEST(Datasets, FolderAndContentHash) {
   holo::testing::write_coded_video((dir / "b" / "x.mp4").string(), 4);
   fs::copy_file(dir / "b" / "x.mp4", dir / "a.webm");
   touch(dir / "notes.txt");
-  touch(dir / "stub.mp4");
+  touch(dir / "one-byte.mp4");  // named as a video, holds one byte
   Recipe r;
   r.data.dataset = "folder";
   r.data.root = dir.string();
