@@ -113,6 +113,8 @@ struct ModelOptions {
   std::string sgs_kernel = "linear";        ///< linear or kronecker
   std::string sgs_measure = "mean_distance";  ///< mean_distance or magnitude
   std::string init;                ///< checkpoint or weights file to initialise from
+  std::string init_layout = "auto";  ///< names in model.init: auto, holo, torchvision, pyslowfast, mmaction2
+  bool init_strict = true;         ///< a tensor of model.init left unmatched stops the run (exit 2)
 };
 
 struct TaskOptions {

@@ -14,6 +14,8 @@
 #include "core/run_dir.h"
 #include "dist/world.h"
 #include "launcher/cli.h"
+#include "models/network.h"
+#include "models/weights.h"
 #include "pipeline/data_check.h"
 #include "train/signals.h"
 #include "train/table.h"
@@ -55,31 +57,27 @@ void inspect(const std::string& dir_arg) {
             << " optimiser tensors, " << bytes << " bytes\n";
 }
 
-/// Holo's 2D ResNet clip network names (stem.conv1, res2.0, heads.0) as torchvision's
-/// (conv1, layer1.0, fc), so that the file loads into torchvision.models.resnetNN or serves as
-/// a transfer teacher.
-std::string torchvision_name(const std::string& name) {
-  if (name.rfind("stem.", 0) == 0) return name.substr(5);
-  if (name.rfind("heads.0.", 0) == 0) return "fc." + name.substr(8);
-  if (name.size() > 5 && name.rfind("res", 0) == 0 && name[4] == '.' && name[3] >= '2' && name[3] <= '5') {
-    return "layer" + std::string(1, static_cast<char>(name[3] - 1)) + name.substr(4);
-  }
-  throw UsageError("tensor '" + name + "' has no torchvision name (--torchvision is for resnet*_2d checkpoints)");
-}
-
-void export_model(const std::string& dir_arg, const std::string& out, bool torchvision) {
+/// Writes the newest valid checkpoint's network as one torch.save-compatible dict, named as
+/// `layout` names it (models/weights.h): the family comes from the checkpoint's own recipe.
+void export_model(const std::string& dir_arg, const std::string& out, const std::string& layout_arg) {
   const auto loaded = ckpt::Manager::load_newest_valid(dir_arg, 0, 1);
   const std::string& dir = loaded.path;
-  c10::Dict<std::string, at::Tensor> state;
+  const models::WeightsLayout layout = models::parse_weights_layout(layout_arg);
+  std::vector<std::pair<std::string, at::Tensor>> state;
   for (const auto& [name, t] : loaded.replicated) {
-    if (name.rfind("model.", 0) == 0) {
-      state.insert(torchvision ? torchvision_name(name.substr(6)) : name.substr(6), t);
-    }
+    if (name.rfind("model.", 0) == 0) state.emplace_back(name.substr(6), t);
   }
-  const std::vector<char> bytes = torch::pickle_save(state);
+  std::string family;
+  if (layout != models::WeightsLayout::kHolo) {
+    if (loaded.recipe_toml.empty()) throw IoError("'" + dir + "' does not record its recipe, so its network is unknown");
+    family = models::resolve_model(parse_recipe(loaded.recipe_toml, dir + "/manifest.json").model).name;
+  }
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, t] : models::export_weights(state, family, layout)) dict.insert(name, t);
+  const std::vector<char> bytes = torch::pickle_save(dict);
   write_file_atomic(out, std::string(bytes.begin(), bytes.end()));
-  std::cout << "exported " << state.size() << " tensors of " << dir << " (step " << loaded.step
-            << ") to " << out << " (torch.load gives a state dict)\n";
+  std::cout << "exported " << dict.size() << " tensors of " << dir << " (step " << loaded.step << ") in "
+            << models::to_string(layout) << " names to " << out << " (torch.load gives a state dict)\n";
 }
 
 }  // namespace
@@ -168,10 +166,16 @@ void add_train_commands(CLI::App& app) {
       "export", "Write the model's state dict to one file that Python's torch.load reads");
   export_cmd->add_option("dir", *export_dir, "Checkpoint directory, or a run directory")->required();
   export_cmd->add_option("--out", *export_out, "Output file, e.g. model.pt")->required();
+  auto export_layout = std::make_shared<std::string>("holo");
   auto export_tv = std::make_shared<bool>(false);
-  export_cmd->add_flag("--torchvision", *export_tv,
-                       "Name the tensors as torchvision's ResNet (resnet*_2d checkpoints), e.g. for a transfer teacher");
-  export_cmd->callback([export_dir, export_out, export_tv] { export_model(*export_dir, *export_out, *export_tv); });
+  export_cmd->add_option("--layout", *export_layout,
+                         "Tensor names: holo, torchvision (resnet*_2d, r3d_18, mc3_18, r2plus1d_18), "
+                         "pyslowfast or mmaction2 (docs/weights.md)")
+      ->check(CLI::IsMember(models::weights_layout_names()));
+  export_cmd->add_flag("--torchvision", *export_tv, "Same as --layout torchvision");
+  export_cmd->callback([export_dir, export_out, export_layout, export_tv] {
+    export_model(*export_dir, *export_out, *export_tv ? "torchvision" : *export_layout);
+  });
 }
 
 }  // namespace holo::cli

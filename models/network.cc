@@ -36,7 +36,7 @@ constexpr double kX3dXlWidth = 2.9 / 2.0;
 
 bool is_3d_family(const std::string& f) {
   return f == "resnet3d" || f == "resnext3d" || f == "stc_resnet" || f == "stc_resnext" ||
-         f == "r2plus1d" || f == "atfr_resnet3d";
+         f == "r2plus1d" || f == "atfr_resnet3d" || f == "r3d_tv" || f == "mc3" || f == "slow_resnet";
 }
 
 /// The family's architecture, before the recipe's overrides.
@@ -54,6 +54,21 @@ ResNet3dOptions family_defaults(const std::string& family, int64_t depth, int64_
     // Tran et al. (2018), as torchvision's r2plus1d_18.
     o.stem_style(StemStyle::k2plus1d).stem_temporal_kernel(3).stem_pool(false)
         .conv_style(ConvStyle::k2plus1d).shortcut('B');
+  } else if (family == "r3d_tv") {
+    // torchvision's r3d_18 (Tran et al. 2018): 3x7x7 stem with stride 1x2x2 and no pool,
+    // 3x3x3 convs, stride 2 in all dimensions from res3, type-B shortcuts.
+    o.stem_temporal_kernel(3).stem_pool(false).shortcut('B');
+  } else if (family == "mc3") {
+    // torchvision's mc3_18 (MC3, Tran et al. 2018): the r3d stem, 3x3x3 convs in res2 only,
+    // 1x3x3 convs and spatial-only strides from res3 on.
+    o.stem_temporal_kernel(3).stem_pool(false).shortcut('B')
+        .temporal_kernels({3, 1, 1, 1}).temporal_strides({1, 1, 1, 1});
+  } else if (family == "slow_resnet") {
+    // The Slow pathway as a network of its own (Feichtenhofer et al. 2019): PySlowFast's
+    // SLOW_8x8_R50 and MMAction2's slowonly_r50. 1x7x7 stem, 1x3x3/1x2x2 pool, the temporal
+    // kernel 3 on the first 1x1 conv of res4 and res5 only, no temporal striding.
+    o.stem_temporal_kernel(1).pool_kernel({1, 3, 3}).pool_stride({1, 2, 2}).temporal_on_first(true)
+        .temporal_kernels({1, 1, 3, 3}).temporal_strides({1, 1, 1, 1}).shortcut('B');
   } else if (family == "atfr_resnet3d") {
     // Table 6.12 layout, as the authors' release builds its ResNet3D at every depth: 8-channel
     // 5x7x7 stem, 1x3x3 pool, bottlenecks of inner width 8, 64, 128, 256 (outputs 32, 256, 512,
@@ -111,6 +126,11 @@ const std::vector<ModelPreset>& model_presets() {
       p.push_back({"r2plus1d" + std::to_string(d), "r2plus1d", d, false,
                    "R(2+1)D-" + std::to_string(d) + " (Tran et al.)"});
     }
+    // torchvision's video models under torchvision's names (their weights import exactly).
+    p.push_back({"r3d_18", "r3d_tv", 18, false, "torchvision's r3d_18 (3x7x7 stem, no pool)"});
+    p.push_back({"mc3_18", "mc3", 18, false, "torchvision's mc3_18 (3D res2, 2D res3-res5)"});
+    p.push_back({"r2plus1d_18", "r2plus1d", 18, false, "torchvision's r2plus1d_18 (= r2plus1d18)"});
+    p.push_back({"slow_r50", "slow_resnet", 50, false, "Slow-only ResNet-50 (PySlowFast SLOW_8x8_R50, MMAction2 slowonly_r50)"});
     for (int64_t d : {18, 50}) {
       p.push_back({"r2plus1d" + std::to_string(d) + "_atfr", "r2plus1d", d, true,
                    "R(2+1)D-" + std::to_string(d) + " + SGS after res2"});
@@ -144,6 +164,9 @@ const std::vector<std::pair<std::string, std::string>>& model_families() {
       {"resnet2d", "2D ResNet on every frame, features averaged; depth 18-152"},
       {"hatnet", "HATNet: 2D and 3D branches with merge-and-reduction; depth 18-101"},
       {"r2plus1d", "R(2+1)D, depth 10-152"},
+      {"r3d_tv", "3D ResNet as torchvision's r3d: 3x7x7 stem, no pool; depth 10-152"},
+      {"slow_resnet", "Slow pathway ResNet (SlowFast's Slow-only): temporal kernels in res4-res5 only; depth 18-152"},
+      {"mc3", "MC3 as torchvision's mc3: 3D res2, 1x3x3 res3-res5; depth 10-152"},
       {"atfr_resnet3d", "ATFR backbone layout (Table 6.12); depth 18, 50, 101, 152"},
       {"x3d", "X3D; depth = residual blocks: 26 (S, M) or 55 (L, XL); width scales gamma_w 2.0"},
   };

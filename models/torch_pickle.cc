@@ -387,7 +387,7 @@ std::vector<std::pair<std::string, torch::Tensor>> read_torch_save_state_dict(co
     throw UnsupportedPickleError(path + std::string(": holds a ") + kind_name(root->kind) + ", not a state dict");
   }
   const Value* dict = root.get();
-  for (const char* nested : {"state_dict", "model"}) {
+  for (const char* nested : {"state_dict", "model_state", "model"}) {
     bool found = false;
     for (const auto& kv : root->entries) {
       if (kv.first->kind == Value::kString && kv.first->s == nested && kv.second->kind == Value::kDict) {

@@ -33,7 +33,8 @@ class UnsupportedPickleError : public IoError {
 
 /// The tensors of a `torch.save` file whose object is a dict or OrderedDict, in file order:
 /// the entries of the top-level dict whose value is a tensor, or, when the top level has a
-/// dict under "state_dict" or "model" (training checkpoints), that dict's tensor entries.
+/// dict under "state_dict", "model_state" or "model" (training checkpoints of MMAction2,
+/// PySlowFast and others), that dict's tensor entries.
 /// Keys must be strings. Throws UnsupportedPickleError for an object outside the format above
 /// and holo::IoError (naming the file) for a damaged file, a missing storage record, a record
 /// of the wrong size or a tensor reaching outside its storage.

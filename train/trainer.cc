@@ -27,6 +27,7 @@
 #include "dist/world.h"
 #include "models/batch_norm.h"
 #include "models/network.h"
+#include "models/weights.h"
 #include "pipeline/dataset.h"
 #include "pipeline/feature_store.h"
 #include "pipeline/loader.h"
@@ -109,28 +110,20 @@ ckpt::NamedTensors model_state(models::NetworkImpl& net) {
   return out;
 }
 
-/// Copies "model.*" tensors into the network. With `partial`, tensors whose name is missing or
-/// whose shape differs (a replaced head) are skipped and counted; otherwise they are errors.
+/// Copies "model.*" tensors of a checkpoint into the network; every one must be there.
 void load_model_state(models::NetworkImpl& net, const std::map<std::string, torch::Tensor>& state,
-                      const std::string& from, bool partial) {
+                      const std::string& from) {
   torch::NoGradGuard no_grad;
-  int64_t loaded = 0, skipped = 0;
   auto load_one = [&](const std::string& name, torch::Tensor& dst) {
     auto it = state.find("model." + name);
     if (it == state.end() || it->second.sizes() != dst.sizes()) {
-      if (!partial) {
-        throw IoError("'" + from + "' does not fit this model: tensor 'model." + name + "' " +
-                      (it == state.end() ? "is missing" : "has another shape"));
-      }
-      ++skipped;
-      return;
+      throw IoError("'" + from + "' does not fit this model: tensor 'model." + name + "' " +
+                    (it == state.end() ? "is missing" : "has another shape"));
     }
     dst.copy_(it->second.to(dst.device(), dst.scalar_type()));
-    ++loaded;
   };
   for (auto& p : net.named_parameters()) load_one(p.key(), p.value());
   for (auto& b : net.named_buffers()) load_one(b.key(), b.value());
-  if (partial) spdlog::info("initialised {} tensors from {} ({} left as they were)", loaded, from, skipped);
 }
 
 /// Copies "task.*" tensors into the task's module; every one must be there.
@@ -150,30 +143,48 @@ void load_task_state(torch::nn::Module& module, const std::map<std::string, torc
 }
 
 /// model.init: a checkpoint (directory or folder of checkpoints) or a single file of tensors
-/// (a dict saved by torch.save or `holo ckpt export`).
-void init_from(models::NetworkImpl& net, const std::string& path) {
+/// (a dict saved by torch.save: `holo ckpt export`, torchvision, PySlowFast, MMAction2), named as
+/// model.init_layout says (models/weights.h). Anything left unmatched, apart from a classifier of
+/// another class count, stops the run with exit 2 unless model.init_strict is false.
+void init_from(models::NetworkImpl& net, const holo::ModelOptions& model) {
+  const std::string& path = model.init;
   std::map<std::string, torch::Tensor> state;
   if (fs::is_directory(path)) {
     auto loaded = ckpt::Manager::load_newest_valid(path, 0, 1);
-    state = std::move(loaded.replicated);
+    for (auto& [k, v] : loaded.replicated) {
+      if (k.rfind("model.", 0) == 0) state[k.substr(6)] = v;
+    }
   } else {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw IoError("model.init: cannot open '" + path + "'");
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    torch::IValue v;
-    try {
-      v = torch::pickle_load(bytes);
-    } catch (const c10::Error& e) {
-      throw IoError("model.init: '" + path + "' is not a tensor dict saved by torch.save: " + e.what_without_backtrace());
-    }
-    if (!v.isGenericDict()) throw IoError("model.init: '" + path + "' does not hold a dict of tensors");
-    for (const auto& kv : v.toGenericDict()) {
-      std::string k = kv.key().toStringRef();
-      if (k.rfind("model.", 0) != 0) k = "model." + k;
-      state[k] = kv.value().toTensor();
-    }
+    for (auto& [k, t] : models::read_weights_file(path)) state[k.rfind("model.", 0) == 0 ? k.substr(6) : k] = t;
   }
-  load_model_state(net, state, path, /*partial=*/true);
+  const std::string family = models::resolve_model(model).name;
+  const auto report = models::import_weights(net, family, state, model.init_layout);
+  const auto initialised = [&] {
+    spdlog::info("initialised {} tensors from {} ({} names){}", report.loaded, path, models::to_string(report.layout),
+                 report.classifier_kept.empty() ? "" : "; the classifier keeps its fresh weights (another class count)");
+    for (const auto& c : report.classifier_kept) spdlog::debug("model.init: classifier {}", c);
+  };
+  if (report.unmatched.empty()) return initialised();
+  // Up to 10 lines of each side: what the network lacks, and what the file has in excess.
+  std::string list;
+  for (const bool network_side : {true, false}) {
+    std::vector<std::string> side;
+    for (const auto& u : report.unmatched) {
+      if ((u.rfind("file tensor", 0) != 0) == network_side) side.push_back(u);
+    }
+    for (size_t i = 0; i < side.size() && i < 10; ++i) list += "\n  " + side[i];
+    if (side.size() > 10) list += "\n  ... and " + std::to_string(side.size() - 10) + " more like these";
+  }
+  const std::string msg = std::to_string(report.unmatched.size()) + " tensor(s) of '" + path + "' (" +
+                          models::to_string(report.layout) + " names) and the " + family +
+                          " network did not match:" + list;
+  if (model.init_strict) {
+    throw RecipeError("[model]", 0, 0, "model.init",
+                      msg + "\n(set model.init_strict = false to train with them left as initialised, or "
+                            "model.init_layout to read other names)");
+  }
+  spdlog::warn("model.init: {}", msg);
+  initialised();
 }
 
 void freeze_stages(models::NetworkImpl& net, const std::vector<std::string>& stages) {
@@ -573,7 +584,7 @@ TrainResult train(const Recipe& recipe) {
   std::shared_ptr<pipeline::Dataset> val_ds;
   if (!recipe.data.val.empty() && recipe.train.val_every > 0 && ctx.task->validates()) val_ds = pipeline::make_dataset(recipe, "val");
 
-  if (!recipe.model.init.empty()) init_from(*ctx.net, recipe.model.init);
+  if (!recipe.model.init.empty()) init_from(*ctx.net, recipe.model);
   freeze_stages(*ctx.net, recipe.task.freeze);
   dist::broadcast_module(*ctx.net, *ctx.comm, 0);
 
@@ -672,7 +683,7 @@ TrainResult train(const Recipe& recipe) {
       throw Error("cannot resume from " + resume->path + ": the training set changed since it was saved (dataset hash " +
                   resume->dataset_hash + ", now " + ctx.dataset->content_hash() + ")");
     }
-    load_model_state(*ctx.net, resume->replicated, resume->path, /*partial=*/false);
+    load_model_state(*ctx.net, resume->replicated, resume->path);
     if (task_module) load_task_state(*task_module, resume->replicated, resume->path);
     optim.load_state(resume->replicated);
     step = resume->step;
@@ -1000,7 +1011,7 @@ ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint
   Context& ctx = out.ctx;
   const auto loaded = ckpt::Manager::load_newest_valid(checkpoint, ctx.world->rank, ctx.world->size);
   out.path = loaded.path;
-  load_model_state(*ctx.net, loaded.replicated, out.path, /*partial=*/false);
+  load_model_state(*ctx.net, loaded.replicated, out.path);
   out.step = loaded.step;
   pipeline::ClipLoader loader(ctx.dataset, recipe, pipeline::LoaderMode::kTest, ctx.world->rank, ctx.world->size);
   if (ctx.world->size > 1) loader.defer_bad_fraction_check(true);  // as for validation

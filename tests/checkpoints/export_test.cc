@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "checkpoints/checkpoint.h"
 #include "core/recipe.h"
@@ -21,6 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using holo::testing::holo_binary;
 using holo::testing::run_command;
+using ::testing::HasSubstr;
 
 constexpr int64_t kClasses = 3;
 
@@ -164,6 +166,57 @@ TEST_F(Export, TorchvisionNamesLoadIntoTorchvisionResnetWithEqualOutputs) {
   EXPECT_TRUE(torch::allclose(got, want, /*rtol=*/1e-5, /*atol=*/1e-5))
       << "C++\n" << want << "\nPython\n" << got;
   EXPECT_FALSE(torch::allclose(want[0], want[1]));
+}
+
+// model.init with another tool's file: torchvision's r3d_18 state dict (an OrderedDict) trains
+// from every tensor; a file that leaves tensors unmatched stops before training (exit 2) and
+// lists them, unless model.init_strict is false. Export of a network torchvision lacks is refused.
+TEST_F(Export, InitFromTorchvisionIsStrictAndExportNamesOnlyWhatTorchvisionHas) {
+  ASSERT_TRUE(holo::testing::have_reference_python());
+  const std::string d = holo::testing::temp_dir();
+  const std::string n = holo::testing::run_python(
+      d, "import torch, torchvision\n"
+         "sd = torchvision.models.video.r3d_18(num_classes=400).state_dict()\n"
+         "torch.save(sd, '" + d + "/r3d.pt')\n"
+         "torch.save(torchvision.models.resnet18().state_dict(), '" + d + "/r18.pt')\n"
+         "open(OUT, 'w').write(str(len(sd) - 2))\n");  // all but the 400-class fc
+  const Recipe ok = train(d, "name = \"r3d_18\"\nwidth = 1.0\nframes = 4\ninit = \"" + d + "/r3d.pt\"");
+  std::stringstream log;
+  log << std::ifstream(ok.run.dir + "/train.log").rdbuf();
+  EXPECT_THAT(log.str(), HasSubstr("initialised " + n + " tensors from " + d + "/r3d.pt (torchvision names)"));
+  EXPECT_THAT(log.str(), HasSubstr("the classifier keeps its fresh weights"));
+
+  const std::string bad = d + "/bad.toml";
+  std::ofstream(bad) << "[run]\ndir = \"" << d << "/bad\"\n[data]\ndataset = \"kinetics\"\nroot = \"" << data_root()
+                     << "\"\ntrain = \"" << data_root() << "/train.csv\"\n[sampling]\nnum_frames = 4\n"
+                     << "[transform]\ncrop_size = 32\n[model]\nname = \"r3d_18\"\ninit = \"" << d << "/r18.pt\"\n"
+                     << "[train]\nmax_steps = 1\n";
+  const auto strict = run_command("HOLO_NUM_THREADS=1 " + holo_binary() + " train " + bad);
+  EXPECT_EQ(strict.exit_code, 2) << strict.output;
+  EXPECT_THAT(strict.output, HasSubstr("model.init"));
+  EXPECT_THAT(strict.output, HasSubstr("did not match"));
+  EXPECT_THAT(strict.output, HasSubstr("is not in the file"));
+  EXPECT_THAT(strict.output, HasSubstr("has no place in the network"));
+  EXPECT_FALSE(fs::exists(d + "/bad/checkpoints/step-1"));
+  const auto loose = run_command("HOLO_NUM_THREADS=1 " + holo_binary() + " train " + bad + " --set model.init_strict=false");
+  EXPECT_EQ(loose.exit_code, 0) << loose.output;
+  EXPECT_THAT(loose.output, HasSubstr("warn"));
+  EXPECT_THAT(loose.output, HasSubstr("did not match"));
+
+  const auto tv = run_command(holo_binary() + " ckpt export " + ok.run.dir + " --layout torchvision --out " + d + "/out.pt");
+  ASSERT_EQ(tv.exit_code, 0) << tv.output;
+  EXPECT_EQ(holo::testing::run_python(d, "import torch, torchvision\n"
+                                         "m = torchvision.models.video.r3d_18(num_classes=3)\n"
+                                         "m.load_state_dict(torch.load('" + d + "/out.pt'), strict=True)\n"
+                                         "open(OUT, 'w').write('loaded')\n"),
+            "loaded");
+  const std::string hara = d + "/hara";
+  fs::create_directories(hara);
+  const Recipe h = train(hara, "name = \"r3d10\"\nwidth = 0.25\nframes = 4");
+  const auto refused = run_command(holo_binary() + " ckpt export " + h.run.dir + " --torchvision --out " + d + "/no.pt");
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_THAT(refused.output, HasSubstr("r3d_18, mc3_18 and r2plus1d_18"));
+  EXPECT_FALSE(fs::exists(d + "/no.pt"));
 }
 
 }  // namespace
