@@ -322,8 +322,13 @@ void add_report_commands(CLI::App& app) {
   plot->add_option("run_dir", *run_dir, "Run directory")->required();
   plot->callback([run_dir] {
     const CurveFiles files = write_curves(*run_dir);
-    std::cout << "read " << files.records << " metric lines; " << files.panels
-              << " panels\nwrote " << files.svg << "\nwrote " << files.png << "\n";
+    std::cout << "read " << files.records << " metric lines; " << files.panels << " panels\n";
+    if (!files.constants.empty()) {
+      std::string list;
+      for (const auto& c : files.constants) list += (list.empty() ? "" : ", ") + c;
+      std::cout << "not drawn, constant: " << list << "\n";
+    }
+    std::cout << "wrote " << files.svg << "\nwrote " << files.png << "\n";
   });
 
   auto args = std::make_shared<ClusterArgs>();

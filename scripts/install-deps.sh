@@ -20,8 +20,8 @@ packages=(
   slurm-wlm slurm-client munge
   # Python side for baselines in bench/ and for checking our files open in Python
   python3-torch python3-torchvision python3-av python3-h5py python3-numpy python3-sklearn
-  # plots, process tools
-  procps
+  # plots (cairo, and the font they are drawn in), process tools
+  libcairo2-dev fonts-dejavu-core procps
 )
 
 missing=()

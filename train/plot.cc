@@ -1,12 +1,14 @@
 #include "train/plot.h"
 
 #include <nlohmann/json.hpp>
-#include <zlib.h>
+#if HOLO_HAVE_CAIRO
+#include <cairo-svg.h>
+#include <cairo.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -17,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/recipe.h"
 #include "core/run_dir.h"
 
 namespace holo {
@@ -61,332 +64,264 @@ std::vector<MetricsRecord> read_metrics_jsonl(const std::string& path) {
   return records;
 }
 
-std::vector<PlotPanel> curves_from_metrics(const std::vector<MetricsRecord>& records) {
-  // Keys in order of first appearance; loss and lr first.
-  std::vector<std::string> keys = {"loss", "lr"};
-  std::vector<std::string> splits;
+// ---- Panels ------------------------------------------------------------------------------
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+/// k of "top<k>" (top1, top5); 0 for any other key.
+int64_t top_k(const std::string& key) {
+  if (!starts_with(key, "top") || key.size() == 3 || key.size() > 9) return 0;
+  for (size_t i = 3; i < key.size(); ++i) {
+    if (key[i] < '0' || key[i] > '9') return 0;
+  }
+  return std::stoll(key.substr(3));
+}
+
+std::string short_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+/// A panel before its series are looked up: which keys it draws and how each is labelled.
+struct PanelSpec {
+  PanelSpec(std::string title, std::string y_label, double floor, double ceiling)
+      : title(std::move(title)), y_label(std::move(y_label)), floor(floor), ceiling(ceiling) {}
+
+  std::string title, y_label;
+  double floor, ceiling;  ///< as PlotPanel's y_floor and y_ceiling
+  bool lr = false;        ///< log scale when the values span more than a factor 20
+  /// (key, what follows the split in the label; empty: the split alone, and the split's colour,
+  /// as a panel's main metric: training blue, validation orange in every panel).
+  std::vector<std::pair<std::string, std::string>> keys;
+  std::string cost;  ///< a per-clip cost: <cost>_mean with a <cost>_min..<cost>_max band
+};
+
+/// "GFLOPs" for "gflops", else the name with spaces ("active bins").
+std::string cost_name(const std::string& base) {
+  if (base == "gflops") return "GFLOPs";
+  std::string t = base;
+  std::replace(t.begin(), t.end(), '_', ' ');
+  return t;
+}
+
+std::string cost_title(const std::string& base) { return cost_name(base) + " per clip"; }
+
+}  // namespace
+
+Curves curves_from_metrics(const std::vector<MetricsRecord>& records, int64_t num_classes) {
+  // Splits ("train" first) and keys in order of first appearance.
+  std::vector<std::string> splits, keys;
   for (const auto& r : records) {
     if (std::find(splits.begin(), splits.end(), r.split) == splits.end()) splits.push_back(r.split);
     for (const auto& kv : r.values) {
-      if (kv.first == "epoch" || kv.first == "time") continue;
       if (std::find(keys.begin(), keys.end(), kv.first) == keys.end()) keys.push_back(kv.first);
     }
   }
+  std::stable_partition(splits.begin(), splits.end(),
+                        [](const std::string& s) { return s == "train"; });
   // (key, split) -> step -> value; later lines overwrite earlier ones.
   std::map<std::pair<std::string, std::string>, std::map<int64_t, double>> data;
   for (const auto& r : records) {
     for (const auto& kv : r.values) data[{kv.first, r.split}][r.step] = kv.second;
   }
-  std::vector<PlotPanel> panels;
-  for (const auto& key : keys) {
+  const auto has = [&](const std::string& k) {
+    return std::find(keys.begin(), keys.end(), k) != keys.end();
+  };
+
+  Curves out;
+  std::set<std::string> placed = {"step", "epoch", "time", "videos"};
+  std::vector<PanelSpec> specs;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  auto add = [&](PanelSpec spec) {
+    for (const auto& k : spec.keys) placed.insert(k.first);
+    if (!spec.cost.empty()) {
+      for (const char* s : {"_mean", "_min", "_max"}) placed.insert(spec.cost + s);
+    }
+    specs.push_back(std::move(spec));
+  };
+
+  PanelSpec loss{"loss", "loss", 0.0, nan};
+  if (has("loss")) loss.keys.push_back({"loss", ""});
+  add(loss);
+  PanelSpec heads{"loss per head", "loss", 0.0, nan};
+  for (const auto& k : keys) {
+    if (starts_with(k, "loss_")) heads.keys.push_back({k, k.substr(5)});
+  }
+  add(heads);
+  PanelSpec acc{"accuracy", "fraction correct", 0.0, 1.0};
+  if (has("acc")) acc.keys.push_back({"acc", ""});
+  std::vector<std::pair<int64_t, std::string>> tops;
+  for (const auto& k : keys) {
+    if (top_k(k) > 0) tops.emplace_back(top_k(k), k);
+  }
+  std::sort(tops.begin(), tops.end());
+  for (const auto& [k, key] : tops) {
+    // Every video is right within k guesses when k >= the number of classes.
+    if (num_classes > 0 && k >= num_classes) {
+      placed.insert(key);
+      continue;
+    }
+    acc.keys.push_back({key, "top-" + std::to_string(k)});
+  }
+  if (has("mean_class_acc")) acc.keys.push_back({"mean_class_acc", "mean class acc"});
+  add(acc);
+  PanelSpec map{"mAP", "mAP", 0.0, 1.0};
+  if (has("mAP")) map.keys.push_back({"mAP", ""});
+  for (const auto& k : keys) {
+    if (starts_with(k, "mAP_")) map.keys.push_back({k, k.substr(4)});
+  }
+  add(map);
+  PanelSpec lr{"learning rate", "learning rate", 0.0, nan};
+  lr.lr = true;
+  if (has("lr")) lr.keys.push_back({"lr", ""});
+  add(lr);
+  PanelSpec speed{"throughput", "clips / s", 0.0, nan};
+  if (has("clips_per_s")) speed.keys.push_back({"clips_per_s", ""});
+  add(speed);
+  for (const auto& k : keys) {
+    if (!ends_with(k, "_mean")) continue;
+    const std::string base = k.substr(0, k.size() - 5);
+    if (!has(base + "_min") || !has(base + "_max")) continue;
+    PanelSpec cost{cost_title(base), cost_name(base), 0.0, nan};
+    cost.cost = base;
+    add(cost);
+  }
+  for (const auto& k : keys) {
+    if (placed.count(k)) continue;
+    PanelSpec other{k, k, nan, nan};
+    other.keys.push_back({k, ""});
+    add(other);
+  }
+
+  // Series of one key and split: finite points only.
+  auto points = [&](const std::string& key, const std::string& split) {
+    std::vector<std::pair<double, double>> pts;
+    auto it = data.find({key, split});
+    if (it == data.end()) return pts;
+    for (const auto& [step, value] : it->second) {
+      if (std::isfinite(value)) pts.emplace_back(static_cast<double>(step), value);
+    }
+    return pts;
+  };
+  auto constant = [](const std::vector<double>& v) {
+    return v.size() >= 2 && std::all_of(v.begin(), v.end(), [&](double x) { return x == v[0]; });
+  };
+  for (const auto& split : splits) {
+    const auto videos = points("videos", split);
+    std::vector<double> y;
+    for (const auto& p : videos) y.push_back(p.second);
+    if (!y.empty() && (constant(y) || y.size() == 1))
+      out.constants.push_back(split + " videos " + short_number(y[0]));
+  }
+
+  for (const auto& spec : specs) {
     PlotPanel p;
-    p.title = key == "lr" ? "learning rate" : key;
-    p.y_label = key;
-    double lo = std::numeric_limits<double>::infinity(), hi = 0.0;
-    for (const auto& split : splits) {
-      auto it = data.find({key, split});
-      if (it == data.end()) continue;
-      PlotSeries s;
-      s.label = split;
-      for (const auto& [step, value] : it->second) {
-        if (!std::isfinite(value)) continue;
-        s.x.push_back(static_cast<double>(step));
-        s.y.push_back(value);
-        lo = std::min(lo, value);
-        hi = std::max(hi, value);
+    p.title = spec.title;
+    p.y_label = spec.y_label;
+    p.y_floor = spec.floor;
+    p.y_ceiling = spec.ceiling;
+    int extra_color = static_cast<int>(splits.size());  // beyond the splits' own colours
+    bool varies = false;  // some series has one point, or two that differ
+    std::vector<std::string> flat;
+    std::vector<std::pair<std::string, std::string>> entries = spec.keys;
+    if (!spec.cost.empty()) entries = {{spec.cost + "_mean", ""}};
+    for (const auto& [key, suffix] : entries) {
+      for (const auto& split : splits) {
+        const auto pts = points(key, split);
+        if (pts.empty()) continue;
+        PlotSeries s;
+        s.label = suffix.empty() ? split : split + " " + suffix;
+        s.markers = split != "train";
+        const bool main = suffix.empty() || key == "top1";
+        const int split_index =
+            static_cast<int>(std::find(splits.begin(), splits.end(), split) - splits.begin());
+        s.color = main ? split_index : extra_color++;
+        s.layer = main ? 1 + split_index : 0;
+        for (const auto& [x, y] : pts) {
+          s.x.push_back(x);
+          s.y.push_back(y);
+        }
+        std::vector<double> lo, hi;
+        if (!spec.cost.empty()) {
+          // The band at the steps that have all three.
+          const auto& mins = data[{spec.cost + "_min", split}];
+          const auto& maxes = data[{spec.cost + "_max", split}];
+          for (double x : s.x) {
+            auto a = mins.find(static_cast<int64_t>(x)), b = maxes.find(static_cast<int64_t>(x));
+            lo.push_back(a == mins.end() ? std::numeric_limits<double>::quiet_NaN() : a->second);
+            hi.push_back(b == maxes.end() ? std::numeric_limits<double>::quiet_NaN() : b->second);
+          }
+        }
+        const std::string name = split + " " + key;
+        const int64_t k = top_k(key);
+        const bool all_one = std::all_of(s.y.begin(), s.y.end(), [](double v) { return v == 1.0; });
+        if (k > 1 && num_classes <= 0 && all_one) {
+          // Right within k guesses at every validation: k is at least the class count.
+          out.constants.push_back(name + " 1");
+          continue;
+        }
+        if (!(constant(s.y) && (lo.empty() || (constant(lo) && constant(hi))))) varies = true;
+        flat.push_back(name + " " + short_number(s.y[0]));
+        s.band_lo = std::move(lo);
+        s.band_hi = std::move(hi);
+        p.series.push_back(std::move(s));
       }
-      if (!s.x.empty()) p.series.push_back(std::move(s));
     }
-    if (p.series.empty()) continue;
-    p.log_y = key == "lr" && lo > 0 && hi / lo > 20.0;
-    panels.push_back(std::move(p));
-  }
-  return panels;
-}
-
-// ---- Drawing -----------------------------------------------------------------------------
-
-namespace {
-
-struct Color {
-  uint8_t r, g, b;
-};
-constexpr Color kBlack{0x22, 0x22, 0x22};
-constexpr Color kGrid{0xE3, 0xE3, 0xE3};
-constexpr Color kFrame{0x88, 0x88, 0x88};
-constexpr Color kWhite{0xFF, 0xFF, 0xFF};
-constexpr Color kPalette[] = {{0x1F, 0x77, 0xB4}, {0xFF, 0x7F, 0x0E}, {0x2C, 0xA0, 0x2C},
-                              {0xD6, 0x27, 0x28}, {0x94, 0x67, 0xBD}, {0x8C, 0x56, 0x4B},
-                              {0xE3, 0x77, 0xC2}, {0x7F, 0x7F, 0x7F}};
-
-std::string hex(Color c) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", c.r, c.g, c.b);
-  return buf;
-}
-
-enum class Anchor { kStart, kMiddle, kEnd };
-
-/// What both back ends draw with; coordinates in pixels, y down.
-class Canvas {
- public:
-  virtual ~Canvas() = default;
-  virtual void line(double x1, double y1, double x2, double y2, Color c, double width) = 0;
-  virtual void polyline(const std::vector<std::pair<double, double>>& points, Color c,
-                        double width) = 0;
-  virtual void fill_rect(double x, double y, double w, double h, Color c) = 0;
-  /// Text with its baseline at y; `vertical` runs bottom to top with the baseline at x.
-  virtual void text(double x, double y, const std::string& s, Anchor anchor, double size,
-                    Color c, bool vertical = false) = 0;
-  /// Approximate width of `s` at `size`, for the legend box.
-  virtual double text_width(const std::string& s, double size) const = 0;
-
-  void stroke_rect(double x, double y, double w, double h, Color c) {
-    line(x, y, x + w, y, c, 1);
-    line(x + w, y, x + w, y + h, c, 1);
-    line(x + w, y + h, x, y + h, c, 1);
-    line(x, y + h, x, y, c, 1);
-  }
-};
-
-// ---- SVG
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+    // Secondary metrics beside a main one are dashed and drawn over it: where they are equal
+    // (top-1 and mean class accuracy of a balanced set), both stay visible.
+    const bool has_main = std::any_of(p.series.begin(), p.series.end(),
+                                      [](const PlotSeries& s) { return s.layer > 0; });
+    for (auto& s : p.series) {
+      if (has_main && s.layer == 0) {
+        s.dashed = true;
+        s.layer = static_cast<int>(splits.size()) + 1;
+      }
     }
+    // A panel of series that never change says no more than their values do.
+    if (!varies) {
+      out.constants.insert(out.constants.end(), flat.begin(), flat.end());
+      continue;
+    }
+    if (spec.lr) {
+      double lo = std::numeric_limits<double>::infinity(), hi = 0.0;
+      for (const auto& s : p.series) {
+        for (double v : s.y) {
+          lo = std::min(lo, v);
+          hi = std::max(hi, v);
+        }
+      }
+      p.log_y = lo > 0 && hi / lo > 20.0;
+    }
+    out.panels.push_back(std::move(p));
   }
   return out;
 }
 
-std::string num(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
+int64_t recorded_num_classes(const std::string& run_dir) {
+  const std::string path = (std::filesystem::path(run_dir) / "recipe.toml").string();
+  if (!std::filesystem::exists(path)) return 0;
+  try {
+    const Recipe r = load_recipe(path);
+    if (r.task.kind == "multilabel") return 0;
+    if (r.data.num_classes > 0) return r.data.num_classes;
+    if (r.data.dataset == "synth" && r.data.synth_kind == "motion") return r.data.synth_classes;
+  } catch (const Error& e) {
+    // A recipe of another version: the curves are still drawn, top-k judged by its values.
+    spdlog::debug("plot: the class count of {} is not known: {}", path, e.what());
+  }
+  return 0;
 }
 
-class SvgCanvas : public Canvas {
- public:
-  void line(double x1, double y1, double x2, double y2, Color c, double width) override {
-    out_ += "<line x1=\"" + num(x1) + "\" y1=\"" + num(y1) + "\" x2=\"" + num(x2) + "\" y2=\"" +
-            num(y2) + "\" stroke=\"" + hex(c) + "\" stroke-width=\"" + num(width) + "\"/>\n";
-  }
-  void polyline(const std::vector<std::pair<double, double>>& points, Color c,
-                double width) override {
-    out_ += "<polyline fill=\"none\" stroke=\"" + hex(c) + "\" stroke-width=\"" + num(width) +
-            "\" stroke-linejoin=\"round\" points=\"";
-    for (size_t i = 0; i < points.size(); ++i) {
-      out_ += (i ? " " : "") + num(points[i].first) + "," + num(points[i].second);
-    }
-    out_ += "\"/>\n";
-  }
-  void fill_rect(double x, double y, double w, double h, Color c) override {
-    out_ += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(w) +
-            "\" height=\"" + num(h) + "\" fill=\"" + hex(c) + "\"/>\n";
-  }
-  void text(double x, double y, const std::string& s, Anchor anchor, double size, Color c,
-            bool vertical) override {
-    const char* a = anchor == Anchor::kStart ? "start" : anchor == Anchor::kMiddle ? "middle" : "end";
-    out_ += "<text x=\"" + num(x) + "\" y=\"" + num(y) + "\" font-size=\"" + num(size) +
-            "\" text-anchor=\"" + a + "\" fill=\"" + hex(c) + "\"";
-    if (vertical) out_ += " transform=\"rotate(-90 " + num(x) + " " + num(y) + ")\"";
-    out_ += ">" + xml_escape(s) + "</text>\n";
-  }
-  double text_width(const std::string& s, double size) const override {
-    return 0.6 * size * static_cast<double>(s.size());
-  }
-  std::string& out() { return out_; }
+// ---- Axes --------------------------------------------------------------------------------
 
- private:
-  std::string out_;
-};
-
-// ---- Raster
-
-/// The built-in 5x7 pixel font (each row: 5 bits, most significant = leftmost pixel).
-// Characters, in this order:  !%'()*+,-./0123456789:<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_|
-constexpr char kGlyphChars[] = " !%'()*+,-./0123456789:<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]_|";
-constexpr uint8_t kGlyphRows[][7] = {
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00},  //  
-    {0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04},  // !
-    {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03},  // %
-    {0x04, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00},  // '
-    {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02},  // (
-    {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08},  // )
-    {0x00, 0x15, 0x0E, 0x1F, 0x0E, 0x15, 0x00},  // *
-    {0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00},  // +
-    {0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08},  // ,
-    {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00},  // -
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C},  // .
-    {0x01, 0x01, 0x02, 0x04, 0x08, 0x10, 0x10},  // /
-    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E},  // 0
-    {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E},  // 1
-    {0x0E, 0x11, 0x01, 0x06, 0x08, 0x10, 0x1F},  // 2
-    {0x1E, 0x01, 0x01, 0x0E, 0x01, 0x01, 0x1E},  // 3
-    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02},  // 4
-    {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E},  // 5
-    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E},  // 6
-    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},  // 7
-    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E},  // 8
-    {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C},  // 9
-    {0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00},  // :
-    {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02},  // <
-    {0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00},  // =
-    {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08},  // >
-    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04},  // ?
-    {0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11},  // A
-    {0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E},  // B
-    {0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E},  // C
-    {0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C},  // D
-    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F},  // E
-    {0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10},  // F
-    {0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F},  // G
-    {0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11},  // H
-    {0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E},  // I
-    {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C},  // J
-    {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11},  // K
-    {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F},  // L
-    {0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11},  // M
-    {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11},  // N
-    {0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E},  // O
-    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10},  // P
-    {0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D},  // Q
-    {0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11},  // R
-    {0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E},  // S
-    {0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04},  // T
-    {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E},  // U
-    {0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04},  // V
-    {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A},  // W
-    {0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11},  // X
-    {0x11, 0x11, 0x0A, 0x04, 0x04, 0x04, 0x04},  // Y
-    {0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F},  // Z
-    {0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E},  // [
-    {0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E},  // ]
-    {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F},  // _
-    {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04},  // |
-};
-
-
-const uint8_t* glyph(char ch) {
-  if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 'a' + 'A');
-  const char* p = std::strchr(kGlyphChars, ch);
-  if (ch == '\0' || p == nullptr) p = std::strchr(kGlyphChars, '?');
-  return kGlyphRows[p - kGlyphChars];
-}
-
-class RasterCanvas : public Canvas {
- public:
-  RasterCanvas(int width, int height) {
-    image_.width = width;
-    image_.height = height;
-    image_.pixels.assign(static_cast<size_t>(width) * height * 3, 0xFF);
-  }
-
-  void line(double x1, double y1, double x2, double y2, Color c, double width) override {
-    // Coverage from the distance of each pixel centre to the segment: anti-aliased, any width.
-    const double r = width / 2.0;
-    const int xa = static_cast<int>(std::floor(std::min(x1, x2) - r - 1));
-    const int xb = static_cast<int>(std::ceil(std::max(x1, x2) + r + 1));
-    const int ya = static_cast<int>(std::floor(std::min(y1, y2) - r - 1));
-    const int yb = static_cast<int>(std::ceil(std::max(y1, y2) + r + 1));
-    const double dx = x2 - x1, dy = y2 - y1, len2 = dx * dx + dy * dy;
-    for (int py = std::max(0, ya); py <= std::min(image_.height - 1, yb); ++py) {
-      for (int px = std::max(0, xa); px <= std::min(image_.width - 1, xb); ++px) {
-        const double cx = px + 0.5, cy = py + 0.5;
-        double t = len2 > 0 ? ((cx - x1) * dx + (cy - y1) * dy) / len2 : 0.0;
-        t = std::clamp(t, 0.0, 1.0);
-        const double ex = x1 + t * dx - cx, ey = y1 + t * dy - cy;
-        const double coverage = std::clamp(r + 0.5 - std::sqrt(ex * ex + ey * ey), 0.0, 1.0);
-        if (coverage > 0) blend(px, py, c, coverage);
-      }
-    }
-  }
-  void polyline(const std::vector<std::pair<double, double>>& points, Color c,
-                double width) override {
-    for (size_t i = 1; i < points.size(); ++i) {
-      line(points[i - 1].first, points[i - 1].second, points[i].first, points[i].second, c, width);
-    }
-    if (points.size() == 1) fill_rect(points[0].first - 2, points[0].second - 2, 4, 4, c);
-  }
-  void fill_rect(double x, double y, double w, double h, Color c) override {
-    const int x0 = std::max(0, static_cast<int>(std::lround(x)));
-    const int y0 = std::max(0, static_cast<int>(std::lround(y)));
-    const int x1 = std::min(image_.width, static_cast<int>(std::lround(x + w)));
-    const int y1 = std::min(image_.height, static_cast<int>(std::lround(y + h)));
-    for (int py = y0; py < y1; ++py) {
-      for (int px = x0; px < x1; ++px) blend(px, py, c, 1.0);
-    }
-  }
-  void text(double x, double y, const std::string& s, Anchor anchor, double size, Color c,
-            bool vertical) override {
-    const int scale = size >= 12 ? 2 : 1;
-    const double w = text_width(s, size);
-    double start = anchor == Anchor::kStart ? 0 : anchor == Anchor::kMiddle ? -w / 2 : -w;
-    for (size_t i = 0; i < s.size(); ++i) {
-      const uint8_t* rows = glyph(s[i]);
-      for (int gy = 0; gy < 7; ++gy) {
-        for (int gx = 0; gx < 5; ++gx) {
-          if (!(rows[gy] & (0x10 >> gx))) continue;
-          // Glyph cell (gx, gy) of character i, 7 rows above the baseline.
-          const double along = start + (static_cast<double>(i) * 6 + gx) * scale;
-          const double up = (7 - gy) * scale;
-          if (vertical) {
-            fill_rect(x - up, y - along - scale, scale, scale, c);
-          } else {
-            fill_rect(x + along, y - up, scale, scale, c);
-          }
-        }
-      }
-    }
-  }
-  double text_width(const std::string& s, double size) const override {
-    const int scale = size >= 12 ? 2 : 1;
-    return s.empty() ? 0.0 : (static_cast<double>(s.size()) * 6 - 1) * scale;
-  }
-  RgbImage& image() { return image_; }
-
- private:
-  void blend(int x, int y, Color c, double a) {
-    uint8_t* p = image_.pixels.data() + (static_cast<size_t>(y) * image_.width + x) * 3;
-    const uint8_t rgb[3] = {c.r, c.g, c.b};
-    for (int k = 0; k < 3; ++k) {
-      p[k] = static_cast<uint8_t>(std::lround(p[k] * (1.0 - a) + rgb[k] * a));
-    }
-  }
-
-  RgbImage image_;
-};
-
-// ---- Axes
-
-struct Axis {
-  double lo = 0, hi = 1;
-  bool log = false;
-  std::vector<double> ticks;
-  int decimals = 0;
-
-  double position(double v, double a, double b) const {
-    const double t = log ? (std::log10(v) - std::log10(lo)) / (std::log10(hi) - std::log10(lo))
-                         : (v - lo) / (hi - lo);
-    return a + t * (b - a);
-  }
-  std::string label(double v) const {
-    char buf[32];
-    const double m = std::max(std::fabs(lo), std::fabs(hi));
-    if (log || m >= 1e6 || (m < 1e-3 && m > 0)) {
-      std::snprintf(buf, sizeof buf, "%g", v);
-    } else {
-      std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    }
-    return buf;
-  }
-};
+namespace {
 
 /// 1, 2 or 5 times a power of ten, close to `x`.
 double nice_step(double x) {
@@ -395,29 +330,67 @@ double nice_step(double x) {
   return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
-Axis make_axis(double min, double max, bool log) {
-  Axis a;
-  if (log && min > 0 && max / min > 10.0) {
-    a.log = true;
-    const double e0 = std::floor(std::log10(min) + 1e-9), e1 = std::ceil(std::log10(max) - 1e-9);
-    a.lo = std::pow(10.0, e0);
-    a.hi = std::pow(10.0, std::max(e1, e0 + 1));
-    for (double e = e0; e <= std::max(e1, e0 + 1) + 1e-9; e += 1) a.ticks.push_back(std::pow(10.0, e));
-    return a;
-  }
+/// Linear ticks around [min, max], rounded outwards but never past `floor` and `ceiling`.
+PlotAxis linear_axis(double min, double max, double floor, double ceiling) {
   if (max <= min) {
-    const double d = min == 0 ? 1.0 : std::fabs(min) * 0.5;
+    // A single value: a little room either way.
+    const double d = min == 0 ? 0.1 : std::fabs(min) * 0.1;
     min -= d;
     max += d;
   }
+  if (std::isfinite(floor)) min = std::max(min, floor);
+  if (std::isfinite(ceiling)) max = std::min(max, ceiling);
+  PlotAxis a;
   const double step = nice_step((max - min) / 5.0);
   const double k0 = std::floor(min / step + 1e-9), k1 = std::ceil(max / step - 1e-9);
   a.lo = k0 * step;
   a.hi = std::max(k1, k0 + 1) * step;
-  for (double k = k0; k <= std::max(k1, k0 + 1) + 1e-9; k += 1) a.ticks.push_back(k * step);
-  a.decimals = std::clamp(static_cast<int>(-std::floor(std::log10(step) + 1e-9)), 0, 6);
+  if (std::isfinite(floor)) a.lo = std::max(a.lo, floor);
+  if (std::isfinite(ceiling)) a.hi = std::min(a.hi, ceiling);
+  for (double k = k0; k <= std::max(k1, k0 + 1) + 1e-9; k += 1) {
+    const double t = k * step;
+    if (t >= a.lo - 1e-9 * step && t <= a.hi + 1e-9 * step)
+      a.ticks.push_back(std::fabs(t) < 1e-12 * step ? 0.0 : t);
+  }
   return a;
 }
+
+}  // namespace
+
+PlotAxis y_axis(const PlotPanel& p) {
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  bool all_positive = true;
+  for (const auto& s : p.series) {
+    for (size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
+      if (!std::isfinite(s.x[i])) continue;
+      for (double v : {s.y[i], i < s.band_lo.size() ? s.band_lo[i] : s.y[i],
+                       i < s.band_hi.size() ? s.band_hi[i] : s.y[i]}) {
+        if (!std::isfinite(v)) continue;
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        all_positive = all_positive && v > 0;
+      }
+    }
+  }
+  if (!std::isfinite(lo)) return linear_axis(0, 1, p.y_floor, p.y_ceiling);
+  if (p.log_y && all_positive && hi / lo > 10.0) {
+    PlotAxis a;
+    a.log = true;
+    const double e0 = std::floor(std::log10(lo) + 1e-9),
+                 e1 = std::max(std::ceil(std::log10(hi) - 1e-9), e0 + 1);
+    a.lo = std::pow(10.0, e0);
+    a.hi = std::pow(10.0, e1);
+    for (double e = e0; e <= e1 + 1e-9; e += 1) a.ticks.push_back(std::pow(10.0, e));
+    return a;
+  }
+  return linear_axis(lo, hi, p.y_floor, p.y_ceiling);
+}
+
+// ---- Drawing -----------------------------------------------------------------------------
+
+#if HOLO_HAVE_CAIRO
+
+namespace {
 
 /// Finite x extent of every series of every panel: panels share the step axis.
 std::pair<double, double> x_extent(const std::vector<PlotPanel>& panels) {
@@ -435,62 +408,269 @@ std::pair<double, double> x_extent(const std::vector<PlotPanel>& panels) {
   return {lo, hi};
 }
 
-void draw_panel(Canvas& c, const PlotPanel& p, std::pair<double, double> xrange, double ox,
-                double oy, double w, double h) {
-  const double left = ox + 78, right = ox + w - 16, top = oy + 34, bottom = oy + h - 48;
-  double ymin = std::numeric_limits<double>::infinity(), ymax = -ymin;
-  bool all_positive = true;
+struct SurfaceDeleter {
+  void operator()(cairo_surface_t* s) const { cairo_surface_destroy(s); }
+};
+using SurfacePtr = std::unique_ptr<cairo_surface_t, SurfaceDeleter>;
+struct ContextDeleter {
+  void operator()(cairo_t* c) const { cairo_destroy(c); }
+};
+using ContextPtr = std::unique_ptr<cairo_t, ContextDeleter>;
+
+void check_cairo(cairo_status_t status, const char* what) {
+  if (status != CAIRO_STATUS_SUCCESS) {
+    throw Error(std::string("plot: cairo ") + what + ": " + cairo_status_to_string(status));
+  }
+}
+
+/// An 8-bit sRGB colour, as cairo is given it (c / 255), so that the PNG holds these bytes.
+struct Color {
+  int r, g, b;
+};
+constexpr Color kWhite{0xFF, 0xFF, 0xFF};
+constexpr Color kText{0x22, 0x22, 0x22};
+constexpr Color kMuted{0x66, 0x66, 0x66};
+constexpr Color kGrid{0xE6, 0xE6, 0xE6};
+constexpr Color kFrame{0x99, 0x99, 0x99};
+constexpr Color kPalette[] = {{0x1F, 0x77, 0xB4}, {0xFF, 0x7F, 0x0E}, {0x2C, 0xA0, 0x2C},
+                              {0xD6, 0x27, 0x28}, {0x94, 0x67, 0xBD}, {0x8C, 0x56, 0x4B},
+                              {0xE3, 0x77, 0xC2}, {0x7F, 0x7F, 0x7F}};
+constexpr const char* kFont = "DejaVu Sans";
+constexpr double kDash[] = {5.0, 3.0};
+
+Color series_color(const PlotPanel& p, size_t i) {
+  const int c = p.series[i].color >= 0 ? p.series[i].color : static_cast<int>(i);
+  return kPalette[c % 8];
+}
+
+enum class Anchor { kStart, kMiddle, kEnd };
+
+/// Text and lines on one cairo context; coordinates in pixels, y down.
+class Painter {
+ public:
+  explicit Painter(cairo_t* cr) : cr_(cr) {}
+
+  void color(Color c, double alpha = 1.0) {
+    cairo_set_source_rgba(cr_, c.r / 255.0, c.g / 255.0, c.b / 255.0, alpha);
+  }
+
+  void font(double size, bool bold = false) {
+    cairo_select_font_face(cr_, kFont, CAIRO_FONT_SLANT_NORMAL,
+                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr_, size);
+  }
+
+  double text_width(const std::string& s) {
+    cairo_text_extents_t e;
+    cairo_text_extents(cr_, s.c_str(), &e);
+    return e.x_advance;
+  }
+
+  /// Text in the current font with its baseline at y; `vertical` reads bottom to top with the
+  /// baseline at x.
+  void text(double x, double y, const std::string& s, Anchor anchor, Color c,
+            bool vertical = false) {
+    const double w = text_width(s);
+    const double shift = anchor == Anchor::kStart ? 0 : anchor == Anchor::kMiddle ? -w / 2 : -w;
+    cairo_save(cr_);
+    cairo_translate(cr_, x, y);
+    if (vertical) cairo_rotate(cr_, -M_PI / 2);
+    cairo_move_to(cr_, shift, 0);
+    color(c);
+    cairo_show_text(cr_, s.c_str());
+    cairo_restore(cr_);
+  }
+
+  /// A crisp 1-pixel line between pixel centres.
+  void hairline(double x1, double y1, double x2, double y2, Color c) {
+    cairo_set_line_width(cr_, 1.0);
+    cairo_move_to(cr_, std::round(x1) + 0.5, std::round(y1) + 0.5);
+    cairo_line_to(cr_, std::round(x2) + 0.5, std::round(y2) + 0.5);
+    color(c);
+    cairo_stroke(cr_);
+  }
+
+  cairo_t* cr() { return cr_; }
+
+ private:
+  cairo_t* cr_;
+};
+
+std::string tick_label(const PlotAxis& a, double v) {
+  char buf[32];
+  const double m = std::max(std::fabs(a.lo), std::fabs(a.hi));
+  if (a.log || m >= 1e6 || (m < 1e-3 && m > 0)) {
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+  }
+  const double step = a.ticks.size() >= 2 ? a.ticks[1] - a.ticks[0] : a.hi - a.lo;
+  const int decimals =
+      step > 0 ? std::clamp(static_cast<int>(-std::floor(std::log10(step) + 1e-9)), 0, 6) : 0;
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+double position(const PlotAxis& a, double v, double from, double to) {
+  const double t = a.log
+                       ? (std::log10(v) - std::log10(a.lo)) / (std::log10(a.hi) - std::log10(a.lo))
+                       : (v - a.lo) / (a.hi - a.lo);
+  return from + t * (to - from);
+}
+
+// Panel geometry, relative to the panel's corner.
+constexpr double kLeft = 72, kRight = 20, kTitleBaseline = 20, kLegendBaseline = 40,
+                 kLegendRow = 17;
+constexpr double kBottom = 46;
+
+/// Legend entries laid out in rows of at most `width` pixels; returns each entry's (x, row).
+std::vector<std::pair<double, int>> legend_layout(Painter& pt, const PlotPanel& p, double width) {
+  std::vector<std::pair<double, int>> at;
+  double x = 0;
+  int row = 0;
+  pt.font(11);
   for (const auto& s : p.series) {
-    for (size_t i = 0; i < std::min(s.x.size(), s.y.size()); ++i) {
-      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
-      ymin = std::min(ymin, s.y[i]);
-      ymax = std::max(ymax, s.y[i]);
-      all_positive = all_positive && s.y[i] > 0;
+    const double w = 24 + pt.text_width(s.label);
+    if (x > 0 && x + w > width) {
+      x = 0;
+      ++row;
+    }
+    at.emplace_back(x, row);
+    x += w + 18;
+  }
+  return at;
+}
+
+void draw_series(Painter& pt, const PlotSeries& s, Color c, const PlotAxis& ax, const PlotAxis& ay,
+                 double left, double right, double top, double bottom) {
+  cairo_t* cr = pt.cr();
+  const auto px = [&](double v) { return position(ax, v, left, right); };
+  const auto py = [&](double v) { return position(ay, v, bottom, top); };
+  const auto usable = [&](double v) { return std::isfinite(v) && (!ay.log || v > 0); };
+  const size_t n = std::min(s.x.size(), s.y.size());
+  // The band: the max edge forwards, the min edge back, over points that have both.
+  if (s.band_lo.size() == n && s.band_hi.size() == n) {
+    std::vector<size_t> idx;
+    for (size_t i = 0; i < n; ++i) {
+      if (std::isfinite(s.x[i]) && usable(s.band_lo[i]) && usable(s.band_hi[i])) idx.push_back(i);
+    }
+    if (idx.size() >= 2) {
+      cairo_new_path(cr);
+      for (size_t i : idx) cairo_line_to(cr, px(s.x[i]), py(s.band_hi[i]));
+      for (auto it = idx.rbegin(); it != idx.rend(); ++it)
+        cairo_line_to(cr, px(s.x[*it]), py(s.band_lo[*it]));
+      cairo_close_path(cr);
+      pt.color(c, 0.18);
+      cairo_fill(cr);
     }
   }
-  if (!std::isfinite(ymin)) ymin = ymax = 0;
-  const Axis ax = make_axis(xrange.first, xrange.second, false);
-  const Axis ay = make_axis(ymin, ymax, p.log_y && all_positive);
+  std::vector<std::pair<double, double>> pts;
+  for (size_t i = 0; i < n; ++i) {
+    if (std::isfinite(s.x[i]) && usable(s.y[i])) pts.emplace_back(px(s.x[i]), py(s.y[i]));
+  }
+  if (pts.size() >= 2) {
+    cairo_new_path(cr);
+    for (const auto& [x, y] : pts) cairo_line_to(cr, x, y);
+    cairo_set_line_width(cr, 1.8);
+    cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+    cairo_set_line_cap(cr, s.dashed ? CAIRO_LINE_CAP_BUTT : CAIRO_LINE_CAP_ROUND);
+    if (s.dashed) cairo_set_dash(cr, kDash, 2, 0);
+    pt.color(c);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, nullptr, 0, 0);
+  }
+  if (s.markers || pts.size() == 1) {
+    for (const auto& [x, y] : pts) {
+      cairo_new_path(cr);
+      cairo_arc(cr, x, y, 3.0, 0, 2 * M_PI);
+      pt.color(c);
+      cairo_fill_preserve(cr);
+      cairo_set_line_width(cr, 1.0);
+      pt.color(kWhite);
+      cairo_stroke(cr);
+    }
+  }
+}
 
-  c.text((left + right) / 2, oy + 20, p.title, Anchor::kMiddle, 14, kBlack);
+int legend_rows(Painter& pt, const PlotPanel& p, double width) {
+  const auto at = legend_layout(pt, p, width - kLeft - kRight);
+  return at.empty() ? 1 : at.back().second + 1;
+}
+
+/// One panel with its corner at (ox, oy); the frame starts below `rows` rows of legend (the most
+/// of the panels beside it, so that their frames line up).
+void draw_panel(Painter& pt, const PlotPanel& p, const PlotAxis& ax, double ox, double oy, double w,
+                double h, int rows) {
+  cairo_t* cr = pt.cr();
+  const double left = ox + kLeft, right = ox + w - kRight, bottom = oy + h - kBottom;
+  const auto legend = legend_layout(pt, p, right - left);
+  const double top = oy + kLegendBaseline + kLegendRow * (rows - 1) + 12;
+  const PlotAxis ay = y_axis(p);
+
+  pt.font(13, /*bold=*/true);
+  pt.text(left, oy + kTitleBaseline, p.title, Anchor::kStart, kText);
+
+  // Legend, above the frame so that it never hides a curve.
+  pt.font(11);
+  for (size_t i = 0; i < p.series.size(); ++i) {
+    const Color c = series_color(p, i);
+    const double x = left + legend[i].first,
+                 y = oy + kLegendBaseline + kLegendRow * legend[i].second;
+    if (!p.series[i].band_lo.empty()) {
+      cairo_rectangle(cr, x, y - 9, 18, 8);
+      pt.color(c, 0.18);
+      cairo_fill(cr);
+    }
+    cairo_move_to(cr, x, y - 4);
+    cairo_line_to(cr, x + 18, y - 4);
+    cairo_set_line_width(cr, 1.8);
+    if (p.series[i].dashed) cairo_set_dash(cr, kDash, 2, 0);
+    pt.color(c);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, nullptr, 0, 0);
+    if (p.series[i].markers) {
+      cairo_arc(cr, x + 9, y - 4, 3.0, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+    pt.text(x + 24, y, p.series[i].label, Anchor::kStart, kText);
+  }
+
+  // Grid, ticks and their labels.
+  pt.font(10.5);
   for (double t : ax.ticks) {
-    const double x = ax.position(t, left, right);
-    c.line(x, top, x, bottom, kGrid, 1);
-    c.line(x, bottom, x, bottom + 5, kFrame, 1);
-    c.text(x, bottom + 18, ax.label(t), Anchor::kMiddle, 11, kBlack);
+    const double x = position(ax, t, left, right);
+    pt.hairline(x, top, x, bottom, kGrid);
+    pt.hairline(x, bottom, x, bottom + 4, kFrame);
+    pt.text(x, bottom + 17, tick_label(ax, t), Anchor::kMiddle, kMuted);
   }
   for (double t : ay.ticks) {
-    const double y = ay.position(t, bottom, top);
-    c.line(left, y, right, y, kGrid, 1);
-    c.line(left - 5, y, left, y, kFrame, 1);
-    c.text(left - 8, y + 4, ay.label(t), Anchor::kEnd, 11, kBlack);
+    const double y = position(ay, t, bottom, top);
+    pt.hairline(left, y, right, y, kGrid);
+    pt.hairline(left - 4, y, left, y, kFrame);
+    pt.text(left - 7, y + 4, tick_label(ay, t), Anchor::kEnd, kMuted);
   }
-  c.stroke_rect(left, top, right - left, bottom - top, kFrame);
-  c.text((left + right) / 2, oy + h - 10, p.x_label, Anchor::kMiddle, 12, kBlack);
-  c.text(ox + 16, (top + bottom) / 2, p.y_label + (ay.log ? " (log)" : ""), Anchor::kMiddle, 12,
-         kBlack, /*vertical=*/true);
+  cairo_set_line_width(cr, 1.0);
+  cairo_rectangle(cr, std::round(left) + 0.5, std::round(top) + 0.5,
+                  std::round(right) - std::round(left), std::round(bottom) - std::round(top));
+  pt.color(kFrame);
+  cairo_stroke(cr);
+  pt.font(11);
+  pt.text((left + right) / 2, bottom + 35, p.x_label, Anchor::kMiddle, kText);
+  pt.text(ox + 18, (top + bottom) / 2, p.y_label + (ay.log ? " (log scale)" : ""), Anchor::kMiddle,
+          kText,
+          /*vertical=*/true);
 
-  for (size_t i = 0; i < p.series.size(); ++i) {
-    const auto& s = p.series[i];
-    std::vector<std::pair<double, double>> pts;
-    for (size_t j = 0; j < std::min(s.x.size(), s.y.size()); ++j) {
-      if (!std::isfinite(s.x[j]) || !std::isfinite(s.y[j]) || (ay.log && s.y[j] <= 0)) continue;
-      pts.emplace_back(ax.position(s.x[j], left, right), ay.position(s.y[j], bottom, top));
-    }
-    if (!pts.empty()) c.polyline(pts, kPalette[i % 8], 2);
-  }
-  // Legend, top right inside the frame.
-  double widest = 0;
-  for (const auto& s : p.series) widest = std::max(widest, c.text_width(s.label, 11));
-  const double lw = widest + 40, lh = 8 + 16.0 * static_cast<double>(p.series.size());
-  const double lx = right - lw - 8, ly = top + 8;
-  c.fill_rect(lx, ly, lw, lh, kWhite);
-  c.stroke_rect(lx, ly, lw, lh, kFrame);
-  for (size_t i = 0; i < p.series.size(); ++i) {
-    const double y = ly + 12 + 16.0 * static_cast<double>(i);
-    c.line(lx + 6, y, lx + 26, y, kPalette[i % 8], 2);
-    c.text(lx + 32, y + 4, p.series[i].label, Anchor::kStart, 11, kBlack);
-  }
+  // The series, clipped to the frame (with room for a marker on its edge).
+  cairo_save(cr);
+  cairo_rectangle(cr, left - 4, top - 4, right - left + 8, bottom - top + 8);
+  cairo_clip(cr);
+  // In layers (PlotSeries::layer): validation over training, dashed secondary metrics on top.
+  std::vector<size_t> order(p.series.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.series[a].layer < p.series[b].layer; });
+  for (size_t i : order)
+    draw_series(pt, p.series[i], series_color(p, i), ax, ay, left, right, top, bottom);
+  cairo_restore(cr);
 }
 
 struct Size {
@@ -501,89 +681,92 @@ Size figure_size(const std::vector<PlotPanel>& panels, const PlotOptions& o) {
   if (panels.empty()) throw Error("plot: nothing to draw (no panels)");
   const int cols = std::max(1, std::min<int>(o.columns(), static_cast<int>(panels.size())));
   const int rows = (static_cast<int>(panels.size()) + cols - 1) / cols;
-  const int header = o.title().empty() ? 0 : 30;
+  const int header = (o.title().empty() ? 0 : 32) + (o.note().empty() ? 0 : 18);
   return {cols * o.panel_width(), rows * o.panel_height() + header, header};
 }
 
-void draw_figure(Canvas& c, const std::vector<PlotPanel>& panels, const PlotOptions& o,
+void draw_figure(cairo_t* cr, const std::vector<PlotPanel>& panels, const PlotOptions& o,
                  const Size& size) {
-  c.fill_rect(0, 0, size.width, size.height, kWhite);
-  if (!o.title().empty()) c.text(size.width / 2.0, 21, o.title(), Anchor::kMiddle, 15, kBlack);
+  Painter pt(cr);
+  pt.color(kWhite);
+  cairo_paint(cr);
+  double y = 0;
+  if (!o.title().empty()) {
+    pt.font(15, /*bold=*/true);
+    pt.text(size.width / 2.0, 23, o.title(), Anchor::kMiddle, kText);
+    y = 32;
+  }
+  if (!o.note().empty()) {
+    pt.font(11);
+    pt.text(size.width / 2.0, y + 13, o.note(), Anchor::kMiddle, kMuted);
+  }
   const int cols = size.width / o.panel_width();
-  const auto xrange = x_extent(panels);
+  const auto xr = x_extent(panels);
+  const PlotAxis ax =
+      linear_axis(xr.first, xr.second, 0.0, std::numeric_limits<double>::quiet_NaN());
+  std::vector<int> rows((panels.size() + cols - 1) / cols, 1);
+  for (size_t i = 0; i < panels.size(); ++i) {
+    rows[i / cols] = std::max(rows[i / cols], legend_rows(pt, panels[i], o.panel_width()));
+  }
   for (size_t i = 0; i < panels.size(); ++i) {
     const double ox = static_cast<double>(i % cols) * o.panel_width();
     const double oy = size.header + static_cast<double>(i / cols) * o.panel_height();
-    draw_panel(c, panels[i], xrange, ox, oy, o.panel_width(), o.panel_height());
+    draw_panel(pt, panels[i], ax, ox, oy, o.panel_width(), o.panel_height(), rows[i / cols]);
   }
+  check_cairo(cairo_status(cr), "drawing");
+}
+
+cairo_status_t append_to_string(void* closure, const unsigned char* data, unsigned int length) {
+  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+  return CAIRO_STATUS_SUCCESS;
 }
 
 }  // namespace
 
 std::string render_svg(const std::vector<PlotPanel>& panels, const PlotOptions& options) {
   const Size size = figure_size(panels, options);
-  SvgCanvas c;
-  draw_figure(c, panels, options, size);
-  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" "
-         "width=\"" + std::to_string(size.width) + "\" height=\"" + std::to_string(size.height) +
-         "\" viewBox=\"0 0 " + std::to_string(size.width) + " " + std::to_string(size.height) +
-         "\" font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n" + c.out() + "</svg>\n";
-}
-
-RgbImage render_raster(const std::vector<PlotPanel>& panels, const PlotOptions& options) {
-  const Size size = figure_size(panels, options);
-  RasterCanvas c(size.width, size.height);
-  draw_figure(c, panels, options, size);
-  return std::move(c.image());
-}
-
-// ---- PNG ---------------------------------------------------------------------------------
-
-namespace {
-
-void put_u32(std::string& out, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out += static_cast<char>((v >> s) & 0xFF);
-}
-
-void put_chunk(std::string& out, const char* type, const std::string& data) {
-  put_u32(out, static_cast<uint32_t>(data.size()));
-  const std::string body = std::string(type, 4) + data;
-  out += body;
-  put_u32(out, static_cast<uint32_t>(
-                   crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
-}
-
-}  // namespace
-
-std::string encode_png(const RgbImage& image) {
-  HOLO_CHECK(image.width > 0 && image.height > 0 &&
-                 image.pixels.size() == static_cast<size_t>(image.width) * image.height * 3,
-             "PNG: image size does not match its pixels");
-  // Each row: filter type 0 (none), then the RGB bytes.
-  std::string raw;
-  raw.reserve(static_cast<size_t>(image.height) * (1 + image.width * 3));
-  for (int y = 0; y < image.height; ++y) {
-    raw += '\0';
-    raw.append(reinterpret_cast<const char*>(image.pixels.data()) + static_cast<size_t>(y) * image.width * 3,
-               static_cast<size_t>(image.width) * 3);
+  std::string svg;
+  {
+    SurfacePtr surface(
+        cairo_svg_surface_create_for_stream(append_to_string, &svg, size.width, size.height));
+    check_cairo(cairo_surface_status(surface.get()), "SVG surface");
+    cairo_svg_surface_set_document_unit(surface.get(), CAIRO_SVG_UNIT_PX);
+    ContextPtr cr(cairo_create(surface.get()));
+    draw_figure(cr.get(), panels, options, size);
+    cr.reset();
+    cairo_surface_finish(surface.get());
+    check_cairo(cairo_surface_status(surface.get()), "writing SVG");
   }
-  uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
-  std::string packed(packed_size, '\0');
-  const int rc = compress2(reinterpret_cast<Bytef*>(packed.data()), &packed_size,
-                           reinterpret_cast<const Bytef*>(raw.data()), static_cast<uLong>(raw.size()), 6);
-  if (rc != Z_OK) throw Error("PNG: zlib compress2 failed with code " + std::to_string(rc));
-  packed.resize(packed_size);
+  return svg;
+}
 
-  std::string png("\x89PNG\r\n\x1a\n", 8);
-  std::string header;
-  put_u32(header, static_cast<uint32_t>(image.width));
-  put_u32(header, static_cast<uint32_t>(image.height));
-  header += std::string("\x08\x02\x00\x00\x00", 5);  // 8-bit, RGB, deflate, no filter, no interlace
-  put_chunk(png, "IHDR", header);
-  put_chunk(png, "IDAT", packed);
-  put_chunk(png, "IEND", "");
+std::string render_png(const std::vector<PlotPanel>& panels, const PlotOptions& options) {
+  const Size size = figure_size(panels, options);
+  SurfacePtr surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, size.width, size.height));
+  check_cairo(cairo_surface_status(surface.get()), "image surface");
+  {
+    ContextPtr cr(cairo_create(surface.get()));
+    draw_figure(cr.get(), panels, options, size);
+  }
+  std::string png;
+  check_cairo(cairo_surface_write_to_png_stream(surface.get(), append_to_string, &png),
+              "writing PNG");
   return png;
 }
+
+#else  // a build without cairo (train/CMakeLists.txt)
+
+std::string render_svg(const std::vector<PlotPanel>&, const PlotOptions&) {
+  throw Error(
+      "holo plot: this build has no cairo to draw with; install libcairo2-dev "
+      "(scripts/install-deps.sh) and rebuild");
+}
+
+std::string render_png(const std::vector<PlotPanel>& panels, const PlotOptions& options) {
+  return render_svg(panels, options);
+}
+
+#endif
 
 CurveFiles write_curves(const std::string& run_dir) {
   const std::filesystem::path dir(run_dir);
@@ -592,18 +775,21 @@ CurveFiles write_curves(const std::string& run_dir) {
     throw IoError("no metrics file in the run directory: " + metrics);
   }
   const auto records = read_metrics_jsonl(metrics);
-  const auto panels = curves_from_metrics(records);
-  if (panels.empty()) throw IoError(metrics + ": no numeric metric to plot");
+  const Curves curves = curves_from_metrics(records, recorded_num_classes(run_dir));
+  if (curves.panels.empty()) throw IoError(metrics + ": no metric that changes to plot");
   std::string name = dir.filename().string();
   if (name.empty()) name = dir.parent_path().filename().string();
-  const PlotOptions options = PlotOptions().title(name);
+  std::string note;
+  for (const auto& c : curves.constants) note += (note.empty() ? "constant: " : ", ") + c;
+  const PlotOptions options = PlotOptions().title(name).note(note);
   CurveFiles files;
   files.svg = (dir / "curves.svg").string();
   files.png = (dir / "curves.png").string();
-  files.panels = static_cast<int64_t>(panels.size());
+  files.panels = static_cast<int64_t>(curves.panels.size());
   files.records = static_cast<int64_t>(records.size());
-  write_file_atomic(files.svg, render_svg(panels, options));
-  write_file_atomic(files.png, encode_png(render_raster(panels, options)));
+  files.constants = curves.constants;
+  write_file_atomic(files.svg, render_svg(curves.panels, options));
+  write_file_atomic(files.png, render_png(curves.panels, options));
   return files;
 }
 

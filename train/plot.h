@@ -1,10 +1,9 @@
 #pragma once
-/// Training curves from a run's metrics.jsonl: one panel for the loss, one for the learning
-/// rate and one per other metric (top1, top5, map, ...), each against the step, drawn as SVG and
-/// as PNG (a small built-in rasteriser and PNG writer; no plotting library). `holo plot RUN_DIR`
-/// writes RUN_DIR/curves.svg and RUN_DIR/curves.png.
+/// Training curves from a run's metrics.jsonl, drawn with cairo (DejaVu Sans) to SVG and PNG
+/// from the same drawing code. `holo plot RUN_DIR` writes RUN_DIR/curves.svg and curves.png.
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -29,6 +28,12 @@ struct PlotSeries {
   std::string label;
   std::vector<double> x;
   std::vector<double> y;
+  /// Optional band around the curve (min and max of a per-clip cost): empty, or one per x.
+  std::vector<double> band_lo, band_hi;
+  bool markers = false;  ///< a dot at every point (sparse series such as validations)
+  bool dashed = false;   ///< a dashed line (a secondary metric beside the panel's main one)
+  int color = -1;        ///< index into the palette; -1: the series' position in its panel
+  int layer = 0;         ///< drawn over the series of lower layers
 };
 
 /// One chart with its own axes.
@@ -37,15 +42,41 @@ struct PlotPanel {
   std::string x_label = "step";
   std::string y_label;
   bool log_y = false;  ///< logarithmic y axis (used when every value is positive)
+  /// Bounds the y axis never passes, however it is rounded: 0 for losses, rates and costs,
+  /// 0 and 1 for accuracies and mAP. NaN: none.
+  double y_floor = std::numeric_limits<double>::quiet_NaN();
+  double y_ceiling = std::numeric_limits<double>::quiet_NaN();
   std::vector<PlotSeries> series;
 };
 
-/// The panels for a run: "loss" (one series per split), "learning rate" (log scale when it
-/// spans more than a factor 20) and one per other numeric key, in order of first appearance,
-/// with one series per split having it. "step", "epoch" and "time" are not plotted. When a
-/// (split, step) pair occurs more than once (a run resumed from an earlier checkpoint), the
-/// last line wins. Points are sorted by step. Panels share the step range.
-std::vector<PlotPanel> curves_from_metrics(const std::vector<MetricsRecord>& records);
+/// What a run's records give to draw.
+struct Curves {
+  std::vector<PlotPanel> panels;
+  /// Series left out because every value is the same, as "train lr 0.01" (split, key, value).
+  std::vector<std::string> constants;
+};
+
+/// The panels for a run, each only when it carries information:
+/// - "loss": the training loss and the validation loss (one series per split);
+///   "loss per head": the heads' training losses (loss_<category>) of a multi-task run;
+/// - "accuracy" (fractions, 0..1): training `acc` and validation `top1`, `top<k>` and
+///   `mean_class_acc`; a `top<k>` with k >= `num_classes` (always 1) is left out, and when
+///   `num_classes` is 0 (unknown) so is a `top<k>` that is 1 at every validation;
+/// - "mAP" (0..1): `mAP` and `mAP_<category>`;
+/// - "learning rate" (log scale when it spans more than a factor 20), "throughput"
+///   (`clips_per_s`), and per SGS cost (`<name>_mean`, `_min`, `_max`: "GFLOPs per clip",
+///   "active bins per clip") the mean with a min..max band;
+/// - one panel per other numeric key, in order of first appearance.
+/// "step", "epoch", "time" and "videos" are not plotted. A panel whose every series has two or
+/// more points and never changes is left out, its series listed in `constants` (as is a
+/// constant "videos"); a constant series beside one that changes is drawn (a validation stuck
+/// at chance). When a (split, step) pair occurs more than once (a run resumed from an earlier
+/// checkpoint), the last line wins. Points are sorted by step; panels share the step range.
+Curves curves_from_metrics(const std::vector<MetricsRecord>& records, int64_t num_classes = 0);
+
+/// The class count that `run_dir`/recipe.toml records (data.num_classes, or data.synth_classes
+/// of a synthetic single-label dataset); 0 when it records none or cannot be read.
+int64_t recorded_num_classes(const std::string& run_dir);
 
 struct PlotOptions {
   PlotOptions& columns(int v) { columns_ = v; return *this; }
@@ -58,32 +89,36 @@ struct PlotOptions {
   /// Title above all panels (e.g. the run directory's name); empty for none.
   PlotOptions& title(std::string v) { title_ = std::move(v); return *this; }
   const std::string& title() const { return title_; }
+  /// A smaller line under the title (e.g. the constant series); empty for none.
+  PlotOptions& note(std::string v) { note_ = std::move(v); return *this; }
+  const std::string& note() const { return note_; }
 
  private:
   int columns_ = 2;
   int panel_width_ = 560;
   int panel_height_ = 340;
   std::string title_;
+  std::string note_;
 };
 
-/// The panels as an SVG document: per panel a frame, ticks with labels, axis labels, a title,
-/// a legend, and one <polyline> per series with one point per finite (x, y) pair (a series
-/// without such a point draws no polyline). Throws holo::Error when there are no panels.
+/// A y axis: its range and tick values.
+struct PlotAxis {
+  double lo = 0, hi = 1;
+  bool log = false;
+  std::vector<double> ticks;
+};
+
+/// The y axis `panel` is drawn with: rounded outwards to tick values around every finite
+/// value (bands included), within the panel's floor and ceiling.
+PlotAxis y_axis(const PlotPanel& panel);
+
+/// The panels as an SVG document (text as DejaVu Sans glyph outlines): per panel a title, a
+/// legend above the frame, ticks with labels, axis labels and the series. Throws holo::Error
+/// when there are no panels.
 std::string render_svg(const std::vector<PlotPanel>& panels, const PlotOptions& options = {});
 
-/// An 8-bit RGB image.
-struct RgbImage {
-  int width = 0;
-  int height = 0;
-  std::vector<uint8_t> pixels;  ///< row-major, 3 bytes per pixel
-};
-
-/// The same drawing rasterised (anti-aliased lines, a built-in 5x7 pixel font that shows
-/// letters as capitals).
-RgbImage render_raster(const std::vector<PlotPanel>& panels, const PlotOptions& options = {});
-
-/// PNG file bytes (8-bit RGB, zlib-compressed, unfiltered rows).
-std::string encode_png(const RgbImage& image);
+/// The same drawing as PNG file bytes (24-bit RGB), the SVG's size in pixels.
+std::string render_png(const std::vector<PlotPanel>& panels, const PlotOptions& options = {});
 
 /// Paths written by write_curves.
 struct CurveFiles {
@@ -91,10 +126,13 @@ struct CurveFiles {
   std::string png;
   int64_t panels = 0;
   int64_t records = 0;
+  std::vector<std::string> constants;  ///< as Curves::constants
 };
 
-/// Reads `run_dir`/metrics.jsonl and writes `run_dir`/curves.svg and curves.png atomically.
-/// Throws holo::IoError when there is no metrics file or it has no plottable value.
+/// Reads `run_dir`/metrics.jsonl (and the class count of its recipe.toml) and writes
+/// `run_dir`/curves.svg and curves.png atomically, titled with the directory's name and noting
+/// the constant series. Throws holo::IoError when there is no metrics file or nothing in it
+/// to draw.
 CurveFiles write_curves(const std::string& run_dir);
 
 }  // namespace holo
