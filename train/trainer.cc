@@ -787,8 +787,9 @@ TrainResult train(const Recipe& recipe) {
     return s;
   };
 
-  // `completed`: the epochs completed at this validation, as its metrics line says.
-  auto validate = [&](int64_t completed) -> Stats {
+  // `completed`: the epochs completed at this validation, as its metrics line says (a whole
+  // number, or a fraction for a run that stops inside an epoch).
+  auto validate = [&](const nlohmann::json& completed) -> Stats {
     Recipe vr = validation_recipe(recipe);
     pipeline::ClipLoader vloader(val_ds, vr, pipeline::LoaderMode::kTest, world.rank, world.size);
     // A rank alone must not stop in the middle of the ranks' collectives (the bad videos of
@@ -947,7 +948,15 @@ TrainResult train(const Recipe& recipe) {
 
   if (!preempted) {
     if (val_ds && last_val_step != step) {
-      result.last_val = validate(completed);
+      // A run stopped inside an epoch (train.max_steps) is validated there: its line gives the
+      // share of that epoch's batches done (2.5), not the epoch of the validation before it.
+      nlohmann::json at = completed;
+      const int64_t done = batches - loader.batches_left();
+      if (epoch < recipe.train.epochs && loader.batches_left() >= accumulate && done > 0) {
+        const double share = std::max(0.01, std::floor(100.0 * done / batches) / 100.0);
+        at = static_cast<double>(completed) + share;
+      }
+      result.last_val = validate(at);
       last_val_step = step;
     }
     std::optional<double> score;

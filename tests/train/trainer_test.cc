@@ -692,6 +692,34 @@ TEST_F(Trainer, BadRecipeStopsBeforeAnyWork) {
   EXPECT_FALSE(fs::exists(d + "/run/metrics.jsonl"));
 }
 
+// Validation after each of 3 epochs: its lines say epochs 1, 2 and 3 once each, at the
+// epochs' last steps (the run's final validation is the third, not a fourth). A run stopped
+// inside an epoch by train.max_steps says how far into it its final validation is.
+TEST_F(Trainer, ValidationLinesCountEachEpochOnce) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string m = data_root() + "/motion";
+  const std::string val = " --set data.val=" + m + "/val.csv --set train.val_every=1";
+  const auto r = train(recipe(d + "/whole"), val);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<nlohmann::json> epochs, steps;
+  for (const auto& j : metric_lines(d + "/whole/run", "val")) {
+    EXPECT_TRUE(j["epoch"].is_number_integer()) << j.dump();
+    epochs.push_back(j["epoch"]);
+    steps.push_back(j["step"]);
+  }
+  EXPECT_EQ(epochs, (std::vector<nlohmann::json>{1, 2, 3}));
+  EXPECT_EQ(steps, (std::vector<nlohmann::json>{6, 12, 18}));  // 24 videos, 4 a step
+  const auto summary = nlohmann::json::parse(std::ifstream(d + "/whole/run/summary.json"));
+  EXPECT_EQ(summary["epoch"], 3);
+
+  // 15 steps: two epochs and half of the third.
+  const auto part = train(recipe(d + "/part"), val + " --set train.max_steps=15");
+  ASSERT_EQ(part.exit_code, 0) << part.output;
+  epochs.clear();
+  for (const auto& j : metric_lines(d + "/part/run", "val")) epochs.push_back(j["epoch"]);
+  EXPECT_EQ(epochs, (std::vector<nlohmann::json>{1, 2, 2.5}));
+}
+
 // ---- On a GPU. Each test ends in _CUDA and skips without a CUDA device; ctest runs them again
 // as `train_gpu` (label gpu). A CPU run on the GPU machine hides the GPU with CUDA_VISIBLE_DEVICES.
 
