@@ -2,7 +2,8 @@
 # Prepares, on a CPU machine with network, what scripts/gpu-check.sh needs on the GPU machine
 # and cannot fetch there (it reaches no package registry). The GPU machine's image already has
 # CUDA, PyTorch, OpenMPI, HDF5, CLI11, spdlog, fmt, nlohmann-json and GoogleTest; it lacks
-# FFmpeg's libraries, x264, the NVDEC headers, toml++ and xxhash's headers.
+# FFmpeg's libraries, x264, the NVDEC headers, toml++, xxhash's headers and protobuf (the
+# library, its headers and protoc, for the TensorBoard event files).
 #
 # Debian's own FFmpeg pulls over 130 shared libraries (about 150 MB), more than the 64 MiB that
 # may travel. So this script downloads Debian's FFmpeg source and builds a small FFmpeg from it:
@@ -21,7 +22,8 @@ jobs="$(nproc)"
 if [ "${1:-}" = "--jobs" ]; then jobs="$2"; fi
 
 packages=(libx264-164 libx264-dev libffmpeg-nvenc-dev libtomlplusplus-dev libtomlplusplus3
-          libxxhash0 libxxhash-dev)
+          libxxhash0 libxxhash-dev libprotobuf32 libprotobuf-lite32 libprotobuf-dev libprotoc32
+          protobuf-compiler)
 ffmpeg_version="$(dpkg-query -W -f='${Version}' libavcodec59 2>/dev/null | sed 's/^[0-9]*://; s/-.*//')"
 : "${ffmpeg_version:=5.1.9}"
 

@@ -16,6 +16,8 @@ packages=(
   libhdf5-dev hdf5-tools libxxhash-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   # tests
   libgtest-dev libgmock-dev googletest
+  # TensorBoard event files (protobuf), and reading them back in the tests
+  libprotobuf-dev protobuf-compiler python3-protobuf
   # scheduler for the slurm tests
   slurm-wlm slurm-client munge
   # Python side for baselines in bench/ and for checking our files open in Python

@@ -36,6 +36,7 @@
 #include "train/signals.h"
 #include "train/table.h"
 #include "train/task.h"
+#include "train/tensorboard.h"
 
 namespace holo::train {
 namespace fs = std::filesystem;
@@ -444,19 +445,22 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   return out;
 }
 
-/// Appends JSON lines to metrics.jsonl (rank 0 only).
+/// Appends JSON lines to metrics.jsonl and their scalars to a new TensorBoard event file in
+/// `events_dir` (rank 0 only).
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path) : out_(path, std::ios::app) {
+  MetricsLog(const std::string& path, const std::string& events_dir) : out_(path, std::ios::app), events_(events_dir) {
     if (!out_) throw IoError("cannot write '" + path + "'");
   }
   void write(const nlohmann::json& line) {
     out_ << line.dump() << "\n";
     out_.flush();
+    events_.write_metrics(line);
   }
 
  private:
   std::ofstream out_;
+  TensorBoardWriter events_;
 };
 
 nlohmann::json to_json(const pipeline::LoaderState& s) {
@@ -669,6 +673,9 @@ TrainResult train(const Recipe& recipe) {
     ckpt::Manager::remove_leftovers(ckpt::Manager::survey(ckpt_root, start.run_id));
     trim_metrics((fs::path(result.run_dir) / "metrics.jsonl").string(), resume ? resume->step : -1,
                  last_val_step);
+    // A resumed run adds a new event file whose points replace, in TensorBoard, those of the
+    // steps it trains again; a fresh run drops the old files as it drops the old lines.
+    if (!resume) remove_event_files(tensorboard_dir(result.run_dir));
   }
   ctx.comm->barrier();
   ckpt::Manager manager(ckpt_root, mopts);
@@ -731,7 +738,10 @@ TrainResult train(const Recipe& recipe) {
   }
 
   std::unique_ptr<MetricsLog> metrics;
-  if (world.rank == 0) metrics = std::make_unique<MetricsLog>((fs::path(result.run_dir) / "metrics.jsonl").string());
+  if (world.rank == 0) {
+    metrics = std::make_unique<MetricsLog>((fs::path(result.run_dir) / "metrics.jsonl").string(),
+                                           tensorboard_dir(result.run_dir));
+  }
 
   auto snapshot = [&](std::optional<double> score) {
     ckpt::Snapshot s;

@@ -20,7 +20,8 @@ struct TrainResult {
 
 /// Trains `recipe` to its end (train.epochs or train.max_steps), resuming from the newest
 /// checkpoint in the run directory when checkpoint.resume = "auto". Rank 0 writes the run
-/// directory: recipe.toml, train.log, metrics.jsonl, checkpoints/, summary.json.
+/// directory: recipe.toml, train.log, metrics.jsonl, tb/ (TensorBoard events of the same
+/// lines), checkpoints/, summary.json.
 TrainResult train(const Recipe& recipe);
 
 struct EvalResult {
