@@ -20,6 +20,7 @@
 #include "models/network.h"
 #include "models/resnet2d.h"
 #include "models/sgs.h"
+#include "models/weights.h"
 #include "pipeline/dataset.h"
 #include "train/task.h"
 
@@ -124,10 +125,18 @@ Built build_target(const InfoArgs& a) {
       for (auto& [name, t] : ckpt::Manager::load_newest_valid(a.weights, 0, 1).replicated) {
         if (name.rfind("model.", 0) == 0) state[name.substr(6)] = t;
       }
+      models::load_state_dict(*b.net, state, a.weights);
     } else {
-      state = models::read_state_dict(a.weights);
+      // A weights file in any layout Holo reads (docs/weights.md); every tensor must match.
+      const auto report = models::import_weights(*b.net, b.resolved.name, models::read_weights_file(a.weights), "auto");
+      if (!report.unmatched.empty() || !report.classifier_kept.empty()) {
+        throw UsageError("--weights '" + a.weights + "' does not fit " + a.target + " (" +
+                         models::to_string(report.layout) + " names): " +
+                         (report.unmatched.empty() ? "the classifier " + report.classifier_kept.front()
+                                                   : report.unmatched.front()) +
+                         (report.unmatched.size() > 1 ? " (and " + std::to_string(report.unmatched.size() - 1) + " more)" : ""));
+      }
     }
-    models::load_state_dict(*b.net, state, a.weights);
   }
   b.net->eval();
   return b;

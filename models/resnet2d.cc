@@ -163,7 +163,7 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
     }
     if (v.isGenericDict()) {
       auto d = v.toGenericDict();
-      for (const char* nested : {"state_dict", "model"}) {
+      for (const char* nested : {"state_dict", "model_state", "model"}) {
         if (d.contains(nested) && d.at(nested).isGenericDict()) {
           d = d.at(nested).toGenericDict();
           break;

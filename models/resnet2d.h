@@ -100,8 +100,8 @@ class ResNet2dImpl : public torch::nn::Module {
 TORCH_MODULE(ResNet2d);
 
 /// Parameters and buffers of a file: a TorchScript module (`torch.jit.save`) or a state dict
-/// saved with `torch.save` (a bare OrderedDict or a dict, also one nested under "state_dict"
-/// or "model"; read by models/torch_pickle.h). A "module." prefix (DataParallel) is removed.
+/// saved with `torch.save` (a bare OrderedDict or a dict, also one nested under "state_dict",
+/// "model_state" or "model"; read by models/torch_pickle.h). A "module." prefix (DataParallel) is removed.
 /// Throws holo::IoError naming the file.
 std::map<std::string, torch::Tensor> read_state_dict(const std::string& path);
 

@@ -4,12 +4,11 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
 
 #include "core/error.h"
 #include "models/network.h"
-#include "models/torch_pickle.h"
+#include "models/resnet2d.h"
 
 namespace holo::models {
 namespace {
@@ -242,34 +241,14 @@ std::string layout_name(WeightsLayout layout, const std::string& family, const s
 
 std::map<std::string, torch::Tensor> read_weights_file(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw IoError("weights file '" + path + "' does not exist");
-  std::map<std::string, torch::Tensor> out;
   try {
-    for (auto& [k, t] : read_torch_save_state_dict(path)) out[k] = t;
-  } catch (const UnsupportedPickleError& python_error) {
-    // Not what Python's torch.save writes for a state dict: a dict of `holo ckpt export`
-    // (LibTorch's pickler) is read by LibTorch's own unpickler.
-    std::ifstream in(path, std::ios::binary);
-    std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    torch::IValue v;
-    try {
-      v = torch::pickle_load(bytes);
-    } catch (const c10::Error&) {
-      throw IoError(std::string(python_error.what()) +
-                    "\nIf it is a training checkpoint holding other objects, save its weights alone: "
-                    "python3 -c \"import torch; c = torch.load('" + path + "', map_location='cpu'); "
-                    "torch.save(c.get('model_state', c.get('state_dict', c)), 'weights.pt')\"");
-    }
-    if (!v.isGenericDict()) throw IoError("'" + path + "' does not hold a dict of tensors");
-    for (const auto& kv : v.toGenericDict()) {
-      if (kv.key().isString() && kv.value().isTensor()) out[kv.key().toStringRef()] = kv.value().toTensor();
-    }
+    return read_state_dict(path);
+  } catch (const IoError& e) {
+    throw IoError(std::string(e.what()) +
+                  "\nIf it is a training checkpoint holding other objects, save its weights alone: "
+                  "python3 -c \"import torch; c = torch.load('" + path + "', map_location='cpu'); "
+                  "torch.save(c.get('model_state', c.get('state_dict', c)), 'weights.pt')\"");
   }
-  if (out.empty()) throw IoError("'" + path + "' holds no tensors");
-  const bool all_module = std::all_of(out.begin(), out.end(), [](const auto& kv) { return kv.first.rfind("module.", 0) == 0; });
-  if (!all_module) return out;
-  std::map<std::string, torch::Tensor> stripped;
-  for (auto& [k, v] : out) stripped[k.substr(7)] = v;
-  return stripped;
 }
 
 ImportReport import_weights(NetworkImpl& net, const std::string& family,

@@ -27,11 +27,11 @@ std::string to_string(WeightsLayout layout);
 /// has no such tensor (e.g. an STC block in torchvision's names).
 std::string layout_name(WeightsLayout layout, const std::string& family, const std::string& name);
 
-/// The tensors of a weights file: a state dict saved by Python's torch.save (a dict or
-/// OrderedDict, or a training checkpoint with it under `state_dict` (MMAction2), `model_state`
-/// (PySlowFast) or `model`; models/torch_pickle.h), or a dict written by `holo ckpt export`.
-/// A `module.` prefix on every key (DataParallel) is removed. Throws holo::IoError naming the
-/// file, with the Python line that re-saves the weights alone when the file holds other objects.
+/// The tensors of a weights file (models::read_state_dict): a state dict saved by Python's
+/// torch.save (a dict or OrderedDict, or a training checkpoint with it under `state_dict`
+/// (MMAction2), `model_state` (PySlowFast) or `model`), a TorchScript module, or a dict written
+/// by `holo ckpt export`; a `module.` prefix (DataParallel) is removed. Throws holo::IoError
+/// naming the file, with the Python line that re-saves the weights alone.
 std::map<std::string, torch::Tensor> read_weights_file(const std::string& path);
 
 /// What `import_weights` did.
