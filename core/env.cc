@@ -113,6 +113,10 @@ HOLO_ENV_KNOB(bool, malloc_tuning, "HOLO_MALLOC_TUNING", true,
               "64 MiB); 0 leaves glibc's defaults. A glibc.malloc tunable in GLIBC_TUNABLES also "
               "leaves them.")
 HOLO_ENV_KNOB(bool, no_color, "HOLO_NO_COLOR", false, "Disables colour in log lines.")
+HOLO_ENV_KNOB(std::string, log_dir, "HOLO_LOG_DIR", "",
+              "Folder where each rank other than 0 of a multi-rank job writes its whole log (rank-<N>.log; "
+              "its terminal shows only its warnings and errors); holo launch sets <run dir>/logs. Empty: "
+              "<run dir>/logs under holo train, else <temp dir>/holo-logs-<uid>.")
 HOLO_ENV_KNOB(std::string, sample_log, "HOLO_SAMPLE_LOG", "",
               "When set, each training rank appends the samples it trains on (epoch step record) to <value>.rank<N>.")
 HOLO_ENV_KNOB(std::string, fault_kill_at, "HOLO_FAULT_KILL_AT", "",

@@ -42,6 +42,11 @@ std::string cache_dir();
 bool malloc_tuning();
 /// Disables colour in log lines when true.
 bool no_color();
+/// Folder where each rank other than 0 of a multi-rank job writes its whole log
+/// (`rank-<N>.log`, core/log.h); empty: the folder the command names (`holo train`: the run
+/// directory's logs/), else `<temp dir>/holo-logs-<uid>`. `holo launch` sets it to the run
+/// directory's logs/ for its workers.
+std::string log_dir();
 /// When set, every training rank appends the samples it trains on ("epoch step record") to
 /// `<value>.rank<N>`: an audit of what a resumed or re-sharded run saw.
 std::string sample_log();

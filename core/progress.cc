@@ -13,7 +13,7 @@
 namespace holo {
 namespace {
 
-ProgressOptions::Mode resolve_mode(ProgressOptions::Mode m) {
+ProgressOptions::Mode chosen_mode(ProgressOptions::Mode m) {
   if (m != ProgressOptions::Mode::kAuto) return m;
   const std::string knob = env::progress();
   if (knob == "bar") return ProgressOptions::Mode::kBar;
@@ -23,6 +23,17 @@ ProgressOptions::Mode resolve_mode(ProgressOptions::Mode m) {
     throw UsageError("HOLO_PROGRESS='" + knob + "' is not one of auto, bar, lines, off");
   }
   return isatty(STDOUT_FILENO) ? ProgressOptions::Mode::kBar : ProgressOptions::Mode::kLines;
+}
+
+ProgressOptions::Mode resolve_mode(ProgressOptions::Mode m) {
+  const ProgressOptions::Mode chosen = chosen_mode(m);
+  // In a job of several ranks only rank 0 draws a bar; the others' progress lines go to their
+  // own log files (core/log.h) with the rest of their info lines.
+  const auto& id = process_identity();
+  if (chosen == ProgressOptions::Mode::kBar && id.world_size > 1 && id.rank != 0) {
+    return ProgressOptions::Mode::kLines;
+  }
+  return chosen;
 }
 
 std::string format_rate(double rate) {

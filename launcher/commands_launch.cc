@@ -25,6 +25,7 @@
 #include "core/env.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "core/run_dir.h"
 #include "dist/communicator.h"
 #include "dist/mpi_communicator.h"
 #include "dist/reducer.h"
@@ -89,12 +90,20 @@ int run_launch_command(const LaunchArgs& a) {
   // The workers' output reaches the user through the launcher, line by line: a progress bar
   // redrawn with carriage returns (mpirun gives workers a pseudo-terminal) would garble it.
   setenv("HOLO_PROGRESS", "lines", /*overwrite=*/0);
+  // Rank 0 alone prints info lines; every other rank keeps its whole log in the run directory
+  // from its first line on (core/log.h), whatever command the workers run.
+  const std::string logs = (std::filesystem::absolute(run_dir_path(recipe)) / "logs").string();
+  setenv("HOLO_LOG_DIR", logs.c_str(), /*overwrite=*/0);
   const launch::LaunchPlan plan = launch::plan_launch(o, launch::this_machine());
   if (a.dry_run) {
     std::cout << launch::to_command_line(plan) << "\n";
     return 0;
   }
   spdlog::info("launch: {} workers via {}: {}", a.np, plan.via, launch::to_command_line(plan));
+  if (a.np > 1) {
+    spdlog::info("launch: rank 0 logs here; rank{} {} log{} to {}/rank-<N>.log and show{} only warnings and errors here",
+                 a.np > 2 ? "s 1 to" : "", a.np - 1, a.np > 2 ? "" : "s", env::log_dir(), a.np > 2 ? "" : "s");
+  }
   return launch::run_launch(plan);
 }
 

@@ -580,7 +580,9 @@ TrainResult train(const Recipe& recipe) {
   result.run_dir = run_dir_path(recipe);
   if (world.rank == 0) prepare_run_dir(recipe);
   ctx.comm->barrier();
-  log::add_file((fs::path(result.run_dir) / (world.rank == 0 ? "train.log" : "train.rank" + std::to_string(world.rank) + ".log")).string());
+  // Rank 0's log is train.log; every other rank's whole log is logs/rank-<N>.log (core/log.h).
+  if (world.rank == 0) log::add_file((fs::path(result.run_dir) / "train.log").string());
+  log::set_rank_log_dir((fs::path(result.run_dir) / "logs").string());
   spdlog::info("training {} on {} ({} rank{}), device {}, collectives {}, run dir {}", recipe.model.name,
                recipe.task.kind, world.size, world.size == 1 ? "" : "s", ctx.device.str(), ctx.comm->backend(),
                result.run_dir);

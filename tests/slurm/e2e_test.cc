@@ -213,7 +213,10 @@ TEST(SlurmEndToEnd, LaunchInsideAnAllocationStartsItsWorkersThroughSrun) {
   const auto info = holo::testing::wait_for_end(id);
   const std::string out = read_text(d + "/out-" + id + ".txt");
   ASSERT_EQ(info.state, "COMPLETED") << out;
-  EXPECT_THAT(out, AllOf(HasSubstr("launch: 2 workers via srun"), HasSubstr("[rank 1]"), Not(HasSubstr("mpirun -np"))));
+  EXPECT_THAT(out, AllOf(HasSubstr("launch: 2 workers via srun"), HasSubstr("[rank 0] info training"),
+                         Not(HasSubstr("[rank 1] info")), Not(HasSubstr("mpirun -np"))));
+  // Rank 1 (SLURM_PROCID 1) keeps its info lines in its own log file.
+  EXPECT_THAT(read_text(run + "/logs/rank-1.log"), HasSubstr("[rank 1] info training")) << out;
   EXPECT_EQ(train_lines(run).size(), 12u) << out;
   const auto saved = slurm::last_checkpoint(run);
   ASSERT_TRUE(saved.has_value()) << out;
