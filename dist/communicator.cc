@@ -1,5 +1,6 @@
 // The one place that names the concrete communicators and holds the build-dependent choice.
 #include "dist/communicator.h"
+#include "dist/backends.h"
 
 #include <spdlog/spdlog.h>
 
@@ -52,6 +53,16 @@ double collective_timeout(const holo::DistOptions& options) {
     if (k.name == "HOLO_COLLECTIVE_TIMEOUT" && k.is_set()) return env::collective_timeout();
   }
   return options.timeout_s;
+}
+
+bool nccl_built_in() { return HOLO_WITH_NCCL != 0; }
+
+std::string nccl_unavailable_reason() {
+#if HOLO_WITH_NCCL
+  return nccl_load_error();
+#else
+  return "this build of holo has no NCCL: its headers (nccl.h) were not found at build time";
+#endif
 }
 
 std::shared_ptr<Communicator> make_communicator(const holo::DistOptions& options,

@@ -399,4 +399,13 @@ std::shared_ptr<Communicator> make_nccl_communicator(int device, double timeout_
   return std::make_shared<NcclCommunicator>(device, timeout_s);
 }
 
+std::string nccl_load_error() {
+  try {
+    api();
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
 }  // namespace holo::dist

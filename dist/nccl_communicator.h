@@ -10,6 +10,7 @@
 /// aborted (ncclCommAbort) before the error is thrown.
 
 #include <memory>
+#include <string>
 
 #include "dist/communicator.h"
 
@@ -17,5 +18,9 @@ namespace holo::dist {
 
 /// Collective over the world (init_world). `device`: CUDA device index of this rank.
 std::shared_ptr<Communicator> make_nccl_communicator(int device, double timeout_s);
+
+/// Loads NCCL and the CUDA runtime (once per process) as a communicator would: "" when both load
+/// with every function Holo calls, else why not.
+std::string nccl_load_error();
 
 }  // namespace holo::dist

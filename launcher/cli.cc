@@ -54,6 +54,7 @@ int run(int argc, char** argv) {
   // Benchmarks of every layer hang under one `holo bench` parent; groups add theirs to it.
   app.add_subcommand("bench", "Benchmarks, each side by side with a baseline on this machine")
       ->require_subcommand(1);
+  add_system_commands(app);
   add_core_commands(app);
   add_model_commands(app);
   add_data_commands(app);

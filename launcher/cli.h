@@ -22,7 +22,10 @@ void add_recipe_args(CLI::App* cmd, RecipeArgs& args);
 
 /// Groups register their subcommands on `app`; benchmarks go under `app.get_subcommand("bench")`.
 
-/// `holo version`, `holo env`, `holo recipe check|show|doc`.
+/// `holo version`, `holo doctor`: what this build has and what this machine offers.
+void add_system_commands(CLI::App& app);
+
+/// `holo env`, `holo recipe check|show|doc`.
 void add_core_commands(CLI::App& app);
 
 /// `holo data synth|probe`, `holo bench decode`.

@@ -1,8 +1,6 @@
-// holo version | env | recipe check/show/doc
+// holo env | recipe check/show/doc
 
 #include <CLI/CLI.hpp>
-#include <torch/cuda.h>
-#include <torch/version.h>
 
 #include <iostream>
 #include <memory>
@@ -10,27 +8,11 @@
 #include "core/env.h"
 #include "core/recipe.h"
 #include "core/run_dir.h"
-#include "holo/build_config.h"
 #include "launcher/cli.h"
 #include "pipeline/data_check.h"
 
 namespace holo::cli {
 namespace {
-
-const char* yes_no(bool b) { return b ? "yes" : "no"; }
-
-void print_version() {
-  std::cout << "holo " << HOLO_VERSION << " (" << HOLO_BUILD_TYPE << ")\n"
-            << "libtorch " << TORCH_VERSION << "\n"
-            << "built with:\n"
-            << "  CUDA   " << yes_no(HOLO_WITH_CUDA) << "\n"
-            << "  NCCL   " << yes_no(HOLO_WITH_NCCL) << "\n"
-            << "  NVDEC  " << yes_no(HOLO_WITH_NVDEC) << "\n"
-            << "  MPI    " << yes_no(HOLO_WITH_MPI) << " (" << HOLO_MPI_VERSION << ")\n"
-            << "  HDF5   " << yes_no(HOLO_WITH_HDF5) << " (" << HOLO_HDF5_VERSION << ")\n"
-            << "runtime:\n"
-            << "  CUDA devices " << (HOLO_WITH_CUDA ? torch::cuda::device_count() : 0) << "\n";
-}
 
 void print_env(bool markdown) {
   if (markdown) {
@@ -50,9 +32,6 @@ void print_env(bool markdown) {
 }  // namespace
 
 void add_core_commands(CLI::App& app) {
-  app.add_subcommand("version", "Print the version, LibTorch's, and what was built in")
-      ->callback(print_version);
-
   auto markdown = std::make_shared<bool>(false);
   auto* env_cmd = app.add_subcommand("env", "List the HOLO_* environment knobs and their values");
   env_cmd->add_flag("--markdown", *markdown, "Print a Markdown table (docs/env.md)");

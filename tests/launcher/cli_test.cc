@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
 
 #include "tests/test_util.h"
 
@@ -18,16 +21,81 @@ using ::testing::HasSubstr;
 using holo::testing::holo_binary;
 using holo::testing::run_command;
 
-TEST(Cli, VersionListsBuiltInParts) {
+/// The report lines of `holo version` and `holo doctor` ("  NAME  found|missing  what was seen"),
+/// by name; a missing part must be followed by its "to get it:" line.
+std::map<std::string, std::string> parts_of(const std::string& output) {
+  std::map<std::string, std::string> parts;
+  static const std::regex part("^  (\\S+(?: \\S+)?) +(found|missing) +(.*)$");
+  std::istringstream in(output);
+  std::string line, missing;
+  while (std::getline(in, line)) {
+    if (!missing.empty()) {
+      EXPECT_THAT(line, ::testing::MatchesRegex(" +to get it: .+")) << missing << " says nothing of how to get it";
+      missing.clear();
+      continue;
+    }
+    std::smatch m;
+    if (!std::regex_match(line, m, part)) continue;
+    parts[m[1]] = m[2].str() + " " + m[3].str();
+    if (m[2] == "missing") missing = m[1];
+  }
+  EXPECT_TRUE(missing.empty()) << missing << " is the last line, with nothing of how to get it";
+  return parts;
+}
+
+TEST(Cli, VersionSaysWhatWasFoundAndHowToGetWhatIsMissing) {
   const auto r = run_command(holo_binary() + " version");
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_THAT(r.output, AllOf(HasSubstr("holo "), HasSubstr("libtorch "), HasSubstr("CUDA"),
-                              HasSubstr("NCCL"), HasSubstr("NVDEC"), HasSubstr("MPI    yes"),
-                              HasSubstr("HDF5   yes")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("holo "), HasSubstr("libtorch ")));
+  const auto parts = parts_of(r.output);
+  for (const char* name : {"LibTorch", "CUDA", "GPUs", "NCCL", "FFmpeg", "NVDEC", "MPI", "HDF5"}) {
+    EXPECT_EQ(parts.count(name), 1u) << name << " in\n" << r.output;
+  }
+  EXPECT_THAT(parts.at("LibTorch"), ::testing::MatchesRegex("found [0-9]+\\.[0-9]+.*, (CPU only|with CUDA.*) \\(/.*\\)"));
+  EXPECT_THAT(parts.at("FFmpeg"), AllOf(HasSubstr("found "), HasSubstr("libavcodec "), HasSubstr("libswscale ")));
+  EXPECT_THAT(parts.at("MPI"), ::testing::MatchesRegex("found .+ \\(MPI [0-9]\\.[0-9]+\\)"));
+  EXPECT_THAT(parts.at("HDF5"), ::testing::MatchesRegex("found 1\\.[0-9]+\\.[0-9]+"));
+  if (parts.at("LibTorch").find("CPU only") != std::string::npos) {
+    EXPECT_THAT(parts.at("CUDA"), HasSubstr("missing this LibTorch"));
+    EXPECT_THAT(r.output, HasSubstr("to get it: build Holo against a CUDA LibTorch"));
+    EXPECT_THAT(parts.at("GPUs"), HasSubstr("missing "));
+  }
+}
+
+// On a machine without a GPU (or with its GPUs hidden): no GPU, training on the CPU with MPI,
+// decoding on the CPU with NVDEC's reason, and a verdict that it can train.
+TEST(Cli, DoctorSaysWhatWouldRunWhereAndWhy) {
+  const auto r = run_command("CUDA_VISIBLE_DEVICES= " + holo_binary() + " doctor");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto parts = parts_of(r.output);
+  for (const char* name : {"NVIDIA driver", "GPUs", "NCCL", "NVDEC", "FFmpeg", "MPI", "SLURM"}) {
+    EXPECT_EQ(parts.count(name), 1u) << name << " in\n" << r.output;
+  }
+  EXPECT_THAT(parts.at("GPUs"), HasSubstr("missing "));
+  EXPECT_THAT(parts.at("NVDEC"), HasSubstr("missing "));
+  const std::string mpirun = run_command("command -v mpirun").output;
+  ASSERT_FALSE(mpirun.empty()) << "the tests need OpenMPI's mpirun";
+  EXPECT_THAT(parts.at("MPI"), AllOf(HasSubstr("found " + mpirun.substr(0, mpirun.find('\n')) + ": "),
+                                     HasSubstr("Open MPI")));
+  EXPECT_THAT(r.output, HasSubstr("  training:    CPU with MPI all-reduce, because no GPU is visible"));
+  EXPECT_THAT(r.output, HasSubstr("  decoding:    CPU FFmpeg, because NVDEC is not available: "));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("  launching:   holo launch --np N starts its workers with (mpirun|srun)"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("  submitting:  holo submit (sends batch jobs to SLURM|cannot be used here, because .+)"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("this machine can train: on the CPU \\([0-9]+ cores\\), with several workers"));
+
+  // Without mpirun (nor anything else) on PATH: one worker, still able to train.
+  const auto bare = run_command("PATH=/nonexistent CUDA_VISIBLE_DEVICES= " + holo_binary() + " doctor");
+  ASSERT_EQ(bare.exit_code, 0) << bare.output;
+  const auto bare_parts = parts_of(bare.output);
+  EXPECT_THAT(bare_parts.at("MPI"), HasSubstr("missing mpirun is not on PATH"));
+  EXPECT_THAT(bare_parts.at("SLURM"), HasSubstr("missing sinfo and sbatch not on PATH"));
+  EXPECT_THAT(bare.output, HasSubstr("  training:    CPU, one worker only (no mpirun), because no GPU is visible"));
+  EXPECT_THAT(bare.output, HasSubstr("  launching:   holo launch --np 1 only"));
+  EXPECT_THAT(bare.output, HasSubstr("this machine can train: on the CPU"));
 }
 
 TEST(Cli, EverySubcommandHasHelp) {
-  for (const char* sub : {"", "version", "env", "recipe", "recipe check", "recipe show", "recipe doc"}) {
+  for (const char* sub : {"", "version", "doctor", "env", "recipe", "recipe check", "recipe show", "recipe doc"}) {
     const auto r = run_command(holo_binary() + " " + sub + " --help");
     EXPECT_EQ(r.exit_code, 0) << sub << ": " << r.output;
     EXPECT_THAT(r.output, HasSubstr("Usage")) << sub;
