@@ -245,13 +245,13 @@ std::vector<KeyDef> make_schema() {
   // [model]
   s.key("model.name", &R::model, &ModelOptions::name, "Network: a family (depth from model.depth) or a named preset that fixes the depth (`holo model list`).")
       .choices({"resnet3d", "resnext3d", "stc_resnet", "stc_resnext", "resnet2d", "hatnet",
-                "r2plus1d", "atfr_resnet3d", "r3d_tv", "mc3", "slow_resnet",
+                "r2plus1d", "atfr_resnet3d", "r3d_tv", "mc3", "slow_resnet", "r2plus1d_mm",
                 "resnet18_2d", "resnet34_2d", "resnet50_2d", "resnet101_2d",
                 "r3d10", "r3d18", "r3d34", "r3d50", "r3d101", "r3d152", "rx3d50", "rx3d101",
                 "stc_resnet18", "stc_resnet50", "stc_resnet101", "stc_resnext50", "stc_resnext101",
                 "hatnet_r18", "hatnet_r50", "r3d18_atfr", "r3d50_atfr",
                 "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr",
-                "r3d_18", "mc3_18", "r2plus1d_18", "slow_r50",
+                "r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_r34", "slow_r50",
                 "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr"});
   s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);

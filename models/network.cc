@@ -36,7 +36,7 @@ constexpr double kX3dXlWidth = 2.9 / 2.0;
 
 bool is_3d_family(const std::string& f) {
   return f == "resnet3d" || f == "resnext3d" || f == "stc_resnet" || f == "stc_resnext" ||
-         f == "r2plus1d" || f == "atfr_resnet3d" || f == "r3d_tv" || f == "mc3" || f == "slow_resnet";
+         f == "r2plus1d" || f == "atfr_resnet3d" || f == "r3d_tv" || f == "mc3" || f == "slow_resnet" || f == "r2plus1d_mm";
 }
 
 /// The family's architecture, before the recipe's overrides.
@@ -54,6 +54,11 @@ ResNet3dOptions family_defaults(const std::string& family, int64_t depth, int64_
     // Tran et al. (2018), as torchvision's r2plus1d_18.
     o.stem_style(StemStyle::k2plus1d).stem_temporal_kernel(3).stem_pool(false)
         .conv_style(ConvStyle::k2plus1d).shortcut('B');
+  } else if (family == "r2plus1d_mm") {
+    // MMAction2's ResNet2Plus1d (r2plus1d_r34 config): Conv2plus1d in the stem (83 mid
+    // channels), every block conv and every shortcut, a 1x3x3/1x2x2 max pool after the stem.
+    o.stem_style(StemStyle::k2plus1d).stem_temporal_kernel(3).pool_kernel({1, 3, 3}).pool_stride({1, 2, 2})
+        .conv_style(ConvStyle::k2plus1d_every).shortcut('B');
   } else if (family == "r3d_tv") {
     // torchvision's r3d_18 (Tran et al. 2018): 3x7x7 stem with stride 1x2x2 and no pool,
     // 3x3x3 convs, stride 2 in all dimensions from res3, type-B shortcuts.
@@ -130,6 +135,7 @@ const std::vector<ModelPreset>& model_presets() {
     p.push_back({"r3d_18", "r3d_tv", 18, false, "torchvision's r3d_18 (3x7x7 stem, no pool)"});
     p.push_back({"mc3_18", "mc3", 18, false, "torchvision's mc3_18 (3D res2, 2D res3-res5)"});
     p.push_back({"r2plus1d_18", "r2plus1d", 18, false, "torchvision's r2plus1d_18 (= r2plus1d18)"});
+    p.push_back({"r2plus1d_r34", "r2plus1d_mm", 34, false, "MMAction2's R(2+1)D-34 (r2plus1d_r34; Conv2plus1d shortcuts)"});
     p.push_back({"slow_r50", "slow_resnet", 50, false, "Slow-only ResNet-50 (PySlowFast SLOW_8x8_R50, MMAction2 slowonly_r50)"});
     for (int64_t d : {18, 50}) {
       p.push_back({"r2plus1d" + std::to_string(d) + "_atfr", "r2plus1d", d, true,
@@ -165,6 +171,7 @@ const std::vector<std::pair<std::string, std::string>>& model_families() {
       {"hatnet", "HATNet: 2D and 3D branches with merge-and-reduction; depth 18-101"},
       {"r2plus1d", "R(2+1)D, depth 10-152"},
       {"r3d_tv", "3D ResNet as torchvision's r3d: 3x7x7 stem, no pool; depth 10-152"},
+      {"r2plus1d_mm", "R(2+1)D as MMAction2's ResNet2Plus1d: factorised shortcuts, stem pool; depth 10-152"},
       {"slow_resnet", "Slow pathway ResNet (SlowFast's Slow-only): temporal kernels in res4-res5 only; depth 18-152"},
       {"mc3", "MC3 as torchvision's mc3: 3D res2, 1x3x3 res3-res5; depth 10-152"},
       {"atfr_resnet3d", "ATFR backbone layout (Table 6.12); depth 18, 50, 101, 152"},

@@ -21,6 +21,12 @@ Conv3d make_conv(int64_t in, int64_t out, std::vector<int64_t> k, std::vector<in
 
 int64_t conv_out(int64_t t, int64_t k, int64_t s) { return (t + 2 * (k / 2) - k) / s + 1; }
 
+/// Intermediate channels of a (2+1)D conv with `kt` x `k` x `k` kernel from `in` to `out`
+/// channels (Tran et al. 2018: as many parameters as the 3D conv; MMAction2's Conv2plus1d).
+int64_t mid_2plus1d(int64_t in, int64_t out, int64_t k) {
+  return (3 * in * out * k * k) / (in * k * k + 3 * out);
+}
+
 }  // namespace
 
 int64_t scale_channels(int64_t c, double width, int64_t multiple_of) {
@@ -33,6 +39,7 @@ int64_t scale_channels(int64_t c, double width, int64_t multiple_of) {
 ResBlockImpl::ResBlockImpl(const BlockConfig& config) : c_(config) {
   TORCH_CHECK(c_.shortcut == 'A' || c_.shortcut == 'B', "shortcut must be A or B");
   TORCH_CHECK(c_.style == ConvStyle::k3d || c_.groups == 1, "(2+1)D convolutions are not grouped");
+  const bool every = c_.style == ConvStyle::k2plus1d_every;
   const int64_t st = c_.stride_t, ss = c_.stride_s;
   int64_t mid2p1 = c_.mid2p1;
   if (c_.style == ConvStyle::k2plus1d && mid2p1 == 0) {
@@ -54,11 +61,12 @@ ResBlockImpl::ResBlockImpl(const BlockConfig& config) : c_(config) {
   for (size_t i = 0; i < specs.size(); ++i) {
     const Spec& s = specs[i];
     const std::string n = std::to_string(i + 1);
-    const bool factorise = c_.style == ConvStyle::k2plus1d && s.ks == 3 && s.kt > 1;
+    const bool factorise = c_.style != ConvStyle::k3d && s.ks == 3 && s.kt > 1;
     if (factorise) {
-      convs_.push_back(register_module("conv" + n + "_s", make_conv(s.in, mid2p1, {1, 3, 3}, {1, s.ss, s.ss})));
-      mid_bns_.push_back(register_module("conv" + n + "_m", BatchNorm3d(mid2p1)));
-      temporal_.push_back(register_module("conv" + n + "_t", make_conv(mid2p1, s.out, {s.kt, 1, 1}, {s.st, 1, 1})));
+      const int64_t m = every ? mid_2plus1d(s.in, s.out, 3) : mid2p1;
+      convs_.push_back(register_module("conv" + n + "_s", make_conv(s.in, m, {1, 3, 3}, {1, s.ss, s.ss})));
+      mid_bns_.push_back(register_module("conv" + n + "_m", BatchNorm3d(m)));
+      temporal_.push_back(register_module("conv" + n + "_t", make_conv(m, s.out, {s.kt, 1, 1}, {s.st, 1, 1})));
     } else {
       convs_.push_back(register_module(
           "conv" + n, make_conv(s.in, s.out, {s.kt, s.ks, s.ks}, {s.st, s.ss, s.ss}, s.groups)));
@@ -70,7 +78,17 @@ ResBlockImpl::ResBlockImpl(const BlockConfig& config) : c_(config) {
   }
   if (c_.stc) stc_ = register_module("stc", StcBlock(*c_.stc));
   const bool reshape = st != 1 || ss != 1 || c_.in != c_.out;
-  if (reshape && c_.shortcut == 'B') {
+  if (reshape && c_.shortcut == 'B' && every) {
+    // Conv2plus1d on a 1x1x1 kernel: 1x1x1 (spatial stride) -> BN -> ReLU -> 1x1x1 (temporal
+    // stride), then the shortcut's BN; Sequential indices 0, 1, 3, 4 as MMAction2's.
+    TORCH_CHECK(!c_.preact, "k2plus1d_every: post-activation blocks only");
+    const int64_t m = mid_2plus1d(c_.in, c_.out, 1);
+    down_conv_ = make_conv(c_.in, m, {1, 1, 1}, {1, ss, ss});
+    down_mid_bn_ = BatchNorm3d(m);
+    down_conv_t_ = make_conv(m, c_.out, {1, 1, 1}, {st, 1, 1});
+    down_bn_ = BatchNorm3d(c_.out);
+    register_module("downsample", torch::nn::Sequential(down_conv_, down_mid_bn_, torch::nn::ReLU(), down_conv_t_, down_bn_));
+  } else if (reshape && c_.shortcut == 'B') {
     down_conv_ = make_conv(c_.in, c_.out, {1, 1, 1}, {st, ss, ss});
     torch::nn::Sequential down(down_conv_);
     if (!c_.preact) {
@@ -109,6 +127,7 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x) {
   torch::Tensor shortcut = x;
   if (down_conv_) {
     shortcut = counted(down_conv_, c_.preact ? pre : x);
+    if (down_conv_t_) shortcut = counted(down_conv_t_, torch::relu(down_mid_bn_->forward(shortcut)));
     if (down_bn_) shortcut = down_bn_->forward(shortcut);
   } else if (c_.stride_t != 1 || c_.stride_s != 1 || c_.in != c_.out) {
     // Type A (Hara et al.): strided identity, zero channels appended.
@@ -130,7 +149,7 @@ torch::Tensor ResBlockImpl::forward(const torch::Tensor& x) {
 // ---- Stem --------------------------------------------------------------------------------
 
 StemImpl::StemImpl(StemStyle style, int64_t out, int64_t kt, int64_t stride_t, bool pool,
-                   std::vector<int64_t> pool_kernel, std::vector<int64_t> pool_stride)
+                   std::vector<int64_t> pool_kernel, std::vector<int64_t> pool_stride, int64_t stem_mid)
     : style_(style), out_(out), kt_(kt), stride_t_(stride_t), pool_(pool),
       pool_kernel_(std::move(pool_kernel)), pool_stride_(std::move(pool_stride)) {
   if (style_ == StemStyle::kConv) {
@@ -138,7 +157,7 @@ StemImpl::StemImpl(StemStyle style, int64_t out, int64_t kt, int64_t stride_t, b
     bn_ = register_module("bn", BatchNorm3d(out));
   } else {
     // torchvision R2Plus1dStem: 45 intermediate channels (scaled with the width).
-    const int64_t mid = std::max<int64_t>(1, std::llround(45.0 * out / 64.0));
+    const int64_t mid = stem_mid > 0 ? stem_mid : std::max<int64_t>(1, std::llround(45.0 * out / 64.0));
     conv_ = register_module("conv", make_conv(3, mid, {1, 7, 7}, {1, 2, 2}));
     bn_ = register_module("bn", BatchNorm3d(mid));
     conv_t_ = register_module("conv_t", make_conv(mid, out, {kt, 1, 1}, {stride_t, 1, 1}));
@@ -223,9 +242,11 @@ torch::Tensor masked_global_pool(const torch::Tensor& x, const torch::Tensor& va
 ResNet3dImpl::ResNet3dImpl(const ResNet3dOptions& o) : options_(o) {
   TORCH_CHECK(!o.heads().empty(), "ResNet3d: at least one head");
   const int64_t stem_out = scale_channels(o.stem_channels(), o.width());
+  // MMAction2's (2+1)D stem sizes its mid channels as every Conv2plus1d does (83 for 64).
+  const int64_t stem_mid = o.conv_style() == ConvStyle::k2plus1d_every ? mid_2plus1d(3, stem_out, 7) : 0;
   stem_ = register_module("stem", Stem(o.stem_style(), stem_out, o.stem_temporal_kernel(),
                                        o.stem_temporal_stride(), o.stem_pool(), o.pool_kernel(),
-                                       o.pool_stride()));
+                                       o.pool_stride(), stem_mid));
   const int64_t t0 = stem_->out_frames(o.frames());
   StagePlan plan = make_stages(o, stem_out, t0);
   static const char* kNames[] = {"res2", "res3", "res4", "res5"};

@@ -24,6 +24,9 @@ namespace holo::models {
 enum class ConvStyle {
   k3d,       ///< kt x 3 x 3
   k2plus1d,  ///< 1 x 3 x 3 -> BN -> ReLU -> kt x 1 x 1, mid channels as Tran et al. (2018)
+  /// MMAction2's Conv2plus1d everywhere: each (2+1)D conv sizes its own mid channels from its
+  /// own in and out (torchvision: one mid per block), and the shortcut conv is factorised too.
+  k2plus1d_every,
 };
 
 /// Stem variants.
@@ -68,6 +71,8 @@ class ResBlockImpl : public torch::nn::Module {
   std::vector<BatchNorm3d> bns_;
   torch::nn::Conv3d down_conv_{nullptr};
   BatchNorm3d down_bn_{nullptr};
+  torch::nn::Conv3d down_conv_t_{nullptr};  // k2plus1d_every: the shortcut's temporal part
+  BatchNorm3d down_mid_bn_{nullptr};
   StcBlock stc_{nullptr};
 };
 TORCH_MODULE(ResBlock);
@@ -75,8 +80,9 @@ TORCH_MODULE(ResBlock);
 /// Stem: conv (or (2+1)D pair), BN, ReLU, optional max pool. Names conv, bn, [conv_t, bn_t].
 class StemImpl : public torch::nn::Module {
  public:
+  /// `mid`: the (2+1)D stem's intermediate channels; 0: torchvision's 45, scaled with `out`.
   StemImpl(StemStyle style, int64_t out, int64_t kt, int64_t stride_t, bool pool,
-           std::vector<int64_t> pool_kernel, std::vector<int64_t> pool_stride);
+           std::vector<int64_t> pool_kernel, std::vector<int64_t> pool_stride, int64_t mid = 0);
   torch::Tensor forward(const torch::Tensor& x);
   int64_t out_channels() const { return out_; }
   /// T after the stem for T frames in.

@@ -144,7 +144,39 @@ std::string pyslowfast_name(const std::string& family, const std::vector<std::st
 // backbone.layerL.i.convN.{conv,bn} (ConvModule), downsample.{conv,bn}, X3D's se_module and
 // conv5; cls_head.fc_cls (X3D: cls_head.fc1 without bias, cls_head.fc2).
 
+/// MMAction2's ResNet2Plus1d: every conv is a ConvModule around Conv2plus1d (conv_s, bn_s,
+/// conv_t), the ConvModule's BN after it.
+std::string mmaction2_2plus1d_name(const std::vector<std::string>& p) {
+  const std::string leaf = p.back();
+  if (p[0] == "stem" && p.size() == 3) {
+    static const std::map<std::string, std::string> kStem = {
+        {"conv", "conv.conv_s"}, {"bn", "conv.bn_s"}, {"conv_t", "conv.conv_t"}, {"bn_t", "bn"}};
+    auto it = kStem.find(p[1]);
+    return it == kStem.end() ? "" : "backbone.conv1." + it->second + "." + leaf;
+  }
+  if (p[0] == "heads" && p.size() == 3 && p[1] == "0") return "cls_head.fc_cls." + leaf;
+  const int k = stage_number(p[0]);
+  if (!k || p.size() < 4 || !is_int(p[1])) return "";
+  const std::string block = "backbone.layer" + std::to_string(k - 1) + "." + p[1] + ".";
+  const std::string& m = p[2];
+  if (m == "downsample" && p.size() == 5) {
+    static const std::map<std::string, std::string> kDown = {
+        {"0", "conv.conv_s"}, {"1", "conv.bn_s"}, {"3", "conv.conv_t"}, {"4", "bn"}};
+    auto it = kDown.find(p[3]);
+    return it == kDown.end() ? "" : block + "downsample." + it->second + "." + leaf;
+  }
+  if (p.size() != 4) return "";
+  if (m.size() == 3 && m.rfind("bn", 0) == 0) return block + "conv" + m.substr(2) + ".bn." + leaf;
+  if (m.size() == 7 && m.rfind("conv", 0) == 0 && m[5] == '_') {
+    static const std::map<char, std::string> kPart = {{'s', "conv_s"}, {'m', "bn_s"}, {'t', "conv_t"}};
+    auto it = kPart.find(m[6]);
+    return it == kPart.end() ? "" : block + m.substr(0, 5) + ".conv." + it->second + "." + leaf;
+  }
+  return "";
+}
+
 std::string mmaction2_name(const std::string& family, const std::vector<std::string>& p) {
+  if (family == "r2plus1d_mm") return mmaction2_2plus1d_name(p);
   const bool x3d = x3d_family(family);
   if (!x3d && !resnet3d_family(family)) return "";
   const std::string leaf = p.back();

@@ -202,6 +202,26 @@ def x3d_m(names, classes):
     conv(d, names['fc'], classes, 2048, bias=True)
     return d
 
+def r2plus1d_r34_mm(classes):
+    # mmaction/models/backbones/resnet2plus1d.py with common/conv2plus1d.py: each ConvModule
+    # X holds X.conv.{conv_s, bn_s, conv_t} and X.bn; mid = int(3*in*out*k*k / (in*k*k + 3*out))
+    d = {}
+    def c21(p, cin, cout, k, kt):
+        mid = int(3 * cin * cout * k * k / (cin * k * k + 3 * cout))
+        conv(d, p + '.conv.conv_s', mid, cin, 1, k, k); bn(d, p + '.conv.bn_s', mid)
+        conv(d, p + '.conv.conv_t', cout, mid, kt, 1, 1); bn(d, p + '.bn', cout)
+    c21('backbone.conv1', 3, 64, 7, 3)
+    cin = 64
+    for l, n, w in ((1, 3, 64), (2, 4, 128), (3, 6, 256), (4, 3, 512)):
+        for i in range(n):
+            b = 'backbone.layer%d.%d.' % (l, i)
+            if i == 0 and l > 1: c21(b + 'downsample', cin, w, 1, 1)
+            c21(b + 'conv1', cin if i == 0 else w, w, 3, 3)
+            c21(b + 'conv2', w, w, 3, 3)
+        cin = w
+    conv(d, 'cls_head.fc_cls', classes, 512, bias=True)
+    return d
+
 psf = dict(stem_conv='s1.pathway0_stem.conv', stem_bn='s1.pathway0_stem.bn',
            stem_xy='s1.pathway0_stem.conv_xy', stem_t='s1.pathway0_stem.conv',
            block=lambda s, i: 's%d.pathway0_res%d.' % (s, i), short='branch1', short_bn='branch1_bn',
@@ -265,6 +285,7 @@ INSTANTIATE_TEST_SUITE_P(
         ForeignCase{"slow_r50", "pyslowfast", "slow_r50(psf, 10)",
                     "{'model_state': sd, 'epoch': 196, 'optimizer_state': {}, 'cfg': 'SLOW_8x8_R50'}"},
         ForeignCase{"slow_r50", "mmaction2", "slow_r50(mma, 10)", "{'meta': {'epoch': 256}, 'state_dict': sd}"},
+        ForeignCase{"r2plus1d_r34", "mmaction2", "r2plus1d_r34_mm(10)", "{'meta': {'epoch': 180}, 'state_dict': sd}"},
         ForeignCase{"x3d_m", "pyslowfast", "x3d_m(psf, 10)", "{'model_state': sd, 'epoch': 300}"},
         ForeignCase{"x3d_m", "mmaction2", "x3d_m(mma_x3d, 10)", "{'meta': {}, 'state_dict': sd}"}),
     [](const ::testing::TestParamInfo<ForeignCase>& i) { return i.param.network + "_" + i.param.layout; });
