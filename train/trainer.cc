@@ -384,7 +384,7 @@ VideoScores score_videos(Context& ctx, pipeline::ClipLoader& loader, const std::
   CostStats costs(ctx.net->clip_cost_names());
   holo::Progress progress({label, loader.batches_per_epoch(), "batches"});
   while (auto batch = loader.next()) {
-    if (ctx.world->rank == 0) progress.advance();
+    progress.advance();  // each rank counts its own batches (ranks other than 0: in their log file)
     if (batch->indices.empty()) continue;  // a rank's share of the views can end early
     models::NetworkOutput out;
     {
