@@ -8,6 +8,7 @@
 
 #include "core/check.h"
 #include "core/error.h"
+#include "core/time.h"
 #include "dist/world.h"
 #include "dist/world_internal.h"
 
@@ -15,10 +16,6 @@ namespace holo::dist {
 namespace {
 
 constexpr int kNoticeTag = 7301;
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 

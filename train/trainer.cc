@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/run_dir.h"
+#include "core/time.h"
 #include "dist/communicator.h"
 #include "dist/reducer.h"
 #include "dist/sync_batch_norm.h"
@@ -43,10 +44,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 /// Everything a rank needs to run a network on a dataset.
 struct Context {
