@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/run_dir.h"
 #include "launcher/cli.h"
+#include "pipeline/h5_handles.h"
 #include "train/cluster.h"
 #include "train/plot.h"
 #include "train/table.h"
@@ -21,30 +22,16 @@
 namespace holo::cli {
 namespace {
 
+namespace h5 = holo::pipeline::h5;
+
 // ---- HDF5 reading ------------------------------------------------------------------------
-
-/// Owns one HDF5 identifier and closes it with the matching H5*close.
-class H5Id {
- public:
-  H5Id(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~H5Id() {
-    if (id_ >= 0) close_(id_);
-  }
-  H5Id(const H5Id&) = delete;
-  H5Id& operator=(const H5Id&) = delete;
-  hid_t get() const { return id_; }
-
- private:
-  hid_t id_;
-  herr_t (*close_)(hid_t);
-};
 
 bool has_link(hid_t file, const std::string& name) {
   return H5Lexists(file, name.c_str(), H5P_DEFAULT) > 0;
 }
 
 std::vector<hsize_t> dims_of(hid_t dataset) {
-  H5Id space(HOLO_H5_CHECK(H5Dget_space(dataset)), H5Sclose);
+  const h5::Id space = h5::dataset_space(dataset);
   const int rank = HOLO_H5_CHECK(H5Sget_simple_extent_ndims(space.get()));
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   HOLO_H5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
@@ -62,7 +49,7 @@ std::vector<float> read_floats(hid_t dataset) {
 }
 
 std::vector<int64_t> read_ints(hid_t file, const std::string& name) {
-  H5Id ds(HOLO_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT)), H5Dclose);
+  const h5::Id ds = h5::open_dataset(file, name);
   hsize_t n = 1;
   for (hsize_t d : dims_of(ds.get())) n *= d;
   std::vector<int64_t> v(n);
@@ -74,8 +61,8 @@ std::vector<int64_t> read_ints(hid_t file, const std::string& name) {
 
 /// A 1-D dataset of strings (variable or fixed length).
 std::vector<std::string> read_strings(hid_t file, const std::string& name) {
-  H5Id ds(HOLO_H5_CHECK(H5Dopen2(file, name.c_str(), H5P_DEFAULT)), H5Dclose);
-  H5Id type(HOLO_H5_CHECK(H5Dget_type(ds.get())), H5Tclose);
+  const h5::Id ds = h5::open_dataset(file, name);
+  const h5::Id type = h5::dataset_type(ds.get());
   if (H5Tget_class(type.get()) != H5T_STRING) {
     throw IoError("dataset '" + name + "' does not hold strings");
   }
@@ -83,13 +70,13 @@ std::vector<std::string> read_strings(hid_t file, const std::string& name) {
   const size_t n = dims.empty() ? 1 : static_cast<size_t>(dims[0]);
   std::vector<std::string> out;
   if (H5Tis_variable_str(type.get()) > 0) {
-    H5Id mem(HOLO_H5_CHECK(H5Tcopy(H5T_C_S1)), H5Tclose);
+    const h5::Id mem = h5::copy_type(H5T_C_S1);
     HOLO_H5_CHECK(H5Tset_size(mem.get(), H5T_VARIABLE));
     HOLO_H5_CHECK(H5Tset_cset(mem.get(), H5Tget_cset(type.get())));
     std::vector<char*> p(n, nullptr);
     HOLO_H5_CHECK(H5Dread(ds.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()));
     for (char* s : p) out.emplace_back(s ? s : "");
-    H5Id space(HOLO_H5_CHECK(H5Dget_space(ds.get())), H5Sclose);
+    const h5::Id space = h5::dataset_space(ds.get());
     HOLO_H5_CHECK(H5Dvlen_reclaim(mem.get(), space.get(), H5P_DEFAULT, p.data()));
   } else {
     const size_t width = H5Tget_size(type.get());
@@ -126,17 +113,14 @@ struct ClusterArgs {
 
 /// Every dataset below `group` (links followed), by its path relative to the group.
 std::vector<std::string> datasets_under(hid_t file, const std::string& group) {
-  H5Id g(HOLO_H5_CHECK(H5Gopen2(file, group.c_str(), H5P_DEFAULT)), H5Gclose);
+  const h5::Id g = h5::open_group(file, group);
   std::vector<std::string> names;
   auto visit = [](hid_t loc, const char* name, const H5L_info_t*, void* data) -> herr_t {
-    hid_t object = -1;
-    H5E_BEGIN_TRY { object = H5Oopen(loc, name, H5P_DEFAULT); }
-    H5E_END_TRY;
-    if (object < 0) return 0;  // a dangling soft or external link: not a feature
-    if (H5Iget_type(object) == H5I_DATASET) {
+    const h5::Id object = h5::try_open_object(loc, name);
+    if (!object.valid()) return 0;  // a dangling soft or external link: not a feature
+    if (H5Iget_type(object.get()) == H5I_DATASET) {
       static_cast<std::vector<std::string>*>(data)->push_back(name);
     }
-    H5Oclose(object);
     return 0;
   };
   HOLO_H5_CHECK(H5Lvisit(g.get(), H5_INDEX_NAME, H5_ITER_INC, visit, &names));
@@ -145,7 +129,7 @@ std::vector<std::string> datasets_under(hid_t file, const std::string& group) {
 
 std::optional<int64_t> integer_attribute(hid_t object, const char* name) {
   if (H5Aexists(object, name) <= 0) return std::nullopt;
-  H5Id attr(HOLO_H5_CHECK(H5Aopen(object, name, H5P_DEFAULT)), H5Aclose);
+  const h5::Id attr = h5::open_attribute(object, name);
   int64_t v = 0;
   HOLO_H5_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &v));
   return v;
@@ -158,11 +142,11 @@ ClusterInput read_cluster_input(const ClusterArgs& a) {
   if (is_hdf5 <= 0) {
     throw IoError("cannot open feature file " + a.file + " (missing or not HDF5)");
   }
-  H5Id file(HOLO_H5_CHECK(H5Fopen(a.file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+  const h5::Id file = h5::open_file(a.file, H5F_ACC_RDONLY);
   ClusterInput in;
   if (has_link(file.get(), a.dataset)) {
     // One matrix N x D; ids and labels in parallel datasets when present.
-    H5Id ds(HOLO_H5_CHECK(H5Dopen2(file.get(), a.dataset.c_str(), H5P_DEFAULT)), H5Dclose);
+    const h5::Id ds = h5::open_dataset(file.get(), a.dataset);
     const auto dims = dims_of(ds.get());
     if (dims.size() != 2) {
       throw IoError(a.file + ": dataset '" + a.dataset + "' must be N x D, it has rank " +
@@ -190,8 +174,8 @@ ClusterInput read_cluster_input(const ClusterArgs& a) {
     bool all_labelled = true;
     for (const auto& name : datasets_under(file.get(), group)) {
       const std::string path = (group == "/" ? "/" : group + "/") + name;
-      H5Id ds(HOLO_H5_CHECK(H5Dopen2(file.get(), path.c_str(), H5P_DEFAULT)), H5Dclose);
-      H5Id type(HOLO_H5_CHECK(H5Dget_type(ds.get())), H5Tclose);
+      const h5::Id ds = h5::open_dataset(file.get(), path);
+      const h5::Id type = h5::dataset_type(ds.get());
       if (H5Tget_class(type.get()) != H5T_FLOAT) continue;  // ids, indices, ...
       const auto dims = dims_of(ds.get());
       if (dims.empty() || dims.size() > 2 || dims.back() == 0) continue;

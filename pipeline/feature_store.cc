@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/error.h"
+#include "pipeline/h5_handles.h"
 
 namespace fs = std::filesystem;
 
@@ -22,55 +23,13 @@ std::mutex& h5_mutex() {
   return m;
 }
 
-/// RAII for hid_t handles: the right H5*close for the kind of object.
-class H5Handle {
- public:
-  H5Handle() = default;
-  H5Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
-  ~H5Handle() { reset(); }
-  H5Handle(H5Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
-  H5Handle& operator=(H5Handle&& o) noexcept {
-    if (this != &o) {
-      reset();
-      id_ = o.id_;
-      close_ = o.close_;
-      o.id_ = -1;
-    }
-    return *this;
-  }
-  H5Handle(const H5Handle&) = delete;
-  H5Handle& operator=(const H5Handle&) = delete;
-  hid_t get() const { return id_; }
-  void reset() {
-    if (id_ >= 0 && close_ != nullptr) close_(id_);
-    id_ = -1;
-  }
-
- private:
-  hid_t id_ = -1;
-  herr_t (*close_)(hid_t) = nullptr;
-};
-
-H5Handle checked(hid_t id, herr_t (*close)(hid_t), const char* what) {
-  if (id < 0) throw CallError("HDF5", what, static_cast<long>(id), "HDF5 call failed", __FILE__, __LINE__);
-  return H5Handle(id, close);
-}
-
-void quiet_hdf5() {
-  static const bool done = [] {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become exceptions, not printed stacks
-    return true;
-  }();
-  (void)done;
-}
-
 bool link_exists(hid_t loc, const std::string& name) {
   return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
 }
 
-H5Handle open_or_create_group(hid_t loc, const std::string& name) {
-  if (link_exists(loc, name)) return checked(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2");
-  return checked(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose, "H5Gcreate2");
+h5::Id open_or_create_group(hid_t loc, const std::string& name) {
+  if (link_exists(loc, name)) return h5::open_group(loc, name);
+  return h5::create_group(loc, name);
 }
 
 std::string frame_name(int64_t frame) {
@@ -95,7 +54,7 @@ std::string unkey(const std::string& key) {
 std::vector<std::string> group_members(hid_t file, const std::string& group) {
   std::vector<std::string> out;
   if (!link_exists(file, group)) return out;
-  H5Handle g = checked(H5Gopen2(file, group.c_str(), H5P_DEFAULT), H5Gclose, "H5Gopen2");
+  h5::Id g = h5::open_group(file, group);
   H5G_info_t info;
   HOLO_H5_CHECK(H5Gget_info(g.get(), &info));
   for (hsize_t i = 0; i < info.nlinks; ++i) {
@@ -108,8 +67,8 @@ std::vector<std::string> group_members(hid_t file, const std::string& group) {
 }
 
 torch::Tensor read_dataset(hid_t loc, const std::string& path) {
-  H5Handle ds = checked(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), H5Dclose, "H5Dopen2");
-  H5Handle space = checked(H5Dget_space(ds.get()), H5Sclose, "H5Dget_space");
+  h5::Id ds = h5::open_dataset(loc, path);
+  h5::Id space = h5::dataset_space(ds.get());
   const int rank = H5Sget_simple_extent_ndims(space.get());
   std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
@@ -147,14 +106,14 @@ std::string feature_key(const std::string& id) {
 struct FeatureWriter::Impl {
   std::string path;
   FeatureStoreOptions options;
-  H5Handle file, clips, frames;
+  h5::Id file, clips, frames;
 
   void write_tensor(hid_t loc, const std::string& name, const torch::Tensor& feature, const std::string& id) {
     if (link_exists(loc, name)) throw IoError(path + ": feature '" + id + "' is already stored");
     const torch::Tensor t = feature.detach().to(torch::kCPU, torch::kFloat32).contiguous();
     std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-    H5Handle space = checked(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose, "H5Screate_simple");
-    H5Handle dcpl = checked(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, "H5Pcreate");
+    h5::Id space = h5::simple_space(dims);
+    h5::Id dcpl = h5::create_plist(H5P_DATASET_CREATE);
     if (!dims.empty() && t.numel() > 0) {
       HOLO_H5_CHECK(H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), dims.data()));
       if (options.compression > 0) {
@@ -162,8 +121,7 @@ struct FeatureWriter::Impl {
         HOLO_H5_CHECK(H5Pset_deflate(dcpl.get(), static_cast<unsigned>(options.compression)));
       }
     }
-    H5Handle ds = checked(H5Dcreate2(loc, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
-                          H5Dclose, "H5Dcreate2");
+    h5::Id ds = h5::create_dataset(loc, name, H5T_IEEE_F32LE, space.get(), dcpl.get());
     if (t.numel() > 0) HOLO_H5_CHECK(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr<float>()));
   }
 };
@@ -171,15 +129,15 @@ struct FeatureWriter::Impl {
 FeatureWriter::FeatureWriter(const std::string& dir, int rank, FeatureStoreOptions options) : impl_(std::make_unique<Impl>()) {
   HOLO_CHECK(options.compression >= 0 && options.compression <= 9, "feature store compression must be 0-9");
   std::lock_guard<std::mutex> lock(h5_mutex());
-  quiet_hdf5();
+  h5::quiet_errors();
   fs::create_directories(dir);
   impl_->path = feature_shard_path(dir, rank);
   impl_->options = options;
   // Appending to an existing shard lets an interrupted extraction continue.
   if (fs::exists(impl_->path)) {
-    impl_->file = checked(H5Fopen(impl_->path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose, "H5Fopen");
+    impl_->file = h5::open_file(impl_->path, H5F_ACC_RDWR);
   } else {
-    impl_->file = checked(H5Fcreate(impl_->path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate");
+    impl_->file = h5::create_file(impl_->path, H5F_ACC_EXCL);
   }
   impl_->clips = open_or_create_group(impl_->file.get(), "clips");
   impl_->frames = open_or_create_group(impl_->file.get(), "frames");
@@ -202,7 +160,7 @@ void FeatureWriter::write(const std::string& id, const torch::Tensor& feature) {
 void FeatureWriter::write(const std::string& id, int64_t frame, const torch::Tensor& feature) {
   std::lock_guard<std::mutex> lock(h5_mutex());
   HOLO_CHECK(impl_->file.get() >= 0, "FeatureWriter::write after close");
-  H5Handle g = open_or_create_group(impl_->frames.get(), feature_key(id));
+  h5::Id g = open_or_create_group(impl_->frames.get(), feature_key(id));
   impl_->write_tensor(g.get(), frame_name(frame), feature, id + " frame " + std::to_string(frame));
 }
 
@@ -219,7 +177,7 @@ void FeatureWriter::close() {
 
 int64_t write_feature_index(const std::string& dir) {
   std::lock_guard<std::mutex> lock(h5_mutex());
-  quiet_hdf5();
+  h5::quiet_errors();
   std::vector<std::pair<int, std::string>> shards;
   for (const auto& e : fs::directory_iterator(dir)) {
     int rank = -1;
@@ -234,16 +192,16 @@ int64_t write_feature_index(const std::string& dir) {
   std::vector<std::string> keys;
   std::vector<int32_t> owners;
   {
-    H5Handle index = checked(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose, "H5Fcreate");
-    H5Handle clips = open_or_create_group(index.get(), "clips");
-    H5Handle frames = open_or_create_group(index.get(), "frames");
+    h5::Id index = h5::create_file(tmp, H5F_ACC_TRUNC);
+    h5::Id clips = open_or_create_group(index.get(), "clips");
+    h5::Id frames = open_or_create_group(index.get(), "frames");
     std::map<std::string, int> owner;
     for (const auto& shard_entry : shards) {
       // Not a structured binding: HOLO_H5_CHECK's lambda captures `name`, which C++17 does not
       // allow for a binding (GCC accepts it, clang refuses it).
       const int rank = shard_entry.first;
       const std::string& name = shard_entry.second;
-      H5Handle shard = checked(H5Fopen((fs::path(dir) / name).c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
+      h5::Id shard = h5::open_file((fs::path(dir) / name).string(), H5F_ACC_RDONLY);
       for (const char* group : {"clips", "frames"}) {
         for (const auto& key : group_members(shard.get(), group)) {
           const std::string path = std::string(group) + "/" + key;
@@ -273,15 +231,13 @@ int64_t write_feature_index(const std::string& dir) {
     std::vector<const char*> ptrs;
     for (const auto& k : keys) ptrs.push_back(k.c_str());
     hsize_t n = keys.size();
-    H5Handle space = checked(H5Screate_simple(1, &n, nullptr), H5Sclose, "H5Screate_simple");
-    H5Handle strtype = checked(H5Tcopy(H5T_C_S1), H5Tclose, "H5Tcopy");
+    h5::Id space = h5::simple_space({n});
+    h5::Id strtype = h5::copy_type(H5T_C_S1);
     HOLO_H5_CHECK(H5Tset_size(strtype.get(), H5T_VARIABLE));
     HOLO_H5_CHECK(H5Tset_cset(strtype.get(), H5T_CSET_UTF8));
-    H5Handle ids_ds = checked(H5Dcreate2(index.get(), "ids", strtype.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                              H5Dclose, "H5Dcreate2");
+    h5::Id ids_ds = h5::create_dataset(index.get(), "ids", strtype.get(), space.get());
     if (n > 0) HOLO_H5_CHECK(H5Dwrite(ids_ds.get(), strtype.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()));
-    H5Handle shards_ds = checked(H5Dcreate2(index.get(), "shards", H5T_STD_I32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                 H5Dclose, "H5Dcreate2");
+    h5::Id shards_ds = h5::create_dataset(index.get(), "shards", H5T_STD_I32LE, space.get());
     if (n > 0) HOLO_H5_CHECK(H5Dwrite(shards_ds.get(), H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, owners.data()));
   }
   fs::rename(tmp, fs::path(dir) / "index.h5");
@@ -293,7 +249,7 @@ int64_t write_feature_index(const std::string& dir) {
 struct FeatureReader::Impl {
   std::string dir;
   /// Open shards by rank and which shard holds each "clips/<key>" / "frames/<key>".
-  std::map<int, H5Handle> shards;
+  std::map<int, h5::Id> shards;
   std::map<std::string, int> owner;
 
   hid_t shard_of(const std::string& path) const {
@@ -304,7 +260,7 @@ struct FeatureReader::Impl {
 
 FeatureReader::FeatureReader(const std::string& dir) : impl_(std::make_unique<Impl>()) {
   std::lock_guard<std::mutex> lock(h5_mutex());
-  quiet_hdf5();
+  h5::quiet_errors();
   impl_->dir = dir;
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw IoError("feature store " + dir + " is not a folder");
@@ -321,7 +277,7 @@ FeatureReader::FeatureReader(const std::string& dir) : impl_(std::make_unique<Im
   }
   try {
     for (const auto& [rank, path] : found) {
-      H5Handle f = checked(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose, "H5Fopen");
+      h5::Id f = h5::open_file(path.string(), H5F_ACC_RDONLY);
       for (const char* group : {"clips", "frames"}) {
         for (const auto& key : group_members(f.get(), group)) {
           const auto [it, added] = impl_->owner.emplace(std::string(group) + "/" + key, rank);
