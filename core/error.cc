@@ -4,30 +4,22 @@
 
 #include <cstdlib>
 
+#include "core/rank.h"
+
 namespace holo {
 namespace {
 
-int env_int(const char* name, int fallback) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  return (end && *end == '\0') ? static_cast<int>(x) : fallback;
-}
-
 ProcessIdentity make_identity() {
   ProcessIdentity id;
-  // Launcher variables, most specific first. The distributed runtime overrides these once MPI
-  // is up; until then errors and logs still carry the right rank.
-  int rank = env_int("OMPI_COMM_WORLD_RANK", -1);
-  if (rank < 0) rank = env_int("PMIX_RANK", -1);
-  if (rank < 0) rank = env_int("SLURM_PROCID", -1);
-  if (rank < 0) rank = env_int("RANK", 0);
-  int size = env_int("OMPI_COMM_WORLD_SIZE", -1);
-  if (size < 0) size = env_int("SLURM_NTASKS", -1);
-  if (size < 0) size = env_int("WORLD_SIZE", 1);
-  id.rank = rank;
-  id.world_size = size;
+  // The launcher's variables (core/rank.h). The distributed runtime overrides these once MPI
+  // is up; until then errors and logs still carry the right rank. Variables that do not parse
+  // leave rank 0 of 1 here: dist::init_world reports them.
+  try {
+    const LauncherRank r = discover_rank();
+    id.rank = r.rank;
+    id.world_size = r.size;
+  } catch (const Error&) {
+  }
   char host[256] = {0};
   if (gethostname(host, sizeof host - 1) == 0) id.host = host;
   return id;

@@ -9,8 +9,8 @@
 namespace holo {
 
 /// Process identity used in error messages and log prefixes. The distributed runtime sets the
-/// rank once it knows it; before that it is read from the launcher's environment (OpenMPI,
-/// PMIx, SLURM, torchrun variables) or is 0.
+/// rank once it knows it; before that it comes from holo::discover_rank (core/rank.h: the
+/// launcher's variables, one precedence for the whole of Holo) or is 0.
 struct ProcessIdentity {
   int rank = 0;
   int world_size = 1;

@@ -3,8 +3,8 @@
 /// several workers stays readable. Use spdlog's functions (spdlog::info, spdlog::warn, ...)
 /// after `holo::log::init()`.
 ///
-/// In a job of several ranks (the rank and size come from process_identity(): mpirun, PMIx,
-/// SLURM or torchrun variables, then MPI), rank 0 alone writes every line to the terminal. Every
+/// In a job of several ranks (rank and size from process_identity(): the launcher's variables
+/// as core/rank.h reads them, then MPI), rank 0 alone writes every line to the terminal. Every
 /// other rank writes only its warnings and errors there and its whole log to a file of its own,
 /// `rank-<N>.log` in the folder HOLO_LOG_DIR names (`holo launch` sets it to the run directory's
 /// `logs/`), or in the folder set_rank_log_dir() names (`holo train`: `<run dir>/logs`). Lines

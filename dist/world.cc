@@ -4,8 +4,6 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -14,46 +12,11 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/rank.h"
 #include "dist/world_internal.h"
 
 namespace holo::dist {
 namespace {
-
-/// Parses an integer variable; nullopt-like -1 when unset, UsageError when malformed.
-int int_var(const EnvLookup& getenv_fn, const char* name, int unset = -1) {
-  const char* v = getenv_fn(name);
-  if (v == nullptr || *v == '\0') return unset;
-  char* end = nullptr;
-  errno = 0;
-  const long x = std::strtol(v, &end, 10);
-  if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX) {
-    throw UsageError(std::string("launcher variable ") + name + "='" + v +
-                     "' is not a non-negative integer");
-  }
-  return static_cast<int>(x);
-}
-
-bool is_set(const EnvLookup& getenv_fn, const char* name) {
-  const char* v = getenv_fn(name);
-  return v != nullptr && *v != '\0';
-}
-
-/// SLURM_STEP_TASKS_PER_NODE looks like "2(x3),1": tasks on node 0, 1, ... in order.
-int slurm_tasks_on_node(const std::string& spec, int node) {
-  int index = 0;
-  size_t pos = 0;
-  while (pos < spec.size()) {
-    size_t comma = spec.find(',', pos);
-    if (comma == std::string::npos) comma = spec.size();
-    const std::string item = spec.substr(pos, comma - pos);
-    int tasks = 0, repeat = 1;
-    if (std::sscanf(item.c_str(), "%d(x%d)", &tasks, &repeat) < 1) return -1;
-    if (node < index + repeat) return tasks;
-    index += repeat;
-    pos = comma + 1;
-  }
-  return -1;
-}
 
 std::string hostname() {
   char host[256] = {0};
@@ -104,53 +67,15 @@ void exit_guard() {
 }  // namespace
 
 World discover_world(const EnvLookup& getenv_fn) {
+  const LauncherRank r = discover_rank(getenv_fn);
   World w;
+  w.rank = r.rank;
+  w.size = r.size;
+  w.local_rank = r.local_rank;
+  w.local_size = r.local_size;
+  w.mpi = r.mpi;
+  w.launcher = r.launcher;
   w.host = hostname();
-  int local_rank = -1, local_size = -1;
-  if (is_set(getenv_fn, "OMPI_COMM_WORLD_RANK")) {
-    w.launcher = "openmpi";
-    w.mpi = true;
-    w.rank = int_var(getenv_fn, "OMPI_COMM_WORLD_RANK");
-    w.size = int_var(getenv_fn, "OMPI_COMM_WORLD_SIZE", 1);
-    local_rank = int_var(getenv_fn, "OMPI_COMM_WORLD_LOCAL_RANK");
-    local_size = int_var(getenv_fn, "OMPI_COMM_WORLD_LOCAL_SIZE");
-  } else if (is_set(getenv_fn, "PMIX_RANK")) {
-    // PMIx tells the rank; the size comes from MPI once it is up. Under srun the SLURM
-    // variables of the step fill in the rest.
-    w.launcher = "pmix";
-    w.mpi = true;
-    w.rank = int_var(getenv_fn, "PMIX_RANK");
-    w.size = int_var(getenv_fn, "SLURM_STEP_NUM_TASKS", int_var(getenv_fn, "SLURM_NTASKS", w.rank + 1));
-    local_rank = int_var(getenv_fn, "SLURM_LOCALID");
-  } else if (is_set(getenv_fn, "SLURM_PROCID") && is_set(getenv_fn, "SLURM_STEP_ID")) {
-    w.launcher = "slurm";
-    w.mpi = true;
-    w.rank = int_var(getenv_fn, "SLURM_PROCID");
-    w.size = int_var(getenv_fn, "SLURM_STEP_NUM_TASKS", int_var(getenv_fn, "SLURM_NTASKS", 1));
-    local_rank = int_var(getenv_fn, "SLURM_LOCALID");
-    const char* per_node = getenv_fn("SLURM_STEP_TASKS_PER_NODE");
-    const int node = int_var(getenv_fn, "SLURM_NODEID", 0);
-    if (per_node != nullptr) local_size = slurm_tasks_on_node(per_node, node);
-  } else if (is_set(getenv_fn, "RANK") && is_set(getenv_fn, "WORLD_SIZE")) {
-    w.launcher = "torchrun";
-    w.rank = int_var(getenv_fn, "RANK");
-    w.size = int_var(getenv_fn, "WORLD_SIZE");
-    local_rank = int_var(getenv_fn, "LOCAL_RANK");
-    local_size = int_var(getenv_fn, "LOCAL_WORLD_SIZE");
-  }
-  if (w.size < 1 || w.rank >= w.size) {
-    throw UsageError("launcher variables (" + w.launcher + ") give rank " + std::to_string(w.rank) +
-                     " of a world of " + std::to_string(w.size) + " processes");
-  }
-  // Without local information every rank is assumed alone on its host; MPI corrects this.
-  w.local_rank = local_rank >= 0 ? local_rank : (w.size == 1 ? 0 : -1);
-  w.local_size = local_size >= 1 ? local_size : (w.size == 1 ? 1 : -1);
-  if (w.local_rank < 0 || w.local_size < 0) {
-    if (!w.mpi) {  // torchrun without LOCAL_*: one rank per host is the only safe guess
-      w.local_rank = 0;
-      w.local_size = 1;
-    }
-  }
   return w;
 }
 

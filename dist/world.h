@@ -2,21 +2,18 @@
 /// The world of a data-parallel job: which rank this process is, how many there are, and which
 /// of them share this host. No LibTorch here.
 ///
-/// The world is discovered from the variables of whatever started the process, most specific
-/// first (docs/distributed.md):
-///   1. OpenMPI's `mpirun`: OMPI_COMM_WORLD_RANK / _SIZE / _LOCAL_RANK / _LOCAL_SIZE
-///   2. PMIx (`srun --mpi=pmix`, `prterun`): PMIX_RANK; size and local ranks from MPI
-///   3. a SLURM job step (`srun`): SLURM_PROCID, SLURM_STEP_NUM_TASKS (or SLURM_NTASKS),
-///      SLURM_LOCALID, SLURM_STEP_TASKS_PER_NODE; only inside a step (SLURM_STEP_ID set), so a
-///      batch script is one process
-///   4. torchrun-style variables: RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE
-///   5. nothing: rank 0 of 1, and MPI is not initialised at all.
-/// MPI is initialised (MPI_THREAD_MULTIPLE) for 1-3; the values MPI reports win over the
-/// variables. A world of several ranks started by torchrun variables alone has no MPI to
-/// communicate through; `make_communicator` refuses it with a message saying so.
+/// The world is discovered from the variables of whatever started the process, with the one
+/// precedence of holo::discover_rank (core/rank.h, docs/distributed.md): OpenMPI, PMIx, a SLURM
+/// job step, torchrun-style variables, then a SLURM batch script or nothing (rank 0 of 1, MPI
+/// not initialised). MPI is initialised (MPI_THREAD_MULTIPLE) for the first three; the values
+/// MPI reports win over the variables. A world of several ranks started by torchrun variables
+/// alone has no MPI to communicate through; `make_communicator` refuses it with a message
+/// saying so.
 
 #include <functional>
 #include <string>
+
+#include "core/rank.h"
 
 namespace holo::dist {
 
@@ -31,8 +28,8 @@ struct World {
   std::string launcher = "none";  ///< openmpi, pmix, slurm, torchrun or none
 };
 
-/// Reads a variable; returns nullptr when unset. Lets tests feed discovery a fake environment.
-using EnvLookup = std::function<const char*(const char* name)>;
+/// Reads a variable; returns nullptr when unset (holo::EnvLookup, core/rank.h).
+using EnvLookup = ::holo::EnvLookup;
 
 /// The world as the launcher's variables describe it, before MPI is asked (pure; no MPI).
 /// Throws holo::UsageError for variables that do not parse or contradict each other
