@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/json_numbers.h"
 #include "core/run_dir.h"
+#include "core/time.h"
 
 namespace holo::ckpt {
 namespace fs = std::filesystem;
@@ -136,7 +137,7 @@ void Manager::save(Snapshot snapshot, bool wait_commit) {
   snapshot.replicated = stage(snapshot.replicated, "r.", next);
   snapshot.per_rank = stage(snapshot.per_rank, "p.", next);
   staging_ = std::move(next);  // buffers of tensors no longer saved are freed
-  last_stall_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  last_stall_s_ = seconds_since(t0);
   if (options_.background && !wait_commit) {
     worker_ = std::thread([this, s = std::move(snapshot)]() mutable {
       // A lower priority lets the writer take only idle CPU time instead of preempting an

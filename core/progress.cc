@@ -9,6 +9,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/time.h"
 
 namespace holo {
 namespace {
@@ -152,8 +153,7 @@ std::string Progress::render(const std::string& label, int64_t done, int64_t tot
 
 void Progress::draw(bool final) {
   if (mode_ == ProgressOptions::Mode::kOff) return;
-  const double elapsed =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double elapsed = seconds_since(start_);
   if (mode_ == ProgressOptions::Mode::kBar) {
     const std::string line = "\r\033[2K" + render(options_.label, done_, options_.total, elapsed,
                                                   options_.unit, postfix_, 30, options_.start);

@@ -15,6 +15,7 @@
 
 #include "core/check.h"
 #include "core/error.h"
+#include "core/time.h"
 #include "dist/mpi_communicator.h"
 #include "dist/world.h"
 
@@ -255,8 +256,7 @@ class NcclCommunicator : public Communicator {
     ncclResult_t async = ncclSuccess;
     check(api().ncclCommGetAsyncError(comm_, &async), "ncclCommGetAsyncError", __FILE__, __LINE__);
     check(async, ("asynchronous error in " + name).c_str(), __FILE__, __LINE__);
-    const double waited =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double waited = seconds_since(start);
     if (timeout_s_ > 0 && waited > timeout_s_) {
       abort_comm();
       throw DistError(where_prefix() + "NCCL collective " + name + " did not complete within " +

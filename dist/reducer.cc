@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/time.h"
 #include "dist/world_internal.h"
 
 namespace holo::dist {
@@ -35,10 +36,6 @@ class AccumulatedHook : public torch::autograd::FunctionPostHook {
 /// once its peers have joined (shared memory single copy), and the last bucket, which no
 /// backward can hide, is driven without pause in finish().
 constexpr std::chrono::microseconds kPollDuringBackward{1000};
-
-double seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
 
 }  // namespace
 
@@ -304,7 +301,7 @@ void GradientReducer::finish() {
   }
   in_pass_ = false;
   ++stats_.steps;
-  stats_.finish_s += seconds(t0, std::chrono::steady_clock::now());
+  stats_.finish_s += seconds_since(t0);
 }
 
 namespace {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "core/time.h"
 #include "pipeline/av_handles.h"
 #include "pipeline/decoder.h"
 
@@ -103,7 +104,7 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
                             "frame " + std::to_string(last) + " never came out of the decoder");
         }
       }
-      out.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      out.seconds += seconds_since(t0);
       ++out.clips;
     }
   }

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/time.h"
 #include "slurm/scheduler.h"
 #include "slurm/script.h"
 #include "tests/test_util.h"
@@ -61,7 +62,7 @@ inline bool wait_until(const std::function<bool()>& done, const std::string& wha
                        double limit_s = 900, int poll_ms = 500) {
   const auto start = std::chrono::steady_clock::now();
   while (!done()) {
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > limit_s) {
+    if (seconds_since(start) > limit_s) {
       ADD_FAILURE() << "gave up waiting for " << what << " after " << limit_s << " s";
       return false;
     }
