@@ -1,0 +1,53 @@
+#pragma once
+/// Benchmarks that train (docs/benchmarks.md):
+///
+/// - run_loader_bench(): `holo bench loader`, can the data pipeline feed training: the
+///   ClipLoader's clips/s (pipeline/bench.h) against one network's training clips/s
+///   (models/bench.h) and against torch.utils.data.DataLoader.
+/// - run_scaling_bench() / run_scaling_worker(): `holo bench scaling`, training throughput of a
+///   small 3D CNN on 1 rank against N ranks (same threads each) with the gradient reducer, and
+///   the share of all-reduce time hidden behind backward.
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pipeline/bench.h"
+
+namespace holo::train {
+
+/// Runs `holo bench loader` and prints its figures. Throws UsageError, before anything is made
+/// or timed, for options either side cannot run (models::check_model_bench_options).
+void run_loader_bench(const pipeline::LoaderBenchOptions& options);
+
+/// Options of `holo bench scaling` (one field per flag).
+struct ScalingBenchOptions {
+  int np = 2;
+  int threads = 1;
+  int steps = 12;    ///< timed steps per mode and launch
+  int rounds = 3;    ///< pairs of launches (1 rank, then N ranks)
+  int warmup = 3;    ///< untimed steps before each mode's timed steps
+  int worker_rounds = 2;  ///< worker: rounds of the three modes within one launch
+  int batch = 4;
+  int frames = 8;
+  int size = 56;
+  double bucket_mb = 1.0;
+  std::string json;
+  std::string result;  ///< worker: where rank 0 writes its figures
+};
+
+/// Starts `np` ranks of `holo bench scaling` with `args` and returns their exit code (the
+/// launcher's part: mpirun or srun).
+using ScalingLauncher = std::function<int(int np, const std::vector<std::string>& args)>;
+
+/// The parent of the benchmark: `rounds` pairs of launches (1 rank, then options.np ranks,
+/// each a run_scaling_worker() started by `launch` with one intra-op thread setting), then the
+/// per-phase medians and the scaling efficiency with its spread. Throws Error when a launch
+/// fails.
+void run_scaling_bench(const ScalingBenchOptions& options, const ScalingLauncher& launch);
+
+/// One rank of a timed run: the same steps in three modes (local, overlap, blocking),
+/// interleaved round by round; rank 0 writes the figures to options.result.
+void run_scaling_worker(const ScalingBenchOptions& options);
+
+}  // namespace holo::train
