@@ -1,6 +1,11 @@
 #include "core/shell.h"
 
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -20,6 +25,23 @@ std::pair<int, std::string> run_shell(const std::string& cmd) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
   return {::pclose(f), out};
+}
+
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (dir.empty()) continue;
+    const std::string p = dir + "/" + name;
+    if (access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+ShellRun run_shell_for(const std::string& cmd, int seconds) {
+  const auto [status, out] =
+      run_shell("timeout " + std::to_string(seconds) + " " + cmd + " 2>&1 </dev/null");
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
 }
 
 }  // namespace holo

@@ -1,7 +1,6 @@
 // holo version | holo doctor: what this build has, and what this machine offers.
 #include <H5public.h>
 #include <mpi.h>
-#include <sys/wait.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -24,6 +23,7 @@
 #include "launcher/cli.h"
 #include "pipeline/decoder.h"
 #include "pipeline/ffmpeg_info.h"
+#include "slurm/scheduler.h"
 
 namespace holo::cli {
 namespace {
@@ -57,16 +57,6 @@ std::string first_line(const std::string& s) {
   std::string line = s.substr(0, s.find('\n'));
   while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
   return line;
-}
-
-/// The last non-empty line (where a failing program's verdict usually is).
-std::string last_line(const std::string& s) {
-  std::string last;
-  std::istringstream in(s);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) last = line;
-  }
-  return last;
 }
 
 const char* const kCudaFix =
@@ -198,30 +188,6 @@ void print_version() {
 
 // ---- holo doctor ---------------------------------------------------------------------------
 
-/// `name` found in PATH, or "".
-std::string which(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::istringstream dirs(path ? path : "");
-  for (std::string dir; std::getline(dirs, dir, ':');) {
-    if (dir.empty()) continue;
-    const std::string p = dir + "/" + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-struct Ran {
-  int code = -1;  ///< exit code; 124: timed out
-  std::string out;
-};
-
-/// Runs `cmd` (output and errors together) for at most `seconds`.
-Ran run_for(const std::string& cmd, int seconds) {
-  const auto [status, out] =
-      run_shell("timeout " + std::to_string(seconds) + " " + cmd + " 2>&1 </dev/null");
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128, out};
-}
-
 Part driver_part() {
   std::ifstream proc("/proc/driver/nvidia/version");
   std::string line;
@@ -232,9 +198,9 @@ Part driver_part() {
                                     : first_line(line);
     return {"NVIDIA driver", true, version + " (/proc/driver/nvidia/version)", ""};
   }
-  const std::string smi = which("nvidia-smi");
+  const std::string smi = find_on_path("nvidia-smi");
   if (!smi.empty()) {
-    const Ran r = run_for(smi + " --query-gpu=driver_version,name --format=csv,noheader", 10);
+    const ShellRun r = run_shell_for(smi + " --query-gpu=driver_version,name --format=csv,noheader", 10);
     if (r.code == 0 && !first_line(r.out).empty())
       return {"NVIDIA driver", true, first_line(r.out) + " (nvidia-smi)", ""};
     return {"NVIDIA driver", false, "nvidia-smi fails: " + first_line(r.out),
@@ -252,42 +218,8 @@ struct Slurm {
 };
 
 Slurm slurm_check() {
-  Slurm s;
-  s.part.name = "SLURM";
-  if (const char* job = std::getenv("SLURM_JOB_ID"); job != nullptr && *job != '\0')
-    s.allocation = job;
-  const std::string sinfo = which("sinfo"), sbatch = which("sbatch");
-  if (sinfo.empty() || sbatch.empty()) {
-    s.part.seen = std::string(sinfo.empty() ? "sinfo" : "") +
-                  (sinfo.empty() && sbatch.empty() ? " and " : "") +
-                  (sbatch.empty() ? "sbatch" : "") + " not on PATH";
-    s.part.fix =
-        "the SLURM client commands (Debian: slurm-client) configured for the cluster's controller";
-    s.why_not = s.part.seen;
-    return s;
-  }
-  constexpr int kTimeoutS = 5;
-  const Ran r = run_for(shell_quote(sinfo) + " -h -o %P", kTimeoutS);
-  if (r.code == 0) {
-    std::vector<std::string> partitions;
-    std::istringstream in(r.out);
-    for (std::string p; std::getline(in, p);) {
-      if (!p.empty()) partitions.push_back(p);
-    }
-    s.reachable = true;
-    s.part.found = true;
-    s.part.seen = sinfo + ", " + sbatch + "; the controller answers (partitions: " +
-                  (partitions.empty() ? std::string("none") : join(partitions, ", ")) + ")";
-  } else {
-    s.why_not = "the SLURM controller " +
-                (r.code == 124 ? "does not answer within " + std::to_string(kTimeoutS) + " s"
-                               : "cannot be reached (" + last_line(r.out) + ")");
-    s.part.seen = sinfo + ", " + sbatch + "; but " + s.why_not;
-    s.part.fix =
-        "a running slurmctld named by this machine's slurm.conf (or SLURM_CONF), and munge";
-  }
-  if (!s.allocation.empty()) s.part.seen += "; inside allocation " + s.allocation;
-  return s;
+  const slurm::ClientProbe p = slurm::probe_client(/*timeout_s=*/5);
+  return {{"SLURM", p.reachable, p.seen, p.fix}, p.reachable, p.why_not, p.allocation};
 }
 
 void doctor() {
@@ -320,12 +252,12 @@ void doctor() {
     nvdec_reason = nvdec.seen;
   }
   Part mpi{"MPI", false, "", ""};
-  const std::string mpirun = which("mpirun");
+  const std::string mpirun = find_on_path("mpirun");
   if (mpirun.empty()) {
     mpi.seen = "mpirun is not on PATH (library: " + mpi_library_version() + ")";
     mpi.fix = "OpenMPI's launcher (Debian: openmpi-bin), the same MPI Holo was built with";
   } else {
-    const Ran r = run_for(shell_quote(mpirun) + " --version", 10);
+    const ShellRun r = run_shell_for(shell_quote(mpirun) + " --version", 10);
     mpi.found = r.code == 0;
     mpi.seen = mpirun + ": " +
                (r.code == 0 ? first_line(r.out) : "--version fails: " + first_line(r.out)) +

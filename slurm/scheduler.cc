@@ -10,11 +10,13 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/shell.h"
 
 extern char** environ;
 
@@ -233,6 +235,47 @@ void cancel_job(const std::string& id, const std::string& signal) {
   const ProgramResult r = run_program(argv);
   // scancel exits 0 with a message on stderr for jobs that are already gone; report it.
   if (r.exit_code != 0 || !trim(r.err).empty()) throw Error(describe_failure("scancel", r));
+}
+
+ClientProbe probe_client(int timeout_s) {
+  ClientProbe s;
+  if (const char* job = std::getenv("SLURM_JOB_ID"); job != nullptr && *job != '\0')
+    s.allocation = job;
+  const std::string sinfo = find_on_path("sinfo"), sbatch = find_on_path("sbatch");
+  if (sinfo.empty() || sbatch.empty()) {
+    s.seen = std::string(sinfo.empty() ? "sinfo" : "") +
+             (sinfo.empty() && sbatch.empty() ? " and " : "") +
+             (sbatch.empty() ? "sbatch" : "") + " not on PATH";
+    s.fix =
+        "the SLURM client commands (Debian: slurm-client) configured for the cluster's controller";
+    s.why_not = s.seen;
+    return s;
+  }
+  const ShellRun r = run_shell_for(shell_quote(sinfo) + " -h -o %P", timeout_s);
+  if (r.code == 0) {
+    std::string partitions;
+    std::istringstream in(r.out);
+    for (std::string p; std::getline(in, p);) {
+      if (!p.empty()) partitions += (partitions.empty() ? "" : ", ") + p;
+    }
+    s.reachable = true;
+    s.seen = sinfo + ", " + sbatch + "; the controller answers (partitions: " +
+             (partitions.empty() ? std::string("none") : partitions) + ")";
+  } else {
+    // The last non-empty line of sinfo's output: where its verdict usually is.
+    std::string last;
+    std::istringstream in(r.out);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) last = line;
+    }
+    s.why_not = "the SLURM controller " +
+                (r.code == 124 ? "does not answer within " + std::to_string(timeout_s) + " s"
+                               : "cannot be reached (" + last + ")");
+    s.seen = sinfo + ", " + sbatch + "; but " + s.why_not;
+    s.fix = "a running slurmctld named by this machine's slurm.conf (or SLURM_CONF), and munge";
+  }
+  if (!s.allocation.empty()) s.seen += "; inside allocation " + s.allocation;
+  return s;
 }
 
 }  // namespace holo::slurm

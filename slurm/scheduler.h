@@ -52,4 +52,17 @@ JobInfo query_job(const std::string& id);
 /// Throws holo::Error with scancel's message on failure.
 void cancel_job(const std::string& id, const std::string& signal = "");
 
+/// Whether this machine can submit to SLURM, as `holo doctor` reports it.
+struct ClientProbe {
+  bool reachable = false;  ///< sinfo and sbatch are on PATH and the controller answered
+  std::string seen;        ///< the programs, the partitions or why not, the allocation
+  std::string fix;         ///< what to install or start, when not reachable
+  std::string why_not;     ///< why holo submit cannot be used, when it cannot
+  std::string allocation;  ///< SLURM_JOB_ID when inside an allocation
+};
+
+/// Looks for sinfo and sbatch on PATH and asks the controller for its partitions
+/// (`sinfo -h -o %P`), waiting at most `timeout_s` seconds for it.
+ClientProbe probe_client(int timeout_s);
+
 }  // namespace holo::slurm
