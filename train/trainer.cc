@@ -1025,7 +1025,7 @@ struct ScoredSplit {
 
 ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint,
                              const std::string& split, const std::string& label) {
-  ScoredSplit out{make_context(recipe, split)};
+  ScoredSplit out{make_context(recipe, split), {}, 0, {}};
   Context& ctx = out.ctx;
   const auto loaded = ckpt::Manager::load_newest_valid(checkpoint, ctx.world->rank, ctx.world->size);
   out.path = loaded.path;
