@@ -336,7 +336,7 @@ class TensorBoardRun : public ::testing::Test {
 // A run of 6 steps, then a run resumed from its step-4 checkpoint to step 8 (steps 5 and 6 and
 // the validation at 6 are done again), then a run started afresh in the same directory.
 TEST_F(TensorBoardRun, EventFilesHoldEveryMetricsLineAcrossResumeAndFreshStart) {
-  if (!holo::testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(holo::testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string d = holo::testing::temp_dir();
   const std::string path = recipe(d);
   const std::string run = d + "/run", tb = d + "/run/tb";

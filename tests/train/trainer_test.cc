@@ -454,7 +454,7 @@ TEST_F(Trainer, EvalOnTwoRanksScoresEveryVideoOnceAsOnOne) {
 // holo eval --save-predictions: per-video top 5 in a CSV and the score matrix in an .npy that
 // numpy reads, in the same row order; an unlabeled test split gives predictions and exit 0.
 TEST_F(Trainer, EvalSavesPredictionsAlsoForAnUnlabeledSplit) {
-  if (!holo::testing::have_reference_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  ASSERT_TRUE(holo::testing::have_reference_python()) << "/usr/bin/python3 (scripts/install-deps.sh) is missing";
   const std::string d = holo::testing::temp_dir();
   const std::string m = data_root() + "/motion";
   const std::string path = recipe(d);
