@@ -182,12 +182,11 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
 
 void load_state_dict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& source,
                      const std::string& what,
-                     const std::function<std::string(const std::string&)>& rename,
                      const std::function<bool(const std::string&)>& ignore) {
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
   auto copy = [&](const std::string& name, torch::Tensor& dst) {
-    const std::string key = rename ? rename(name) : name;
+    const std::string& key = name;
     auto it = source.find(key);
     if (it == source.end()) throw IoError(what + ": missing key '" + key + "'");
     if (it->second.sizes() != dst.sizes()) {
@@ -208,7 +207,7 @@ void load_state_dict(torch::nn::Module& module, const std::map<std::string, torc
 
 void load_torchvision_resnet(ResNet2dImpl& model, const std::string& path) {
   const bool has_fc = model.options().num_classes() > 0;
-  load_state_dict(model, read_state_dict(path), path, nullptr, [has_fc](const std::string& k) {
+  load_state_dict(model, read_state_dict(path), path, [has_fc](const std::string& k) {
     return !has_fc && k.rfind("fc.", 0) == 0;
   });
 }
@@ -261,29 +260,6 @@ NetworkOutput ResNet2dNetworkImpl::forward_all(const torch::Tensor& clips) {
 
 void ResNet2dNetworkImpl::reset_heads(const std::vector<int64_t>& head_sizes) {
   heads_ = replace_module("heads", make_heads(feature_dim_, head_sizes));
-}
-
-void ResNet2dNetworkImpl::load_torchvision(const std::string& path) {
-  auto source = read_state_dict(path);
-  const auto fc = source.find("fc.weight");
-  const bool take_fc = heads_->size() == 1 && fc != source.end() &&
-                       fc->second.sizes() == heads_[0]->as<torch::nn::Linear>()->weight.sizes();
-  auto rename = [](const std::string& n) -> std::string {
-    if (n.rfind("stem.", 0) == 0) return n.substr(5);
-    if (n.rfind("res", 0) == 0) return "layer" + std::to_string(n[3] - '0' - 1) + n.substr(4);
-    if (n.rfind("heads.0.", 0) == 0) return "fc." + n.substr(8);
-    return n;
-  };
-  if (take_fc) {
-    load_state_dict(*this, source, path, rename);
-    return;
-  }
-  // Heads stay as they are: load everything else.
-  torch::nn::Module body;
-  body.register_module("stem", stem_);
-  for (size_t s = 0; s < stages_.size(); ++s) body.register_module("res" + std::to_string(s + 2), stages_[s]);
-  load_state_dict(body, source, path, rename,
-                  [](const std::string& k) { return k.rfind("fc.", 0) == 0; });
 }
 
 // ---- transfer head -----------------------------------------------------------------------

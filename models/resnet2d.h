@@ -105,13 +105,12 @@ TORCH_MODULE(ResNet2d);
 /// Throws holo::IoError naming the file.
 std::map<std::string, torch::Tensor> read_state_dict(const std::string& path);
 
-/// Copies `source` into the parameters and buffers of `module`. `rename` maps a name of
-/// `module` to the source's name. Every parameter and buffer of `module` must be present
-/// with the same shape; source entries that map to nothing are errors unless `ignore`
-/// returns true for them. Throws holo::IoError naming `what` (the file) and the key.
+/// Copies `source` into the parameters and buffers of `module`, under the same names (other
+/// layouts: models/weights.h). Every parameter and buffer of `module` must be present with the
+/// same shape; source entries that map to nothing are errors unless `ignore` returns true for
+/// them. Throws holo::IoError naming `what` (the file) and the key.
 void load_state_dict(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& source,
                      const std::string& what,
-                     const std::function<std::string(const std::string&)>& rename = nullptr,
                      const std::function<bool(const std::string&)>& ignore = nullptr);
 
 /// Loads torchvision weights (state dict or TorchScript file) into a ResNet2d. With
@@ -123,15 +122,13 @@ void save_state_dict(const torch::nn::Module& module, const std::string& path);
 
 /// A 2D ResNet as a clip classifier: every frame through the 2D network, features averaged
 /// over frames. Stages stem (conv1, bn1), res2..res5 (torchvision layer1..layer4), heads;
-/// `load_torchvision` maps torchvision names onto these.
+/// torchvision's weights import through models/weights.h like every other layout.
 class ResNet2dNetworkImpl : public NetworkImpl {
  public:
   ResNet2dNetworkImpl(int64_t depth, double width, double dropout, const std::vector<int64_t>& heads);
   NetworkOutput forward_all(const torch::Tensor& clips) override;
   int64_t feature_dim() const override { return feature_dim_; }
   void reset_heads(const std::vector<int64_t>& head_sizes) override;
-  /// torchvision weights into stem and res2..res5 (fc goes to heads.0 when shapes agree).
-  void load_torchvision(const std::string& path);
 
  private:
   Stem2d stem_{nullptr};

@@ -28,6 +28,7 @@
 #include "models/stc.h"
 #include "models/x3d.h"
 #include "models/torch_pickle.h"
+#include "models/weights.h"
 #include "tests/test_util.h"
 
 namespace holo::models {
@@ -504,7 +505,9 @@ TEST_F(ModelsTest, TorchvisionWeightsLoad) {
   for (const std::string file : {"r18.pth", "r18_ordered.pth"}) {
     SCOPED_TRACE(file);
     auto net = ResNet2dNetwork(18, 1.0, 0.0, std::vector<int64_t>{1000});
-    net->load_torchvision(dir + "/" + file);
+    const auto report = import_weights(*net, "resnet2d", read_weights_file(dir + "/" + file), "torchvision");
+    EXPECT_TRUE(report.unmatched.empty()) << report.unmatched.front();
+    EXPECT_TRUE(report.classifier_kept.empty());
     net->eval();
     torch::NoGradGuard ng;
     auto clip = io["x"].unsqueeze(2);  // N x 3 x 1 x H x W
