@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/run_dir.h"
+#include "core/time.h"
 
 extern char** environ;
 
@@ -25,8 +26,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -135,7 +134,7 @@ double run_dd(const std::vector<std::string>& args, const std::string& log) {
   while (::waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) throw IoError(std::string("waiting for dd: ") + std::strerror(errno));
   }
-  const double s = since(t0);
+  const double s = seconds_since(t0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string cmd;
     for (const auto& a : all) cmd += (cmd.empty() ? "" : " ") + a;
@@ -177,7 +176,7 @@ IoResult bench_io(const NamedTensors& state, const IoBenchOptions& options) {
     s.replicated = state;
     const auto t0 = Clock::now();
     manager.save(std::move(s), /*wait=*/true);
-    out.first_save_s = since(t0);
+    out.first_save_s = seconds_since(t0);
     out.first_snapshot_s = manager.last_stall_s();
     fs::remove_all(Manager::step_dir(ckpt_root, 0));
   }
@@ -188,7 +187,7 @@ IoResult bench_io(const NamedTensors& state, const IoBenchOptions& options) {
     s.replicated = state;
     auto t0 = Clock::now();
     manager.save(std::move(s), /*wait=*/true);
-    save.push_back(since(t0));
+    save.push_back(seconds_since(t0));
     snap.push_back(manager.last_stall_s());
     const std::string dir = Manager::step_dir(ckpt_root, r + 1);
     std::vector<std::string> files;
@@ -197,7 +196,7 @@ IoResult bench_io(const NamedTensors& state, const IoBenchOptions& options) {
     cached_load.push_back(evict_all(files));
     t0 = Clock::now();
     Loaded loaded = Manager::load(dir, 0, 1);
-    load.push_back(since(t0));
+    load.push_back(seconds_since(t0));
     if (loaded.replicated.size() != want.size()) {
       throw IoError("bench: checkpoint '" + dir + "' loaded " + std::to_string(loaded.replicated.size()) +
                     " tensors, saved " + std::to_string(want.size()));
@@ -258,27 +257,27 @@ StallResult bench_stall(const std::function<void()>& train_step,
       // segments (a run pays it once).
       const auto t0 = Clock::now();
       manager.save(snapshot(step), /*wait=*/false);
-      out.first_snapshot_s = since(t0);
+      out.first_snapshot_s = seconds_since(t0);
       manager.wait();
     }
     for (int64_t seg = 0; seg < options.saves(); ++seg) {
       auto t0 = Clock::now();
       for (int64_t i = 0; i < options.every(); ++i, ++step) train_step();
-      plain += since(t0);
+      plain += seconds_since(t0);
 
       t0 = Clock::now();
       Snapshot s = snapshot(step);
       out.state_bytes = tensor_bytes(s.replicated) + tensor_bytes(s.per_rank);
       const auto t_save = Clock::now();
       manager.save(std::move(s), /*wait=*/false);
-      const double held = since(t_save);
+      const double held = seconds_since(t_save);
       snap_sum += held;
       out.snapshot_max_s = std::max(out.snapshot_max_s, held);
       for (int64_t i = 0; i < options.every(); ++i, ++step) train_step();
       const auto t_drain = Clock::now();
       manager.wait();
-      drain_sum += since(t_drain);
-      saving += since(t0);
+      drain_sum += seconds_since(t_drain);
+      saving += seconds_since(t0);
     }
   }
   const double steps = static_cast<double>(options.every() * options.saves());

@@ -137,7 +137,8 @@ endif()
 
 set(HOLO_WITH_MPI ON)
 set(HOLO_WITH_HDF5 ON)
-# For `holo version`: where LibTorch came from, the CUDA it was built for, FFmpeg at build time.
+# For `holo version`: where LibTorch came from and the CUDA toolkit found when Holo was
+# configured (LibTorch itself may have been built for another CUDA).
 set(HOLO_TORCH_CUDA_VERSION "")
 if(HOLO_WITH_CUDA)
   if(CUDAToolkit_VERSION)

@@ -62,13 +62,11 @@ struct Built {
 };
 
 /// The heads a recipe's run builds: its task's sizes on its training split (classInd.txt,
-/// HVU's categories, ...), as holo train would; the recipe's num_classes keys when the data
-/// cannot be read here (or is synthetic, which would be made first).
+/// HVU's categories, model.num_classes, transfer's two outputs, ...), as holo train would; when
+/// the data cannot be read here (or is synthetic, which would be made first), model.num_classes,
+/// then data.num_classes, then 400.
 std::vector<int64_t> recipe_heads(const Recipe& r, std::string& from) {
-  if (r.model.num_classes > 0) {
-    from = "model.num_classes";
-    return {r.model.num_classes};
-  }
+  std::string why;
   if (r.data.dataset != "synth" && !r.data.dataset.empty()) {
     try {
       const auto dataset = pipeline::make_dataset(r, "train");
@@ -76,23 +74,26 @@ std::vector<int64_t> recipe_heads(const Recipe& r, std::string& from) {
       from = "the recipe's training split";
       return task->head_sizes();
     } catch (const std::exception& e) {
-      from = std::string("400: the training split cannot be read here (") + e.what() + ")";
-      return {r.data.num_classes > 0 ? r.data.num_classes : 400};
+      why = std::string(": the training split cannot be read here (") + e.what() + ")";
     }
   }
+  if (r.model.num_classes > 0) {
+    from = "model.num_classes" + why;
+    return {r.model.num_classes};
+  }
   if (r.data.num_classes > 0) {
-    from = "data.num_classes";
+    from = "data.num_classes" + why;
     return {r.data.num_classes};
   }
-  from = "400, the default";
+  from = "400, the default" + why;
   return {400};
 }
 
 Built build_target(const InfoArgs& a) {
   Built b;
   ModelOptions options;
-  const bool is_file = std::filesystem::exists(a.target) || a.target.size() > 5 &&
-                                                               a.target.substr(a.target.size() - 5) == ".toml";
+  const bool is_file = std::filesystem::exists(a.target) ||
+                       (a.target.size() > 5 && a.target.substr(a.target.size() - 5) == ".toml");
   if (is_file) {
     const Recipe r = load_recipe(a.target, a.overrides);
     options = r.model;

@@ -4,7 +4,6 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
-#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -87,7 +86,7 @@ Part libtorch_part() {
                      (HOLO_WITH_CUDA ? std::string("with CUDA") +
                                            (std::string(HOLO_TORCH_CUDA_VERSION).empty()
                                                 ? ""
-                                                : " " + std::string(HOLO_TORCH_CUDA_VERSION))
+                                                : " (CUDA toolkit " + std::string(HOLO_TORCH_CUDA_VERSION) + " at build time)")
                                      : std::string("CPU only")) +
                      " (" + HOLO_TORCH_CONFIG_DIR + ")";
   return {"LibTorch", true, seen, ""};
@@ -225,9 +224,7 @@ Slurm slurm_check() {
 void doctor() {
   const auto ff = pipeline::ffmpeg_info();
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  char host[256] = {0};
-  gethostname(host, sizeof host - 1);
-  std::cout << "holo doctor: " << host << ", " << cores << " CPU cores, holo " << HOLO_VERSION
+  std::cout << "holo doctor: " << process_identity().host << ", " << cores << " CPU cores, holo " << HOLO_VERSION
             << " with LibTorch " << TORCH_VERSION << (HOLO_WITH_CUDA ? " (CUDA)" : " (CPU only)")
             << "\n\n";
 

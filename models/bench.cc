@@ -22,6 +22,7 @@
 
 #include "core/error.h"
 #include "core/shell.h"
+#include "core/time.h"
 #include "holo/build_config.h"
 #include "models/flops.h"
 #include "models/network.h"
@@ -273,7 +274,7 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
     net->zero_grad(/*set_to_none=*/true);
     step();
     synchronize(device);
-    seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    seconds.push_back(seconds_since(t0));
   }
   row.holo_clips_per_s = static_cast<double>(o.batch()) / median(seconds);
   if (!bins.empty()) row.holo_active_bins = mean(bins);

@@ -373,7 +373,7 @@ PlotAxis y_axis(const PlotPanel& p) {
     }
   }
   if (!std::isfinite(lo)) return linear_axis(0, 1, p.y_floor, p.y_ceiling);
-  if (p.log_y && all_positive && hi / lo > 10.0) {
+  if (p.log_y && all_positive) {
     PlotAxis a;
     a.log = true;
     const double e0 = std::floor(std::log10(lo) + 1e-9),

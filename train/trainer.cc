@@ -1089,6 +1089,8 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
     const int64_t k = std::min<int64_t>(5, vs.scores.size(1));
     const auto top = vs.scores.to(torch::kFloat32).topk(k, 1);
     const torch::Tensor values = std::get<0>(top), indices = std::get<1>(top);
+    const auto value = values.accessor<float, 2>();
+    const auto index = indices.accessor<int64_t, 2>();
     std::string csv = "video,label";
     for (int64_t j = 1; j <= k; ++j) csv += ",pred_" + std::to_string(j) + ",score_" + std::to_string(j);
     csv += "\n";
@@ -1105,8 +1107,8 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
       }
       csv += csv_cell(rec.id) + "," + csv_cell(label);
       for (int64_t j = 0; j < k; ++j) {
-        csv += "," + csv_cell(class_name(indices[static_cast<int64_t>(i)][j].item<int64_t>())) + "," +
-               fmt::format("{:.6f}", values[static_cast<int64_t>(i)][j].item<float>());
+        csv += "," + csv_cell(class_name(index[static_cast<int64_t>(i)][j])) + "," +
+               fmt::format("{:.6f}", value[static_cast<int64_t>(i)][j]);
       }
       csv += "\n";
     }
