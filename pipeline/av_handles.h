@@ -8,6 +8,7 @@ extern "C" {
 #include <libavformat/avformat.h>
 #include <libavutil/buffer.h>
 #include <libavutil/frame.h>
+#include <libavutil/mem.h>
 #include <libswscale/swscale.h>
 }
 
@@ -87,11 +88,20 @@ class PacketUnref {
   AVPacket* p_;
 };
 
-/// av_log is process-global; Holo reports decode and encode problems itself, so libav's own
-/// messages are limited to fatal ones (set once, on first use of the decoder or writer).
-inline void quiet_logging() {
+/// The largest block libav may allocate at once (av_max_alloc), 256 MiB. Decoding needs far less
+/// (an 8K RGB frame is 100 MB, an hour's frame index a few MB), but a damaged file can claim
+/// billions of index entries or a huge frame and make a demuxer grow its tables to gigabytes;
+/// with the cap the allocation fails, the open or read returns an error and the video is
+/// quarantined as unreadable instead of taking the node's memory (docs/pipeline.md).
+inline constexpr size_t kMaxLibavAllocation = size_t{256} << 20;
+
+/// Process-wide libav settings, applied once on first use of the decoder, the probe or the
+/// writer: av_log limited to fatal messages (Holo reports decode and encode problems itself)
+/// and the allocation cap above.
+inline void configure_libav() {
   static const bool done = [] {
     av_log_set_level(AV_LOG_FATAL);
+    av_max_alloc(kMaxLibavAllocation);
     return true;
   }();
   (void)done;

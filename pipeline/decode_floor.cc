@@ -15,7 +15,7 @@ DecodeFloor time_decode_floor(const std::vector<std::string>& files,
                               int stride) {
   HOLO_CHECK(files.size() == starts.size(), "time_decode_floor: one list of starts per file");
   HOLO_CHECK(frames > 0 && stride > 0, "time_decode_floor: frames and stride must be positive");
-  av::quiet_logging();
+  av::configure_libav();
   DecodeFloor out;
   for (size_t i = 0; i < files.size(); ++i) {
     const std::string& path = files[i];

@@ -228,7 +228,7 @@ LibavDecoder::LibavDecoder(std::string path, int threads, int conversion_threads
 LibavDecoder::~LibavDecoder() = default;
 
 void LibavDecoder::open() {
-  av::quiet_logging();
+  av::configure_libav();
   const int conversion_threads =
       conversion_override_ >= 0 ? conversion_override_ : this->conversion_threads();
   if (conversion_threads > 0 && conversion_threads >= threads_) {

@@ -125,7 +125,7 @@ std::string why_not_video(const std::string& path) {
   const auto size = fs::file_size(path, ec);
   if (ec) return "cannot read (" + ec.message() + ")";
   if (size == 0) return "zero-byte file";
-  av::quiet_logging();
+  av::configure_libav();
   AVFormatContext* raw = nullptr;
   int rc = avformat_open_input(&raw, path.c_str(), nullptr, nullptr);
   if (rc < 0) return "not a readable container (" + av::error_string(rc) + ")";

@@ -67,7 +67,7 @@ VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : 
              "video size must be positive and even, got " + std::to_string(options.width) + "x" +
                  std::to_string(options.height));
   HOLO_CHECK(options.fps > 0, "fps must be positive");
-  av::quiet_logging();
+  av::configure_libav();
   const std::filesystem::path final_path(path);
   s.tmp_path = (final_path.parent_path() / ("." + final_path.filename().string() + ".part")).string();
 
