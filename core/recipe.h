@@ -34,7 +34,7 @@ struct RunOptions {
 };
 
 struct DataOptions {
-  std::string dataset = "synth";   ///< kinetics, list, ucf101, hmdb51, hvu, folder, synth
+  std::string dataset = "synth";   ///< kinetics, list, ucf101, hmdb51, hvu, folder, synth, mstcn
   std::string root;                ///< folder holding the video files
   std::string train;               ///< training annotation file (or split file)
   std::string val;                 ///< validation annotation file
@@ -54,6 +54,8 @@ struct DataOptions {
   int64_t synth_videos = 24;       ///< synth: number of videos made for the run
   int64_t synth_classes = 4;       ///< synth: number of classes
   int64_t synth_frames = 48;       ///< synth: frames per video
+  int64_t sample_rate = 1;         ///< mstcn: keep every sample_rate-th frame (50Salads: 2)
+  std::vector<std::string> background = {"background"};  ///< mstcn: background labels (Breakfast: SIL)
 };
 
 struct SamplingOptions {
@@ -115,10 +117,13 @@ struct ModelOptions {
   std::string init;                ///< checkpoint or weights file to initialise from
   std::string init_layout = "auto";  ///< names in model.init: auto, holo, torchvision, pyslowfast, mmaction2
   bool init_strict = true;         ///< a tensor of model.init left unmatched stops the run (exit 2)
+  int64_t tcn_stages = 4;          ///< mstcn: stages (the first on the features, the others refine)
+  int64_t tcn_layers = 10;         ///< mstcn: dilated residual layers per stage (dilations 1, 2, 4, ...)
+  int64_t tcn_channels = 64;       ///< mstcn: feature maps
 };
 
 struct TaskOptions {
-  std::string kind = "classification";  ///< classification, multilabel, transfer, finetune
+  std::string kind = "classification";  ///< classification, multilabel, transfer, finetune, segmentation
   std::string teacher;                  ///< transfer: 2D teacher weights file
   std::string teacher_arch = "resnet18";
   double teacher_width = 1.0;           ///< transfer: teacher width multiplier (1 for torchvision weights)
@@ -126,6 +131,7 @@ struct TaskOptions {
   std::string teacher_source = "online";  ///< transfer: online (the student's crop) or store
   double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
   std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]
+  double smoothing = 0.15;              ///< segmentation: weight of MS-TCN's truncated-MSE smoothing loss
 };
 
 struct OptimOptions {

@@ -196,9 +196,9 @@ std::vector<KeyDef> make_schema() {
   s.key("run.deterministic", &R::run, &RunOptions::deterministic, "Deterministic kernels where LibTorch has them (cuDNN without autotuning, no TF32; slower), for reproducible runs. CUDA MaxPool3d backward has none.");
   // [data]
   s.key("data.dataset", &R::data, &DataOptions::dataset, "Annotation format of the dataset.")
-      .choices({"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth"});
+      .choices({"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth", "mstcn"});
   s.key("data.root", &R::data, &DataOptions::root, "Folder holding the video files.").path();
-  s.key("data.train", &R::data, &DataOptions::train, "Training annotation file (Kinetics CSV, list, split file, HVU CSV).").path();
+  s.key("data.train", &R::data, &DataOptions::train, "Training annotation file (Kinetics CSV, list, split file, HVU CSV; mstcn: a split bundle, e.g. splits/train.split1.bundle).").path();
   s.key("data.val", &R::data, &DataOptions::val, "Validation annotation file.").path();
   s.key("data.test", &R::data, &DataOptions::test, "Test annotation file.").path();
   s.key("data.categories", &R::data, &DataOptions::categories, "HVU Tag,Category file.").path();
@@ -219,6 +219,8 @@ std::vector<KeyDef> make_schema() {
   s.key("data.synth_videos", &R::data, &DataOptions::synth_videos, "synth: videos made once (in data.root, or in $HOLO_CACHE_DIR/synth) and re-used.").range(1, 1000000);
   s.key("data.synth_classes", &R::data, &DataOptions::synth_classes, "synth: motion classes (moving left/right, rotating clockwise/counter-clockwise, growing/shrinking, moving up/down; the first N).").range(2, 8);
   s.key("data.synth_frames", &R::data, &DataOptions::synth_frames, "synth: frames per video (each frame also shows its own index).").range(2, 1023);
+  s.key("data.sample_rate", &R::data, &DataOptions::sample_rate, "mstcn: keep every N-th frame of the features and labels, as MS-TCN reads them (50Salads: 2, its 30 fps features at 15).").range(1, 1000);
+  s.key("data.background", &R::data, &DataOptions::background, "mstcn: the background labels, left out of Edit and F1 (Breakfast: SIL).");
   // [sampling]
   s.key("sampling.num_frames", &R::sampling, &SamplingOptions::num_frames, "Frames per clip (T).").range(1, 1024);
   s.key("sampling.stride", &R::sampling, &SamplingOptions::stride, "Frame stride within a clip.").range(1, 64);
@@ -252,7 +254,8 @@ std::vector<KeyDef> make_schema() {
                 "hatnet_r18", "hatnet_r50", "r3d18_atfr", "r3d50_atfr",
                 "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr",
                 "r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_r34", "slow_r50",
-                "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr"});
+                "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr",
+                "mstcn"});
   s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
   s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
@@ -283,12 +286,16 @@ std::vector<KeyDef> make_schema() {
   s.key("model.sgs_kernel", &R::model, &ModelOptions::sgs_kernel, "SGS kernel: linear (eq. 6.6 verbatim), linear_clamped (6.6 with Delta clamped to [beta_1, beta_B], so the extreme frames weigh 1), or kronecker (6.5).").choices({"linear", "linear_clamped", "kronecker"});
   s.key("model.sgs_measure", &R::model, &ModelOptions::sgs_measure, "SGS similarity measure: distance to the temporal mean, or magnitude.")
       .choices({"mean_distance", "magnitude"});
+  s.key("model.tcn_stages", &R::model, &ModelOptions::tcn_stages, "mstcn: stages; the first reads the features, each next one refines the previous one's probabilities (MS-TCN: 4).").range(1, 16);
+  s.key("model.tcn_layers", &R::model, &ModelOptions::tcn_layers, "mstcn: dilated residual layers per stage, dilation 2^i (MS-TCN: 10).").range(1, 20);
+  s.key("model.tcn_channels", &R::model, &ModelOptions::tcn_channels, "mstcn: feature maps of every layer (MS-TCN: 64).").range(1, 4096);
   s.key("model.init", &R::model, &ModelOptions::init, "Checkpoint or weights file to initialise the network from: a Holo checkpoint or export, or a state dict of torchvision, PySlowFast or MMAction2 (docs/weights.md).").path();
   s.key("model.init_layout", &R::model, &ModelOptions::init_layout, "Tensor names in model.init; auto picks the layout that matches the network's tensors best.")
       .choices({"auto", "holo", "torchvision", "pyslowfast", "mmaction2"});
   s.key("model.init_strict", &R::model, &ModelOptions::init_strict, "Stop (exit 2) when a tensor of the network or of model.init is left unmatched, apart from a classifier of another class count; false: a warning lists them.");
   // [task]
-  s.key("task.kind", &R::task, &TaskOptions::kind, "Training task.").choices({"classification", "multilabel", "transfer", "finetune"});
+  s.key("task.kind", &R::task, &TaskOptions::kind, "Training task: on video clips, or segmentation (per-frame labels on per-frame features, data.dataset = mstcn).").choices({"classification", "multilabel", "transfer", "finetune", "segmentation"});
+  s.key("task.smoothing", &R::task, &TaskOptions::smoothing, "segmentation: weight of MS-TCN's smoothing loss (truncated MSE of neighbouring frames' log-probabilities; MS-TCN: 0.15).").range(0, 100);
   s.key("task.teacher", &R::task, &TaskOptions::teacher, "transfer: frozen 2D teacher weights (TorchScript or torchvision-named state dict).").path();
   s.key("task.teacher_arch", &R::task, &TaskOptions::teacher_arch, "transfer: teacher architecture.")
       .choices({"resnet18", "resnet34", "resnet50", "resnet101"});

@@ -15,6 +15,7 @@
 #include "launcher/cli.h"
 #include "pipeline/bench.h"
 #include "pipeline/probe.h"
+#include "pipeline/segmentation_synth.h"
 #include "pipeline/synth.h"
 #include "train/bench.h"
 
@@ -29,7 +30,8 @@ void add_data_commands(CLI::App& app) {
   auto so = std::make_shared<pipeline::SynthOptions>();
   auto size = std::make_shared<std::string>("96x64");
   auto* synth = data->add_subcommand("synth", "Write a synthetic dataset: real encoded videos and annotation files");
-  synth->add_option("--kind", so->kind, "motion (Kinetics CSV), hvu (HVU CSV + Tag,Category), unlabeled (a folder)")
+  synth->add_option("--kind", so->kind, "motion (Kinetics CSV), hvu (HVU CSV + Tag,Category), unlabeled (a folder), "
+                    "segmentation (per-frame features in MS-TCN's layout)")
       ->capture_default_str();
   synth->add_option("--out", so->out, "Output folder")->required();
   synth->add_option("--seed", so->seed, "Seed; the output is a pure function of the options")->capture_default_str();
@@ -50,6 +52,18 @@ void add_data_commands(CLI::App& app) {
   synth->callback([so, size] {
     if (std::sscanf(size->c_str(), "%dx%d", &so->width, &so->height) != 2) throw UsageError("--size must be WxH, e.g. 96x64");
     const auto t0 = SteadyClock::now();
+    if (so->kind == "segmentation") {
+      pipeline::SegmentationSynthOptions seg;
+      seg.out = so->out;
+      seg.seed = so->seed;
+      seg.videos = so->videos;
+      const auto s = pipeline::write_segmentation_synth(seg);
+      std::cout << "wrote " << s.videos << " segmentation videos (" << s.frames << " frames of features) to "
+                << fs::absolute(so->out).string() << " in " << std::fixed << std::setprecision(1) << seconds_since(t0)
+                << " s\n";
+      for (const auto& f : s.files) std::cout << "  " << f << "\n";
+      return;
+    }
     const auto s = pipeline::synthesize(*so);
     std::cout << "wrote " << s.videos << " " << so->kind << " videos (" << s.codec << ") to " << fs::absolute(so->out).string()
               << " in " << std::fixed << std::setprecision(1) << seconds_since(t0) << " s\n";

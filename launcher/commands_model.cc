@@ -22,7 +22,7 @@
 #include "models/sgs.h"
 #include "models/weights.h"
 #include "pipeline/dataset.h"
-#include "train/task.h"
+#include "train/video_task.h"
 
 namespace holo::cli {
 namespace {
@@ -70,7 +70,7 @@ std::vector<int64_t> recipe_heads(const Recipe& r, std::string& from) {
   if (r.data.dataset != "synth" && !r.data.dataset.empty()) {
     try {
       const auto dataset = pipeline::make_dataset(r, "train");
-      const auto task = train::make_task(r, *dataset);
+      const auto task = train::make_video_task(r, *dataset);
       from = "the recipe's training split";
       return task->head_sizes();
     } catch (const std::exception& e) {

@@ -14,7 +14,7 @@ namespace {
 namespace fs = std::filesystem;
 
 /// The dataset formats data.dataset accepts, "synth" included.
-const std::vector<std::string> kFormats = {"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth"};
+const std::vector<std::string> kFormats = {"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth", "mstcn"};
 
 std::string lower_trimmed(std::string s) {
   const auto b = s.find_first_not_of(" \t\r\"");
@@ -115,6 +115,19 @@ void check_data(const Recipe& r, const std::vector<std::string>& splits) {
   // What the format needs for the splits in use.
   if (d.dataset != "list" && d.root.empty()) fail_at(r, "data.root", "is not set: the folder of the video files");
   if (d.dataset == "folder") return;
+  if (d.dataset == "mstcn") {
+    // MS-TCN's layout (pipeline/segmentation_data.h); the files themselves are read when the run
+    // starts, each error naming its file and line.
+    for (const char* part : {"features", "groundTruth"}) {
+      std::error_code ec;
+      if (!fs::is_directory(fs::path(d.root) / part, ec)) {
+        fail_at(r, "data.root", "'" + d.root + "' has no " + part + "/ folder (MS-TCN's layout)");
+      }
+    }
+    if (!fs::exists(fs::path(d.root) / "mapping.txt")) {
+      fail_at(r, "data.root", "'" + d.root + "' has no mapping.txt (MS-TCN's layout)");
+    }
+  }
   if (d.dataset == "hvu") {
     if (d.categories.empty()) fail_at(r, "data.categories", "is not set: HVU needs its Tag,Category file");
     need_columns(r, "data.categories", d.categories, {"tag", "category"}, "Tag,Category");

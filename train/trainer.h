@@ -2,7 +2,9 @@
 /// The training loop shared by every task, evaluation with multi-view testing, and feature
 /// extraction. One call runs one rank; the world comes from dist::init_world().
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "core/recipe.h"
@@ -18,10 +20,20 @@ struct TrainResult {
   std::string run_dir;
 };
 
-/// Trains `recipe` to its end (train.epochs or train.max_steps), resuming from the newest
-/// checkpoint in the run directory when checkpoint.resume = "auto". Rank 0 writes the run
-/// directory: recipe.toml, train.log, metrics.jsonl, tb/ (TensorBoard events of the same
-/// lines), checkpoints/, summary.json.
+class Task;
+/// Makes the task a recipe trains (train/task.h); called once per rank, after the runtime is up.
+using TaskFactory = std::function<std::unique_ptr<Task>(const Recipe&)>;
+
+/// Trains the task `make_task` gives to the recipe's end (train.epochs or train.max_steps),
+/// resuming from the newest checkpoint in the run directory when checkpoint.resume = "auto".
+/// Rank 0 writes the run directory: recipe.toml, train.log, metrics.jsonl, tb/ (TensorBoard
+/// events of the same lines), checkpoints/, summary.json. The stages, in order: setup (the
+/// task's model, the optimiser, the reducer, the loader), resume, the steps (with validations
+/// at epoch ends and checkpoints every checkpoint.every_steps), and finish (last validation,
+/// last checkpoint, summary); docs/layout.md follows one step through them.
+TrainResult train(const Recipe& recipe, const TaskFactory& make_task);
+
+/// train() of the recipe's video task (train/video_task.h, task.kind).
 TrainResult train(const Recipe& recipe);
 
 struct EvalResult {

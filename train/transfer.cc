@@ -33,7 +33,7 @@
 #include "pipeline/decoder.h"
 #include "pipeline/feature_store.h"
 #include "pipeline/sampling.h"
-#include "train/task.h"
+#include "train/video_task.h"
 
 namespace holo::train {
 namespace fs = std::filesystem;
@@ -47,7 +47,7 @@ int64_t teacher_depth(const std::string& arch) {
   throw Error("task.teacher_arch '" + arch + "' is not a ResNet of 18, 34, 50 or 101 layers");
 }
 
-class TransferTask : public Task {
+class TransferTask : public VideoTask {
  public:
   TransferTask(const Recipe& recipe, const pipeline::Dataset& dataset)
       : recipe_(recipe),
@@ -240,7 +240,7 @@ class TransferTask : public Task {
 
 }  // namespace
 
-std::unique_ptr<Task> make_transfer_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
+std::unique_ptr<VideoTask> make_transfer_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
   return std::make_unique<TransferTask>(recipe, dataset);
 }
 

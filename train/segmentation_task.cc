@@ -1,0 +1,223 @@
+#include "train/segmentation_task.h"
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <set>
+
+#include "core/error.h"
+#include "train/precision.h"
+#include "train/segmentation_metrics.h"
+
+namespace holo::train {
+namespace {
+
+pipeline::SegmentationDataOptions data_options(const Recipe& r, const std::string& bundle) {
+  pipeline::SegmentationDataOptions o;
+  o.root = r.data.root;
+  o.bundle = bundle;
+  o.sample_rate = r.data.sample_rate;
+  o.background = {r.data.background.begin(), r.data.background.end()};
+  return o;
+}
+
+/// Videos padded to the longest of the batch; labels -100 and mask 0 past each video's end.
+struct VideoSequences : StepBatch {
+  torch::Tensor features;  ///< N x D x T
+  torch::Tensor labels;    ///< N x T
+  torch::Tensor mask;      ///< N x T
+};
+
+VideoSequences pad_videos(const std::vector<pipeline::SegmentationVideo>& videos, const std::vector<int64_t>& which) {
+  int64_t longest = 0;
+  for (int64_t i : which) longest = std::max(longest, static_cast<int64_t>(videos[i].labels.size()));
+  const auto n = static_cast<int64_t>(which.size());
+  const int64_t dim = videos.front().features.rows;
+  VideoSequences b;
+  b.samples = which;
+  b.features = torch::zeros({n, dim, longest});
+  b.labels = torch::full({n, longest}, -100, torch::kInt64);
+  b.mask = torch::zeros({n, longest});
+  for (int64_t k = 0; k < n; ++k) {
+    const auto& v = videos[which[k]];
+    const auto t = static_cast<int64_t>(v.labels.size());
+    b.features[k].narrow(1, 0, t).copy_(
+        torch::from_blob(const_cast<float*>(v.features.values.data()), {dim, t}, torch::kFloat32));
+    b.labels[k].narrow(0, 0, t).copy_(torch::tensor(v.labels, torch::kInt64));
+    b.mask[k].narrow(0, 0, t).fill_(1.0);
+  }
+  return b;
+}
+
+/// Whole videos, `batch` per rank per step, in an order drawn per epoch from the seed; drops
+/// the epoch's last incomplete global batch. The state's cursor counts videos all ranks took
+/// together, so a state resumes on any number of ranks.
+class VideoLoader : public StepLoader {
+ public:
+  VideoLoader(const std::vector<pipeline::SegmentationVideo>& videos, int64_t batch, int rank, int ranks, uint64_t seed)
+      : videos_(videos), batch_(batch), rank_(rank), ranks_(ranks), seed_(seed) {}
+  void set_epoch(int64_t epoch) override {
+    epoch_ = epoch;
+    cursor_ = 0;
+    order_.resize(videos_.size());
+    std::iota(order_.begin(), order_.end(), 0);
+    std::mt19937_64 rng(seed_ * 1000003u + static_cast<uint64_t>(epoch));
+    std::shuffle(order_.begin(), order_.end(), rng);
+  }
+  std::unique_ptr<StepBatch> next() override {
+    if (batches_left() == 0) return nullptr;
+    const auto first = order_.begin() + cursor_ + rank_ * batch_;
+    std::vector<int64_t> mine(first, first + batch_);
+    cursor_ += batch_ * ranks_;
+    return std::make_unique<VideoSequences>(pad_videos(videos_, mine));
+  }
+  int64_t batches_per_epoch() const override { return static_cast<int64_t>(videos_.size()) / (batch_ * ranks_); }
+  int64_t batches_left() const override {
+    return (static_cast<int64_t>(videos_.size()) - cursor_) / (batch_ * ranks_);
+  }
+  void complete_epoch() override {}  // the cursor counts videos: any number of ranks goes on from it
+  nlohmann::json state() const override { return {{"epoch", epoch_}, {"cursor", cursor_}, {"seed", seed_}}; }
+  void load_state(const nlohmann::json& j) override {
+    set_epoch(j.at("epoch").get<int64_t>());
+    cursor_ = j.at("cursor").get<int64_t>();
+  }
+
+ private:
+  const std::vector<pipeline::SegmentationVideo>& videos_;
+  int64_t batch_;
+  int rank_, ranks_;
+  uint64_t seed_;
+  int64_t epoch_ = 0, cursor_ = 0;
+  std::vector<int64_t> order_;
+};
+
+/// FNV-1a over the videos' names, labels and features: a checkpoint of other data is refused.
+std::string content_hash(const pipeline::SegmentationDataset& d) {
+  uint64_t h = 1469598103934665603ull;
+  const auto add = [&h](const void* p, size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  };
+  for (const auto& v : d.videos()) {
+    add(v.name.data(), v.name.size());
+    add(v.labels.data(), v.labels.size() * sizeof(int64_t));
+    add(v.features.values.data(), v.features.values.size() * sizeof(float));
+  }
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return out;
+}
+
+}  // namespace
+
+torch::Tensor mstcn_loss(const torch::Tensor& logits, const torch::Tensor& labels, const torch::Tensor& mask,
+                         double smoothing) {
+  torch::Tensor loss = torch::zeros({}, logits.options().dtype(torch::kFloat32));
+  const int64_t classes = logits.size(2);
+  for (int64_t s = 0; s < logits.size(0); ++s) {
+    const torch::Tensor p = logits[s].to(torch::kFloat32);  // N x C x T
+    loss = loss + torch::nn::functional::cross_entropy(
+                      p.transpose(2, 1).reshape({-1, classes}), labels.reshape({-1}),
+                      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-100));
+    if (smoothing > 0 && p.size(2) > 1) {
+      const torch::Tensor now = torch::log_softmax(p.narrow(2, 1, p.size(2) - 1), 1);
+      const torch::Tensor before = torch::log_softmax(p.detach().narrow(2, 0, p.size(2) - 1), 1);
+      const torch::Tensor mse = (now - before).pow(2).clamp(0, 16);
+      loss = loss + smoothing * (mse * mask.narrow(1, 1, mask.size(1) - 1).unsqueeze(1)).mean();
+    }
+  }
+  return loss;
+}
+
+SegmentationTraining::SegmentationTraining(const Recipe& recipe) : recipe_(recipe) {
+  if (recipe.data.dataset != "mstcn") {
+    throw RecipeError("[data]", 0, 0, "data.dataset",
+                      "task.kind = \"segmentation\" trains on per-frame features: set data.dataset = \"mstcn\" "
+                      "(MS-TCN's layout), not \"" + recipe.data.dataset + "\"");
+  }
+  if (recipe.model.name != "mstcn") {
+    throw RecipeError("[model]", 0, 0, "model.name",
+                      "task.kind = \"segmentation\" trains a temporal network on features: set model.name = "
+                      "\"mstcn\", not \"" + recipe.model.name + "\"");
+  }
+}
+
+std::string SegmentationTraining::describe() const { return "mstcn on segmentation"; }
+
+void SegmentationTraining::setup(const Runtime& rt) {
+  train_ = std::make_unique<pipeline::SegmentationDataset>(data_options(recipe_, recipe_.data.train));
+  if (validates()) val_ = std::make_unique<pipeline::SegmentationDataset>(data_options(recipe_, recipe_.data.val));
+  hash_ = content_hash(*train_);
+  models::MultiStageTcnOptions o;
+  o.stages = recipe_.model.tcn_stages;
+  o.layers = recipe_.model.tcn_layers;
+  o.channels = recipe_.model.tcn_channels;
+  o.in_dim = train_->feature_dim();
+  o.classes = static_cast<int64_t>(train_->class_names().size());
+  if (val_ && val_->feature_dim() != o.in_dim) {
+    throw IoError("the validation split " + recipe_.data.val + " has features of dimension " +
+                  std::to_string(val_->feature_dim()) + ", the training split " + std::to_string(o.in_dim));
+  }
+  net_ = models::MultiStageTcn(o);
+  net_->to(rt.device);
+  spdlog::info("segmentation: {} training videos ({} frames), {} classes, features of dimension {}",
+               train_->videos().size(), train_->frames(), o.classes, o.in_dim);
+}
+
+std::unique_ptr<StepLoader> SegmentationTraining::train_loader(const Runtime& rt) {
+  return std::make_unique<VideoLoader>(train_->videos(), recipe_.loader.batch_size, rt.rank, rt.world_size,
+                                       static_cast<uint64_t>(recipe_.run.seed));
+}
+
+torch::Tensor SegmentationTraining::train_loss(const StepBatch& batch, const Runtime& rt, Stats& stats) {
+  const auto& b = static_cast<const VideoSequences&>(batch);
+  const torch::Tensor labels = b.labels.to(rt.device), mask = b.mask.to(rt.device);
+  torch::Tensor logits;
+  {
+    AutocastGuard autocast(rt.precision, rt.device);
+    logits = net_->forward(b.features.to(rt.device), mask);
+  }
+  const torch::Tensor loss = mstcn_loss(logits, labels, mask, recipe_.task.smoothing);
+  const double frames = mask.sum().item<double>();
+  stats["count"] += frames;
+  stats["loss"] += loss.item<double>() * frames;
+  stats["frame_acc"] += (logits[-1].argmax(1) == labels).sum().item<double>();
+  return loss;
+}
+
+Validation SegmentationTraining::validate(const Runtime& rt) {
+  torch::NoGradGuard no_grad;
+  net_->eval();
+  const auto& names = val_->class_names();
+  const std::set<std::string> background(recipe_.data.background.begin(), recipe_.data.background.end());
+  seg::SegmentationMeter meter(background);
+  const auto& videos = val_->videos();
+  for (size_t i = static_cast<size_t>(rt.rank); i < videos.size(); i += static_cast<size_t>(rt.world_size)) {
+    const VideoSequences one = pad_videos(videos, {static_cast<int64_t>(i)});
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(rt.precision, rt.device);
+      logits = net_->forward(one.features.to(rt.device), one.mask.to(rt.device));
+    }
+    const torch::Tensor predicted = logits[-1][0].argmax(0).cpu();
+    const auto p = predicted.accessor<int64_t, 1>();
+    std::vector<std::string> gt, pred;
+    for (size_t t = 0; t < videos[i].labels.size(); ++t) {
+      gt.push_back(names[static_cast<size_t>(videos[i].labels[t])]);
+      pred.push_back(names[static_cast<size_t>(p[static_cast<int64_t>(t)])]);
+    }
+    meter.add(videos[i].name, gt, pred);
+  }
+  net_->train();
+  seg::SegmentationMeter all(background);
+  all.merge_sums(all_reduce_stats(meter.sums(), *rt.comm, rt.device));
+  Stats m = all.summary();
+  m["videos"] = static_cast<double>(all.videos());
+  return {m, {}};
+}
+
+}  // namespace holo::train
