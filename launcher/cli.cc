@@ -59,6 +59,7 @@ int run(int argc, char** argv) {
   add_model_commands(app);
   add_data_commands(app);
   add_report_commands(app);
+  add_segmentation_commands(app);
   add_launch_commands(app);
   add_slurm_commands(app);
   add_train_commands(app);

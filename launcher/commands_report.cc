@@ -1,11 +1,9 @@
-// holo plot RUN_DIR | holo cluster FEATURES.h5 --k N | holo metrics segmentation --gt DIR --pred DIR
+// holo plot RUN_DIR | holo cluster FEATURES.h5 --k N
 
 #include <CLI/CLI.hpp>
 #include <hdf5.h>
 
 #include <algorithm>
-#include <cmath>
-#include <set>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -19,7 +17,6 @@
 #include "pipeline/h5_handles.h"
 #include "train/cluster.h"
 #include "train/plot.h"
-#include "train/segmentation_metrics.h"
 #include "train/table.h"
 
 namespace holo::cli {
@@ -347,40 +344,6 @@ void add_report_commands(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   cluster->add_option("--seed", args->seed, "Seed of the k-means++ draws")->capture_default_str();
   cluster->callback([args] { run_cluster(*args); });
-
-  auto* metrics = app.add_subcommand("metrics", "Metrics of predictions written by any tool");
-  metrics->require_subcommand(1);
-  struct SegArgs {
-    std::string gt, pred, mapping, background;
-  };
-  auto seg = std::make_shared<SegArgs>();
-  auto* segmentation = metrics->add_subcommand(
-      "segmentation", "MoF, Edit, F1@{10,25,50}, IoD and matching score of frame-label files (groundTruth format)");
-  segmentation->add_option("--gt", seg->gt, "Folder of ground-truth files, <video>.txt, one label per frame")
-      ->required();
-  segmentation->add_option("--pred", seg->pred, "Folder of predictions under the same names")->required();
-  segmentation->add_option("--mapping", seg->mapping, "mapping.txt: '<id> <name>' lines")->required();
-  segmentation->add_option("--bg", seg->background,
-                           "Background labels, comma-separated, left out of Edit, F1 and IoD (none by default)");
-  segmentation->callback([seg] {
-    std::set<std::string> background;
-    std::stringstream list(seg->background);
-    for (std::string label; std::getline(list, label, ',');) {
-      if (!label.empty()) background.insert(label);
-    }
-    const auto meter = train::seg::evaluate_segmentation_dirs(seg->gt, seg->pred, seg->mapping, background);
-    TextTable table({"metric", "value"});
-    table.add_row({"videos", std::to_string(meter.videos())});
-    table.add_row({"frames", std::to_string(meter.frames())});
-    table.add_row({"MoF", TextTable::number(meter.mof(), 2)});
-    table.add_row({"Edit", TextTable::number(meter.edit(), 2)});
-    for (const auto& [k, v] : meter.f1()) {
-      table.add_row({"F1@" + std::to_string(static_cast<int>(std::lround(k * 100))), TextTable::number(v, 2)});
-    }
-    table.add_row({"IoD", TextTable::number(meter.iod(), 2)});
-    table.add_row({"matching score", TextTable::number(meter.matching(), 2)});
-    std::cout << table.str();
-  });
 }
 
 }  // namespace holo::cli

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <tuple>
 
@@ -21,12 +24,18 @@
 #include "core/check.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "core/run_dir.h"
+#include "core/shell.h"
 #include "core/time.h"
 #include "dist/bench.h"
 #include "dist/communicator.h"
 #include "dist/reducer.h"
 #include "dist/world.h"
+#include "holo/build_config.h"
 #include "models/bench.h"
+#include "pipeline/segmentation_data.h"
+#include "train/table.h"
+#include "train/viterbi.h"
 
 namespace holo::train {
 namespace {
@@ -273,6 +282,104 @@ void run_scaling_bench(const ScalingBenchOptions& a, const ScalingLauncher& laun
                                             {"communication_efficiency", comm_efficiency},
                                             {"hidden_fraction", hidden}}.dump(2) << "\n";
   }
+}
+
+}  // namespace holo::train
+
+// ---- holo bench viterbi ---------------------------------------------------------------------
+
+namespace holo::train {
+
+void run_viterbi_bench(const ViterbiBenchOptions& o) {
+  if (o.segments < 1 || o.classes < 2 || o.max_length < 2 || o.repeat < 1) {
+    throw UsageError("bench viterbi: --segments >= 1, --classes >= 2, --max-length >= 2 and --repeat >= 1");
+  }
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("holo-bench-viterbi-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string script = std::string(HOLO_SOURCE_DIR) + "/bench/viterbi_baseline.py";
+  TextTable table({"frames", "segments", "L", "holo s", "holo frames/s", "numpy s", "numpy frames/s", "holo/numpy",
+                   "same alignment"});
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t frames : o.frames) {
+    if (frames < o.segments) throw UsageError("bench viterbi: " + std::to_string(frames) + " frames for " +
+                                              std::to_string(o.segments) + " segments");
+    // Log-probabilities of a noisy segmentation (softmax of Gaussian scores, the true segment's
+    // class raised), a transcript of alternating classes, and mean lengths near the truth.
+    std::mt19937_64 rng(o.seed + static_cast<uint64_t>(frames));
+    std::normal_distribution<float> normal(0.f, 1.f);
+    std::vector<int64_t> transcript;
+    for (int64_t n = 0; n < o.segments; ++n) transcript.push_back((n * 7 + static_cast<int64_t>(rng() % 3)) % o.classes);
+    for (int64_t n = 1; n < o.segments; ++n) {
+      if (transcript[n] == transcript[n - 1]) transcript[n] = (transcript[n] + 1) % o.classes;
+    }
+    std::vector<float> lp(static_cast<size_t>(frames * o.classes));
+    for (int64_t t = 0; t < frames; ++t) {
+      const int64_t truth = transcript[std::min<int64_t>(o.segments - 1, t * o.segments / frames)];
+      float max = -1e30f, sum = 0;
+      for (int64_t c = 0; c < o.classes; ++c) {
+        float& v = lp[t * o.classes + c];
+        v = normal(rng) + (c == truth ? 2.f : 0.f);
+        max = std::max(max, v);
+      }
+      for (int64_t c = 0; c < o.classes; ++c) sum += std::exp(lp[t * o.classes + c] - max);
+      for (int64_t c = 0; c < o.classes; ++c) lp[t * o.classes + c] -= max + std::log(sum);
+    }
+    std::vector<double> means(static_cast<size_t>(o.classes), static_cast<double>(frames) / o.segments);
+    const seg::PoissonLengthModel lengths(means, o.max_length);
+
+    std::vector<double> seconds;
+    seg::Alignment ours;
+    for (int r = 0; r < o.repeat; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      ours = seg::viterbi_align(lp.data(), frames, o.classes, transcript, lengths);
+      seconds.push_back(seconds_since(t0));
+    }
+    std::sort(seconds.begin(), seconds.end());
+    const double holo_s = seconds[seconds.size() / 2];
+    nlohmann::json row = {{"frames", frames}, {"segments", o.segments}, {"classes", o.classes},
+                          {"max_length", o.max_length}, {"holo_seconds", holo_s},
+                          {"holo_frames_per_s", static_cast<double>(frames) / holo_s}};
+    std::string numpy_s = "-", numpy_fps = "-", ratio = "-", same = "-";
+    if (!o.python.empty()) {
+      pipeline::NpyMatrix m{frames, o.classes, lp};
+      const std::string lp_path = (dir / "log_probs.npy").string(), spec_path = (dir / "spec.json").string();
+      pipeline::write_npy_matrix(lp_path, m);
+      std::ofstream(spec_path) << nlohmann::json({{"transcript", transcript}, {"means", means},
+                                                  {"max_length", o.max_length}})
+                                      .dump();
+      const auto [status, output] =
+          run_shell(shell_quote(o.python) + " " + shell_quote(script) + " --log-probs " + shell_quote(lp_path) +
+                    " --spec " + shell_quote(spec_path) + " --repeat " + std::to_string(o.repeat) + " 2>&1");
+      if (status != 0) {
+        row["numpy_error"] = output.substr(0, 1000);
+        numpy_s = "failed";
+      } else {
+        const auto j = nlohmann::json::parse(output.substr(output.find('{')));
+        const double py_s = j.at("seconds").get<double>();
+        const auto labels = j.at("labels").get<std::vector<int64_t>>();
+        const double py_score = j.at("score").get<double>();
+        const bool equal = labels == ours.labels && std::abs(py_score - ours.score) <= 1e-6 * std::max(1.0, std::abs(ours.score));
+        row["numpy_seconds"] = py_s;
+        row["numpy_frames_per_s"] = static_cast<double>(frames) / py_s;
+        row["ratio"] = py_s / holo_s;
+        row["same_alignment"] = equal;
+        numpy_s = TextTable::number(py_s, 3);
+        numpy_fps = TextTable::number(static_cast<double>(frames) / py_s, 0);
+        ratio = TextTable::number(py_s / holo_s, 1);
+        same = equal ? "yes" : "NO";
+      }
+    }
+    table.add_row({std::to_string(frames), std::to_string(o.segments), std::to_string(o.max_length),
+                   TextTable::number(holo_s, 4), TextTable::number(static_cast<double>(frames) / holo_s, 0), numpy_s,
+                   numpy_fps, ratio, same});
+    rows.push_back(row);
+  }
+  fs::remove_all(dir);
+  std::cout << "Viterbi alignment of a transcript with a Poisson length model, " << o.classes
+            << " classes, median of " << o.repeat << " (one thread each side)\n"
+            << table.str();
+  if (!o.json.empty()) write_file_atomic(o.json, rows.dump(2));
 }
 
 }  // namespace holo::train

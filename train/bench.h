@@ -7,6 +7,9 @@
 /// - run_scaling_bench() / run_scaling_worker(): `holo bench scaling`, training throughput of a
 ///   small 3D CNN on 1 rank against N ranks (same threads each) with the gradient reducer, and
 ///   the share of all-reduce time hidden behind backward.
+/// - run_viterbi_bench(): `holo bench viterbi`, frames per second of the Viterbi alignment
+///   (train/viterbi.h) on long videos against the same dynamic programme in numpy
+///   (bench/viterbi_baseline.py), with the results compared.
 
 #include <functional>
 #include <string>
@@ -49,5 +52,22 @@ void run_scaling_bench(const ScalingBenchOptions& options, const ScalingLauncher
 /// One rank of a timed run: the same steps in three modes (local, overlap, blocking),
 /// interleaved round by round; rank 0 writes the figures to options.result.
 void run_scaling_worker(const ScalingBenchOptions& options);
+
+/// Options of `holo bench viterbi` (one field per flag).
+struct ViterbiBenchOptions {
+  std::vector<int64_t> frames = {1000, 4000, 10000};  ///< video lengths, one row each
+  int64_t segments = 10;      ///< transcript length N
+  int64_t classes = 48;       ///< Breakfast's 48 actions
+  int64_t max_length = 2000;  ///< the length model's bound L (NNViterbi's default)
+  int repeat = 3;             ///< alignments per side and row; the median is taken
+  uint64_t seed = 0;
+  std::string python = "/usr/bin/python3";  ///< empty: no baseline
+  std::string json;           ///< also write the rows here
+};
+
+/// Runs `holo bench viterbi` and prints a row per video length: Holo's and numpy's seconds per
+/// alignment, frames per second, the ratio, and whether both found the same alignment (the
+/// same score to 1e-6 relative, the same labels).
+void run_viterbi_bench(const ViterbiBenchOptions& options);
 
 }  // namespace holo::train

@@ -1,0 +1,68 @@
+// holo metrics segmentation --gt DIR --pred DIR --mapping FILE | holo bench viterbi
+// Temporal action segmentation's commands (docs/segmentation.md).
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "launcher/cli.h"
+#include "train/bench.h"
+#include "train/segmentation_metrics.h"
+#include "train/table.h"
+
+namespace holo::cli {
+
+void add_segmentation_commands(CLI::App& app) {
+  auto* metrics = app.add_subcommand("metrics", "Metrics of predictions written by any tool");
+  metrics->require_subcommand(1);
+  struct SegArgs {
+    std::string gt, pred, mapping, background;
+  };
+  auto seg = std::make_shared<SegArgs>();
+  auto* segmentation = metrics->add_subcommand(
+      "segmentation", "MoF, Edit, F1@{10,25,50}, IoD and matching score of frame-label files (groundTruth format)");
+  segmentation->add_option("--gt", seg->gt, "Folder of ground-truth files, <video>.txt, one label per frame")
+      ->required();
+  segmentation->add_option("--pred", seg->pred, "Folder of predictions under the same names")->required();
+  segmentation->add_option("--mapping", seg->mapping, "mapping.txt: '<id> <name>' lines")->required();
+  segmentation->add_option("--bg", seg->background,
+                           "Background labels, comma-separated, left out of Edit, F1 and IoD (none by default)");
+  segmentation->callback([seg] {
+    std::set<std::string> background;
+    std::stringstream list(seg->background);
+    for (std::string label; std::getline(list, label, ',');) {
+      if (!label.empty()) background.insert(label);
+    }
+    const auto meter = train::seg::evaluate_segmentation_dirs(seg->gt, seg->pred, seg->mapping, background);
+    TextTable table({"metric", "value"});
+    table.add_row({"videos", std::to_string(meter.videos())});
+    table.add_row({"frames", std::to_string(meter.frames())});
+    table.add_row({"MoF", TextTable::number(meter.mof(), 2)});
+    table.add_row({"Edit", TextTable::number(meter.edit(), 2)});
+    for (const auto& [k, v] : meter.f1()) {
+      table.add_row({"F1@" + std::to_string(static_cast<int>(std::lround(k * 100))), TextTable::number(v, 2)});
+    }
+    table.add_row({"IoD", TextTable::number(meter.iod(), 2)});
+    table.add_row({"matching score", TextTable::number(meter.matching(), 2)});
+    std::cout << table.str();
+  });
+
+  auto vb = std::make_shared<train::ViterbiBenchOptions>();
+  auto* viterbi = app.get_subcommand("bench")->add_subcommand(
+      "viterbi", "Viterbi alignment with a Poisson length model: frames/s against the same in numpy");
+  viterbi->add_option("--frames", vb->frames, "Video lengths in frames, one row each")->delimiter(',')->capture_default_str();
+  viterbi->add_option("--segments", vb->segments, "Transcript length")->capture_default_str();
+  viterbi->add_option("--classes", vb->classes, "Classes of the frame scores")->capture_default_str();
+  viterbi->add_option("--max-length", vb->max_length, "Longest segment of the length model (L)")->capture_default_str();
+  viterbi->add_option("--repeat", vb->repeat, "Alignments per side; the median is taken")->capture_default_str();
+  viterbi->add_option("--seed", vb->seed, "Seed of the frame scores")->capture_default_str();
+  viterbi->add_option("--python", vb->python, "Python with numpy for the baseline; empty: none")->capture_default_str();
+  viterbi->add_option("--json", vb->json, "Also write the rows to this JSON file");
+  viterbi->callback([vb] { train::run_viterbi_bench(*vb); });
+}
+
+}  // namespace holo::cli
