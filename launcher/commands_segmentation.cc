@@ -20,7 +20,7 @@ void add_segmentation_commands(CLI::App& app) {
   auto* metrics = app.add_subcommand("metrics", "Metrics of predictions written by any tool");
   metrics->require_subcommand(1);
   struct SegArgs {
-    std::string gt, pred, mapping, background;
+    std::string gt, pred, mapping, background, bundle;
   };
   auto seg = std::make_shared<SegArgs>();
   auto* segmentation = metrics->add_subcommand(
@@ -29,6 +29,8 @@ void add_segmentation_commands(CLI::App& app) {
       ->required();
   segmentation->add_option("--pred", seg->pred, "Folder of predictions under the same names")->required();
   segmentation->add_option("--mapping", seg->mapping, "mapping.txt: '<id> <name>' lines")->required();
+  segmentation->add_option("--bundle", seg->bundle,
+                           "Only the videos of this split file (<video>.txt lines, e.g. splits/test.split1.bundle)");
   segmentation->add_option("--bg", seg->background,
                            "Background labels, comma-separated, left out of Edit, F1 and IoD (none by default)");
   segmentation->callback([seg] {
@@ -37,7 +39,7 @@ void add_segmentation_commands(CLI::App& app) {
     for (std::string label; std::getline(list, label, ',');) {
       if (!label.empty()) background.insert(label);
     }
-    const auto meter = train::seg::evaluate_segmentation_dirs(seg->gt, seg->pred, seg->mapping, background);
+    const auto meter = train::seg::evaluate_segmentation_dirs(seg->gt, seg->pred, seg->mapping, background, seg->bundle);
     TextTable table({"metric", "value"});
     table.add_row({"videos", std::to_string(meter.videos())});
     table.add_row({"frames", std::to_string(meter.frames())});

@@ -103,7 +103,7 @@ void add_train_commands(CLI::App& app) {
   auto checkpoint = std::make_shared<std::string>();
   auto out_dir = std::make_shared<std::string>();
   auto* eval_cmd = app.add_subcommand(
-      "eval", "Multi-view testing of a checkpoint: top-1/top-5 or mAP tables, per-class CSV");
+      "eval", "Evaluate a checkpoint: multi-view testing (top-1/top-5 or mAP, per-class CSV) or segmentation metrics");
   add_recipe_args(eval_cmd, *eval_args);
   eval_cmd->add_option("--checkpoint", *checkpoint,
                        "Checkpoint directory, or a run directory (its newest checkpoint)")
@@ -114,7 +114,8 @@ void add_train_commands(CLI::App& app) {
       ->check(CLI::IsMember({"val", "test"}));
   auto save_predictions = std::make_shared<bool>(false);
   eval_cmd->add_flag("--save-predictions", *save_predictions,
-                     "Also write predictions-<split>.csv (top 5 per video) and predictions-<split>.npy (scores)");
+                     "Also write predictions-<split>.csv (top 5 per video) and predictions-<split>.npy (scores); "
+                     "segmentation: predictions-<split>/<video>.txt, one label per frame");
   eval_cmd->callback([eval_args, checkpoint, out_dir, eval_split, save_predictions] {
     std::vector<std::string> overrides = eval_args->overrides;
     if (!eval_split->empty()) overrides.push_back("eval.split=" + *eval_split);
@@ -128,6 +129,7 @@ void add_train_commands(CLI::App& app) {
       if (!result.predictions_csv.empty()) {
         std::cout << "predictions: " << result.predictions_csv << ", scores: " << result.predictions_npy << "\n";
       }
+      if (!result.predictions_dir.empty()) std::cout << "predictions: " << result.predictions_dir << "\n";
     }
     dist::finalize_world();
   });

@@ -60,7 +60,7 @@ std::string csv_cell(const std::string& cell) {
 
 }  // namespace
 
-EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+EvalResult evaluate_videos(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
                     bool save_predictions) {
   const std::string split = recipe.eval.split;
   ScoredSplit scored = score_checkpoint(recipe, checkpoint, split, "eval");

@@ -303,7 +303,7 @@ std::vector<std::string> read_mapping(const std::string& path) {
 
 SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const std::string& pred_dir,
                                              const std::string& mapping_file,
-                                             const std::set<std::string>& background) {
+                                             const std::set<std::string>& background, const std::string& bundle) {
   const auto names = read_mapping(mapping_file);
   const std::set<std::string> known(names.begin(), names.end());
   for (const auto& b : background) {
@@ -312,11 +312,30 @@ SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const st
   if (!fs::is_directory(gt_dir)) throw IoError("no folder '" + gt_dir + "'");
   if (!fs::is_directory(pred_dir)) throw IoError("no folder '" + pred_dir + "'");
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(gt_dir)) {
-    if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
+  if (bundle.empty()) {
+    for (const auto& e : fs::directory_iterator(gt_dir)) {
+      if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw IoError("no ground-truth files (*.txt) in '" + gt_dir + "'");
+  } else {
+    std::ifstream list(bundle);
+    if (!list) throw IoError("cannot read '" + bundle + "'");
+    std::string entry;
+    int64_t number = 0;
+    while (std::getline(list, entry)) {
+      ++number;
+      while (!entry.empty() && (entry.back() == '\r' || entry.back() == ' ')) entry.pop_back();
+      if (entry.empty()) continue;
+      if (fs::path(entry).extension() != ".txt") entry += ".txt";
+      const fs::path gt = fs::path(gt_dir) / entry;
+      if (!fs::exists(gt)) {
+        throw IoError(bundle + ":" + std::to_string(number) + ": no ground truth '" + gt.string() + "'");
+      }
+      files.push_back(gt);
+    }
+    if (files.empty()) throw IoError("'" + bundle + "' lists no video");
   }
-  std::sort(files.begin(), files.end());
-  if (files.empty()) throw IoError("no ground-truth files (*.txt) in '" + gt_dir + "'");
   SegmentationMeter meter(background);
   for (const auto& gt : files) {
     const fs::path pred = fs::path(pred_dir) / gt.filename();

@@ -112,9 +112,10 @@ std::vector<std::string> read_mapping(const std::string& path);
 /// Evaluates every groundTruth file `<gt_dir>/<video>.txt` against `<pred_dir>/<video>.txt`:
 /// each prediction must exist with one label per frame, every label known to `mapping_file`,
 /// and at least one video (a holo::Error naming the file otherwise). `background`: labels
-/// excluded from Edit, F1 and IoD (each must be in the mapping).
+/// excluded from Edit, F1 and IoD (each must be in the mapping). `bundle`, when not empty: only
+/// the videos that split file lists ("<video>.txt" lines), each of which must have ground truth.
 SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const std::string& pred_dir,
                                              const std::string& mapping_file,
-                                             const std::set<std::string>& background);
+                                             const std::set<std::string>& background, const std::string& bundle = "");
 
 }  // namespace holo::train::seg

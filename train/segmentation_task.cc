@@ -4,14 +4,19 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <set>
 
+#include "checkpoints/checkpoint.h"
 #include "core/error.h"
+#include "core/run_dir.h"
+#include "dist/communicator.h"
 #include "train/precision.h"
 #include "train/segmentation_metrics.h"
+#include "train/table.h"
 
 namespace holo::train {
 namespace {
@@ -189,35 +194,103 @@ torch::Tensor SegmentationTraining::train_loss(const StepBatch& batch, const Run
   return loss;
 }
 
-Validation SegmentationTraining::validate(const Runtime& rt) {
+namespace {
+
+/// `net` over every video of `data` that is this rank's (i % ranks == rank), in eval mode; the
+/// metric sums of all ranks in one meter. With `predictions`, each video's frame labels go to
+/// <predictions>/<video>.txt.
+seg::SegmentationMeter score_segmentation(models::MultiStageTcn& net, const pipeline::SegmentationDataset& data,
+                                          const Runtime& rt, const std::set<std::string>& background,
+                                          const std::string& predictions) {
   torch::NoGradGuard no_grad;
-  net_->eval();
-  const auto& names = val_->class_names();
-  const std::set<std::string> background(recipe_.data.background.begin(), recipe_.data.background.end());
+  const bool was_training = net->is_training();
+  net->eval();
+  const auto& names = data.class_names();
   seg::SegmentationMeter meter(background);
-  const auto& videos = val_->videos();
+  const auto& videos = data.videos();
   for (size_t i = static_cast<size_t>(rt.rank); i < videos.size(); i += static_cast<size_t>(rt.world_size)) {
     const VideoSequences one = pad_videos(videos, {static_cast<int64_t>(i)});
     torch::Tensor logits;
     {
       AutocastGuard autocast(rt.precision, rt.device);
-      logits = net_->forward(one.features.to(rt.device), one.mask.to(rt.device));
+      logits = net->forward(one.features.to(rt.device), one.mask.to(rt.device));
     }
     const torch::Tensor predicted = logits[-1][0].argmax(0).cpu();
     const auto p = predicted.accessor<int64_t, 1>();
     std::vector<std::string> gt, pred;
+    std::string text;
     for (size_t t = 0; t < videos[i].labels.size(); ++t) {
       gt.push_back(names[static_cast<size_t>(videos[i].labels[t])]);
       pred.push_back(names[static_cast<size_t>(p[static_cast<int64_t>(t)])]);
+      text += pred.back() + "\n";
     }
+    if (!predictions.empty()) write_file_atomic(predictions + "/" + videos[i].name + ".txt", text);
     meter.add(videos[i].name, gt, pred);
   }
-  net_->train();
+  if (was_training) net->train();
   seg::SegmentationMeter all(background);
   all.merge_sums(all_reduce_stats(meter.sums(), *rt.comm, rt.device));
+  return all;
+}
+
+}  // namespace
+
+Validation SegmentationTraining::validate(const Runtime& rt) {
+  const std::set<std::string> background(recipe_.data.background.begin(), recipe_.data.background.end());
+  const seg::SegmentationMeter all = score_segmentation(net_, *val_, rt, background, "");
   Stats m = all.summary();
   m["videos"] = static_cast<double>(all.videos());
   return {m, {}};
+}
+
+EvalResult evaluate_segmentation(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+                                 bool save_predictions) {
+  SegmentationTraining task(recipe);  // the recipe's checks
+  const std::string& split = recipe.eval.split;
+  const std::string bundle = split == "test" ? recipe.data.test : recipe.data.val;
+  if (bundle.empty()) {
+    throw RecipeError("[data]", 0, 0, "data." + split, "is not set: the " + split + " split's bundle to evaluate on");
+  }
+  const Runtime rt = start_runtime(recipe);
+  const pipeline::SegmentationDataset data(data_options(recipe, bundle));
+  models::MultiStageTcnOptions o;
+  o.stages = recipe.model.tcn_stages;
+  o.layers = recipe.model.tcn_layers;
+  o.channels = recipe.model.tcn_channels;
+  o.in_dim = data.feature_dim();
+  o.classes = static_cast<int64_t>(data.class_names().size());
+  models::MultiStageTcn net(o);
+  net->to(rt.device);
+  const auto loaded = ckpt::Manager::load_newest_valid(checkpoint, rt.rank, rt.world_size);
+  load_module_state("model.", *net, loaded.replicated, loaded.path);
+  EvalResult result;
+  std::string predictions;
+  if (save_predictions) {
+    predictions = (std::filesystem::path(out_dir) / ("predictions-" + split)).string();
+    if (rt.rank == 0) {
+      std::filesystem::remove_all(predictions);
+      std::filesystem::create_directories(predictions);
+    }
+    rt.comm->barrier();
+    result.predictions_dir = predictions;
+  }
+  const std::set<std::string> background(recipe.data.background.begin(), recipe.data.background.end());
+  const seg::SegmentationMeter all = score_segmentation(net, data, rt, background, predictions);
+  result.metrics = all.summary();
+  result.metrics["videos"] = static_cast<double>(all.videos());
+  TextTable table({"metric", "value"});
+  table.add_row({"videos", std::to_string(all.videos())});
+  table.add_row({"frames", std::to_string(all.frames())});
+  for (const auto& [k, v] : all.summary()) table.add_row({k, TextTable::number(v, 2)});
+  result.table = "checkpoint " + loaded.path + " (step " + std::to_string(loaded.step) + "), split " + split + " (" +
+                 bundle + ")\n" + table.str();
+  if (rt.rank == 0) {
+    std::filesystem::create_directories(out_dir);
+    nlohmann::json j = {{"checkpoint", loaded.path}, {"step", loaded.step}, {"split", split}, {"bundle", bundle}};
+    for (const auto& [k, v] : result.metrics) j["metrics"][k] = v;
+    write_file_atomic((std::filesystem::path(out_dir) / ("eval-" + split + ".json")).string(), j.dump(2));
+  }
+  return result;
 }
 
 }  // namespace holo::train

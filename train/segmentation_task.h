@@ -13,6 +13,7 @@
 #include "models/mstcn.h"
 #include "pipeline/segmentation_data.h"
 #include "train/task.h"
+#include "train/trainer.h"
 
 namespace holo::train {
 
@@ -38,6 +39,14 @@ class SegmentationTraining : public Task {
   models::MultiStageTcn net_{nullptr};
   std::string hash_;
 };
+
+/// evaluate() (train/trainer.h) of a segmentation recipe: the model of the newest valid checkpoint
+/// in `checkpoint` on the eval.split bundle (data.val or data.test), every rank scoring its share
+/// of the videos. Writes eval-<split>.json (MoF, Edit, F1@{10,25,50}, IoD, matching) into
+/// `out_dir`; with `save_predictions`, also predictions-<split>/<video>.txt in the groundTruth
+/// format (one label per frame, after data.sample_rate), which `holo metrics segmentation` reads.
+EvalResult evaluate_segmentation(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+                                 bool save_predictions);
 
 /// The MS-TCN training loss of stage logits (stages x N x C x T) against labels (N x T, -100
 /// past a video's end) with mask (N x T): every stage's cross entropy over the real frames, plus

@@ -1,4 +1,4 @@
-// train(recipe) (train/trainer.h): the Task each task.kind trains.
+// train(recipe) and evaluate() (train/trainer.h): the Task each task.kind trains, and its evaluation.
 #include <functional>
 #include <map>
 
@@ -33,6 +33,12 @@ TrainResult train(const Recipe& recipe) {
     throw RecipeError("[task]", 0, 0, "task.kind", "'" + recipe.task.kind + "' is not a task the trainer has");
   }
   return train(recipe, it->second);
+}
+
+EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+                    bool save_predictions) {
+  if (recipe.task.kind == "segmentation") return evaluate_segmentation(recipe, checkpoint, out_dir, save_predictions);
+  return evaluate_videos(recipe, checkpoint, out_dir, save_predictions);
 }
 
 }  // namespace holo::train

@@ -41,16 +41,19 @@ struct EvalResult {
   std::string table;     ///< printable summary
   std::string csv_path;  ///< per-class results ("" when eval.per_class is false)
   bool labeled = true;   ///< false: the split has no labels; predictions only, no metrics
-  std::string predictions_csv, predictions_npy;  ///< with save_predictions
+  std::string predictions_csv, predictions_npy;  ///< with save_predictions (video tasks)
+  std::string predictions_dir;  ///< with save_predictions (segmentation): a labels file per video
 };
 
-/// Multi-view testing (sampling.test_clips x sampling.test_crops per video, probabilities
-/// averaged per video) of the model in `checkpoint` (a checkpoint directory, or a run directory
-/// / checkpoints folder whose newest checkpoint is used) on the eval.split annotation file.
-/// Rank 0 writes eval-<split>.json and eval-<split>-per-class.csv into `out_dir`.
-/// With `save_predictions`, also predictions-<split>.csv (video, label, the top 5 classes and
-/// their scores) and predictions-<split>.npy (float32 videos x classes, the CSV's row order).
-/// A split without labels (a test list without them) gives predictions and no metrics.
+/// Evaluates the model in `checkpoint` (a checkpoint directory, or a run directory / checkpoints
+/// folder whose newest checkpoint is used) on the eval.split split, as the recipe's task does it.
+/// Video tasks: multi-view testing (sampling.test_clips x sampling.test_crops per video,
+/// probabilities averaged per video) on the eval.split annotation file; rank 0 writes
+/// eval-<split>.json and eval-<split>-per-class.csv into `out_dir`; with `save_predictions`, also
+/// predictions-<split>.csv (video, label, the top 5 classes and their scores) and
+/// predictions-<split>.npy (float32 videos x classes, the CSV's row order). A split without labels
+/// (a test list without them) gives predictions and no metrics. Segmentation: see
+/// evaluate_segmentation() (train/segmentation_task.h).
 EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
                     bool save_predictions = false);
 

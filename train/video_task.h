@@ -18,6 +18,7 @@
 #include "pipeline/dataset.h"
 #include "pipeline/loader.h"
 #include "train/task.h"
+#include "train/trainer.h"
 
 namespace holo::dist {
 class Communicator;
@@ -139,5 +140,9 @@ struct VideoModel {
   int64_t step = 0;  ///< its step
 };
 VideoModel load_video_model(const Recipe& recipe, const std::string& checkpoint, const std::string& split);
+
+/// evaluate() (train/trainer.h) of a video task: multi-view testing (train/evaluate.cc).
+EvalResult evaluate_videos(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
+                           bool save_predictions);
 
 }  // namespace holo::train

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -299,6 +300,24 @@ TEST_F(SegmentationRun, TwelveStepsEqualSixAndSixResumed) {
     EXPECT_EQ(j.at("videos").get<double>(), 4);
   }
   EXPECT_EQ(validations, 2);
+
+  // holo eval writes the predictions in the groundTruth format; holo metrics segmentation on
+  // them, restricted to the split's bundle, gives the same figures as the evaluation.
+  auto e = holo("eval " + r + " --set run.dir=" + dir + "/whole --checkpoint " + dir + "/whole --out " + dir +
+                "/eval --save-predictions");
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_THAT(e.output, HasSubstr("predictions: " + dir + "/eval/predictions-val"));
+  const auto evaluated = nlohmann::json::parse(std::ifstream(dir + "/eval/eval-val.json")).at("metrics");
+  EXPECT_EQ(evaluated.at("videos").get<double>(), 4);
+  EXPECT_NEAR(evaluated.at("mof").get<double>(), whole->meta.at("last_val").at("mof").get<double>(), 1e-9);
+  const std::string data = dir + "/data";
+  auto m = holo("metrics segmentation --gt " + data + "/groundTruth --pred " + dir + "/eval/predictions-val --mapping " +
+                data + "/mapping.txt --bg background --bundle " + data + "/splits/test.split1.bundle");
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  char mof[32];
+  std::snprintf(mof, sizeof mof, "%.2f", evaluated.at("mof").get<double>());
+  EXPECT_THAT(m.output, ::testing::ContainsRegex(std::string("MoF +") + mof)) << m.output;
+  EXPECT_THAT(m.output, ::testing::ContainsRegex("videos +4\n"));
 }
 
 TEST_F(SegmentationRun, MismatchedRecipesStopBeforeWork) {
