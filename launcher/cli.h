@@ -34,7 +34,7 @@ void add_data_commands(CLI::App& app);
 /// `holo plot RUN_DIR`, `holo cluster FEATURES.h5 --k N`.
 void add_report_commands(CLI::App& app);
 
-/// `holo metrics segmentation`, `holo bench viterbi`.
+/// `holo metrics segmentation`, `holo bench segmentation`, `holo bench viterbi`.
 void add_segmentation_commands(CLI::App& app);
 
 /// `holo launch`, `holo bench allreduce`, `holo bench scaling`.

@@ -1,4 +1,4 @@
-// holo metrics segmentation --gt DIR --pred DIR --mapping FILE | holo bench viterbi
+// holo metrics segmentation --gt DIR --pred DIR --mapping FILE | holo bench segmentation | holo bench viterbi
 // Temporal action segmentation's commands (docs/segmentation.md).
 
 #include <CLI/CLI.hpp>
@@ -52,6 +52,23 @@ void add_segmentation_commands(CLI::App& app) {
     table.add_row({"matching score", TextTable::number(meter.matching(), 2)});
     std::cout << table.str();
   });
+
+  auto sb = std::make_shared<train::SegmentationBenchOptions>();
+  auto* segb = app.get_subcommand("bench")->add_subcommand(
+      "segmentation", "MS-TCN training steps/s against its PyTorch release, same input and threads");
+  segb->add_option("--frames", sb->frames, "Video lengths in frames (one video per step), one row each")
+      ->delimiter(',')->capture_default_str();
+  segb->add_option("--dim", sb->dim, "Feature dimension")->capture_default_str();
+  segb->add_option("--classes", sb->classes, "Classes")->capture_default_str();
+  segb->add_option("--stages", sb->stages, "MS-TCN stages")->capture_default_str();
+  segb->add_option("--layers", sb->layers, "Dilated layers per stage")->capture_default_str();
+  segb->add_option("--channels", sb->channels, "Feature maps")->capture_default_str();
+  segb->add_option("--threads", sb->threads, "Intra-op threads, both sides")->capture_default_str();
+  segb->add_option("--iters", sb->iters, "Timed steps; the median is taken")->capture_default_str();
+  segb->add_option("--warmup", sb->warmup, "Untimed steps first")->capture_default_str();
+  segb->add_option("--python", sb->python, "Python with PyTorch for the baseline; empty: none")->capture_default_str();
+  segb->add_option("--json", sb->json, "Also write the rows to this JSON file");
+  segb->callback([sb] { train::run_segmentation_bench(*sb); });
 
   auto vb = std::make_shared<train::ViterbiBenchOptions>();
   auto* viterbi = app.get_subcommand("bench")->add_subcommand(

@@ -33,7 +33,10 @@
 #include "dist/world.h"
 #include "holo/build_config.h"
 #include "models/bench.h"
+#include "models/mstcn.h"
 #include "pipeline/segmentation_data.h"
+#include "train/optim.h"
+#include "train/segmentation_task.h"
 #include "train/table.h"
 #include "train/viterbi.h"
 
@@ -378,6 +381,99 @@ void run_viterbi_bench(const ViterbiBenchOptions& o) {
   fs::remove_all(dir);
   std::cout << "Viterbi alignment of a transcript with a Poisson length model, " << o.classes
             << " classes, median of " << o.repeat << " (one thread each side)\n"
+            << table.str();
+  if (!o.json.empty()) write_file_atomic(o.json, rows.dump(2));
+}
+
+}  // namespace holo::train
+
+// ---- holo bench segmentation ----------------------------------------------------------------
+
+namespace holo::train {
+
+void run_segmentation_bench(const SegmentationBenchOptions& o) {
+  if (o.dim < 1 || o.classes < 2 || o.iters < 1 || o.warmup < 0 || o.threads < 1) {
+    throw UsageError("bench segmentation: --dim >= 1, --classes >= 2, --iters >= 1, --warmup >= 0, --threads >= 1");
+  }
+  namespace fs = std::filesystem;
+  torch::set_num_threads(o.threads);
+  const fs::path dir = fs::temp_directory_path() / ("holo-bench-segmentation-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string script = std::string(HOLO_SOURCE_DIR) + "/bench/segmentation_baseline.py";
+  TextTable table({"frames", "D", "classes", "holo steps/s", "torch steps/s", "holo/torch"});
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t frames : o.frames) {
+    torch::manual_seed(0);
+    const torch::Tensor x = torch::randn({1, o.dim, frames});
+    const torch::Tensor y = torch::randint(0, o.classes, {1, frames}, torch::kInt64);
+    const torch::Tensor mask = torch::ones({1, frames});
+    models::MultiStageTcnOptions mo;
+    mo.stages = o.stages;
+    mo.layers = o.layers;
+    mo.channels = o.channels;
+    mo.in_dim = o.dim;
+    mo.classes = o.classes;
+    models::MultiStageTcn net(mo);
+    net->train();
+    NamedTensors params;
+    for (const auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+    OptimOptions adam;
+    adam.name = "adamw";
+    adam.lr = 0.0005;
+    adam.weight_decay = 0.0;
+    Optimizer optim(adam, params);
+    const auto step = [&] {
+      optim.zero_grad();
+      const torch::Tensor loss = mstcn_loss(net->forward(x, mask), y, mask, 0.15);
+      loss.backward();
+      optim.step();
+    };
+    for (int i = 0; i < o.warmup; ++i) step();
+    std::vector<double> seconds;
+    for (int i = 0; i < o.iters; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      step();
+      seconds.push_back(seconds_since(t0));
+    }
+    std::sort(seconds.begin(), seconds.end());
+    const double holo_sps = 1.0 / seconds[seconds.size() / 2];
+    nlohmann::json row = {{"frames", frames}, {"dim", o.dim}, {"classes", o.classes}, {"threads", o.threads},
+                          {"holo_steps_per_s", holo_sps}};
+    std::string torch_sps = "-", ratio = "-";
+    if (!o.python.empty()) {
+      const std::string xf = (dir / "x.npy").string(), yf = (dir / "y.npy").string();
+      pipeline::NpyMatrix xm{o.dim, frames, {}}, ym{1, frames, {}};
+      const torch::Tensor xc = x[0].contiguous();
+      xm.values.assign(xc.data_ptr<float>(), xc.data_ptr<float>() + xc.numel());
+      const torch::Tensor yc = y.to(torch::kFloat32).contiguous();
+      ym.values.assign(yc.data_ptr<float>(), yc.data_ptr<float>() + yc.numel());
+      pipeline::write_npy_matrix(xf, xm);
+      pipeline::write_npy_matrix(yf, ym);
+      const auto [status, output] = run_shell(
+          "OMP_NUM_THREADS=" + std::to_string(o.threads) + " MKL_NUM_THREADS=" + std::to_string(o.threads) + " " +
+          shell_quote(o.python) + " " + shell_quote(script) + " --features " + shell_quote(xf) + " --labels " +
+          shell_quote(yf) + " --classes " + std::to_string(o.classes) + " --stages " + std::to_string(o.stages) +
+          " --layers " + std::to_string(o.layers) + " --channels " + std::to_string(o.channels) + " --threads " +
+          std::to_string(o.threads) + " --iters " + std::to_string(o.iters) + " --warmup " + std::to_string(o.warmup) +
+          " 2>&1");
+      if (status != 0 || output.find('{') == std::string::npos) {
+        row["torch_error"] = output.substr(0, 1000);
+        torch_sps = "failed";
+      } else {
+        const double t = nlohmann::json::parse(output.substr(output.find('{'))).at("steps_per_s").get<double>();
+        row["torch_steps_per_s"] = t;
+        row["ratio"] = holo_sps / t;
+        torch_sps = TextTable::number(t, 3);
+        ratio = TextTable::number(holo_sps / t, 2);
+      }
+    }
+    table.add_row({std::to_string(frames), std::to_string(o.dim), std::to_string(o.classes),
+                   TextTable::number(holo_sps, 3), torch_sps, ratio});
+    rows.push_back(row);
+  }
+  fs::remove_all(dir);
+  std::cout << "MS-TCN training steps (one video per step; " << o.stages << " stages x " << o.layers << " layers x "
+            << o.channels << " maps, Adam), median of " << o.iters << ", " << o.threads << " thread(s) each side\n"
             << table.str();
   if (!o.json.empty()) write_file_atomic(o.json, rows.dump(2));
 }

@@ -7,6 +7,9 @@
 /// - run_scaling_bench() / run_scaling_worker(): `holo bench scaling`, training throughput of a
 ///   small 3D CNN on 1 rank against N ranks (same threads each) with the gradient reducer, and
 ///   the share of all-reduce time hidden behind backward.
+/// - run_segmentation_bench(): `holo bench segmentation`, training steps per second of MS-TCN
+///   (models/mstcn.h, its loss and Adam as `holo train` runs them) against its PyTorch release
+///   (bench/segmentation_baseline.py) on the same input, same threads.
 /// - run_viterbi_bench(): `holo bench viterbi`, frames per second of the Viterbi alignment
 ///   (train/viterbi.h) on long videos against the same dynamic programme in numpy
 ///   (bench/viterbi_baseline.py), with the results compared.
@@ -52,6 +55,22 @@ void run_scaling_bench(const ScalingBenchOptions& options, const ScalingLauncher
 /// One rank of a timed run: the same steps in three modes (local, overlap, blocking),
 /// interleaved round by round; rank 0 writes the figures to options.result.
 void run_scaling_worker(const ScalingBenchOptions& options);
+
+/// Options of `holo bench segmentation` (one field per flag).
+struct SegmentationBenchOptions {
+  std::vector<int64_t> frames = {1000, 5000};  ///< video lengths (one video per step), one row each
+  int64_t dim = 2048;        ///< feature dimension (I3D)
+  int64_t classes = 48;      ///< Breakfast's 48 actions
+  int64_t stages = 4, layers = 10, channels = 64;
+  int threads = 1;           ///< intra-op threads, both sides
+  int iters = 5, warmup = 2;
+  std::string python = "/usr/bin/python3";  ///< empty: no baseline
+  std::string json;
+};
+
+/// Runs `holo bench segmentation` and prints a row per video length: steps/s of Holo and of
+/// PyTorch, and their ratio.
+void run_segmentation_bench(const SegmentationBenchOptions& options);
 
 /// Options of `holo bench viterbi` (one field per flag).
 struct ViterbiBenchOptions {
