@@ -336,5 +336,20 @@ TEST_F(SegmentationRun, MismatchedRecipesStopBeforeWork) {
   EXPECT_FALSE(fs::exists(dir + "/run"));
 }
 
+TEST_F(SegmentationRun, ModelInfoAndListShowMsTcn) {
+  // 50Salads' sizes: the release's 800,396 parameters (MsTcn.EqualsTheReleasedPyTorchModel).
+  auto r = holo("model info mstcn --classes 19");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("total +800396"));
+  EXPECT_THAT(r.output, ::testing::ContainsRegex("stage1 +2048 +297491"));
+  // A recipe's own data sets D and the classes.
+  const std::string dir = holo::testing::temp_dir();
+  r = holo("model info " + recipe(dir));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("features D = 24, 9 classes (the recipe's training split)"));
+  r = holo("model list");
+  EXPECT_THAT(r.output, HasSubstr("mstcn"));
+}
+
 }  // namespace
 }  // namespace holo
