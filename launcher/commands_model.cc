@@ -184,30 +184,16 @@ bool segmentation_model_info(const InfoArgs& a) {
       from += std::string(": the training split cannot be read here (") + e.what() + ")";
     }
   }
-  const models::MultiStageTcn net(o);
   std::cout << "model " << a.target << " (mstcn, " << o.stages << " stages x " << o.layers << " layers x " << o.channels
             << " maps), features D = " << o.in_dim << ", " << o.classes << " classes (" << from
             << "); GFLOPs = multiply-accumulates / 1e9\n\n";
   TextTable table({"stage", "input", "params", "GFLOPs per 1000 frames"});
   int64_t total = 0;
   double total_gflops = 0;
-  for (const auto& child : net->named_children()) {
-    const std::string name = child.key();
-    const auto add_stage = [&](const std::string& label, const torch::nn::Module& stage, int64_t in) {
-      int64_t params = 0;
-      for (const auto& p : stage.parameters()) params += p.numel();
-      // Per frame: the 1x1 in, every layer's 3-tap and 1x1 convolutions, the 1x1 out.
-      const double macs = static_cast<double>(in * o.channels + o.layers * 4 * o.channels * o.channels +
-                                              o.channels * o.classes);
-      table.add_row({label, std::to_string(in), std::to_string(params), TextTable::number(macs * 1000 / 1e9, 3)});
-      total += params;
-      total_gflops += macs * 1000 / 1e9;
-    };
-    if (name == "stage1") {
-      add_stage("stage1", *child.value(), o.in_dim);
-    } else {
-      for (const auto& s : child.value()->named_children()) add_stage("stages." + s.key(), *s.value(), o.classes);
-    }
+  for (const auto& c : models::mstcn_costs(o)) {
+    table.add_row({c.name, std::to_string(c.input), std::to_string(c.params), TextTable::number(c.gflops_per_1000_frames, 3)});
+    total += c.params;
+    total_gflops += c.gflops_per_1000_frames;
   }
   table.add_row({"total", "", std::to_string(total), TextTable::number(total_gflops, 3)});
   std::cout << table.str();

@@ -47,4 +47,26 @@ torch::Tensor MultiStageTcnImpl::forward(const torch::Tensor& x, const torch::Te
   return torch::stack(outputs);
 }
 
+std::vector<TcnStageCost> mstcn_costs(const MultiStageTcnOptions& o) {
+  const MultiStageTcn net(o);
+  std::vector<TcnStageCost> out;
+  const auto add = [&](const std::string& name, const torch::nn::Module& stage, int64_t in) {
+    TcnStageCost c{name, in, 0, 0.0};
+    for (const auto& p : stage.parameters()) c.params += p.numel();
+    // Per frame: the 1x1 in, every layer's 3-tap and 1x1 convolutions, the 1x1 out.
+    const double macs =
+        static_cast<double>(in * o.channels + o.layers * 4 * o.channels * o.channels + o.channels * o.classes);
+    c.gflops_per_1000_frames = macs * 1000 / 1e9;
+    out.push_back(c);
+  };
+  for (const auto& child : net->named_children()) {
+    if (child.key() == "stage1") {
+      add("stage1", *child.value(), o.in_dim);
+    } else {
+      for (const auto& s : child.value()->named_children()) add("stages." + s.key(), *s.value(), o.classes);
+    }
+  }
+  return out;
+}
+
 }  // namespace holo::models

@@ -14,6 +14,9 @@
 #include <torch/nn/modules/dropout.h>
 #include <torch/types.h>
 
+#include <string>
+#include <vector>
+
 namespace holo::models {
 
 struct DilatedResidualLayerImpl : torch::nn::Module {
@@ -54,5 +57,15 @@ class MultiStageTcnImpl : public torch::nn::Module {
   torch::nn::ModuleList stages_;
 };
 TORCH_MODULE(MultiStageTcn);
+
+/// Size and cost of each stage of an MS-TCN: its input channels, parameters and GFLOPs
+/// (multiply-accumulates / 1e9) per 1,000 frames (`holo model info mstcn`).
+struct TcnStageCost {
+  std::string name;  ///< stage1, stages.0, ...
+  int64_t input = 0;
+  int64_t params = 0;
+  double gflops_per_1000_frames = 0;
+};
+std::vector<TcnStageCost> mstcn_costs(const MultiStageTcnOptions& options);
 
 }  // namespace holo::models
