@@ -60,7 +60,9 @@ VideoSequences pad_videos(const std::vector<pipeline::SegmentationVideo>& videos
 
 /// Whole videos, `batch` per rank per step, in an order drawn per epoch from the seed; drops
 /// the epoch's last incomplete global batch. The state's cursor counts videos all ranks took
-/// together, so a state resumes on any number of ranks.
+/// together, so a state resumes on any number of ranks; after complete_epoch() (a resume on
+/// another number) the videos left in the epoch that do not fill a whole global batch go into one
+/// uneven last step, so that none of them is skipped.
 class VideoLoader : public StepLoader {
  public:
   VideoLoader(const std::vector<pipeline::SegmentationVideo>& videos, int64_t batch, int rank, int ranks, uint64_t seed)
@@ -68,6 +70,7 @@ class VideoLoader : public StepLoader {
   void set_epoch(int64_t epoch) override {
     epoch_ = epoch;
     cursor_ = 0;
+    complete_ = false;
     order_.resize(videos_.size());
     std::iota(order_.begin(), order_.end(), 0);
     std::mt19937_64 rng(seed_ * 1000003u + static_cast<uint64_t>(epoch));
@@ -75,16 +78,38 @@ class VideoLoader : public StepLoader {
   }
   std::unique_ptr<StepBatch> next() override {
     if (batches_left() == 0) return nullptr;
-    const auto first = order_.begin() + cursor_ + rank_ * batch_;
-    std::vector<int64_t> mine(first, first + batch_);
-    cursor_ += batch_ * ranks_;
-    return std::make_unique<VideoSequences>(pad_videos(videos_, mine));
+    const int64_t left = static_cast<int64_t>(videos_.size()) - cursor_;
+    std::vector<int64_t> mine;
+    double weight = 1.0;
+    if (left >= batch_ * ranks_) {
+      const auto first = order_.begin() + cursor_ + rank_ * batch_;
+      mine.assign(first, first + batch_);
+      cursor_ += batch_ * ranks_;
+    } else {
+      // The uneven last step: the videos left, dealt round-robin. A rank's mean loss weighs
+      // n_rank * ranks / left, so that the ranks' average is the mean over the videos; a rank
+      // without one trains on the first video left with weight 0, only to keep its place in
+      // the step's collectives.
+      for (int64_t k = rank_; k < left; k += ranks_) mine.push_back(order_[cursor_ + k]);
+      if (mine.empty()) {
+        mine.push_back(order_[cursor_]);
+        weight = 0.0;
+      } else {
+        weight = static_cast<double>(mine.size()) * ranks_ / static_cast<double>(left);
+      }
+      cursor_ += left;
+    }
+    auto batch = std::make_unique<VideoSequences>(pad_videos(videos_, mine));
+    batch->weight = weight;
+    return batch;
   }
   int64_t batches_per_epoch() const override { return static_cast<int64_t>(videos_.size()) / (batch_ * ranks_); }
   int64_t batches_left() const override {
-    return (static_cast<int64_t>(videos_.size()) - cursor_) / (batch_ * ranks_);
+    const int64_t left = static_cast<int64_t>(videos_.size()) - cursor_;
+    const int64_t whole = left / (batch_ * ranks_);
+    return whole + (complete_ && left % (batch_ * ranks_) > 0 ? 1 : 0);
   }
-  void complete_epoch() override {}  // the cursor counts videos: any number of ranks goes on from it
+  void complete_epoch() override { complete_ = true; }
   nlohmann::json state() const override { return {{"epoch", epoch_}, {"cursor", cursor_}, {"seed", seed_}}; }
   void load_state(const nlohmann::json& j) override {
     set_epoch(j.at("epoch").get<int64_t>());
@@ -97,6 +122,7 @@ class VideoLoader : public StepLoader {
   int rank_, ranks_;
   uint64_t seed_;
   int64_t epoch_ = 0, cursor_ = 0;
+  bool complete_ = false;
   std::vector<int64_t> order_;
 };
 

@@ -8,7 +8,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <tuple>
 
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
@@ -334,6 +337,40 @@ TEST_F(SegmentationRun, MismatchedRecipesStopBeforeWork) {
   EXPECT_EQ(c.exit_code, 2);
   EXPECT_THAT(c.output, HasSubstr("has no features/ folder"));
   EXPECT_FALSE(fs::exists(dir + "/run"));
+}
+
+TEST_F(SegmentationRun, ResumesOnAnotherNumberOfRanksTrainingEveryVideoOnce) {
+  // 12 training videos, 2 per rank and step. From 2 ranks (3 steps an epoch) stopped after 2
+  // steps, 4 videos of epoch 0 are left: 3 ranks take them in one uneven step (2, 1, 1). From 3
+  // ranks (2 steps) stopped after 1, 6 are left: 2 ranks take a whole step of 4 and an uneven
+  // one (1, 1).
+  for (const auto& [first, second, steps] : std::vector<std::tuple<int, int, int>>{{2, 3, 2}, {3, 2, 1}}) {
+    const std::string d = holo::testing::temp_dir() + "/" + std::to_string(first) + "to" + std::to_string(second);
+    fs::create_directories(d);
+    const std::string r = recipe(d);
+    const std::string env = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 HOLO_SAMPLE_LOG=" + d + "/samples ";
+    auto a = holo::testing::run_command(env + "HOLO_NUM_THREADS=1 " + holo::testing::holo_binary() + " launch --np " +
+                                        std::to_string(first) + " " + r + " --set train.epochs=2 --set train.max_steps=" +
+                                        std::to_string(steps));
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    auto b = holo::testing::run_command(env + "HOLO_NUM_THREADS=1 " + holo::testing::holo_binary() + " launch --np " +
+                                        std::to_string(second) + " " + r + " --set train.epochs=2");
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    EXPECT_THAT(b.output, HasSubstr("saved by " + std::to_string(first) + " rank(s)"));
+    std::map<int64_t, std::multiset<int64_t>> per_epoch;
+    for (int rank = 0; rank < 3; ++rank) {
+      std::ifstream in(d + "/samples.rank" + std::to_string(rank));
+      int64_t e, step, video;
+      while (in >> e >> step >> video) per_epoch[e].insert(video);
+    }
+    ASSERT_EQ(per_epoch.size(), 2u) << first << "->" << second;
+    for (const auto& [epoch, videos] : per_epoch) {
+      EXPECT_EQ(videos.size(), 12u) << first << "->" << second << " epoch " << epoch;
+      EXPECT_EQ(std::set<int64_t>(videos.begin(), videos.end()).size(), 12u) << first << "->" << second;
+    }
+    const auto done = nlohmann::json::parse(std::ifstream(d + "/run/summary.json"));
+    EXPECT_EQ(done.at("epoch").get<int64_t>(), 2);
+  }
 }
 
 TEST_F(SegmentationRun, ModelInfoAndListShowMsTcn) {
