@@ -55,6 +55,7 @@ struct DataOptions {
   int64_t synth_classes = 4;       ///< synth: number of classes
   int64_t synth_frames = 48;       ///< synth: frames per video
   int64_t sample_rate = 1;         ///< mstcn: keep every sample_rate-th frame (50Salads: 2)
+  std::string features;            ///< mstcn: a feature store (holo extract --per-frame) instead of <root>/features
   std::vector<std::string> background = {"background"};  ///< mstcn: background labels (Breakfast: SIL)
 };
 

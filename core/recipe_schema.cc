@@ -220,6 +220,7 @@ std::vector<KeyDef> make_schema() {
   s.key("data.synth_classes", &R::data, &DataOptions::synth_classes, "synth: motion classes (moving left/right, rotating clockwise/counter-clockwise, growing/shrinking, moving up/down; the first N).").range(2, 8);
   s.key("data.synth_frames", &R::data, &DataOptions::synth_frames, "synth: frames per video (each frame also shows its own index).").range(2, 1023);
   s.key("data.sample_rate", &R::data, &DataOptions::sample_rate, "mstcn: keep every N-th frame of the features and labels, as MS-TCN reads them (50Salads: 2, its 30 fps features at 15).").range(1, 1000);
+  s.key("data.features", &R::data, &DataOptions::features, "mstcn: read the per-frame features from this feature store (holo extract --per-frame: frames x D per video id) instead of <data.root>/features/*.npy.").path();
   s.key("data.background", &R::data, &DataOptions::background, "mstcn: the background labels, left out of Edit and F1 (Breakfast: SIL).");
   // [sampling]
   s.key("sampling.num_frames", &R::sampling, &SamplingOptions::num_frames, "Frames per clip (T).").range(1, 1024);

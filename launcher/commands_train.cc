@@ -144,9 +144,22 @@ void add_train_commands(CLI::App& app) {
   extract_cmd->add_option("--checkpoint", *extract_ckpt, "Checkpoint directory, or a run directory")->required();
   extract_cmd->add_option("--out", *extract_out, "Feature store folder (shards, index.h5, labels.csv)")->required();
   extract_cmd->add_option("--split", *extract_split, "train, val or test")->check(CLI::IsMember({"train", "val", "test"}));
-  extract_cmd->callback([extract_args, extract_ckpt, extract_out, extract_split] {
+  auto per_frame = std::make_shared<bool>(false);
+  extract_cmd->add_flag("--per-frame", *per_frame,
+                        "A feature per frame (the clip centred on it): frames x D per video, for segmentation "
+                        "recipes (data.features)");
+  extract_cmd->callback([extract_args, extract_ckpt, extract_out, extract_split, per_frame] {
     const Recipe recipe = load_recipe(extract_args->file, extract_args->overrides);
     pipeline::check_data(recipe, {*extract_split});
+    if (*per_frame) {
+      const int64_t n = train::extract_frames(recipe, *extract_ckpt, *extract_split, *extract_out);
+      if (dist::init_world().rank == 0) {
+        std::cout << "wrote per-frame features (frames x D) of " << n << " videos to " << *extract_out
+                  << " (a segmentation recipe reads them with data.features = \"" << *extract_out << "\")\n";
+      }
+      dist::finalize_world();
+      return;
+    }
     const int64_t n = train::extract(recipe, *extract_ckpt, *extract_split, *extract_out);
     if (dist::init_world().rank == 0) {
       std::cout << "wrote features of " << n << " videos to " << *extract_out << " (open "

@@ -118,7 +118,11 @@ void check_data(const Recipe& r, const std::vector<std::string>& splits) {
   if (d.dataset == "mstcn") {
     // MS-TCN's layout (pipeline/segmentation_data.h); the files themselves are read when the run
     // starts, each error naming its file and line.
+    if (!d.features.empty() && !fs::is_directory(d.features)) {
+      fail_at(r, "data.features", "'" + d.features + "' is not a feature store folder (holo extract --per-frame)");
+    }
     for (const char* part : {"features", "groundTruth"}) {
+      if (!d.features.empty() && std::string(part) == "features") continue;
       std::error_code ec;
       if (!fs::is_directory(fs::path(d.root) / part, ec)) {
         fail_at(r, "data.root", "'" + d.root + "' has no " + part + "/ folder (MS-TCN's layout)");

@@ -166,13 +166,14 @@ SegmentationDataset::SegmentationDataset(const SegmentationDataOptions& options)
         labels.push_back(it->second);
       }
     }
-    const NpyMatrix all = read_npy_matrix(npy);
+    const std::string source = options.features ? options.features_source + " (video " + v.name + ")" : npy;
+    const NpyMatrix all = options.features ? options.features(v.name) : read_npy_matrix(npy);
     if (all.cols != static_cast<int64_t>(labels.size())) {
-      throw IoError(npy + ": " + std::to_string(all.cols) + " frames (D x T = " + std::to_string(all.rows) + " x " +
+      throw IoError(source + ": " + std::to_string(all.cols) + " frames (D x T = " + std::to_string(all.rows) + " x " +
                     std::to_string(all.cols) + "), but " + gt + " labels " + std::to_string(labels.size()));
     }
     if (!videos_.empty() && all.rows != videos_.front().features.rows) {
-      throw IoError(npy + ": features of dimension " + std::to_string(all.rows) + ", " + videos_.front().name +
+      throw IoError(source + ": features of dimension " + std::to_string(all.rows) + ", " + videos_.front().name +
                     " has " + std::to_string(videos_.front().features.rows));
     }
     const int64_t r = options.sample_rate;

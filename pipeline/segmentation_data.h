@@ -14,6 +14,7 @@
 /// action set (the distinct labels). No torch here; docs/segmentation.md.
 
 #include <cstdint>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -39,6 +40,11 @@ struct SegmentationDataOptions {
   std::string bundle;           ///< the split: a bundle file, e.g. <root>/splits/train.split1.bundle
   int64_t sample_rate = 1;      ///< keep every sample_rate-th frame
   std::set<std::string> background = {"background"};  ///< labels that are background (Breakfast: SIL)
+  /// Where a video's D x T features come from, by its name; empty: <root>/features/<name>.npy.
+  /// (train/segmentation_task.cc reads a feature store through it: data.features.)
+  std::function<NpyMatrix(const std::string& name)> features;
+  /// Where features() reads from, for messages.
+  std::string features_source;
 };
 
 struct SegmentationVideo {

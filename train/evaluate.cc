@@ -3,13 +3,19 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/run_dir.h"
 #include "dist/communicator.h"
+#include "core/progress.h"
+#include "pipeline/clip.h"
+#include "pipeline/decoder.h"
 #include "pipeline/feature_store.h"
+#include "pipeline/sampling.h"
+#include "train/precision.h"
 #include "pipeline/loader.h"
 #include "train/table.h"
 #include "train/trainer.h"
@@ -183,6 +189,61 @@ int64_t extract(const Recipe& recipe, const std::string& checkpoint, const std::
     write_file_atomic((fs::path(out) / "labels.csv").string(), labels);
   }
   return static_cast<int64_t>(vs.records.size());
+}
+
+int64_t extract_frames(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
+                       const std::string& out) {
+  VideoModel m = load_video_model(recipe, checkpoint, split);
+  const auto& records = m.dataset->records();
+  const auto n = static_cast<int64_t>(records.size());
+  if (m.rt.rank == 0 && fs::exists(out)) fs::remove_all(out);
+  m.rt.comm->barrier();
+  const int64_t window = recipe.sampling.num_frames, stride = recipe.sampling.stride;
+  // Output frames per pass: their windows are decoded once, as one run of frames.
+  constexpr int64_t kChunk = 32;
+  torch::NoGradGuard no_grad;
+  m.net->eval();
+  {
+    pipeline::FeatureWriter writer(out, m.rt.rank);
+    pipeline::DecoderCache cache(4, pipeline::DecoderOptions{});
+    holo::Progress progress({"extract per frame", (n + m.rt.world_size - 1) / m.rt.world_size, "videos"});
+    for (int64_t r = m.rt.rank; r < n; r += m.rt.world_size) {
+      const int64_t frames = pipeline::sampling_frames(records[r], cache.get(records[r].path).info());
+      std::vector<torch::Tensor> features;
+      for (int64_t f0 = 0; f0 < frames; f0 += kChunk) {
+        const int64_t f1 = std::min(frames, f0 + kChunk);
+        // The window of frame t: `window` frames `stride` apart, centred on t, clamped to the
+        // video (as a test clip is).
+        const int64_t lo = std::max<int64_t>(0, f0 - (window / 2) * stride);
+        const int64_t hi = std::min(frames - 1, f1 - 1 + (window - 1 - window / 2) * stride);
+        pipeline::ClipRequest req = pipeline::test_clip(recipe, frames, 0);
+        req.frames.clear();
+        for (int64_t f = lo; f <= hi; ++f) req.frames.push_back(f);
+        const torch::Tensor run = pipeline::read_clip(records[r], req, &cache);  // C x (hi - lo + 1) x H x W
+        std::vector<torch::Tensor> clips;
+        for (int64_t t = f0; t < f1; ++t) {
+          std::vector<int64_t> idx;
+          for (int64_t k = 0; k < window; ++k) {
+            idx.push_back(std::clamp<int64_t>(t + (k - window / 2) * stride, 0, frames - 1) - lo);
+          }
+          clips.push_back(run.index_select(1, torch::tensor(idx, torch::kInt64)));
+        }
+        models::NetworkOutput o;
+        {
+          AutocastGuard autocast(m.rt.precision, m.rt.device);
+          o = m.net->forward_all(torch::stack(clips).to(m.rt.device));
+        }
+        features.push_back(o.features.to(torch::kFloat32).cpu());
+      }
+      writer.write(records[r].id, torch::cat(features));  // frames x D
+      progress.advance();
+    }
+    progress.finish();
+    writer.close();
+  }
+  m.rt.comm->barrier();
+  if (m.rt.rank == 0) pipeline::write_feature_index(out);
+  return n;
 }
 
 }  // namespace holo::train

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/run_dir.h"
 #include "dist/communicator.h"
+#include "pipeline/feature_store.h"
 #include "train/precision.h"
 #include "train/segmentation_metrics.h"
 #include "train/table.h"
@@ -27,6 +28,22 @@ pipeline::SegmentationDataOptions data_options(const Recipe& r, const std::strin
   o.bundle = bundle;
   o.sample_rate = r.data.sample_rate;
   o.background = {r.data.background.begin(), r.data.background.end()};
+  if (!r.data.features.empty()) {
+    // A feature store of holo extract --per-frame: frames x D per video id.
+    auto reader = std::make_shared<pipeline::FeatureReader>(r.data.features);
+    o.features_source = r.data.features;
+    o.features = [reader, store = r.data.features](const std::string& name) {
+      if (!reader->contains(name)) throw IoError(store + ": no features of video '" + name + "'");
+      const torch::Tensor f = reader->read(name).to(torch::kFloat32);
+      if (f.dim() != 2) {
+        throw IoError(store + ": the features of '" + name + "' are not frames x D (holo extract --per-frame)");
+      }
+      const torch::Tensor t = f.t().contiguous();  // D x T
+      pipeline::NpyMatrix m{t.size(0), t.size(1), {}};
+      m.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+      return m;
+    };
+  }
   return o;
 }
 

@@ -62,4 +62,12 @@ EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const s
 int64_t extract(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
                 const std::string& out);
 
+/// Per-frame features (`holo extract --per-frame`): for every frame t of every video of `split`,
+/// the network's pooled features of the clip centred on t (sampling.num_frames frames
+/// sampling.stride apart, clamped to the video; the test transform's centre crop), written to
+/// the HDF5 feature store at `out` as one frames x D dataset per video id, the features a
+/// segmentation recipe reads with data.features. Returns the number of videos.
+int64_t extract_frames(const Recipe& recipe, const std::string& checkpoint, const std::string& split,
+                       const std::string& out);
+
 }  // namespace holo::train

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "models/mstcn.h"
 #include "models/resnet2d.h"
+#include "pipeline/feature_store.h"
 #include "pipeline/segmentation_data.h"
 #include "pipeline/segmentation_synth.h"
 #include "tests/test_util.h"
@@ -371,6 +372,72 @@ TEST_F(SegmentationRun, ResumesOnAnotherNumberOfRanksTrainingEveryVideoOnce) {
     const auto done = nlohmann::json::parse(std::ifstream(d + "/run/summary.json"));
     EXPECT_EQ(done.at("epoch").get<int64_t>(), 2);
   }
+}
+
+TEST_F(SegmentationRun, PerFrameFeaturesOfOwnVideosTrainASegmentationRecipe) {
+  // A user's own videos: a video network (trained one step here) gives a feature per frame
+  // (holo extract --per-frame), per-frame labels in MS-TCN's groundTruth format go beside, and a
+  // segmentation recipe trains on them through data.features.
+  const std::string dir = holo::testing::temp_dir();
+  ASSERT_EQ(holo("data synth --kind motion --classes 2 --videos 8 --frames 12 --size 48x32 --seed 3 --out " + dir +
+                 "/videos").exit_code, 0);
+  const std::string v = dir + "/videos";
+  std::ofstream(dir + "/video.toml") << "[run]\nseed = 3\ndir = \"" << dir << "/vrun\"\n"
+                                     << "[data]\ndataset = \"kinetics\"\nroot = \"" << v << "\"\ntrain = \"" << v
+                                     << "/train.csv\"\n"
+                                     << "[sampling]\nnum_frames = 4\nstride = 2\n"
+                                     << "[transform]\ncrop_size = 32\ntrain_scale_min = 32\ntrain_scale_max = 36\n"
+                                     << "test_scale = 32\n"
+                                     << "[loader]\nbatch_size = 2\nworkers = 1\n"
+                                     << "[model]\nname = \"resnet3d\"\ndepth = 10\nwidth = 0.125\n"
+                                     << "[train]\nmax_steps = 1\n";
+  auto r = holo("train " + dir + "/video.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = holo("extract " + dir + "/video.toml --checkpoint " + dir + "/vrun --split train --out " + dir +
+           "/store --per-frame");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("wrote per-frame features (frames x D) of"));
+  const pipeline::FeatureReader store(dir + "/store");
+  const auto ids = store.ids();
+  ASSERT_GE(ids.size(), 4u);
+  for (const auto& id : ids) {
+    const torch::Tensor f = store.read(id);
+    ASSERT_EQ(f.dim(), 2) << id;
+    EXPECT_EQ(f.size(0), 12) << id;  // a feature for every frame
+    EXPECT_EQ(f.size(1), 64) << id;  // resnet3d-10 at width 1/8: 512 / 8
+    // Frames far apart see different clips.
+    EXPECT_FALSE(torch::allclose(f[0], f[11])) << id;
+  }
+  // The segmentation layout: the first 6 frames "a", the rest "b".
+  const std::string seg = dir + "/seg";
+  fs::create_directories(seg + "/groundTruth");
+  fs::create_directories(seg + "/splits");
+  std::ofstream(seg + "/mapping.txt") << "0 background\n1 a\n2 b\n";
+  {
+    std::ofstream bundle(seg + "/splits/train.bundle");
+    for (const auto& id : ids) {
+      bundle << id << ".txt\n";
+      std::ofstream gt(seg + "/groundTruth/" + id + ".txt");
+      for (int t = 0; t < 12; ++t) gt << (t < 6 ? "a" : "b") << "\n";
+    }
+  }
+  std::ofstream(dir + "/seg.toml") << "[run]\ndir = \"" << dir << "/srun\"\n"
+                                   << "[data]\ndataset = \"mstcn\"\nroot = \"" << seg << "\"\ntrain = \"" << seg
+                                   << "/splits/train.bundle\"\nfeatures = \"" << dir << "/store\"\n"
+                                   << "[loader]\nbatch_size = 2\n"
+                                   << "[model]\nname = \"mstcn\"\ntcn_stages = 2\ntcn_layers = 3\ntcn_channels = 8\n"
+                                   << "[task]\nkind = \"segmentation\"\n"
+                                   << "[optim]\nname = \"adamw\"\nlr = 0.001\n"
+                                   << "[train]\nmax_steps = 2\n";
+  r = holo("train " + dir + "/seg.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("features of dimension 64"));
+  // A video the store lacks is named with the store.
+  std::ofstream(seg + "/splits/train.bundle", std::ios::app) << "not_extracted.txt\n";
+  std::ofstream(seg + "/groundTruth/not_extracted.txt") << "a\n";
+  r = holo("train " + dir + "/seg.toml --set run.dir=" + dir + "/srun2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr(dir + "/store: no features of video 'not_extracted'"));
 }
 
 TEST_F(SegmentationRun, ModelInfoAndListShowMsTcn) {
