@@ -78,7 +78,7 @@ NpyMatrix read_npy_matrix(const std::string& path) {
   return m;
 }
 
-void write_npy_matrix(const std::string& path, const NpyMatrix& m) {
+std::string npy_bytes(const NpyMatrix& m) {
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows) + ", " +
                        std::to_string(m.cols) + "), }";
   const size_t total = 10 + header.size() + 1;
@@ -88,10 +88,44 @@ void write_npy_matrix(const std::string& path, const NpyMatrix& m) {
   out += static_cast<char>((header.size() >> 8) & 0xff);
   out += header;
   out.append(reinterpret_cast<const char*>(m.values.data()), m.values.size() * sizeof(float));
+  return out;
+}
+
+void write_npy_matrix(const std::string& path, const NpyMatrix& m) {
   std::ofstream f(path, std::ios::binary);
   if (!f) throw IoError("cannot write '" + path + "'");
-  f << out;
+  f << npy_bytes(m);
   if (!f) throw IoError("cannot write '" + path + "'");
+}
+
+std::vector<std::string> read_mapping(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError("cannot read '" + path + "'");
+  std::map<int64_t, std::string> by_id;
+  std::string line;
+  int64_t number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::istringstream fields(line);
+    int64_t id = 0;
+    std::string name, extra;
+    if (!(fields >> id >> name) || (fields >> extra)) {
+      throw IoError(path + ":" + std::to_string(number) + ": expected '<id> <name>', got '" + line + "'");
+    }
+    if (!by_id.emplace(id, name).second) {
+      throw IoError(path + ":" + std::to_string(number) + ": id " + std::to_string(id) + " given twice");
+    }
+  }
+  std::vector<std::string> names;
+  for (const auto& [id, name] : by_id) {
+    if (id != static_cast<int64_t>(names.size())) {
+      throw IoError(path + ": ids must run 0, 1, 2, ...; " + std::to_string(names.size()) + " is missing");
+    }
+    names.push_back(name);
+  }
+  if (names.empty()) throw IoError(path + ": no classes");
+  return names;
 }
 
 std::vector<int64_t> SegmentationVideo::transcript() const {
@@ -111,32 +145,9 @@ SegmentationDataset::SegmentationDataset(const SegmentationDataOptions& options)
   if (options.sample_rate < 1) throw Error("the frame sample rate must be at least 1, not " + std::to_string(options.sample_rate));
   const fs::path root(options.root);
   const std::string mapping = (root / "mapping.txt").string();
+  class_names_ = read_mapping(mapping);
   std::map<std::string, int64_t> ids;
-  {
-    std::ifstream in(mapping);
-    if (!in) throw IoError("cannot read '" + mapping + "'");
-    std::string line;
-    int64_t number = 0;
-    std::map<int64_t, std::string> by_id;
-    while (std::getline(in, line)) {
-      ++number;
-      std::istringstream fields(line);
-      int64_t id = 0;
-      std::string name, extra;
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      if (!(fields >> id >> name) || (fields >> extra) || !by_id.emplace(id, name).second) {
-        throw IoError(mapping + ":" + std::to_string(number) + ": expected '<id> <name>' with a new id, got '" + line + "'");
-      }
-    }
-    for (const auto& [id, name] : by_id) {
-      if (id != static_cast<int64_t>(class_names_.size())) {
-        throw IoError(mapping + ": ids must run 0, 1, 2, ...; " + std::to_string(class_names_.size()) + " is missing");
-      }
-      ids[name] = id;
-      class_names_.push_back(name);
-    }
-    if (class_names_.empty()) throw IoError(mapping + ": no classes");
-  }
+  for (size_t i = 0; i < class_names_.size(); ++i) ids[class_names_[i]] = static_cast<int64_t>(i);
   for (const auto& b : options.background) {
     if (!ids.count(b)) throw IoError(mapping + ": the background label '" + b + "' is not in it");
   }

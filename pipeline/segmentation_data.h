@@ -35,6 +35,14 @@ NpyMatrix read_npy_matrix(const std::string& path);
 /// Writes `m` as an .npy file (format 1.0) that numpy.load reads.
 void write_npy_matrix(const std::string& path, const NpyMatrix& m);
 
+/// The class names of an MS-TCN mapping.txt ("<id> <name>" lines, blank lines skipped), by id.
+/// An IoError names the file and line of a malformed line or a repeated id, and a gap in the
+/// ids 0, 1, 2, ...
+std::vector<std::string> read_mapping(const std::string& path);
+
+/// The bytes of an .npy file (format 1.0) holding `m`, as numpy.load reads it.
+std::string npy_bytes(const NpyMatrix& m);
+
 struct SegmentationDataOptions {
   std::string root;             ///< the layout's folder
   std::string bundle;           ///< the split: a bundle file, e.g. <root>/splits/train.split1.bundle

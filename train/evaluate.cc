@@ -15,6 +15,7 @@
 #include "pipeline/decoder.h"
 #include "pipeline/feature_store.h"
 #include "pipeline/sampling.h"
+#include "pipeline/segmentation_data.h"
 #include "train/precision.h"
 #include "pipeline/loader.h"
 #include "train/table.h"
@@ -42,19 +43,12 @@ ScoredSplit score_checkpoint(const Recipe& recipe, const std::string& checkpoint
   return out;
 }
 
-/// An .npy file (format 1.0) of a float32 matrix, as numpy.load reads it.
+/// An .npy file of a float32 matrix, as numpy.load reads it.
 std::string npy_float32(const torch::Tensor& m) {
   const torch::Tensor t = m.to(torch::kCPU, torch::kFloat32).contiguous();
-  std::string shape = "(" + std::to_string(t.size(0)) + ", " + std::to_string(t.size(1)) + ")";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }";
-  const size_t total = 10 + header.size() + 1;
-  header += std::string((64 - total % 64) % 64, ' ') + "\n";
-  std::string out("\x93NUMPY\x01\x00", 8);
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>((header.size() >> 8) & 0xff);
-  out += header;
-  out.append(static_cast<const char*>(t.data_ptr()), static_cast<size_t>(t.numel()) * sizeof(float));
-  return out;
+  pipeline::NpyMatrix out{t.size(0), t.size(1), {}};
+  out.values.assign(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+  return pipeline::npy_bytes(out);
 }
 
 std::string csv_cell(const std::string& cell) {

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "pipeline/segmentation_data.h"
 
 namespace holo::train::seg {
 namespace fs = std::filesystem;
@@ -268,43 +269,10 @@ std::vector<std::string> read_frame_labels(const std::string& path, const std::s
   return labels;
 }
 
-std::vector<std::string> read_mapping(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot read '" + path + "'");
-  std::map<int64_t, std::string> by_id;
-  std::string line;
-  int64_t number = 0;
-  while (std::getline(in, line)) {
-    ++number;
-    std::istringstream fields(line);
-    int64_t id = 0;
-    std::string name, extra;
-    if (!(fields >> id)) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      throw IoError(path + ":" + std::to_string(number) + ": expected '<id> <name>', got '" + line + "'");
-    }
-    if (!(fields >> name) || (fields >> extra)) {
-      throw IoError(path + ":" + std::to_string(number) + ": expected '<id> <name>', got '" + line + "'");
-    }
-    if (!by_id.emplace(id, name).second) {
-      throw IoError(path + ":" + std::to_string(number) + ": id " + std::to_string(id) + " given twice");
-    }
-  }
-  std::vector<std::string> names;
-  for (const auto& [id, name] : by_id) {
-    if (id != static_cast<int64_t>(names.size())) {
-      throw IoError(path + ": ids must run 0, 1, 2, ...; " + std::to_string(names.size()) + " is missing");
-    }
-    names.push_back(name);
-  }
-  if (names.empty()) throw IoError(path + ": no classes");
-  return names;
-}
-
 SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const std::string& pred_dir,
                                              const std::string& mapping_file,
                                              const std::set<std::string>& background, const std::string& bundle) {
-  const auto names = read_mapping(mapping_file);
+  const auto names = pipeline::read_mapping(mapping_file);
   const std::set<std::string> known(names.begin(), names.end());
   for (const auto& b : background) {
     if (!known.count(b)) throw UsageError("--bg label '" + b + "' is not in " + mapping_file);

@@ -106,8 +106,7 @@ class SegmentationMeter {
 /// and line otherwise).
 std::vector<std::string> read_frame_labels(const std::string& path, const std::set<std::string>& known = {});
 
-/// The class names of an MS-TCN mapping.txt (`<id> <name>` lines), by id.
-std::vector<std::string> read_mapping(const std::string& path);
+/// (The class names of a mapping.txt: pipeline::read_mapping, pipeline/segmentation_data.h.)
 
 /// Evaluates every groundTruth file `<gt_dir>/<video>.txt` against `<pred_dir>/<video>.txt`:
 /// each prediction must exist with one label per frame, every label known to `mapping_file`,

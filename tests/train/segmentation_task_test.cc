@@ -153,44 +153,14 @@ TEST(SegmentationData, SynthesisFollowsItsGrammar) {
 TEST(MsTcn, EqualsTheReleasedPyTorchModel) {
   ASSERT_TRUE(testing::have_reference_python());
   const std::string dir = testing::temp_dir();
-  // MS-TCN's model.py (MultiStageModel, SingleStageModel, DilatedResidualLayer) and its loss,
-  // written out; 50Salads' sizes: D = 2048, 19 classes, 4 stages of 10 layers and 64 maps.
+  // MS-TCN's model.py (MultiStageModel, SingleStageModel, DilatedResidualLayer), written out
+  // once in bench/segmentation_baseline.py, and its loss; 50Salads' sizes: D = 2048, 19
+  // classes, 4 stages of 10 layers and 64 maps.
   const std::string out = testing::run_python(dir, R"(
-import copy, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-class DilatedResidualLayer(nn.Module):
-    def __init__(self, dilation, in_channels, out_channels):
-        super().__init__()
-        self.conv_dilated = nn.Conv1d(in_channels, out_channels, 3, padding=dilation, dilation=dilation)
-        self.conv_1x1 = nn.Conv1d(out_channels, out_channels, 1)
-        self.dropout = nn.Dropout()
-    def forward(self, x, mask):
-        out = F.relu(self.conv_dilated(x))
-        out = self.conv_1x1(out)
-        out = self.dropout(out)
-        return (x + out) * mask[:, 0:1, :]
-class SingleStageModel(nn.Module):
-    def __init__(self, num_layers, num_f_maps, dim, num_classes):
-        super().__init__()
-        self.conv_1x1 = nn.Conv1d(dim, num_f_maps, 1)
-        self.layers = nn.ModuleList([copy.deepcopy(DilatedResidualLayer(2 ** i, num_f_maps, num_f_maps)) for i in range(num_layers)])
-        self.conv_out = nn.Conv1d(num_f_maps, num_classes, 1)
-    def forward(self, x, mask):
-        out = self.conv_1x1(x)
-        for layer in self.layers:
-            out = layer(out, mask)
-        return self.conv_out(out) * mask[:, 0:1, :]
-class MultiStageModel(nn.Module):
-    def __init__(self, num_stages, num_layers, num_f_maps, dim, num_classes):
-        super().__init__()
-        self.stage1 = SingleStageModel(num_layers, num_f_maps, dim, num_classes)
-        self.stages = nn.ModuleList([copy.deepcopy(SingleStageModel(num_layers, num_f_maps, num_classes, num_classes)) for s in range(num_stages-1)])
-    def forward(self, x, mask):
-        out = self.stage1(x, mask)
-        outputs = out.unsqueeze(0)
-        for s in self.stages:
-            out = s(F.softmax(out, dim=1) * mask[:, 0:1, :], mask)
-            outputs = torch.cat((outputs, out.unsqueeze(0)), dim=0)
-        return outputs
+import sys
+sys.path.insert(0, ')" + holo::testing::source_dir() + R"(/bench')
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+from segmentation_baseline import MultiStageModel
 torch.manual_seed(0)
 m = MultiStageModel(4, 10, 64, 2048, 19).eval()
 torch.save(m.state_dict(), ')" + dir + R"(/mstcn.pt')
