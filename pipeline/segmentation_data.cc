@@ -128,6 +128,46 @@ std::vector<std::string> read_mapping(const std::string& path) {
   return names;
 }
 
+std::vector<std::string> read_frame_labels(const std::string& path, const std::set<std::string>& known) {
+  std::ifstream in(path);
+  if (!in) throw IoError("cannot read '" + path + "'");
+  std::vector<std::string> labels;
+  std::string line;
+  int64_t number = 0, blank_from = -1;
+  while (std::getline(in, line)) {
+    ++number;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+    if (line.empty()) {
+      if (blank_from < 0) blank_from = number;
+      continue;
+    }
+    if (blank_from >= 0) {
+      throw IoError(path + ":" + std::to_string(blank_from) + ": an empty line among the frame labels");
+    }
+    if (!known.empty() && !known.count(line)) {
+      throw IoError(path + ":" + std::to_string(number) + ": label '" + line + "' is not in the mapping");
+    }
+    labels.push_back(line);
+  }
+  return labels;
+}
+
+std::vector<std::pair<std::string, int64_t>> read_bundle(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw IoError("cannot read the split '" + path + "'");
+  std::vector<std::pair<std::string, int64_t>> out;
+  std::string entry;
+  int64_t number = 0;
+  while (std::getline(in, entry)) {
+    ++number;
+    while (!entry.empty() && (entry.back() == '\r' || entry.back() == ' ')) entry.pop_back();
+    if (entry.empty()) continue;
+    if (entry.size() > 4 && entry.compare(entry.size() - 4, 4, ".txt") == 0) entry.resize(entry.size() - 4);
+    out.emplace_back(entry, number);
+  }
+  return out;
+}
+
 std::vector<int64_t> SegmentationVideo::transcript() const {
   std::vector<int64_t> out;
   for (size_t i = 0; i < labels.size(); ++i) {
@@ -152,31 +192,15 @@ SegmentationDataset::SegmentationDataset(const SegmentationDataOptions& options)
     if (!ids.count(b)) throw IoError(mapping + ": the background label '" + b + "' is not in it");
   }
   const std::string& bundle = options.bundle;
-  std::ifstream in(bundle);
-  if (!in) throw IoError("cannot read the split '" + bundle + "'");
-  std::string entry;
-  while (std::getline(in, entry)) {
-    while (!entry.empty() && (entry.back() == '\r' || entry.back() == ' ')) entry.pop_back();
-    if (entry.empty()) continue;
+  const std::set<std::string> known(class_names_.begin(), class_names_.end());
+  for (const auto& [name, line] : read_bundle(bundle)) {
     SegmentationVideo v;
-    v.name = entry.size() > 4 && entry.compare(entry.size() - 4, 4, ".txt") == 0 ? entry.substr(0, entry.size() - 4) : entry;
+    v.name = name;
     const std::string gt = (root / "groundTruth" / (v.name + ".txt")).string();
     const std::string npy = (root / "features" / (v.name + ".npy")).string();
+    if (!fs::exists(gt)) throw IoError("cannot read '" + gt + "' (listed in " + bundle + ")");
     std::vector<int64_t> labels;
-    {
-      std::ifstream g(gt);
-      if (!g) throw IoError("cannot read '" + gt + "' (listed in " + bundle + ")");
-      std::string line;
-      int64_t number = 0;
-      while (std::getline(g, line)) {
-        ++number;
-        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-        if (line.empty()) continue;
-        const auto it = ids.find(line);
-        if (it == ids.end()) throw IoError(gt + ":" + std::to_string(number) + ": label '" + line + "' is not in " + mapping);
-        labels.push_back(it->second);
-      }
-    }
+    for (const auto& label : read_frame_labels(gt, known)) labels.push_back(ids.at(label));
     const std::string source = options.features ? options.features_source + " (video " + v.name + ")" : npy;
     const NpyMatrix all = options.features ? options.features(v.name) : read_npy_matrix(npy);
     if (all.cols != static_cast<int64_t>(labels.size())) {

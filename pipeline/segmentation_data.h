@@ -17,6 +17,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace holo::pipeline {
@@ -39,6 +40,15 @@ void write_npy_matrix(const std::string& path, const NpyMatrix& m);
 /// An IoError names the file and line of a malformed line or a repeated id, and a gap in the
 /// ids 0, 1, 2, ...
 std::vector<std::string> read_mapping(const std::string& path);
+
+/// Frame labels of a groundTruth-format file (one label per line; blank lines at the end
+/// ignored, a blank line among labels an error). Every label must be in `known` unless `known`
+/// is empty (an IoError naming the file and line otherwise).
+std::vector<std::string> read_frame_labels(const std::string& path, const std::set<std::string>& known = {});
+
+/// The entries of a split bundle ("<video>.txt" lines; blank lines skipped): each video's name
+/// without ".txt" and its line number.
+std::vector<std::pair<std::string, int64_t>> read_bundle(const std::string& path);
 
 /// The bytes of an .npy file (format 1.0) holding `m`, as numpy.load reads it.
 std::string npy_bytes(const NpyMatrix& m);

@@ -245,30 +245,6 @@ void SegmentationMeter::merge_sums(const std::map<std::string, double>& s) {
   }
 }
 
-std::vector<std::string> read_frame_labels(const std::string& path, const std::set<std::string>& known) {
-  std::ifstream in(path);
-  if (!in) throw IoError("cannot read '" + path + "'");
-  std::vector<std::string> labels;
-  std::string line;
-  int64_t number = 0, blank_from = -1;
-  while (std::getline(in, line)) {
-    ++number;
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-    if (line.empty()) {
-      if (blank_from < 0) blank_from = number;
-      continue;
-    }
-    if (blank_from >= 0) {
-      throw IoError(path + ":" + std::to_string(blank_from) + ": an empty line among the frame labels");
-    }
-    if (!known.empty() && !known.count(line)) {
-      throw IoError(path + ":" + std::to_string(number) + ": label '" + line + "' is not in the mapping");
-    }
-    labels.push_back(line);
-  }
-  return labels;
-}
-
 SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const std::string& pred_dir,
                                              const std::string& mapping_file,
                                              const std::set<std::string>& background, const std::string& bundle) {
@@ -287,18 +263,10 @@ SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const st
     std::sort(files.begin(), files.end());
     if (files.empty()) throw IoError("no ground-truth files (*.txt) in '" + gt_dir + "'");
   } else {
-    std::ifstream list(bundle);
-    if (!list) throw IoError("cannot read '" + bundle + "'");
-    std::string entry;
-    int64_t number = 0;
-    while (std::getline(list, entry)) {
-      ++number;
-      while (!entry.empty() && (entry.back() == '\r' || entry.back() == ' ')) entry.pop_back();
-      if (entry.empty()) continue;
-      if (fs::path(entry).extension() != ".txt") entry += ".txt";
-      const fs::path gt = fs::path(gt_dir) / entry;
+    for (const auto& [name, line] : pipeline::read_bundle(bundle)) {
+      const fs::path gt = fs::path(gt_dir) / (name + ".txt");
       if (!fs::exists(gt)) {
-        throw IoError(bundle + ":" + std::to_string(number) + ": no ground truth '" + gt.string() + "'");
+        throw IoError(bundle + ":" + std::to_string(line) + ": no ground truth '" + gt.string() + "'");
       }
       files.push_back(gt);
     }
@@ -308,8 +276,8 @@ SegmentationMeter evaluate_segmentation_dirs(const std::string& gt_dir, const st
   for (const auto& gt : files) {
     const fs::path pred = fs::path(pred_dir) / gt.filename();
     if (!fs::exists(pred)) throw IoError("no prediction '" + pred.string() + "' for " + gt.string());
-    const auto y = read_frame_labels(gt.string(), known);
-    const auto p = read_frame_labels(pred.string(), known);
+    const auto y = pipeline::read_frame_labels(gt.string(), known);
+    const auto p = pipeline::read_frame_labels(pred.string(), known);
     if (y.size() != p.size()) {
       throw IoError(pred.string() + ": " + std::to_string(p.size()) + " frame labels, the ground truth " +
                     gt.string() + " has " + std::to_string(y.size()));

@@ -101,12 +101,7 @@ class SegmentationMeter {
   std::vector<F1Counts> f1_;
 };
 
-/// Frame labels of a groundTruth-format file (one label per line; blank lines at the end
-/// ignored). Every label must be in `known` when it is not empty (a holo::Error naming the file
-/// and line otherwise).
-std::vector<std::string> read_frame_labels(const std::string& path, const std::set<std::string>& known = {});
-
-/// (The class names of a mapping.txt: pipeline::read_mapping, pipeline/segmentation_data.h.)
+/// (mapping.txt, groundTruth files and bundles are read by pipeline/segmentation_data.h.)
 
 /// Evaluates every groundTruth file `<gt_dir>/<video>.txt` against `<pred_dir>/<video>.txt`:
 /// each prediction must exist with one label per frame, every label known to `mapping_file`,

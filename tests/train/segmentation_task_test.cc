@@ -90,7 +90,7 @@ TEST(SegmentationData, RefusesBadInputNamingTheFile) {
   fails_with(dir + "/features/v2.npy: 4 frames (D x T = 3 x 4), but " + dir + "/groundTruth/v2.txt labels 3");
   // A label the mapping lacks, with its line.
   std::ofstream(dir + "/groundTruth/v2.txt") << "a\na\nc\nb\n";
-  fails_with(dir + "/groundTruth/v2.txt:3: label 'c' is not in " + dir + "/mapping.txt");
+  fails_with(dir + "/groundTruth/v2.txt:3: label 'c' is not in the mapping");
   std::ofstream(dir + "/groundTruth/v2.txt") << "a\na\nb\nb\n";
   // float64 and Fortran order, written by numpy.
   testing::run_python(dir, "import numpy as np\n"
