@@ -226,7 +226,7 @@ void model_info(const InfoArgs& a) {
                                            : synthetic_clip(i, clips, frames, size));
     rec.finish();
     per_clip.push_back(rec.total_macs());
-    bins.push_back(out.active_bins.defined() ? out.active_bins.item<int64_t>() : -1);
+    bins.push_back(out.reported("active_bins").defined() ? out.reported("active_bins").item<int64_t>() : -1);
     if (i == clips - 1) first = rec.stages();  // the table shows the most moving clip
   }
   std::cout << std::left << std::setw(10) << "stage" << std::setw(22) << "output" << std::right
@@ -282,11 +282,11 @@ void model_forward(const ForwardArgs& a) {
   }
   dict.insert("features", out.features.contiguous());
   for (const auto& [name, values] : built.net->clip_costs(x, out)) dict.insert(name, values.contiguous());
-  if (out.active_bins.defined()) dict.insert("active_bins", out.active_bins.to(torch::kLong).contiguous());
+  if (out.reported("active_bins").defined()) dict.insert("active_bins", out.reported("active_bins").to(torch::kLong).contiguous());
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
   write_file_atomic(a.out, std::string(bytes.begin(), bytes.end()));
   std::cout << "wrote logits" << (out.logits.size() > 1 ? " of " + std::to_string(out.logits.size()) + " heads" : "")
-            << ", features" << (out.active_bins.defined() ? ", active bins and GFLOPs per clip" : "") << " of "
+            << ", features" << (out.reported("active_bins").defined() ? ", active bins and GFLOPs per clip" : "") << " of "
             << x.size(0) << " clip" << (x.size(0) == 1 ? "" : "s") << " to " << a.out << "\n";
 }
 

@@ -263,7 +263,7 @@ ThroughputRow bench_throughput(const std::string& name, const ModelBenchOptions&
     }
     auto loss = torch::nn::functional::cross_entropy(out.logits.at(0).to(torch::kFloat32), y);
     (fp16 ? loss * kBenchFp16LossScale : loss).backward();
-    if (out.active_bins.defined()) bins.push_back(out.active_bins.to(torch::kDouble).mean().item<double>());
+    if (out.reported("active_bins").defined()) bins.push_back(out.reported("active_bins").to(torch::kDouble).mean().item<double>());
   };
   for (int64_t i = 0; i < o.warmup(); ++i) step();
   bins.clear();
@@ -338,7 +338,7 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
       FlopRecorder rec;
       auto out = net->forward_all(motion_clip(kind, i, o.frames(), o.size(), o.seed()).to(device));
       rec.finish();
-      if (!out.active_bins.defined()) {
+      if (!out.reported("active_bins").defined()) {
         throw RecipeError("[model]", 0, 0, "model.sgs", o.sgs_model() + " has no SGS layer");
       }
       const auto& stages = rec.stages();
@@ -346,7 +346,7 @@ SgsFlops bench_sgs_flops(const ModelBenchOptions& o) {
         if (stages[s].name == "sgs" && stages[s - 1].shape.size() == 5) result.bins = stages[s - 1].shape[2];
       }
       gflops.push_back(rec.total_macs() / 1e9);
-      bins.push_back(static_cast<double>(out.active_bins.item<int64_t>()));
+      bins.push_back(static_cast<double>(out.reported("active_bins").item<int64_t>()));
     }
     row.gflops = mean(gflops);
     row.active_bins = mean(bins);

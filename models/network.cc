@@ -273,8 +273,9 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
 
 ClipCosts NetworkImpl::clip_costs(const torch::Tensor& clips, const NetworkOutput& out) {
   ClipCosts costs;
-  if (!out.active_bins.defined()) return costs;
-  const torch::Tensor bins = out.active_bins.to(torch::kCPU, torch::kLong);
+  const torch::Tensor reported = out.reported("active_bins");
+  if (!reported.defined()) return costs;
+  const torch::Tensor bins = reported.to(torch::kCPU, torch::kLong);
   const int64_t n = bins.size(0);
   torch::Tensor gflops = torch::empty({n}, torch::kFloat64);
   for (int64_t i = 0; i < n; ++i) {

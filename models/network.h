@@ -18,7 +18,15 @@ namespace holo::models {
 struct NetworkOutput {
   std::vector<torch::Tensor> logits;  ///< one per head: standard = 1, multitask = one per category (HVU: 6)
   torch::Tensor features;             ///< pooled clip features N x D (before dropout and heads)
-  torch::Tensor active_bins;          ///< SGS: int64 N active bins per clip; undefined without SGS
+  /// What the network reports per clip beyond logits and features, by name, in one general
+  /// form: "active_bins" (SGS: int64 N, the bins B' each clip kept); a network whose computation
+  /// is the same for every clip reports nothing. clip_costs() turns them into per-clip costs.
+  std::map<std::string, torch::Tensor> per_clip;
+  /// per_clip[name], or an undefined tensor when the network does not report it.
+  torch::Tensor reported(const std::string& name) const {
+    const auto it = per_clip.find(name);
+    return it == per_clip.end() ? torch::Tensor() : it->second;
+  }
 };
 
 /// What a network's cost was for each clip of a batch, where it varies per clip: name -> float64

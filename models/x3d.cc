@@ -198,7 +198,7 @@ NetworkOutput X3dImpl::forward_all(const torch::Tensor& clips) {
     SgsOutput s = sgs_->forward(x);
     x = s.features;
     valid = s.active_bins;
-    out.active_bins = s.active_bins;
+    out.per_clip["active_bins"] = s.active_bins;
     flops_stage("sgs", x.sizes().vec());
   };
   if (sgs_index_ == 0) run_sgs();

@@ -130,7 +130,7 @@ TEST_F(ModelsTest, EveryPresetForwardShapes) {
     EXPECT_EQ(out.logits[0].sizes(), (std::vector<int64_t>{2, 5}));
     EXPECT_EQ(out.features.sizes(), (std::vector<int64_t>{2, net->feature_dim()}));
     EXPECT_TRUE(torch::isfinite(out.logits[0]).all().item<bool>());
-    EXPECT_EQ(out.active_bins.defined(), p.sgs);
+    EXPECT_EQ(out.reported("active_bins").defined(), p.sgs);
     for (const auto& kv : net->named_parameters()) {
       const std::string& k = kv.key();
       const bool staged = k.rfind("stem", 0) == 0 || k.rfind("res", 0) == 0 ||
@@ -424,12 +424,12 @@ TEST_F(ModelsTest, AtfrNetworkReportsBinsAndSavesFlops) {
   int64_t bins_still, bins_moving;
   {
     FlopRecorder rec;
-    bins_still = net->forward_all(still).active_bins.item<int64_t>();
+    bins_still = net->forward_all(still).reported("active_bins").item<int64_t>();
     macs_still = rec.total_macs();
   }
   {
     FlopRecorder rec;
-    bins_moving = net->forward_all(moving).active_bins.item<int64_t>();
+    bins_moving = net->forward_all(moving).reported("active_bins").item<int64_t>();
     macs_moving = rec.total_macs();
   }
   EXPECT_GE(bins_still, 1);
@@ -1053,19 +1053,19 @@ TEST_F(ModelsTest, X3dSgsPlacementsBinsAndPadding) {
     // Default weights: defined bins, finite logits. (The zero temporal padding of the stem's
     // 5x1x1 conv and of the 3x3x3 convs makes the border frames of a still clip differ.)
     auto out = net->forward_all(torch::cat({still, noise}));
-    ASSERT_TRUE(out.active_bins.defined());
-    EXPECT_EQ(out.active_bins.sizes(), (std::vector<int64_t>{2}));
+    ASSERT_TRUE(out.reported("active_bins").defined());
+    EXPECT_EQ(out.reported("active_bins").sizes(), (std::vector<int64_t>{2}));
     EXPECT_TRUE(torch::isfinite(out.logits[0]).all().item<bool>());
-    EXPECT_TRUE(((out.active_bins >= 1) & (out.active_bins <= t)).all().item<bool>());
+    EXPECT_TRUE(((out.reported("active_bins") >= 1) & (out.reported("active_bins") <= t)).all().item<bool>());
     // Identical frames at the SGS layer: one bin. The clip alone and next to a noise clip
     // (which pads it to the noise clip's bins) gives the same features: the SE squeezes and
     // the final pool skip the padding.
     centre_temporal_taps(*net);
     auto alone = net->forward_all(still);
-    EXPECT_EQ(alone.active_bins.item<int64_t>(), 1);
+    EXPECT_EQ(alone.reported("active_bins").item<int64_t>(), 1);
     auto both = net->forward_all(torch::cat({still, noise}));
-    EXPECT_EQ(both.active_bins[0].item<int64_t>(), 1);
-    EXPECT_GT(both.active_bins[1].item<int64_t>(), 1);
+    EXPECT_EQ(both.reported("active_bins")[0].item<int64_t>(), 1);
+    EXPECT_GT(both.reported("active_bins")[1].item<int64_t>(), 1);
     const double scale = alone.features.abs().max().item<double>();
     EXPECT_GT(scale, 0);
     EXPECT_LT((both.features[0] - alone.features[0]).abs().max().item<double>(), 1e-5 * scale);
@@ -1101,8 +1101,8 @@ TEST_F(ModelsTest, X3dForwardMatchesPython) {
       torch::NoGradGuard ng;
       auto out = net->forward_all(x);
       y = out.logits[0];
-      if (out.active_bins.defined()) {
-        padded += out.active_bins[0].item<int64_t>() != out.active_bins[1].item<int64_t>();
+      if (out.reported("active_bins").defined()) {
+        padded += out.reported("active_bins")[0].item<int64_t>() != out.reported("active_bins")[1].item<int64_t>();
       }
     }
     save_state_dict(*net, dir + "/w.pt");
