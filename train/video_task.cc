@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -329,19 +330,6 @@ void init_from(models::NetworkImpl& net, const holo::ModelOptions& model) {
   initialised();
 }
 
-void freeze_stages(models::NetworkImpl& net, const std::vector<std::string>& stages) {
-  int64_t frozen = 0;
-  for (auto& p : net.named_parameters()) {
-    for (const auto& s : stages) {
-      if (p.key().rfind(s + ".", 0) == 0) {
-        p.value().set_requires_grad(false);
-        ++frozen;
-      }
-    }
-  }
-  if (!stages.empty()) spdlog::info("froze {} parameter tensors of stages {}", frozen, fmt::join(stages, ","));
-}
-
 /// A batch of clips.
 struct ClipBatch : StepBatch {
   pipeline::Batch clips;
@@ -406,6 +394,27 @@ void build(const Recipe& recipe, const std::string& split, const Runtime& rt,
 }
 
 }  // namespace
+
+void freeze_stages(models::NetworkImpl& net, const std::vector<std::string>& stages) {
+  std::vector<std::string> own;
+  for (const auto& child : net.named_children()) own.push_back(child.key());
+  for (const auto& s : stages) {
+    if (std::find(own.begin(), own.end(), s) == own.end()) {
+      throw RecipeError("[task]", 0, 0, "task.freeze",
+                        "'" + s + "' is not a stage of this network; its stages: " + fmt::format("{}", fmt::join(own, ", ")));
+    }
+  }
+  int64_t frozen = 0;
+  for (auto& p : net.named_parameters()) {
+    for (const auto& s : stages) {
+      if (p.key().rfind(s + ".", 0) == 0) {
+        p.value().set_requires_grad(false);
+        ++frozen;
+      }
+    }
+  }
+  if (!stages.empty()) spdlog::info("froze {} parameter tensors of stages {}", frozen, fmt::join(stages, ","));
+}
 
 VideoTraining::VideoTraining(const Recipe& recipe) : recipe_(recipe) {
   if (recipe.data.dataset == "mstcn") {

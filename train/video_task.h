@@ -95,6 +95,11 @@ VideoScores score_videos(models::NetworkImpl& net, const VideoTask& task, pipeli
 torch::Tensor record_targets(const pipeline::Dataset& ds, const std::vector<int64_t>& records, bool multilabel,
                              int64_t num_tags);
 
+/// task.freeze: the parameters of the named stages (the network's top-level submodules: stem,
+/// res2, ...) stop learning. A name that is not a stage of `net` is a RecipeError listing its
+/// stages.
+void freeze_stages(models::NetworkImpl& net, const std::vector<std::string>& stages);
+
 /// The trainer's Task for video recipes: dataset from data.train (and data.val for validation),
 /// network from [model] with model.init and task.freeze applied, clip loader, video-level
 /// validation with one centre view per video.

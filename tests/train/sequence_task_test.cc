@@ -1,9 +1,11 @@
+// (Also: VideoTraining.FreezeNamesOnlyTheNetworksStages, freezing by the network's own stages.)
 // A task the trainer has never heard of, trained through the same stages as the video tasks:
 // per-sample feature sequences of different lengths with a label per frame (the shape of
 // temporal action segmentation on per-frame features), a 1-D convolution over time, a per-frame
 // loss and a per-frame evaluator. Everything here is this file's: the trainer only sees
 // train/task.h. It must learn, save checkpoints, and resume exactly: 12 steps equal 6 steps, a
 // stop, and 6 more, bit for bit.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -16,6 +18,7 @@
 #include <random>
 
 #include "checkpoints/checkpoint.h"
+#include "core/error.h"
 #include "core/recipe.h"
 #include "dist/communicator.h"
 #include "tests/test_util.h"
@@ -23,6 +26,7 @@
 #include "train/precision.h"
 #include "train/task.h"
 #include "train/trainer.h"
+#include "train/video_task.h"
 
 namespace holo::train {
 namespace {
@@ -298,6 +302,21 @@ TEST(SequenceTask, TwelveStepsEqualSixAndSixResumedBitwise) {
   for (const auto& l : la) if (l["split"] == "train") losses_a.push_back(l["loss"]);
   for (const auto& l : lb) if (l["split"] == "train") losses_b.push_back(l["loss"]);
   EXPECT_EQ(losses_a, losses_b);
+}
+
+// Freezing names the network's own stages (its top-level submodules), not a fixed list.
+TEST(VideoTraining, FreezeNamesOnlyTheNetworksStages) {
+  ModelOptions o;
+  o.name = "r3d10";
+  o.width = 0.125;
+  const auto net = models::build_network(o, {4});
+  freeze_stages(*net, {"stem", "res2"});
+  for (const auto& p : net->named_parameters()) {
+    const bool frozen = p.key().rfind("stem.", 0) == 0 || p.key().rfind("res2.", 0) == 0;
+    EXPECT_EQ(p.value().requires_grad(), !frozen) << p.key();
+  }
+  EXPECT_THAT([&] { freeze_stages(*net, {"blocks"}); },
+              ::testing::ThrowsMessage<RecipeError>(::testing::HasSubstr("'blocks' is not a stage of this network; its stages: stem, res2")));
 }
 
 }  // namespace
