@@ -9,19 +9,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/run_dir.h"
 
 namespace holo::pipeline {
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError("cannot read '" + path + "'");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 /// The value of `key` in an .npy header dict ("'descr': '<f4', ..."), as written.
 std::string header_field(const std::string& header, const std::string& key, const std::string& path) {
@@ -34,7 +27,7 @@ std::string header_field(const std::string& header, const std::string& key, cons
 }  // namespace
 
 NpyMatrix read_npy_matrix(const std::string& path) {
-  const std::string bytes = read_all(path);
+  const std::string bytes = read_file(path);
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw IoError(path + ": not an .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, offset = 0;
