@@ -485,7 +485,7 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) try {
   } catch (const std::exception& e) {
     throw IoError("checkpoint '" + dir + "': cannot read manifest: " + e.what());
   }
-  if (m.value("format", "") != "holo-checkpoint" || m.value("version", 0) != kFormatVersion) {
+  if (m.value("format", "") != "holo-checkpoint" || json_number_or<int>(m, "version", 0) != kFormatVersion) {
     throw IoError("checkpoint '" + dir + "': not a Holo checkpoint of format version " +
                   std::to_string(kFormatVersion));
   }

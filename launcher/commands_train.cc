@@ -10,6 +10,7 @@
 
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "core/recipe.h"
 #include "core/run_dir.h"
 #include "dist/world.h"
@@ -39,8 +40,8 @@ void inspect(const std::string& dir_arg) {
   if (m.contains("score") && !m["score"].is_null()) std::cout << "  score " << m["score"].dump() << "\n";
   TextTable shards({"shard", "rank", "bytes", "checksum", "status"});
   for (const auto& s : m.at("shards")) {
-    shards.add_row({s.at("file"), std::to_string(s.at("rank").get<int>()),
-                    std::to_string(s.at("bytes").get<uint64_t>()), s.at("checksum"), "ok"});
+    shards.add_row({s.at("file"), std::to_string(json_number_at<int>(s, "rank")),
+                    std::to_string(json_number_at<uint64_t>(s, "bytes")), s.at("checksum"), "ok"});
   }
   std::cout << shards.str();
   int64_t params = 0, bytes = 0, model_tensors = 0, optim_tensors = 0;

@@ -12,6 +12,7 @@
 
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "core/run_dir.h"
 #include "dist/communicator.h"
 #include "pipeline/feature_store.h"
@@ -129,8 +130,8 @@ class VideoLoader : public StepLoader {
   void complete_epoch() override { complete_ = true; }
   nlohmann::json state() const override { return {{"epoch", epoch_}, {"cursor", cursor_}, {"seed", seed_}}; }
   void load_state(const nlohmann::json& j) override {
-    set_epoch(j.at("epoch").get<int64_t>());
-    cursor_ = j.at("cursor").get<int64_t>();
+    set_epoch(json_number_at<int64_t>(j, "epoch"));
+    cursor_ = json_number_at<int64_t>(j, "cursor");
   }
 
  private:

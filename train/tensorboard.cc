@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "train/tensorboard.pb.h"
 
 namespace holo::train {
@@ -143,7 +144,7 @@ void TensorBoardWriter::write(int64_t step,
 }
 
 void TensorBoardWriter::write_metrics(const nlohmann::json& line) {
-  write(line.at("step").get<int64_t>(), tensorboard_scalars(line));
+  write(json_number_at<int64_t>(line, "step"), tensorboard_scalars(line));
 }
 
 void TensorBoardWriter::append(const std::string& event) {

@@ -21,6 +21,7 @@
 #include "core/allocator.h"
 #include "core/env.h"
 #include "core/error.h"
+#include "core/json_numbers.h"
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/run_dir.h"
@@ -130,7 +131,7 @@ void trim_metrics(const std::string& path, int64_t step, int64_t last_val_step) 
     bool keep = false;
     try {
       const auto j = nlohmann::json::parse(line);
-      const int64_t s = j.at("step").get<int64_t>();
+      const int64_t s = json_number_at<int64_t>(j, "step");
       keep = j.value("split", "") == "train" ? s <= step : s <= last_val_step;
     } catch (const std::exception&) {
       keep = false;
@@ -348,7 +349,7 @@ void Trainer::resume() {
   optim_->load_state(resume->replicated);
   step_ = resume->step;
   const nlohmann::json& loader_state = resume->meta.at("loader");
-  epoch_ = loader_state.at("epoch").get<int64_t>();
+  epoch_ = json_number_at<int64_t>(loader_state, "epoch");
   loader_->set_epoch(epoch_);
   task_->set_epoch(epoch_);
   loader_->load_state(loader_state);
