@@ -121,6 +121,12 @@ struct ModelOptions {
   int64_t tcn_stages = 4;          ///< mstcn: stages (the first on the features, the others refine)
   int64_t tcn_layers = 10;         ///< mstcn: dilated residual layers per stage (dilations 1, 2, 4, ...)
   int64_t tcn_channels = 64;       ///< mstcn: feature maps
+  int64_t mucon_hidden = 128;      ///< mucon: D' of the latent Z and the LSTMs (§9.4.2)
+  int64_t mucon_layers = 11;       ///< mucon: dilated layers of the backbone (§9.3.1)
+  std::vector<int64_t> mucon_pool_after = {1, 2, 4, 8};  ///< mucon: 0-based layers followed by a max pool of 2
+  std::string mucon_template = "box";  ///< mucon: mask template: box, bell, trapezoid (§9.3.5.2)
+  double mucon_overlap = 0.0;      ///< mucon: mask overlap (Table 9.2: 0.1)
+  std::string mucon_variant = "thesis";  ///< mucon: thesis or release (docs/segmentation.md)
 };
 
 struct TaskOptions {
@@ -133,6 +139,11 @@ struct TaskOptions {
   double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
   std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]
   double smoothing = 0.15;              ///< segmentation: weight of MS-TCN's truncated-MSE smoothing loss
+  std::string supervision = "full";     ///< segmentation: full (frame labels), transcript, mixed
+  double full_fraction = 0.1;           ///< segmentation, mixed: fraction of training videos with frame labels
+  double length_weight = 0.1;           ///< mucon: alpha, weight of the length regulariser (§9.4.2)
+  double length_width = 2.0;            ///< mucon: w of the length regulariser (9.11)
+  std::string inference = "full";       ///< mucon: full, y, s, align (§9.3.8)
 };
 
 struct OptimOptions {

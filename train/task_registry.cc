@@ -3,6 +3,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "train/mucon_task.h"
 #include "train/segmentation_task.h"
 #include "train/trainer.h"
 #include "train/video_task.h"
@@ -19,7 +20,11 @@ const std::map<std::string, TaskFactory>& task_registry() {
         {"finetune", video},
         {"multilabel", video},
         {"transfer", video},
-        {"segmentation", [](const Recipe& r) { return std::make_unique<SegmentationTraining>(r); }},
+        {"segmentation",
+         [](const Recipe& r) -> std::unique_ptr<Task> {
+           if (r.model.name == "mucon") return std::make_unique<MuConTraining>(r);
+           return std::make_unique<SegmentationTraining>(r);
+         }},
     };
   }();
   return registry;
@@ -37,6 +42,9 @@ TrainResult train(const Recipe& recipe) {
 
 EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
                     bool save_predictions) {
+  if (recipe.task.kind == "segmentation" && recipe.model.name == "mucon") {
+    return evaluate_mucon(recipe, checkpoint, out_dir, save_predictions);
+  }
   if (recipe.task.kind == "segmentation") return evaluate_segmentation(recipe, checkpoint, out_dir, save_predictions);
   return evaluate_videos(recipe, checkpoint, out_dir, save_predictions);
 }
