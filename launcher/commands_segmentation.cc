@@ -55,7 +55,8 @@ void add_segmentation_commands(CLI::App& app) {
 
   auto sb = std::make_shared<train::SegmentationBenchOptions>();
   auto* segb = app.get_subcommand("bench")->add_subcommand(
-      "segmentation", "MS-TCN training steps/s against its PyTorch release, same input and threads");
+      "segmentation", "MS-TCN or MuCon training steps/s against PyTorch twins of their releases, same input and threads");
+  segb->add_option("--model", sb->model, "mstcn or mucon")->check(CLI::IsMember({"mstcn", "mucon"}))->capture_default_str();
   segb->add_option("--frames", sb->frames, "Video lengths in frames (one video per step), one row each")
       ->delimiter(',')->capture_default_str();
   segb->add_option("--dim", sb->dim, "Feature dimension")->capture_default_str();
@@ -63,6 +64,9 @@ void add_segmentation_commands(CLI::App& app) {
   segb->add_option("--stages", sb->stages, "MS-TCN stages")->capture_default_str();
   segb->add_option("--layers", sb->layers, "Dilated layers per stage")->capture_default_str();
   segb->add_option("--channels", sb->channels, "Feature maps")->capture_default_str();
+  segb->add_option("--hidden", sb->mucon_hidden, "MuCon: hidden size D'")->capture_default_str();
+  segb->add_option("--backbone-layers", sb->mucon_layers, "MuCon: dilated layers of the backbone")->capture_default_str();
+  segb->add_option("--segments", sb->segments, "MuCon: segments of the video's transcript")->capture_default_str();
   segb->add_option("--threads", sb->threads, "Intra-op threads, both sides")->capture_default_str();
   segb->add_option("--iters", sb->iters, "Timed steps; the median is taken")->capture_default_str();
   segb->add_option("--warmup", sb->warmup, "Untimed steps first")->capture_default_str();

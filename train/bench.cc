@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -34,7 +35,9 @@
 #include "holo/build_config.h"
 #include "models/bench.h"
 #include "models/mstcn.h"
+#include "models/mucon.h"
 #include "pipeline/segmentation_data.h"
+#include "train/mucon_task.h"
 #include "train/optim.h"
 #include "train/segmentation_task.h"
 #include "train/table.h"
@@ -391,43 +394,94 @@ void run_viterbi_bench(const ViterbiBenchOptions& o) {
 
 namespace holo::train {
 
-void run_segmentation_bench(const SegmentationBenchOptions& o) {
-  if (o.dim < 1 || o.classes < 2 || o.iters < 1 || o.warmup < 0 || o.threads < 1) {
-    throw UsageError("bench segmentation: --dim >= 1, --classes >= 2, --iters >= 1, --warmup >= 0, --threads >= 1");
-  }
-  namespace fs = std::filesystem;
-  torch::set_num_threads(o.threads);
-  const fs::path dir = fs::temp_directory_path() / ("holo-bench-segmentation-" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string script = std::string(HOLO_SOURCE_DIR) + "/bench/segmentation_baseline.py";
-  TextTable table({"frames", "D", "classes", "holo steps/s", "torch steps/s", "holo/torch"});
-  nlohmann::json rows = nlohmann::json::array();
-  for (const int64_t frames : o.frames) {
-    torch::manual_seed(0);
-    const torch::Tensor x = torch::randn({1, o.dim, frames});
-    const torch::Tensor y = torch::randint(0, o.classes, {1, frames}, torch::kInt64);
-    const torch::Tensor mask = torch::ones({1, frames});
+namespace {
+
+/// One timed training step of `o.model` on one video of features `x` (1 x D x T) and frame
+/// labels `y` (1 x T): the step function, after building the network and its optimiser (MS-TCN:
+/// Adam at 5e-4 as its release; MuCon: SGD at 0.01, weight decay 0.005, the weak losses).
+std::function<void()> segmentation_step(const SegmentationBenchOptions& o, const torch::Tensor& x,
+                                        const torch::Tensor& y) {
+  const torch::Tensor mask = torch::ones({1, x.size(2)});
+  OptimOptions oo;
+  std::shared_ptr<torch::nn::Module> net;
+  if (o.model == "mucon") {
+    models::MuConOptions mo;
+    mo.in_dim = o.dim;
+    mo.classes = o.classes;
+    mo.hidden = o.mucon_hidden;
+    mo.layers = o.mucon_layers;
+    net = models::MuConNet(mo).ptr();
+    oo.name = "sgd";
+    oo.lr = 0.01;
+    oo.momentum = 0.0;
+    oo.weight_decay = 0.005;
+    oo.decay_norm_bias = true;
+  } else {
     models::MultiStageTcnOptions mo;
     mo.stages = o.stages;
     mo.layers = o.layers;
     mo.channels = o.channels;
     mo.in_dim = o.dim;
     mo.classes = o.classes;
-    models::MultiStageTcn net(mo);
-    net->train();
-    NamedTensors params;
-    for (const auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
-    OptimOptions adam;
-    adam.name = "adamw";
-    adam.lr = 0.0005;
-    adam.weight_decay = 0.0;
-    Optimizer optim(adam, params);
-    const auto step = [&] {
-      optim.zero_grad();
-      const torch::Tensor loss = mstcn_loss(net->forward(x, mask), y, mask, 0.15);
-      loss.backward();
-      optim.step();
-    };
+    net = models::MultiStageTcn(mo).ptr();
+    oo.name = "adamw";
+    oo.lr = 0.0005;
+    oo.weight_decay = 0.0;
+  }
+  net->train();
+  NamedTensors params;
+  for (const auto& p : net->named_parameters()) params.emplace_back(p.key(), p.value());
+  auto optim = std::make_shared<Optimizer>(oo, params);
+  std::vector<int64_t> labels(y.data_ptr<int64_t>(), y.data_ptr<int64_t>() + y.numel()), transcript;
+  for (size_t t = 0; t < labels.size(); ++t) {
+    if (t == 0 || labels[t] != labels[t - 1]) transcript.push_back(labels[t]);
+  }
+  return [=] {
+    optim->zero_grad();
+    torch::Tensor loss;
+    if (auto* mucon = dynamic_cast<models::MuConNetImpl*>(net.get())) {
+      const torch::Tensor z = mucon->encode(x);
+      const torch::Tensor logits = mucon->classify(z, x.size(2));
+      const auto l = mucon::losses(logits, mucon->decode_teacher(z, transcript), transcript, {}, mucon::LossOptions{});
+      loss = l.consistency + l.transcript + 0.1 * l.length + 0.1 * l.smoothing;
+    } else {
+      auto* tcn = dynamic_cast<models::MultiStageTcnImpl*>(net.get());
+      loss = mstcn_loss(tcn->forward(x, mask), y, mask, 0.15);
+    }
+    loss.backward();
+    optim->step();
+  };
+}
+
+}  // namespace
+
+void run_segmentation_bench(const SegmentationBenchOptions& o) {
+  if (o.dim < 1 || o.classes < 2 || o.iters < 1 || o.warmup < 0 || o.threads < 1 || o.segments < 1) {
+    throw UsageError(
+        "bench segmentation: --dim >= 1, --classes >= 2, --iters >= 1, --warmup >= 0, --threads >= 1, --segments >= 1");
+  }
+  if (o.model != "mstcn" && o.model != "mucon") throw UsageError("bench segmentation: --model is mstcn or mucon");
+  namespace fs = std::filesystem;
+  torch::set_num_threads(o.threads);
+  const fs::path dir = fs::temp_directory_path() / ("holo-bench-segmentation-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const bool mucon = o.model == "mucon";
+  const std::string script =
+      std::string(HOLO_SOURCE_DIR) + (mucon ? "/bench/mucon_baseline.py" : "/bench/segmentation_baseline.py");
+  TextTable table({"frames", "D", "classes", "holo steps/s", "torch steps/s", "holo/torch"});
+  nlohmann::json rows = nlohmann::json::array();
+  for (const int64_t frames : o.frames) {
+    torch::manual_seed(0);
+    const torch::Tensor x = torch::randn({1, o.dim, frames});
+    torch::Tensor y;
+    if (mucon) {
+      // `segments` equal segments, consecutive classes different: the transcript.
+      y = torch::empty({1, frames}, torch::kInt64);
+      for (int64_t t = 0; t < frames; ++t) y[0][t] = (t * o.segments / frames * 7) % o.classes;
+    } else {
+      y = torch::randint(0, o.classes, {1, frames}, torch::kInt64);
+    }
+    const auto step = segmentation_step(o, x, y);
     for (int i = 0; i < o.warmup; ++i) step();
     std::vector<double> seconds;
     for (int i = 0; i < o.iters; ++i) {
@@ -437,8 +491,8 @@ void run_segmentation_bench(const SegmentationBenchOptions& o) {
     }
     std::sort(seconds.begin(), seconds.end());
     const double holo_sps = 1.0 / seconds[seconds.size() / 2];
-    nlohmann::json row = {{"frames", frames}, {"dim", o.dim}, {"classes", o.classes}, {"threads", o.threads},
-                          {"holo_steps_per_s", holo_sps}};
+    nlohmann::json row = {{"model", o.model}, {"frames", frames}, {"dim", o.dim}, {"classes", o.classes},
+                          {"threads", o.threads}, {"holo_steps_per_s", holo_sps}};
     std::string torch_sps = "-", ratio = "-";
     if (!o.python.empty()) {
       const std::string xf = (dir / "x.npy").string(), yf = (dir / "y.npy").string();
@@ -449,11 +503,14 @@ void run_segmentation_bench(const SegmentationBenchOptions& o) {
       ym.values.assign(yc.data_ptr<float>(), yc.data_ptr<float>() + yc.numel());
       pipeline::write_npy_matrix(xf, xm);
       pipeline::write_npy_matrix(yf, ym);
+      const std::string sizes =
+          mucon ? " --hidden " + std::to_string(o.mucon_hidden) + " --layers " + std::to_string(o.mucon_layers)
+                : " --stages " + std::to_string(o.stages) + " --layers " + std::to_string(o.layers) + " --channels " +
+                      std::to_string(o.channels);
       const auto [status, output] = run_shell(
           "OMP_NUM_THREADS=" + std::to_string(o.threads) + " MKL_NUM_THREADS=" + std::to_string(o.threads) + " " +
           shell_quote(o.python) + " " + shell_quote(script) + " --features " + shell_quote(xf) + " --labels " +
-          shell_quote(yf) + " --classes " + std::to_string(o.classes) + " --stages " + std::to_string(o.stages) +
-          " --layers " + std::to_string(o.layers) + " --channels " + std::to_string(o.channels) + " --threads " +
+          shell_quote(yf) + " --classes " + std::to_string(o.classes) + sizes + " --threads " +
           std::to_string(o.threads) + " --iters " + std::to_string(o.iters) + " --warmup " + std::to_string(o.warmup) +
           " 2>&1");
       if (status != 0 || output.find('{') == std::string::npos) {
@@ -472,9 +529,14 @@ void run_segmentation_bench(const SegmentationBenchOptions& o) {
     rows.push_back(row);
   }
   fs::remove_all(dir);
-  std::cout << "MS-TCN training steps (one video per step; " << o.stages << " stages x " << o.layers << " layers x "
-            << o.channels << " maps, Adam), median of " << o.iters << ", " << o.threads << " thread(s) each side\n"
-            << table.str();
+  if (mucon) {
+    std::cout << "MuCon training steps (one video per step; backbone of " << o.mucon_layers << " layers, hidden "
+              << o.mucon_hidden << ", a transcript of " << o.segments << " segments, weak losses, SGD)";
+  } else {
+    std::cout << "MS-TCN training steps (one video per step; " << o.stages << " stages x " << o.layers << " layers x "
+              << o.channels << " maps, Adam)";
+  }
+  std::cout << ", median of " << o.iters << ", " << o.threads << " thread(s) each side\n" << table.str();
   if (!o.json.empty()) write_file_atomic(o.json, rows.dump(2));
 }
 

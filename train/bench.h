@@ -58,10 +58,12 @@ void run_scaling_worker(const ScalingBenchOptions& options);
 
 /// Options of `holo bench segmentation` (one field per flag).
 struct SegmentationBenchOptions {
+  std::string model = "mstcn";  ///< mstcn or mucon
   std::vector<int64_t> frames = {1000, 5000};  ///< video lengths (one video per step), one row each
   int64_t dim = 2048;        ///< feature dimension (I3D)
   int64_t classes = 48;      ///< Breakfast's 48 actions
-  int64_t stages = 4, layers = 10, channels = 64;
+  int64_t stages = 4, layers = 10, channels = 64;  ///< mstcn
+  int64_t mucon_hidden = 128, mucon_layers = 11, segments = 8;  ///< mucon; segments of the transcript
   int threads = 1;           ///< intra-op threads, both sides
   int iters = 5, warmup = 2;
   std::string python = "/usr/bin/python3";  ///< empty: no baseline

@@ -15,6 +15,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 
 #include "tests/test_util.h"
 
@@ -86,23 +87,10 @@ TEST_F(Learning, FrameAveraging2dNetworkCannotReadIt) {
 // features, whose single frames are weak (a per-frame logistic regression reaches 29% MoF on
 // them, docs/segmentation.md) but whose segments last 5-50 frames. MS-TCN must use the context:
 // far above the majority class and with a segmentation that is mostly right (Edit, F1@10).
-TEST(LearningSegmentation, MsTcnSegmentsTheSyntheticActivities) {
-  const char* t = std::getenv("HOLO_TEST_TMP");
-  const std::string dir = std::string(t ? t : "/tmp/holo-test") + "/learning-segmentation";
-  fs::remove_all(dir);
-  const std::string data = dir + "/data";
-  auto r = run_command(holo_binary() + " data synth --kind segmentation --videos 64 --seed 3 --out " + data);
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_command("HOLO_NUM_THREADS=2 " + holo_binary() + " train " + source_dir() +
-                  "/recipes/segmentation/synth_mstcn.toml --set data.root=" + data + " --set data.train=" + data +
-                  "/splits/train.split1.bundle --set data.val=" + data + "/splits/test.split1.bundle --set run.dir=" +
-                  dir + "/run");
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  std::ifstream in(dir + "/run/summary.json");
-  ASSERT_TRUE(in) << r.output;
-  const auto val = nlohmann::json::parse(in).at("val");
-  // The majority class of the training frames, predicted everywhere on the test split.
-  std::map<std::string, int64_t> train_counts;
+/// The majority class of the training frames of synthetic segmentation data in `data`, as MoF
+/// on its test split (percent).
+double majority_mof(const std::string& data) {
+  std::map<std::string, int64_t> train_counts, test_counts;
   const auto count = [&](const std::string& bundle, std::map<std::string, int64_t>& counts) {
     std::ifstream list(data + "/splits/" + bundle);
     for (std::string video; std::getline(list, video);) {
@@ -111,7 +99,6 @@ TEST(LearningSegmentation, MsTcnSegmentsTheSyntheticActivities) {
     }
   };
   count("train.split1.bundle", train_counts);
-  std::map<std::string, int64_t> test_counts;
   count("test.split1.bundle", test_counts);
   std::string majority;
   for (const auto& [label, n] : train_counts) {
@@ -119,11 +106,46 @@ TEST(LearningSegmentation, MsTcnSegmentsTheSyntheticActivities) {
   }
   int64_t test_frames = 0;
   for (const auto& [label, n] : test_counts) test_frames += n;
-  const double majority_mof = 100.0 * static_cast<double>(test_counts[majority]) / static_cast<double>(test_frames);
-  EXPECT_LT(majority_mof, 30.0);
-  EXPECT_GT(val.at("mof").get<double>(), majority_mof + 30.0) << val.dump();
+  return 100.0 * static_cast<double>(test_counts[majority]) / static_cast<double>(test_frames);
+}
+
+/// Trains recipes/segmentation/<recipe> on 64 synthetic videos (seed 3) in <tmp>/<name>; returns
+/// the validation metrics of summary.json and the majority-class MoF.
+std::pair<nlohmann::json, double> train_segmentation(const std::string& name, const std::string& recipe) {
+  const char* t = std::getenv("HOLO_TEST_TMP");
+  const std::string dir = std::string(t ? t : "/tmp/holo-test") + "/" + name;
+  fs::remove_all(dir);
+  const std::string data = dir + "/data";
+  auto r = run_command(holo_binary() + " data synth --kind segmentation --videos 64 --seed 3 --out " + data);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_command("HOLO_NUM_THREADS=2 " + holo_binary() + " train " + source_dir() + "/recipes/segmentation/" + recipe +
+                  " --set data.root=" + data + " --set data.train=" + data +
+                  "/splits/train.split1.bundle --set data.val=" + data + "/splits/test.split1.bundle --set run.dir=" +
+                  dir + "/run");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(dir + "/run/summary.json");
+  EXPECT_TRUE(in) << r.output;
+  if (!in) return {nlohmann::json::object(), 0.0};
+  return {nlohmann::json::parse(in).at("val"), majority_mof(data)};
+}
+
+TEST(LearningSegmentation, MsTcnSegmentsTheSyntheticActivities) {
+  const auto [val, majority] = train_segmentation("learning-segmentation", "synth_mstcn.toml");
+  EXPECT_LT(majority, 30.0);
+  EXPECT_GT(val.at("mof").get<double>(), majority + 30.0) << val.dump();
   EXPECT_GT(val.at("edit").get<double>(), 50.0) << val.dump();
   EXPECT_GT(val.at("f1@10").get<double>(), 50.0) << val.dump();
+}
+
+TEST(LearningSegmentation, MuConLearnsFromTranscriptsAlone) {
+  // Weak supervision (ch. 9): only the ordered actions of each training video.
+  const auto [val, majority] = train_segmentation("learning-mucon", "synth_mucon.toml");
+  EXPECT_LT(majority, 30.0);
+  EXPECT_GT(val.at("mof").get<double>(), majority + 15.0) << val.dump();   // MuCon-full
+  EXPECT_GT(val.at("edit").get<double>(), 55.0) << val.dump();
+  EXPECT_GT(val.at("f1@10").get<double>(), 50.0) << val.dump();
+  EXPECT_GT(val.at("matching").get<double>(), 60.0) << val.dump();         // the decoded transcripts
+  EXPECT_GT(val.at("s_mof").get<double>(), majority + 10.0) << val.dump();  // MuCon-S
 }
 
 }  // namespace
