@@ -37,6 +37,12 @@ void add_report_commands(CLI::App& app);
 /// `holo metrics segmentation`, `holo bench segmentation`, `holo bench viterbi`.
 void add_segmentation_commands(CLI::App& app);
 
+/// `holo model info` of a segmentation network (`target`: a recipe with model.name mstcn or
+/// mucon, or one of those names): its parts' parameters (MS-TCN: and GFLOPs per 1,000 frames),
+/// for the recipe's feature dimension and classes when its data can be read, else D = 2048 and
+/// `classes` (48 when 0). False when `target` is not a segmentation network.
+bool segmentation_model_info(const std::string& target, const std::vector<std::string>& overrides, int64_t classes);
+
 /// `holo launch`, `holo bench allreduce`, `holo bench scaling`.
 void add_launch_commands(CLI::App& app);
 

@@ -17,13 +17,11 @@
 #include "launcher/cli.h"
 #include "models/bench.h"
 #include "models/flops.h"
-#include "models/mstcn.h"
 #include "models/network.h"
 #include "models/resnet2d.h"
 #include "models/sgs.h"
 #include "models/weights.h"
 #include "pipeline/dataset.h"
-#include "pipeline/segmentation_data.h"
 #include "train/table.h"
 #include "train/video_task.h"
 
@@ -153,55 +151,8 @@ std::string heads_text(const std::vector<int64_t>& heads) {
   return out + " outputs";
 }
 
-/// `holo model info` of MS-TCN (a segmentation recipe or the name mstcn): its stages'
-/// parameters and GFLOPs per 1,000 frames, for the recipe's feature dimension and classes when
-/// its data can be read, else D = 2048 and --classes (default 48).
-bool segmentation_model_info(const InfoArgs& a) {
-  const bool is_file = std::filesystem::exists(a.target);
-  if (!is_file && a.target != "mstcn") return false;
-  const Recipe r = is_file ? load_recipe(a.target, a.overrides)
-                           : parse_recipe("[model]\nname = \"mstcn\"\n", a.target, a.overrides);
-  if (r.model.name != "mstcn") return false;
-  models::MultiStageTcnOptions o;
-  o.stages = r.model.tcn_stages;
-  o.layers = r.model.tcn_layers;
-  o.channels = r.model.tcn_channels;
-  o.in_dim = 2048;
-  o.classes = a.classes > 0 ? a.classes : 48;
-  std::string from = a.classes > 0 ? "--classes" : "D = 2048 and 48 classes, the defaults";
-  if (is_file && r.data.dataset == "mstcn" && a.classes <= 0) {
-    try {
-      pipeline::SegmentationDataOptions d;
-      d.root = r.data.root;
-      d.bundle = r.data.train;
-      d.sample_rate = r.data.sample_rate;
-      d.background = {r.data.background.begin(), r.data.background.end()};
-      const pipeline::SegmentationDataset data(d);
-      o.in_dim = data.feature_dim();
-      o.classes = static_cast<int64_t>(data.class_names().size());
-      from = "the recipe's training split";
-    } catch (const std::exception& e) {
-      from += std::string(": the training split cannot be read here (") + e.what() + ")";
-    }
-  }
-  std::cout << "model " << a.target << " (mstcn, " << o.stages << " stages x " << o.layers << " layers x " << o.channels
-            << " maps), features D = " << o.in_dim << ", " << o.classes << " classes (" << from
-            << "); GFLOPs = multiply-accumulates / 1e9\n\n";
-  TextTable table({"stage", "input", "params", "GFLOPs per 1000 frames"});
-  int64_t total = 0;
-  double total_gflops = 0;
-  for (const auto& c : models::mstcn_costs(o)) {
-    table.add_row({c.name, std::to_string(c.input), std::to_string(c.params), TextTable::number(c.gflops_per_1000_frames, 3)});
-    total += c.params;
-    total_gflops += c.gflops_per_1000_frames;
-  }
-  table.add_row({"total", "", std::to_string(total), TextTable::number(total_gflops, 3)});
-  std::cout << table.str();
-  return true;
-}
-
 void model_info(const InfoArgs& a) {
-  if (segmentation_model_info(a)) return;
+  if (segmentation_model_info(a.target, a.overrides, a.classes)) return;
   Built built = build_target(a);
   auto& net = built.net;
   const ModelOptions& resolved = built.resolved;
@@ -306,7 +257,9 @@ void add_model_commands(CLI::App& app) {
     }
     std::cout << "segmentation (model.name with task.kind = segmentation, on per-frame features):\n"
               << "  " << std::left << std::setw(18) << "mstcn"
-              << "MS-TCN (Farha and Gall 2019): model.tcn_stages x tcn_layers dilated layers x tcn_channels maps\n";
+              << "MS-TCN (Farha and Gall 2019): model.tcn_stages x tcn_layers dilated layers x tcn_channels maps\n"
+              << "  " << std::left << std::setw(18) << "mucon"
+              << "MuCon (thesis ch. 9): a dilated backbone, a frame classifier and a segment decoder (model.mucon_*)\n";
   });
   auto args = std::make_shared<InfoArgs>();
   auto* info = model->add_subcommand("info", "Per-stage output shapes, parameters and GFLOPs");

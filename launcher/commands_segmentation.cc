@@ -1,20 +1,91 @@
 // holo metrics segmentation --gt DIR --pred DIR --mapping FILE | holo bench segmentation | holo bench viterbi
+// | holo model info mstcn|mucon|RECIPE
 // Temporal action segmentation's commands (docs/segmentation.md).
 
 #include <CLI/CLI.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <set>
 #include <sstream>
 
+#include "core/recipe.h"
 #include "launcher/cli.h"
+#include "models/mstcn.h"
+#include "models/mucon.h"
+#include "pipeline/segmentation_data.h"
 #include "train/bench.h"
 #include "train/segmentation_metrics.h"
 #include "train/table.h"
 
 namespace holo::cli {
+
+bool segmentation_model_info(const std::string& target, const std::vector<std::string>& overrides, int64_t classes) {
+  const bool is_file = std::filesystem::exists(target);
+  if (!is_file && target != "mstcn" && target != "mucon") return false;
+  const Recipe r = is_file ? load_recipe(target, overrides)
+                           : parse_recipe("[model]\nname = \"" + target + "\"\n", target, overrides);
+  if (r.model.name != "mstcn" && r.model.name != "mucon") return false;
+  int64_t in_dim = 2048, n = classes > 0 ? classes : 48;
+  std::string from = classes > 0 ? "--classes" : "D = 2048 and 48 classes, the defaults";
+  if (is_file && r.data.dataset == "mstcn" && classes <= 0) {
+    try {
+      pipeline::SegmentationDataOptions d;
+      d.root = r.data.root;
+      d.bundle = r.data.train;
+      d.sample_rate = r.data.sample_rate;
+      d.background = {r.data.background.begin(), r.data.background.end()};
+      const pipeline::SegmentationDataset data(d);
+      in_dim = data.feature_dim();
+      n = static_cast<int64_t>(data.class_names().size());
+      from = "the recipe's training split";
+    } catch (const std::exception& e) {
+      from += std::string(": the training split cannot be read here (") + e.what() + ")";
+    }
+  }
+  if (r.model.name == "mucon") {
+    models::MuConOptions o;
+    o.in_dim = in_dim;
+    o.classes = n;
+    o.hidden = r.model.mucon_hidden;
+    o.layers = r.model.mucon_layers;
+    o.pool_after = r.model.mucon_pool_after;
+    std::cout << "model " << target << " (mucon, backbone of " << o.layers << " layers, hidden " << o.hidden << ", "
+              << o.pool_after.size() << " poolings of 2), features D = " << in_dim << ", " << n << " classes (" << from
+              << ")\n\n";
+    TextTable table({"part", "params"});
+    int64_t total = 0;
+    for (const auto& p : models::mucon_sizes(o)) {
+      table.add_row({p.name, std::to_string(p.params)});
+      total += p.params;
+    }
+    table.add_row({"total", std::to_string(total)});
+    std::cout << table.str();
+    return true;
+  }
+  models::MultiStageTcnOptions o;
+  o.stages = r.model.tcn_stages;
+  o.layers = r.model.tcn_layers;
+  o.channels = r.model.tcn_channels;
+  o.in_dim = in_dim;
+  o.classes = n;
+  std::cout << "model " << target << " (mstcn, " << o.stages << " stages x " << o.layers << " layers x " << o.channels
+            << " maps), features D = " << o.in_dim << ", " << o.classes << " classes (" << from
+            << "); GFLOPs = multiply-accumulates / 1e9\n\n";
+  TextTable table({"stage", "input", "params", "GFLOPs per 1000 frames"});
+  int64_t total = 0;
+  double total_gflops = 0;
+  for (const auto& c : models::mstcn_costs(o)) {
+    table.add_row({c.name, std::to_string(c.input), std::to_string(c.params), TextTable::number(c.gflops_per_1000_frames, 3)});
+    total += c.params;
+    total_gflops += c.gflops_per_1000_frames;
+  }
+  table.add_row({"total", "", std::to_string(total), TextTable::number(total_gflops, 3)});
+  std::cout << table.str();
+  return true;
+}
 
 void add_segmentation_commands(CLI::App& app) {
   auto* metrics = app.add_subcommand("metrics", "Metrics of predictions written by any tool");

@@ -163,6 +163,28 @@ with open(OUT, 'w') as f:
   EXPECT_EQ(k, ref.size());
 }
 
+TEST(MuCon, ModelInfoCountsTheTwinsParameters) {
+  ASSERT_TRUE(testing::have_reference_python());
+  const std::string dir = testing::temp_dir();
+  // Breakfast's sizes: D = 2048, 48 classes, the thesis's 11 layers and 128 hidden units.
+  const std::string out = testing::run_python(dir, R"(
+import sys
+sys.path.insert(0, ')" + holo::testing::source_dir() + R"(/bench')
+from mucon_baseline import MuCon
+m = MuCon(2048, 48)
+with open(OUT, 'w') as f:
+    f.write('%d %d\n' % (sum(p.numel() for n, p in m.named_parameters() if n.startswith('ft')),
+                         sum(p.numel() for p in m.parameters())))
+)");
+  const auto ref = testing::parse_numbers(out);
+  ASSERT_EQ(ref.size(), 2u) << out;
+  const auto info = holo::testing::run_command(holo::testing::holo_binary() + " model info mucon");
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, ::testing::ContainsRegex("f_t \\(backbone, group norm\\) +" +
+                                                     std::to_string(static_cast<int64_t>(ref[0]))));
+  EXPECT_THAT(info.output, ::testing::ContainsRegex("total +" + std::to_string(static_cast<int64_t>(ref[1]))));
+}
+
 class MuConRun : public ::testing::Test {
  protected:
   static holo::testing::CommandResult holo(const std::string& args) {
