@@ -80,6 +80,7 @@ class MuConTraining : public Task {
   bool validates() const override { return !recipe_.data.val.empty() && recipe_.train.val_every > 0; }
   Validation validate(const Runtime& rt) override;
   std::string count_key() const override { return "videos"; }
+  std::string rate_key() const override { return "frames_per_s"; }
   std::string score_key() const override { return "mof"; }
   std::vector<std::string> mean_keys() const override {
     return {"loss", "frame_acc", "loss_t", "loss_mu", "loss_l", "loss_s"};

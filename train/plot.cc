@@ -182,8 +182,9 @@ Curves curves_from_metrics(const std::vector<MetricsRecord>& records, int64_t nu
   lr.lr = true;
   if (has("lr")) lr.keys.push_back({"lr", ""});
   add(lr);
-  PanelSpec speed{"throughput", "clips / s", 0.0, nan};
+  PanelSpec speed{"throughput", has("frames_per_s") && !has("clips_per_s") ? "frames / s" : "clips / s", 0.0, nan};
   if (has("clips_per_s")) speed.keys.push_back({"clips_per_s", ""});
+  if (has("frames_per_s")) speed.keys.push_back({"frames_per_s", ""});
   add(speed);
   for (const auto& k : keys) {
     if (!ends_with(k, "_mean")) continue;

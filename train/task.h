@@ -141,6 +141,9 @@ class Task {
   virtual Validation validate(const Runtime& rt) = 0;
   /// The key of validate()'s metrics that counts what was evaluated, and the log's word for it.
   virtual std::string count_key() const { return "samples"; }
+  /// The training log's throughput key: "count" per second under this name (clips_per_s for
+  /// clips; segmentation counts frames).
+  virtual std::string rate_key() const { return "clips_per_s"; }
   /// Name of the main metric of validate() (higher is better; keep-best checkpoints use it).
   virtual std::string score_key() const = 0;
   /// Statistic keys that are sums to be turned into means by dividing by "count".

@@ -442,7 +442,7 @@ void Trainer::log_window(double lr) {
     for (const auto& k : task_->mean_keys()) {
       if (s.count(k)) line[k] = s[k] / count;
     }
-    line["clips_per_s"] = s["count"] / std::max(secs, 1e-9);
+    line[task_->rate_key()] = s["count"] / std::max(secs, 1e-9);
     line["time"] = seconds_since(run_start_);
     window_costs_.write(line);
     metrics_->write(line);
