@@ -127,6 +127,11 @@ struct ModelOptions {
   std::string mucon_template = "box";  ///< mucon: mask template: box, bell, trapezoid (§9.3.5.2)
   double mucon_overlap = 0.0;      ///< mucon: mask overlap (Table 9.2: 0.1)
   std::string mucon_variant = "thesis";  ///< mucon: thesis or release (docs/segmentation.md)
+  int64_t sct_hidden = 128;        ///< sct: D'
+  int64_t sct_layers = 11;         ///< sct: dilated layers of f_e and f_r together
+  std::vector<int64_t> sct_pool_after = {1, 2, 4, 8, 10};  ///< sct: 0-based layers followed by a max pool of 2
+  int64_t sct_z_after = 4;         ///< sct: Z (f_s's input) is the output of this layer
+  std::string sct_variant = "thesis";  ///< sct: thesis or release losses (docs/segmentation.md)
 };
 
 struct TaskOptions {
@@ -139,11 +144,14 @@ struct TaskOptions {
   double negative_ratio = 0.5;          ///< transfer: fraction of negative pairs
   std::vector<std::string> freeze;      ///< finetune: stages kept frozen, e.g. ["stem","res2"]
   double smoothing = 0.15;              ///< segmentation: weight of MS-TCN's truncated-MSE smoothing loss
-  std::string supervision = "full";     ///< segmentation: full (frame labels), transcript, mixed
+  std::string supervision = "full";     ///< segmentation: full (frame labels), transcript, mixed, set
   double full_fraction = 0.1;           ///< segmentation, mixed: fraction of training videos with frame labels
   double length_weight = 0.1;           ///< mucon: alpha, weight of the length regulariser (§9.4.2)
   double length_width = 2.0;            ///< mucon: w of the length regulariser (9.11)
   std::string inference = "full";       ///< mucon: full, y, s, align (§9.3.8)
+  double region_weight = 0.1;           ///< sct: weight of the region loss L_R
+  double consistency_weight = 0.1;      ///< sct: weight of the temporal consistency loss L_C
+  double sparsity_weight = 0.1;         ///< sct: weight of the inverse sparsity regulariser R_I
 };
 
 struct OptimOptions {

@@ -256,7 +256,7 @@ std::vector<KeyDef> make_schema() {
                 "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr",
                 "r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_r34", "slow_r50",
                 "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr",
-                "mstcn", "mucon"});
+                "mstcn", "mucon", "sct"});
   s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
   s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
@@ -296,6 +296,11 @@ std::vector<KeyDef> make_schema() {
   s.key("model.mucon_template", &R::model, &ModelOptions::mucon_template, "mucon: shape of the mask template U (thesis 9.3.5.2, Table 9.2).").choices({"box", "bell", "trapezoid"});
   s.key("model.mucon_overlap", &R::model, &ModelOptions::mucon_overlap, "mucon: overlap of neighbouring masks, a fraction of the segment's length on each side (Table 9.2: 0.1).").range(0, 1);
   s.key("model.mucon_variant", &R::model, &ModelOptions::mucon_variant, "mucon: where the released code departs from the thesis's text, which one to follow: mask sampling, the reduction of the consistency loss, the smoothing loss, the supervised length loss and the Viterbi length model (docs/segmentation.md, \"MuCon\").").choices({"thesis", "release"});
+  s.key("model.sct_hidden", &R::model, &ModelOptions::sct_hidden, "sct: size D' of the embedding (thesis 8.5.1: 128).").range(32, 4096);
+  s.key("model.sct_layers", &R::model, &ModelOptions::sct_layers, "sct: dilated residual layers of f_e and f_r together, dilation 2^i (the released code: 11).").range(2, 20);
+  s.key("model.sct_pool_after", &R::model, &ModelOptions::sct_pool_after, "sct: 0-based layers followed by a temporal max pooling of 2; K = T / 2^(their number) regions (the released code: [1, 2, 4, 8, 10]).").range(0, 19);
+  s.key("model.sct_z_after", &R::model, &ModelOptions::sct_z_after, "sct: Z, the input of f_s, is the output of this 0-based layer after its pooling (the released code: 4).").range(0, 19);
+  s.key("model.sct_variant", &R::model, &ModelOptions::sct_variant, "sct: the losses as the thesis's text writes them (the set loss over all classes, means) or as the released code computes them (present classes only, sums, the background weighed 0.001); docs/segmentation.md, \"SCT\".").choices({"thesis", "release"});
   s.key("model.init", &R::model, &ModelOptions::init, "Checkpoint or weights file to initialise the network from: a Holo checkpoint or export, or a state dict of torchvision, PySlowFast or MMAction2 (docs/weights.md).").path();
   s.key("model.init_layout", &R::model, &ModelOptions::init_layout, "Tensor names in model.init; auto picks the layout that matches the network's tensors best.")
       .choices({"auto", "holo", "torchvision", "pyslowfast", "mmaction2"});
@@ -303,11 +308,14 @@ std::vector<KeyDef> make_schema() {
   // [task]
   s.key("task.kind", &R::task, &TaskOptions::kind, "Training task: on video clips, or segmentation (per-frame labels on per-frame features, data.dataset = mstcn).").choices({"classification", "multilabel", "transfer", "finetune", "segmentation"});
   s.key("task.smoothing", &R::task, &TaskOptions::smoothing, "segmentation: weight of MS-TCN's smoothing loss (truncated MSE of neighbouring frames' log-probabilities; MS-TCN: 0.15).").range(0, 100);
-  s.key("task.supervision", &R::task, &TaskOptions::supervision, "segmentation: what the training videos are labelled with: full (a label per frame; mstcn, mucon), transcript (the ordered actions only; mucon, thesis 9), mixed (task.full_fraction of the videos full, the rest transcripts; mucon, thesis 9.3.7).").choices({"full", "transcript", "mixed"});
+  s.key("task.supervision", &R::task, &TaskOptions::supervision, "segmentation: what the training videos are labelled with: full (a label per frame; mstcn, mucon), transcript (the ordered actions only; mucon, thesis 9), mixed (task.full_fraction of the videos full, the rest transcripts; mucon, thesis 9.3.7), set (the actions present, unordered; sct, thesis 8).").choices({"full", "transcript", "mixed", "set"});
   s.key("task.full_fraction", &R::task, &TaskOptions::full_fraction, "segmentation, supervision = mixed: fraction of the training videos that keep their frame labels, drawn from run.seed (thesis 9.3.7).").range(0, 1);
   s.key("task.length_weight", &R::task, &TaskOptions::length_weight, "mucon: alpha, weight of the length regulariser L_l (thesis 9.4.2: 0.1; Hollywood Extended 1).").range(0, 100);
   s.key("task.length_width", &R::task, &TaskOptions::length_width, "mucon: w of the length regulariser (eq. 9.11: 2).").range(0, 100);
   s.key("task.inference", &R::task, &TaskOptions::inference, "mucon: the prediction that validation and holo eval score and write: full (the decoded transcript aligned to Y by Viterbi, MuCon-full), y (the frame classifier, MuCon-Y), s (the decoded segments, MuCon-S), align (the ground-truth transcript aligned to Y: action alignment, thesis 9.3.8, 9.4.1).").choices({"full", "y", "s", "align"});
+  s.key("task.region_weight", &R::task, &TaskOptions::region_weight, "sct: weight of the region loss L_R (eq. 8.6; the released code: 0.1).").range(0, 100);
+  s.key("task.consistency_weight", &R::task, &TaskOptions::consistency_weight, "sct: weight of the temporal consistency loss L_C (eq. 8.8; the released code: 0.1).").range(0, 100);
+  s.key("task.sparsity_weight", &R::task, &TaskOptions::sparsity_weight, "sct: weight of the inverse sparsity regulariser R_I (eq. 8.7; the released code: 0.1).").range(0, 100);
   s.key("task.teacher", &R::task, &TaskOptions::teacher, "transfer: frozen 2D teacher weights (TorchScript or torchvision-named state dict).").path();
   s.key("task.teacher_arch", &R::task, &TaskOptions::teacher_arch, "transfer: teacher architecture.")
       .choices({"resnet18", "resnet34", "resnet50", "resnet101"});

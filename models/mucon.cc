@@ -32,13 +32,16 @@ WaveNetBlockImpl::WaveNetBlockImpl(int64_t in_dim, int64_t hidden, int64_t n_lay
   }
 }
 
-torch::Tensor WaveNetBlockImpl::forward(torch::Tensor x) {
+torch::Tensor WaveNetBlockImpl::forward(torch::Tensor x) { return forward_with_level(std::move(x), -1, nullptr); }
+
+torch::Tensor WaveNetBlockImpl::forward_with_level(torch::Tensor x, int64_t level_after, torch::Tensor* level) {
   x = torch::relu(first_conv(x));
   for (size_t i = 0; i < layers.size(); ++i) {
     x = layers[i]->forward(x);
     if (std::find(pool_after.begin(), pool_after.end(), static_cast<int64_t>(i)) != pool_after.end()) {
       x = torch::max_pool1d(x, 2);
     }
+    if (level && static_cast<int64_t>(i) == level_after) *level = x;
   }
   return last_conv(torch::relu(x));
 }

@@ -52,10 +52,12 @@ struct WaveNetLayerImpl : torch::nn::Module {
 };
 TORCH_MODULE(WaveNetLayer);
 
-/// f_t without its group norm: 1 x D x T -> 1 x hidden x T'.
+/// f_t without its group norm: 1 x D x T -> 1 x hidden x T' (SCT's f_e and f_r share it, models/sct.h).
 struct WaveNetBlockImpl : torch::nn::Module {
   WaveNetBlockImpl(int64_t in_dim, int64_t hidden, int64_t layers, std::vector<int64_t> pool_after, double dropout);
   torch::Tensor forward(torch::Tensor x);
+  /// forward(), and in `*level` the output of layer `level_after` after its pooling.
+  torch::Tensor forward_with_level(torch::Tensor x, int64_t level_after, torch::Tensor* level);
   torch::nn::Conv1d first_conv{nullptr}, last_conv{nullptr};
   std::vector<WaveNetLayer> layers;
   std::vector<int64_t> pool_after;

@@ -342,6 +342,11 @@ MuConTraining::MuConTraining(const Recipe& recipe) : recipe_(recipe) {
   if (recipe.model.name != "mucon") {
     throw RecipeError("[model]", 0, 0, "model.name", "is \"" + recipe.model.name + "\", not \"mucon\"");
   }
+  if (recipe.task.supervision == "set") {
+    throw RecipeError("[task]", 0, 0, "task.supervision",
+                      "MuCon learns from transcripts, frame labels or both (transcript, full, mixed), not action sets; "
+                      "model.name = \"sct\" learns from sets");
+  }
   if (recipe.model.mucon_hidden % 32 != 0) {
     throw RecipeError("[model]", 0, 0, "model.mucon_hidden",
                       "must be a multiple of 32, the group norm's groups (thesis 9.4.2), not " +
@@ -446,10 +451,7 @@ EvalResult evaluate_mucon(const Recipe& recipe, const std::string& checkpoint, c
                           bool save_predictions) {
   MuConTraining task(recipe);  // the recipe's checks
   const std::string& split = recipe.eval.split;
-  const std::string bundle = split == "test" ? recipe.data.test : recipe.data.val;
-  if (bundle.empty()) {
-    throw RecipeError("[data]", 0, 0, "data." + split, "is not set: the " + split + " split's bundle to evaluate on");
-  }
+  const std::string bundle = segmentation_eval_bundle(recipe);
   const Runtime rt = start_runtime(recipe);
   const pipeline::SegmentationDataset data(segmentation_data_options(recipe, bundle));
   const auto o = net_options(recipe, data.feature_dim(), static_cast<int64_t>(data.class_names().size()));

@@ -158,6 +158,15 @@ std::unique_ptr<StepLoader> make_video_loader(const std::vector<pipeline::Segmen
   return std::make_unique<VideoLoader>(videos, batch, rank, ranks, seed);
 }
 
+std::string segmentation_eval_bundle(const Recipe& recipe) {
+  const std::string& split = recipe.eval.split;
+  const std::string bundle = split == "test" ? recipe.data.test : recipe.data.val;
+  if (bundle.empty()) {
+    throw RecipeError("[data]", 0, 0, "data." + split, "is not set: the " + split + " split's bundle to evaluate on");
+  }
+  return bundle;
+}
+
 void add_prediction(seg::SegmentationMeter& meter, const pipeline::SegmentationVideo& video,
                     const std::vector<std::string>& class_names, const std::vector<int64_t>& predicted,
                     const std::string& predictions) {

@@ -39,6 +39,10 @@ std::unique_ptr<StepLoader> make_video_loader(const std::vector<pipeline::Segmen
 /// FNV-1a over the videos' names, labels and features (a checkpoint of other data is refused).
 std::string content_hash(const pipeline::SegmentationDataset& d);
 
+/// The bundle holo eval scores: data.test or data.val, as eval.split says; a RecipeError naming
+/// the key when it is not set.
+std::string segmentation_eval_bundle(const Recipe& recipe);
+
 /// One video's predicted class ids scored against its ground truth into `meter`; with a
 /// non-empty `predictions` folder also written to <predictions>/<video>.txt, a class name per
 /// frame (the groundTruth format that `holo metrics segmentation` reads).

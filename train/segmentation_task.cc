@@ -51,12 +51,12 @@ SegmentationTraining::SegmentationTraining(const Recipe& recipe) : recipe_(recip
   if (recipe.model.name != "mstcn") {
     throw RecipeError("[model]", 0, 0, "model.name",
                       "task.kind = \"segmentation\" trains a temporal network on features: set model.name = "
-                      "\"mstcn\" or \"mucon\", not \"" + recipe.model.name + "\"");
+                      "\"mstcn\", \"mucon\" or \"sct\", not \"" + recipe.model.name + "\"");
   }
   if (recipe.task.supervision != "full") {
     throw RecipeError("[task]", 0, 0, "task.supervision",
                       "MS-TCN learns from frame labels only (\"full\"), not \"" + recipe.task.supervision +
-                          "\"; model.name = \"mucon\" learns from transcripts");
+                          "\"; model.name = \"mucon\" learns from transcripts, \"sct\" from action sets");
   }
 }
 
@@ -148,10 +148,7 @@ EvalResult evaluate_segmentation(const Recipe& recipe, const std::string& checkp
                                  bool save_predictions) {
   SegmentationTraining task(recipe);  // the recipe's checks
   const std::string& split = recipe.eval.split;
-  const std::string bundle = split == "test" ? recipe.data.test : recipe.data.val;
-  if (bundle.empty()) {
-    throw RecipeError("[data]", 0, 0, "data." + split, "is not set: the " + split + " split's bundle to evaluate on");
-  }
+  const std::string bundle = segmentation_eval_bundle(recipe);
   const Runtime rt = start_runtime(recipe);
   const pipeline::SegmentationDataset data(segmentation_data_options(recipe, bundle));
   models::MultiStageTcnOptions o;

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "train/mucon_task.h"
+#include "train/sct_task.h"
 #include "train/segmentation_task.h"
 #include "train/trainer.h"
 #include "train/video_task.h"
@@ -23,6 +24,7 @@ const std::map<std::string, TaskFactory>& task_registry() {
         {"segmentation",
          [](const Recipe& r) -> std::unique_ptr<Task> {
            if (r.model.name == "mucon") return std::make_unique<MuConTraining>(r);
+           if (r.model.name == "sct") return std::make_unique<SctTraining>(r);
            return std::make_unique<SegmentationTraining>(r);
          }},
     };
@@ -42,6 +44,9 @@ TrainResult train(const Recipe& recipe) {
 
 EvalResult evaluate(const Recipe& recipe, const std::string& checkpoint, const std::string& out_dir,
                     bool save_predictions) {
+  if (recipe.task.kind == "segmentation" && recipe.model.name == "sct") {
+    return evaluate_sct(recipe, checkpoint, out_dir, save_predictions);
+  }
   if (recipe.task.kind == "segmentation" && recipe.model.name == "mucon") {
     return evaluate_mucon(recipe, checkpoint, out_dir, save_predictions);
   }
