@@ -15,6 +15,7 @@
 #include "launcher/cli.h"
 #include "models/mstcn.h"
 #include "models/mucon.h"
+#include "models/sct.h"
 #include "pipeline/segmentation_data.h"
 #include "train/bench.h"
 #include "train/segmentation_metrics.h"
@@ -24,10 +25,10 @@ namespace holo::cli {
 
 bool segmentation_model_info(const std::string& target, const std::vector<std::string>& overrides, int64_t classes) {
   const bool is_file = std::filesystem::exists(target);
-  if (!is_file && target != "mstcn" && target != "mucon") return false;
+  if (!is_file && target != "mstcn" && target != "mucon" && target != "sct") return false;
   const Recipe r = is_file ? load_recipe(target, overrides)
                            : parse_recipe("[model]\nname = \"" + target + "\"\n", target, overrides);
-  if (r.model.name != "mstcn" && r.model.name != "mucon") return false;
+  if (r.model.name != "mstcn" && r.model.name != "mucon" && r.model.name != "sct") return false;
   int64_t in_dim = 2048, n = classes > 0 ? classes : 48;
   std::string from = classes > 0 ? "--classes" : "D = 2048 and 48 classes, the defaults";
   if (is_file && r.data.dataset == "mstcn" && classes <= 0) {
@@ -45,13 +46,26 @@ bool segmentation_model_info(const std::string& target, const std::vector<std::s
       from += std::string(": the training split cannot be read here (") + e.what() + ")";
     }
   }
+  if (r.model.name == "sct") {
+    const models::SctNet net(models::sct_options(r.model, in_dim, n));
+    std::cout << "model " << target << " (sct, " << r.model.sct_layers << " layers, hidden " << r.model.sct_hidden
+              << ", " << r.model.sct_pool_after.size() << " poolings of 2), features D = " << in_dim << ", " << n
+              << " classes (" << from << ")\n\n";
+    TextTable table({"part", "params"});
+    int64_t total = 0;
+    for (const auto& child : net->named_children()) {
+      int64_t params = 0;
+      for (const auto& p : child.value()->parameters()) params += p.numel();
+      if (params == 0) continue;
+      table.add_row({child.key(), std::to_string(params)});
+      total += params;
+    }
+    table.add_row({"total", std::to_string(total)});
+    std::cout << table.str();
+    return true;
+  }
   if (r.model.name == "mucon") {
-    models::MuConOptions o;
-    o.in_dim = in_dim;
-    o.classes = n;
-    o.hidden = r.model.mucon_hidden;
-    o.layers = r.model.mucon_layers;
-    o.pool_after = r.model.mucon_pool_after;
+    const models::MuConOptions o = models::mucon_options(r.model, in_dim, n);
     std::cout << "model " << target << " (mucon, backbone of " << o.layers << " layers, hidden " << o.hidden << ", "
               << o.pool_after.size() << " poolings of 2), features D = " << in_dim << ", " << n << " classes (" << from
               << ")\n\n";

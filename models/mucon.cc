@@ -166,6 +166,16 @@ MuConSegments MuConNetImpl::decode(const torch::Tensor& z, const std::vector<int
   return result;
 }
 
+MuConOptions mucon_options(const ModelOptions& model, int64_t in_dim, int64_t classes) {
+  MuConOptions o;
+  o.in_dim = in_dim;
+  o.classes = classes;
+  o.hidden = model.mucon_hidden;
+  o.layers = model.mucon_layers;
+  o.pool_after = model.mucon_pool_after;
+  return o;
+}
+
 std::vector<MuConPartSize> mucon_sizes(const MuConOptions& o) {
   const MuConNet net(o);
   MuConPartSize ft{"f_t (backbone, group norm)", 0}, fc{"f_c (frame classifier)", 0}, fs{"f_s (segment generator)", 0};

@@ -31,6 +31,8 @@
 #include <string>
 #include <vector>
 
+#include "core/recipe.h"
+
 namespace holo::models {
 
 struct MuConOptions {
@@ -106,6 +108,9 @@ class MuConNetImpl : public torch::nn::Module {
   torch::nn::Conv1d conv_classifier{nullptr};
 };
 TORCH_MODULE(MuConNet);
+
+/// MuCon's options from a recipe's [model] (model.mucon_*) for features of `in_dim` and `classes`.
+MuConOptions mucon_options(const ModelOptions& model, int64_t in_dim, int64_t classes);
 
 /// Parameters of each part of MuCon (`holo model info mucon`): f_t, f_c, f_s.
 struct MuConPartSize {

@@ -67,6 +67,17 @@ SctOutput SctNetImpl::forward(const torch::Tensor& features) {
   return out;
 }
 
+SctOptions sct_options(const ModelOptions& model, int64_t in_dim, int64_t classes) {
+  SctOptions o;
+  o.in_dim = in_dim;
+  o.classes = classes;
+  o.hidden = model.sct_hidden;
+  o.layers = model.sct_layers;
+  o.pool_after = model.sct_pool_after;
+  o.z_after = model.sct_z_after;
+  return o;
+}
+
 torch::Tensor region_upsample(const torch::Tensor& a, const torch::Tensor& l, int64_t frames) {
   constexpr double kTemplate = 100;  // J
   const torch::Tensor lengths = static_cast<double>(frames) * torch::softmax(l, 0);

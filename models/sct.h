@@ -68,6 +68,9 @@ class SctNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SctNet);
 
+/// SCT's options from a recipe's [model] (model.sct_*) for features of `in_dim` and `classes`.
+SctOptions sct_options(const ModelOptions& model, int64_t in_dim, int64_t classes);
+
 /// f_u (§8.3.3): region k of probabilities a_k (column k of `a`, C x K) covers
 /// l'_k = T softmax(l)_k frames; it is sampled from a template of J = 100 copies of a_k with a
 /// linear kernel at x' = (2w + 1) / l'_k - 1, w = 0, 1, ... (eq. 8.3 on pixel centres, as the

@@ -129,16 +129,6 @@ namespace {
 /// Steps the decoder may take at inference before it has emitted the end symbol.
 constexpr int64_t kMaxDecodingSteps = 100;
 
-models::MuConOptions net_options(const Recipe& r, int64_t in_dim, int64_t classes) {
-  models::MuConOptions o;
-  o.in_dim = in_dim;
-  o.classes = classes;
-  o.hidden = r.model.mucon_hidden;
-  o.layers = r.model.mucon_layers;
-  o.pool_after = r.model.mucon_pool_after;
-  return o;
-}
-
 mucon::LossOptions loss_options(const Recipe& r) {
   mucon::LossOptions o;
   o.shape = r.model.mucon_template;
@@ -370,7 +360,7 @@ void MuConTraining::setup(const Runtime& rt) {
     val_ = std::make_unique<pipeline::SegmentationDataset>(segmentation_data_options(recipe_, recipe_.data.val));
   }
   hash_ = content_hash(*train_);
-  const auto o = net_options(recipe_, train_->feature_dim(), static_cast<int64_t>(train_->class_names().size()));
+  const auto o = models::mucon_options(recipe_.model, train_->feature_dim(), static_cast<int64_t>(train_->class_names().size()));
   check_lengths(*train_, recipe_.data.train, o);
   if (val_) {
     if (val_->feature_dim() != o.in_dim) {
@@ -454,7 +444,7 @@ EvalResult evaluate_mucon(const Recipe& recipe, const std::string& checkpoint, c
   const std::string bundle = segmentation_eval_bundle(recipe);
   const Runtime rt = start_runtime(recipe);
   const pipeline::SegmentationDataset data(segmentation_data_options(recipe, bundle));
-  const auto o = net_options(recipe, data.feature_dim(), static_cast<int64_t>(data.class_names().size()));
+  const auto o = models::mucon_options(recipe.model, data.feature_dim(), static_cast<int64_t>(data.class_names().size()));
   check_lengths(data, bundle, o);
   models::MuConNet net(o);
   net->to(rt.device);

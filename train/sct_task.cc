@@ -58,17 +58,6 @@ Losses losses(const models::SctOutput& out, const std::vector<int64_t>& action_s
 
 namespace {
 
-models::SctOptions net_options(const Recipe& r, int64_t in_dim, int64_t classes) {
-  models::SctOptions o;
-  o.in_dim = in_dim;
-  o.classes = classes;
-  o.hidden = r.model.sct_hidden;
-  o.layers = r.model.sct_layers;
-  o.pool_after = r.model.sct_pool_after;
-  o.z_after = r.model.sct_z_after;
-  return o;
-}
-
 void check_lengths(const pipeline::SegmentationDataset& data, const std::string& bundle, const models::SctNet& net) {
   for (const auto& v : data.videos()) {
     if (static_cast<int64_t>(v.labels.size()) < net->min_frames()) {
@@ -174,7 +163,7 @@ void SctTraining::setup(const Runtime& rt) {
   }
   hash_ = content_hash(*train_);
   const auto& names = train_->class_names();
-  net_ = models::SctNet(net_options(recipe_, train_->feature_dim(), static_cast<int64_t>(names.size())));
+  net_ = models::SctNet(models::sct_options(recipe_.model, train_->feature_dim(), static_cast<int64_t>(names.size())));
   check_lengths(*train_, recipe_.data.train, net_);
   if (val_) {
     if (val_->feature_dim() != train_->feature_dim()) {
@@ -250,7 +239,7 @@ EvalResult evaluate_sct(const Recipe& recipe, const std::string& checkpoint, con
   const std::string bundle = segmentation_eval_bundle(recipe);
   const Runtime rt = start_runtime(recipe);
   const pipeline::SegmentationDataset data(segmentation_data_options(recipe, bundle));
-  models::SctNet net(net_options(recipe, data.feature_dim(), static_cast<int64_t>(data.class_names().size())));
+  models::SctNet net(models::sct_options(recipe.model, data.feature_dim(), static_cast<int64_t>(data.class_names().size())));
   check_lengths(data, bundle, net);
   net->to(rt.device);
   const auto loaded = ckpt::Manager::load_newest_valid(checkpoint, rt.rank, rt.world_size);

@@ -15,10 +15,10 @@
 #include "checkpoints/checkpoint.h"
 #include "models/mucon.h"
 #include "core/error.h"
-#include "models/resnet2d.h"
 #include "pipeline/segmentation_data.h"
 #include "tests/test_util.h"
 #include "tests/train/python_util.h"
+#include "tests/train/segmentation_test_util.h"
 #include "train/mucon_task.h"
 
 namespace holo {
@@ -97,22 +97,9 @@ with open(OUT, 'w') as f:
   int64_t params = 0;
   for (const auto& p : net->parameters()) params += p.numel();
   EXPECT_EQ(params, static_cast<int64_t>(ref[0]));
-  auto state = models::read_state_dict(dir + "/mucon.pt");
-  {
-    torch::NoGradGuard no_grad;
-    int64_t loaded = 0;
-    for (auto& p : net->named_parameters()) {
-      ASSERT_TRUE(state.count(p.key())) << p.key();
-      p.value().copy_(state.at(p.key()));
-      ++loaded;
-    }
-    EXPECT_EQ(loaded, static_cast<int64_t>(state.size()));
-  }
+  testing::load_twin_state(*net, dir + "/mucon.pt");
   net->eval();
-  const auto npy = [&](const std::string& name) {
-    const auto m = pipeline::read_npy_matrix(dir + "/" + name);
-    return torch::from_blob(const_cast<float*>(m.values.data()), {m.rows, m.cols}).clone();
-  };
+  const auto npy = [&](const std::string& name) { return testing::npy_tensor(dir + "/" + name); };
   torch::NoGradGuard no_grad;
   const torch::Tensor z = net->encode(npy("x.npy").unsqueeze(0));
   const torch::Tensor y = net->classify(z, 100);
@@ -222,18 +209,7 @@ TEST_F(MuConRun, TrainsResumesExactlyAndEvaluatesEveryInferenceVariant) {
   auto b = holo("train " + r + " --set run.dir=" + dir + "/part --set train.max_steps=12");
   ASSERT_EQ(b.exit_code, 0) << b.output;
   EXPECT_THAT(b.output, HasSubstr("resumed from"));
-  const auto whole = ckpt::Manager::load_latest(dir + "/whole/checkpoints", 0, 1);
-  const auto part = ckpt::Manager::load_latest(dir + "/part/checkpoints", 0, 1);
-  ASSERT_TRUE(whole && part);
-  EXPECT_EQ(whole->step, 12);
-  EXPECT_EQ(part->step, 12);
-  int64_t compared = 0;
-  for (const auto& [name, t] : whole->replicated) {
-    ASSERT_TRUE(part->replicated.count(name)) << name;
-    EXPECT_TRUE(torch::equal(t, part->replicated.at(name))) << name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 40);
+  EXPECT_GT(testing::expect_same_checkpoints(dir + "/whole/checkpoints", dir + "/part/checkpoints", 12), 40);
   // holo eval scores MuCon-Y, -S and -full; task.inference's metrics carry the plain names.
   auto e = holo("eval " + r + " --set run.dir=" + dir + "/whole --checkpoint " + dir + "/whole --out " + dir +
                 "/eval --save-predictions");

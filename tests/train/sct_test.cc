@@ -14,11 +14,11 @@
 
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
-#include "models/resnet2d.h"
 #include "models/sct.h"
 #include "pipeline/segmentation_data.h"
 #include "tests/test_util.h"
 #include "tests/train/python_util.h"
+#include "tests/train/segmentation_test_util.h"
 #include "train/sct_task.h"
 
 namespace holo {
@@ -78,20 +78,10 @@ with open(OUT, 'w') as f:
   int64_t params = 0;
   for (const auto& p : net->parameters()) params += p.numel();
   EXPECT_EQ(params, static_cast<int64_t>(ref[0]));
-  auto state = models::read_state_dict(dir + "/sct.pt");
+  testing::load_twin_state(*net, dir + "/sct.pt");
   torch::NoGradGuard no_grad;
-  int64_t loaded = 0;
-  for (auto& p : net->named_parameters()) {
-    ASSERT_TRUE(state.count(p.key())) << p.key();
-    p.value().copy_(state.at(p.key()));
-    ++loaded;
-  }
-  EXPECT_EQ(loaded, static_cast<int64_t>(state.size()));
   net->eval();
-  const auto npy = [&](const std::string& name) {
-    const auto m = pipeline::read_npy_matrix(dir + "/" + name);
-    return torch::from_blob(const_cast<float*>(m.values.data()), {m.rows, m.cols}).clone();
-  };
+  const auto npy = [&](const std::string& name) { return testing::npy_tensor(dir + "/" + name); };
   const models::SctOutput got = net->forward(npy("x.npy").unsqueeze(0));
   EXPECT_LT((got.a - npy("a.npy")).abs().max().item<double>(), 1e-4);
   EXPECT_LT((got.l - npy("l.npy").reshape({-1})).abs().max().item<double>(), 1e-4);
@@ -157,17 +147,9 @@ TEST_F(SctRun, TrainsResumesExactlyAndEvaluates) {
   auto b = holo("train " + r + " --set run.dir=" + dir + "/part --set train.max_steps=12");
   ASSERT_EQ(b.exit_code, 0) << b.output;
   EXPECT_THAT(b.output, HasSubstr("resumed from"));
+  EXPECT_GT(testing::expect_same_checkpoints(dir + "/whole/checkpoints", dir + "/part/checkpoints", 12), 20);
   const auto whole = ckpt::Manager::load_latest(dir + "/whole/checkpoints", 0, 1);
-  const auto part = ckpt::Manager::load_latest(dir + "/part/checkpoints", 0, 1);
-  ASSERT_TRUE(whole && part);
-  EXPECT_EQ(whole->step, 12);
-  int64_t compared = 0;
-  for (const auto& [name, t] : whole->replicated) {
-    ASSERT_TRUE(part->replicated.count(name)) << name;
-    EXPECT_TRUE(torch::equal(t, part->replicated.at(name))) << name;
-    ++compared;
-  }
-  EXPECT_GT(compared, 20);
+  ASSERT_TRUE(whole);
   auto e = holo("eval " + r + " --set run.dir=" + dir + "/whole --checkpoint " + dir + "/whole --out " + dir +
                 "/eval --save-predictions");
   ASSERT_EQ(e.exit_code, 0) << e.output;
@@ -185,6 +167,10 @@ TEST_F(SctRun, RecipeErrorsNameTheKey) {
   auto b = holo("train " + r + " --set model.name=mucon");
   EXPECT_EQ(b.exit_code, 2) << b.output;
   EXPECT_THAT(b.output, HasSubstr("task.supervision"));
+  auto info = holo("model info " + r);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_THAT(info.output, HasSubstr("(sct, 6 layers, hidden 32, 2 poolings of 2)"));
+  EXPECT_THAT(info.output, ::testing::ContainsRegex("fer +[0-9]+"));
   auto c = holo("train " + r + " --set model.sct_z_after=7");
   EXPECT_EQ(c.exit_code, 2) << c.output;
   EXPECT_THAT(c.output, HasSubstr("model.sct_z_after"));

@@ -22,6 +22,7 @@
 #include "pipeline/segmentation_synth.h"
 #include "tests/test_util.h"
 #include "tests/train/python_util.h"
+#include "tests/train/segmentation_test_util.h"
 #include "train/segmentation_task.h"
 
 namespace holo {
@@ -193,15 +194,8 @@ with open(OUT, 'w') as f:
   EXPECT_EQ(params, static_cast<int64_t>(ref[0]));
   EXPECT_EQ(params, 800'396);  // 50Salads: stage 1 297,491 (D = 2048), stages 2-4 167,635 each
   // The release's state dict loads by name, every tensor of both sides.
-  auto state = models::read_state_dict(dir + "/mstcn.pt");
+  testing::load_twin_state(*net, dir + "/mstcn.pt");
   torch::NoGradGuard no_grad;
-  int64_t loaded = 0;
-  for (auto& p : net->named_parameters()) {
-    ASSERT_TRUE(state.count(p.key())) << p.key();
-    p.value().copy_(state.at(p.key()));
-    ++loaded;
-  }
-  EXPECT_EQ(loaded, static_cast<int64_t>(state.size()));
   net->eval();
   const NpyMatrix x = pipeline::read_npy_matrix(dir + "/x.npy");
   const NpyMatrix y = pipeline::read_npy_matrix(dir + "/y.npy");
@@ -251,18 +245,9 @@ TEST_F(SegmentationRun, TwelveStepsEqualSixAndSixResumed) {
   auto b = holo("train " + r + " --set run.dir=" + dir + "/part --set train.max_steps=12");
   ASSERT_EQ(b.exit_code, 0) << b.output;
   EXPECT_THAT(b.output, HasSubstr("resumed from"));
+  EXPECT_GT(testing::expect_same_checkpoints(dir + "/whole/checkpoints", dir + "/part/checkpoints", 12), 20);
   const auto whole = ckpt::Manager::load_latest(dir + "/whole/checkpoints", 0, 1);
-  const auto part = ckpt::Manager::load_latest(dir + "/part/checkpoints", 0, 1);
-  ASSERT_TRUE(whole && part);
-  EXPECT_EQ(whole->step, 12);
-  EXPECT_EQ(part->step, 12);
-  int64_t compared = 0;
-  for (const auto& [name, t] : whole->replicated) {
-    ASSERT_TRUE(part->replicated.count(name)) << name;
-    EXPECT_TRUE(torch::equal(t, part->replicated.at(name))) << name << " differs after the resume";
-    ++compared;
-  }
-  EXPECT_GT(compared, 20);
+  ASSERT_TRUE(whole);
   // The validation lines give the segmentation metrics.
   std::ifstream lines(dir + "/whole/metrics.jsonl");
   int64_t validations = 0;
