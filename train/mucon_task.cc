@@ -138,23 +138,10 @@ mucon::LossOptions loss_options(const Recipe& r) {
   return o;
 }
 
-/// Every video of `data` long enough for the network's poolings, or an IoError naming the first
-/// that is not.
+/// Every video of `data` long enough for MuCon's poolings, or an IoError naming the first that is not.
 void check_lengths(const pipeline::SegmentationDataset& data, const std::string& bundle, const models::MuConOptions& o) {
-  const int64_t shortest = int64_t{1} << o.pool_after.size();
-  for (const auto& v : data.videos()) {
-    if (static_cast<int64_t>(v.labels.size()) < shortest) {
-      throw IoError(bundle + ": video '" + v.name + "' has " + std::to_string(v.labels.size()) +
-                    " frames (after data.sample_rate); MuCon's " + std::to_string(o.pool_after.size()) +
-                    " poolings (model.mucon_pool_after) need at least " + std::to_string(shortest));
-    }
-  }
-}
-
-torch::Tensor features_of(const pipeline::SegmentationVideo& v, const torch::Device& device) {
-  return torch::from_blob(const_cast<float*>(v.features.values.data()), {1, v.features.rows, v.features.cols},
-                          torch::kFloat32)
-      .to(device);
+  check_min_frames(data, bundle, int64_t{1} << o.pool_after.size(),
+                   "MuCon's " + std::to_string(o.pool_after.size()) + " poolings (model.mucon_pool_after)");
 }
 
 /// The best alignment of `transcript` to `log_probs` (T x N, CPU float) with a Poisson length
@@ -242,7 +229,7 @@ Inferred infer(models::MuConNet& net, const pipeline::SegmentationVideo& v, cons
   models::MuConSegments decoded, forced;
   {
     AutocastGuard autocast(rt.precision, rt.device);
-    z = net->encode(features_of(v, rt.device));
+    z = net->encode(video_features(v, rt.device));
     y = net->classify(z, frames);
     decoded = net->decode_greedy(z, kMaxDecodingSteps);
     if (with_alignment) forced = net->decode_teacher(z, v.transcript());
@@ -403,7 +390,7 @@ torch::Tensor MuConTraining::train_loss(const StepBatch& batch, const Runtime& r
     models::MuConSegments segments;
     {
       AutocastGuard autocast(rt.precision, rt.device);
-      const torch::Tensor z = net_->encode(features_of(v, rt.device));
+      const torch::Tensor z = net_->encode(video_features(v, rt.device));
       y = net_->classify(z, frames);
       segments = net_->decode_teacher(z, transcript);
     }

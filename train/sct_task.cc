@@ -59,19 +59,7 @@ Losses losses(const models::SctOutput& out, const std::vector<int64_t>& action_s
 namespace {
 
 void check_lengths(const pipeline::SegmentationDataset& data, const std::string& bundle, const models::SctNet& net) {
-  for (const auto& v : data.videos()) {
-    if (static_cast<int64_t>(v.labels.size()) < net->min_frames()) {
-      throw IoError(bundle + ": video '" + v.name + "' has " + std::to_string(v.labels.size()) +
-                    " frames (after data.sample_rate); SCT's poolings (model.sct_pool_after) need at least " +
-                    std::to_string(net->min_frames()) + " for 2 regions");
-    }
-  }
-}
-
-torch::Tensor features_of(const pipeline::SegmentationVideo& v, const torch::Device& device) {
-  return torch::from_blob(const_cast<float*>(v.features.values.data()), {1, v.features.rows, v.features.cols},
-                          torch::kFloat32)
-      .to(device);
+  check_min_frames(data, bundle, net->min_frames(), "SCT's poolings (model.sct_pool_after), for 2 regions,");
 }
 
 /// Jaccard index of the action set a video's regions predict (the classes whose probability
@@ -110,7 +98,7 @@ seg::SegmentationMeter score(models::SctNet& net, const pipeline::SegmentationDa
     models::SctOutput out;
     {
       AutocastGuard autocast(rt.precision, rt.device);
-      out = net->forward(features_of(videos[i], rt.device));
+      out = net->forward(video_features(videos[i], rt.device));
     }
     const torch::Tensor arg = out.y.argmax(0).cpu().contiguous();
     add_prediction(meter, videos[i], data.class_names(),
@@ -199,7 +187,7 @@ torch::Tensor SctTraining::train_loss(const StepBatch& batch, const Runtime& rt,
     models::SctOutput out;
     {
       AutocastGuard autocast(rt.precision, rt.device);
-      out = net_->forward(features_of(v, rt.device));
+      out = net_->forward(video_features(v, rt.device));
     }
     out.a = out.a.to(torch::kFloat32);
     out.l = out.l.to(torch::kFloat32);

@@ -61,7 +61,8 @@ class VideoLoader : public StepLoader {
       }
       cursor_ += left;
     }
-    auto batch = std::make_unique<VideoSequences>(pad_videos(videos_, mine));
+    auto batch = std::make_unique<StepBatch>();
+    batch->samples = std::move(mine);
     batch->weight = weight;
     return batch;
   }
@@ -121,7 +122,6 @@ VideoSequences pad_videos(const std::vector<pipeline::SegmentationVideo>& videos
   const auto n = static_cast<int64_t>(which.size());
   const int64_t dim = videos.front().features.rows;
   VideoSequences b;
-  b.samples = which;
   b.features = torch::zeros({n, dim, longest});
   b.labels = torch::full({n, longest}, -100, torch::kInt64);
   b.mask = torch::zeros({n, longest});
@@ -151,6 +151,22 @@ std::string content_hash(const pipeline::SegmentationDataset& d) {
   char out[17];
   std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
   return out;
+}
+
+torch::Tensor video_features(const pipeline::SegmentationVideo& v, const torch::Device& device) {
+  return torch::from_blob(const_cast<float*>(v.features.values.data()), {1, v.features.rows, v.features.cols},
+                          torch::kFloat32)
+      .to(device);
+}
+
+void check_min_frames(const pipeline::SegmentationDataset& data, const std::string& bundle, int64_t frames,
+                      const std::string& what) {
+  for (const auto& v : data.videos()) {
+    if (static_cast<int64_t>(v.labels.size()) < frames) {
+      throw IoError(bundle + ": video '" + v.name + "' has " + std::to_string(v.labels.size()) +
+                    " frames (after data.sample_rate); " + what + " need at least " + std::to_string(frames));
+    }
+  }
 }
 
 std::unique_ptr<StepLoader> make_video_loader(const std::vector<pipeline::SegmentationVideo>& videos, int64_t batch,

@@ -21,7 +21,7 @@ namespace holo::train {
 pipeline::SegmentationDataOptions segmentation_data_options(const Recipe& r, const std::string& bundle);
 
 /// Videos padded to the longest of the batch; labels -100 and mask 0 past each video's end.
-struct VideoSequences : StepBatch {
+struct VideoSequences {
   torch::Tensor features;  ///< N x D x T
   torch::Tensor labels;    ///< N x T
   torch::Tensor mask;      ///< N x T
@@ -29,12 +29,21 @@ struct VideoSequences : StepBatch {
 
 VideoSequences pad_videos(const std::vector<pipeline::SegmentationVideo>& videos, const std::vector<int64_t>& which);
 
-/// Whole videos, `batch` per rank per step (a VideoSequences), in an order drawn per epoch from
+/// Whole videos, `batch` per rank per step (a StepBatch of video indices: a task reads or pads
+/// the videos itself), in an order drawn per epoch from
 /// `seed`; the epoch's last incomplete global batch is dropped, except after complete_epoch() (a
 /// resume on another number of ranks), when it becomes one uneven last step. Its state resumes on
 /// any number of ranks.
 std::unique_ptr<StepLoader> make_video_loader(const std::vector<pipeline::SegmentationVideo>& videos, int64_t batch,
                                               int rank, int ranks, uint64_t seed);
+
+/// `v`'s features as 1 x D x T on `device`.
+torch::Tensor video_features(const pipeline::SegmentationVideo& v, const torch::Device& device);
+
+/// An IoError naming `bundle` and the first video of `data` shorter than `frames` frames, the
+/// fewest a network's temporal poolings allow (`what` names the network and its recipe key).
+void check_min_frames(const pipeline::SegmentationDataset& data, const std::string& bundle, int64_t frames,
+                      const std::string& what);
 
 /// FNV-1a over the videos' names, labels and features (a checkpoint of other data is refused).
 std::string content_hash(const pipeline::SegmentationDataset& d);

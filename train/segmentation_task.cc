@@ -4,22 +4,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <nlohmann/json.hpp>
-#include <numeric>
-#include <random>
 #include <set>
 
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
-#include "core/json_numbers.h"
-#include "core/run_dir.h"
 #include "dist/communicator.h"
-#include "pipeline/feature_store.h"
 #include "train/precision.h"
 #include "train/segmentation_loader.h"
 #include "train/segmentation_metrics.h"
-#include "train/table.h"
 
 namespace holo::train {
 
@@ -88,7 +80,7 @@ std::unique_ptr<StepLoader> SegmentationTraining::train_loader(const Runtime& rt
 }
 
 torch::Tensor SegmentationTraining::train_loss(const StepBatch& batch, const Runtime& rt, Stats& stats) {
-  const auto& b = static_cast<const VideoSequences&>(batch);
+  const VideoSequences b = pad_videos(train_->videos(), batch.samples);
   const torch::Tensor labels = b.labels.to(rt.device), mask = b.mask.to(rt.device);
   torch::Tensor logits;
   {
