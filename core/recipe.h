@@ -273,6 +273,9 @@ struct KeyDef {
   std::optional<double> min;         ///< numbers, and list elements
   std::optional<double> max;
   std::vector<std::string> choices;  ///< strings and string-list elements
+  /// The choices are registered by the layers that implement them (core/registry.h): the
+  /// names registered under `path` when the value is checked or documented.
+  bool registered = false;
   /// Form a string (or each string-list element) must have beyond `choices`, e.g. a SLURM
   /// time: described for the docs in `form`, checked by `check_form` (returns the problem or "").
   std::string form;
@@ -288,6 +291,8 @@ const std::vector<KeyDef>& recipe_schema();
 const KeyDef* find_key(const std::string& path);
 /// One line per section, for the docs.
 const std::vector<std::pair<std::string, std::string>>& recipe_sections();
+/// The choices of `key`: its own, or the names registered under it (empty: any string).
+std::vector<std::string> choices_of(const KeyDef& key);
 /// Checks `value` against `key`'s range and choices; returns the problem or "".
 std::string check_value(const KeyDef& key, const Value& value);
 /// The nearest known key to `path` (edit distance), for "did you mean" hints; "" if none close.

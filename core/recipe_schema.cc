@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/recipe.h"
+#include "core/registry.h"
 
 namespace holo {
 namespace {
@@ -38,6 +39,11 @@ struct KeyBuilder {
   }
   KeyBuilder& choices(std::vector<std::string> c) {
     def.choices = std::move(c);
+    return *this;
+  }
+  /// The key's choices are the names its registries hold (core/registry.h).
+  KeyBuilder& registered() {
+    def.registered = true;
     return *this;
   }
   KeyBuilder& path() {
@@ -196,7 +202,7 @@ std::vector<KeyDef> make_schema() {
   s.key("run.deterministic", &R::run, &RunOptions::deterministic, "Deterministic kernels where LibTorch has them (cuDNN without autotuning, no TF32; slower), for reproducible runs. CUDA MaxPool3d backward has none.");
   // [data]
   s.key("data.dataset", &R::data, &DataOptions::dataset, "Annotation format of the dataset.")
-      .choices({"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth", "mstcn"});
+      .registered();
   s.key("data.root", &R::data, &DataOptions::root, "Folder holding the video files.").path();
   s.key("data.train", &R::data, &DataOptions::train, "Training annotation file (Kinetics CSV, list, split file, HVU CSV; mstcn: a split bundle, e.g. splits/train.split1.bundle).").path();
   s.key("data.val", &R::data, &DataOptions::val, "Validation annotation file.").path();
@@ -237,7 +243,7 @@ std::vector<KeyDef> make_schema() {
   s.key("transform.std", &R::transform, &TransformOptions::std, "Per-channel standard deviation (RGB, 0-1) divided by.").range(1e-6, 10);
   // [decode]
   s.key("decode.device", &R::decode, &DecodeOptions::device, "Decoder: cpu, nvdec, or auto (NVDEC when a GPU and the hwaccel exist, else CPU with a logged reason).")
-      .choices({"auto", "cpu", "nvdec"});
+      .registered();
   s.key("decode.threads", &R::decode, &DecodeOptions::threads, "Decoder threads per open video; 0: $HOLO_DECODE_THREADS, else the cores divided among loader.workers (at least 1).").range(0, 256);
   s.key("decode.cache_size", &R::decode, &DecodeOptions::cache_size, "Open decoders kept per worker.").range(1, 4096);
   // [loader]
@@ -247,16 +253,7 @@ std::vector<KeyDef> make_schema() {
   s.key("loader.drop_last", &R::loader, &LoaderOptions::drop_last, "Drop the last incomplete batch of an epoch in training.");
   // [model]
   s.key("model.name", &R::model, &ModelOptions::name, "Network: a family (depth from model.depth) or a named preset that fixes the depth (`holo model list`).")
-      .choices({"resnet3d", "resnext3d", "stc_resnet", "stc_resnext", "resnet2d", "hatnet",
-                "r2plus1d", "atfr_resnet3d", "r3d_tv", "mc3", "slow_resnet", "r2plus1d_mm",
-                "resnet18_2d", "resnet34_2d", "resnet50_2d", "resnet101_2d",
-                "r3d10", "r3d18", "r3d34", "r3d50", "r3d101", "r3d152", "rx3d50", "rx3d101",
-                "stc_resnet18", "stc_resnet50", "stc_resnet101", "stc_resnext50", "stc_resnext101",
-                "hatnet_r18", "hatnet_r50", "r3d18_atfr", "r3d50_atfr",
-                "r2plus1d18", "r2plus1d50", "r2plus1d18_atfr", "r2plus1d50_atfr",
-                "r3d_18", "mc3_18", "r2plus1d_18", "r2plus1d_r34", "slow_r50",
-                "x3d", "x3d_s", "x3d_m", "x3d_l", "x3d_xl", "x3d_s_atfr", "x3d_m_atfr", "x3d_l_atfr", "x3d_xl_atfr",
-                "mstcn", "mucon", "sct"});
+      .registered();
   s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
   s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
@@ -306,7 +303,7 @@ std::vector<KeyDef> make_schema() {
       .choices({"auto", "holo", "torchvision", "pyslowfast", "mmaction2"});
   s.key("model.init_strict", &R::model, &ModelOptions::init_strict, "Stop (exit 2) when a tensor of the network or of model.init is left unmatched, apart from a classifier of another class count; false: a warning lists them.");
   // [task]
-  s.key("task.kind", &R::task, &TaskOptions::kind, "Training task: on video clips, or segmentation (per-frame labels on per-frame features, data.dataset = mstcn).").choices({"classification", "multilabel", "transfer", "finetune", "segmentation"});
+  s.key("task.kind", &R::task, &TaskOptions::kind, "Training task: on video clips, or segmentation (per-frame labels on per-frame features, data.dataset = mstcn).").registered();
   s.key("task.smoothing", &R::task, &TaskOptions::smoothing, "segmentation: weight of MS-TCN's smoothing loss (truncated MSE of neighbouring frames' log-probabilities; MS-TCN: 0.15).").range(0, 100);
   s.key("task.supervision", &R::task, &TaskOptions::supervision, "segmentation: what the training videos are labelled with: full (a label per frame; mstcn, mucon), transcript (the ordered actions only; mucon, thesis 9), mixed (task.full_fraction of the videos full, the rest transcripts; mucon, thesis 9.3.7), set (the actions present, unordered; sct, thesis 8).").choices({"full", "transcript", "mixed", "set"});
   s.key("task.full_fraction", &R::task, &TaskOptions::full_fraction, "segmentation, supervision = mixed: fraction of the training videos that keep their frame labels, drawn from run.seed (thesis 9.3.7).").range(0, 1);
@@ -327,7 +324,7 @@ std::vector<KeyDef> make_schema() {
   s.key("task.negative_ratio", &R::task, &TaskOptions::negative_ratio, "transfer: fraction of negative pairs.").range(0, 1);
   s.key("task.freeze", &R::task, &TaskOptions::freeze, "finetune: stages kept frozen.").choices({"stem", "res2", "res3", "res4", "res5"});
   // [optim]
-  s.key("optim.name", &R::optim, &OptimOptions::name, "Optimiser.").choices({"sgd", "adamw"});
+  s.key("optim.name", &R::optim, &OptimOptions::name, "Optimiser.").registered();
   s.key("optim.lr", &R::optim, &OptimOptions::lr, "Base learning rate.").range(0, 100);
   s.key("optim.momentum", &R::optim, &OptimOptions::momentum, "SGD momentum.").range(0, 1);
   s.key("optim.nesterov", &R::optim, &OptimOptions::nesterov, "SGD Nesterov momentum.");
@@ -337,7 +334,7 @@ std::vector<KeyDef> make_schema() {
   s.key("optim.eps", &R::optim, &OptimOptions::eps, "AdamW epsilon.").range(0, 1);
   s.key("optim.clip_grad_norm", &R::optim, &OptimOptions::clip_grad_norm, "Clip the global gradient norm to this; 0: off.").at_least(0);
   // [schedule]
-  s.key("schedule.kind", &R::schedule, &ScheduleOptions::kind, "Learning-rate schedule.").choices({"constant", "step", "multistep", "cosine"});
+  s.key("schedule.kind", &R::schedule, &ScheduleOptions::kind, "Learning-rate schedule.").registered();
   s.key("schedule.step_epochs", &R::schedule, &ScheduleOptions::step_epochs, "step: multiply by gamma every this many epochs.").range(1, 100000);
   s.key("schedule.milestones", &R::schedule, &ScheduleOptions::milestones, "multistep: epochs at which to multiply by gamma.").at_least(0);
   s.key("schedule.gamma", &R::schedule, &ScheduleOptions::gamma, "Decay factor.").range(0, 1);
@@ -412,6 +409,8 @@ std::string format_number(double x) {
 
 }  // namespace
 
+std::vector<std::string> choices_of(const KeyDef& key) { return key.registered ? registered_names(key.path) : key.choices; }
+
 const std::vector<KeyDef>& recipe_schema() {
   static const std::vector<KeyDef> schema = make_schema();
   return schema;
@@ -476,10 +475,11 @@ std::string check_value(const KeyDef& key, const Value& value) {
       auto e = key.check_form(s);
       if (!e.empty()) return e;
     }
-    if (key.choices.empty()) return "";
-    if (std::find(key.choices.begin(), key.choices.end(), s) != key.choices.end()) return "";
+    const auto choices = choices_of(key);
+    if (choices.empty()) return "";
+    if (std::find(choices.begin(), choices.end(), s) != choices.end()) return "";
     std::string all;
-    for (const auto& c : key.choices) all += (all.empty() ? "" : ", ") + c;
+    for (const auto& c : choices) all += (all.empty() ? "" : ", ") + c;
     return "value \"" + s + "\" is not one of: " + all;
   };
   return std::visit(
@@ -599,6 +599,8 @@ std::string recipe_doc(bool markdown) {
       std::string allowed;
       if (!k.form.empty()) {
         allowed = k.form;
+      } else if (k.registered) {
+        allowed = "one of the names below";
       } else if (!k.choices.empty()) {
         for (const auto& c : k.choices) allowed += (allowed.empty() ? "" : ", ") + c;
       } else if (k.min || k.max) {
@@ -617,6 +619,20 @@ std::string recipe_doc(bool markdown) {
       } else {
         os << "  " << k.path << " (" << type_name(k.type) << ", default " << def
            << (allowed.empty() ? "" : ", allowed " + allowed) << ")\n      " << k.doc << "\n";
+      }
+    }
+    // The registered choices with their descriptions, below the section's keys.
+    for (const auto& k : recipe_schema()) {
+      if (!k.registered || k.path.compare(0, section.size() + 1, section + ".") != 0) continue;
+      const auto choices = registered_choices(k.path);
+      os << (markdown ? "\n**`" + k.path + "`**:\n\n" : "  " + k.path + ":\n");
+      if (choices.empty()) os << (markdown ? "- " : "    ") << "(registered by the layers this program does not link)\n";
+      for (const auto& c : choices) {
+        if (markdown) {
+          os << "- `" << c.name << "`" << (c.group.empty() ? "" : " (" + c.group + ")") << ": " << c.description << "\n";
+        } else {
+          os << "    " << c.name << (c.group.empty() ? "" : " (" + c.group + ")") << ": " << c.description << "\n";
+        }
       }
     }
     os << "\n";

@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "train/registry.h"
 
 namespace holo::cli {
 
@@ -47,6 +48,8 @@ void check_command_names(CLI::App& app, int argc, char** argv) {
 }
 
 int run(int argc, char** argv) {
+  // Every registry first: recipes are checked against the names they hold.
+  train::register_all();
   CLI::App app{"holo: training orchestrator for video understanding"};
   app.name("holo");
   app.require_subcommand(1);

@@ -13,6 +13,7 @@
 #include "checkpoints/checkpoint.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "core/registry.h"
 #include "core/run_dir.h"
 #include "launcher/cli.h"
 #include "models/bench.h"
@@ -247,19 +248,18 @@ void add_model_commands(CLI::App& app) {
   auto* model = app.add_subcommand("model", "List the networks and show their size and cost");
   model->require_subcommand(1);
   model->add_subcommand("list", "Named networks and families, one line each")->callback([] {
-    std::cout << "presets (model.name):\n";
-    for (const auto& p : models::model_presets()) {
-      std::cout << "  " << std::left << std::setw(18) << p.name << p.description << "\n";
+    // Every model.name the registries hold, by group (core/registry.h, train/registry.h).
+    const std::vector<std::pair<std::string, std::string>> groups = {
+        {"preset", "presets (model.name):"},
+        {"family", "families (model.name, depth from model.depth):"},
+        {"segmentation", "segmentation (model.name with task.kind = segmentation, on per-frame features):"}};
+    const auto choices = registered_choices("model.name");
+    for (const auto& [group, heading] : groups) {
+      std::cout << heading << "\n";
+      for (const auto& c : choices) {
+        if (c.group == group) std::cout << "  " << std::left << std::setw(18) << c.name << c.description << "\n";
+      }
     }
-    std::cout << "families (model.name, depth from model.depth):\n";
-    for (const auto& f : models::model_families()) {
-      std::cout << "  " << std::left << std::setw(18) << f.first << f.second << "\n";
-    }
-    std::cout << "segmentation (model.name with task.kind = segmentation, on per-frame features):\n"
-              << "  " << std::left << std::setw(18) << "mstcn"
-              << "MS-TCN (Farha and Gall 2019): model.tcn_stages x tcn_layers dilated layers x tcn_channels maps\n"
-              << "  " << std::left << std::setw(18) << "mucon"
-              << "MuCon (thesis ch. 9): a dilated backbone, a frame classifier and a segment decoder (model.mucon_*)\n";
   });
   auto args = std::make_shared<InfoArgs>();
   auto* info = model->add_subcommand("info", "Per-stage output shapes, parameters and GFLOPs");

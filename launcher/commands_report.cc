@@ -255,9 +255,9 @@ void run_cluster(const ClusterArgs& a) {
   }
   const KMeansResult r =
       kmeans(in.features, KMeansOptions(a.k)
-                              .restarts(a.restarts)
-                              .max_iterations(a.max_iterations)
-                              .seed(static_cast<uint64_t>(a.seed)));
+                              .set_restarts(a.restarts)
+                              .set_max_iterations(a.max_iterations)
+                              .set_seed(static_cast<uint64_t>(a.seed)));
   std::vector<int64_t> sizes(static_cast<size_t>(a.k), 0);
   for (int64_t c : r.assignments) ++sizes[c];
 

@@ -18,6 +18,7 @@
 #include "models/sct.h"
 #include "pipeline/segmentation_data.h"
 #include "train/bench.h"
+#include "train/registry.h"
 #include "train/segmentation_metrics.h"
 #include "train/table.h"
 
@@ -25,10 +26,10 @@ namespace holo::cli {
 
 bool segmentation_model_info(const std::string& target, const std::vector<std::string>& overrides, int64_t classes) {
   const bool is_file = std::filesystem::exists(target);
-  if (!is_file && target != "mstcn" && target != "mucon" && target != "sct") return false;
+  if (!is_file && train::segmentation_networks().find(target) == nullptr) return false;
   const Recipe r = is_file ? load_recipe(target, overrides)
                            : parse_recipe("[model]\nname = \"" + target + "\"\n", target, overrides);
-  if (r.model.name != "mstcn" && r.model.name != "mucon" && r.model.name != "sct") return false;
+  if (train::segmentation_networks().find(r.model.name) == nullptr) return false;
   int64_t in_dim = 2048, n = classes > 0 ? classes : 48;
   std::string from = classes > 0 ? "--classes" : "D = 2048 and 48 classes, the defaults";
   if (is_file && r.data.dataset == "mstcn" && classes <= 0) {

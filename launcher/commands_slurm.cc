@@ -46,7 +46,7 @@ void submit_command(const SubmitFlags& f) {
   pipeline::check_data(recipe, pipeline::splits_for(recipe, "all"));
 
   const auto result = slurm::submit(
-      recipe, slurm::SubmitOptions().holo_binary(f.holo_binary).dry_run(f.dry_run));
+      recipe, slurm::SubmitOptions().set_holo_binary(f.holo_binary).set_dry_run(f.dry_run));
   if (f.dry_run) {
     std::cout << result.script;
     return;

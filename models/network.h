@@ -5,12 +5,14 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/recipe.h"
+#include "core/registry.h"
 
 namespace holo::models {
 
@@ -67,6 +69,30 @@ class NetworkImpl : public torch::nn::Module {
 std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
                                            const std::vector<int64_t>& head_sizes);
 
+/// Builds a family's network from resolved options and the head sizes.
+using NetworkBuilder =
+    std::function<std::shared_ptr<NetworkImpl>(const holo::ModelOptions&, const std::vector<int64_t>& head_sizes)>;
+
+/// One clip network under model.name (core/registry.h): a family, which builds, or a named
+/// preset, which selects a family and fixes its depth.
+struct NetworkEntry {
+  std::string family;         ///< preset: the family it selects; "" for a family
+  int64_t depth = 0;          ///< preset: the depth it fixes
+  bool sgs = false;           ///< preset: turns SGS on (the *_atfr presets); family: allows SGS
+  double width_factor = 1.0;  ///< preset: multiplies model.width (X3D-XL)
+  bool stc = false;           ///< family: allows STC blocks (model.stc)
+  bool forces_stc = false;    ///< family: always has them (stc_resnet, stc_resnext)
+  std::vector<int64_t> depths;  ///< family: the depths it accepts, when not a ResNet's
+  std::string depth_rule;       ///< family: why (for the message)
+  NetworkBuilder build;         ///< family
+};
+using NetworkRegistry = holo::Registry<NetworkEntry>;
+
+/// The clip networks: adding one is its files and a line in models/network.cc's add_networks.
+const NetworkRegistry& networks();
+/// Registers them under model.name; train/registry.h calls it.
+void register_networks();
+
 /// A named preset of `holo model list`.
 struct ModelPreset {
   std::string name;         ///< "r3d18", "stc_resnext101", "hatnet_r50", ...
@@ -75,10 +101,10 @@ struct ModelPreset {
   bool sgs;                 ///< turns SGS on (the *_atfr presets)
   std::string description;  ///< one line
 };
-/// Every preset, in `holo model list` order.
-const std::vector<ModelPreset>& model_presets();
-/// Families accepted as model.name, with one line each.
-const std::vector<std::pair<std::string, std::string>>& model_families();
+/// Every preset, in `holo model list` order (a view of networks()).
+std::vector<ModelPreset> model_presets();
+/// Families accepted as model.name, with one line each (a view of networks()).
+std::vector<std::pair<std::string, std::string>> model_families();
 
 /// options with a preset expanded into family, depth and SGS, and checked: the result's name
 /// is always a family. Throws holo::RecipeError naming the key at fault.

@@ -20,6 +20,7 @@
 
 #include "core/env.h"
 #include "core/error.h"
+#include "core/registry.h"
 #include "core/shell.h"
 #include "core/time.h"
 #include "pipeline/clip.h"
@@ -436,8 +437,8 @@ LoaderBench plan_loader_bench(const LoaderBenchOptions& a) {
   if (a.batch < 1 || a.frames < 1 || a.stride < 1 || a.size < 8) {
     throw UsageError("bench loader: --batch, --frames and --stride must be >= 1 and --size >= 8");
   }
-  if (a.decode != "cpu" && a.decode != "nvdec" && a.decode != "auto") {
-    throw UsageError("bench loader: --decode must be cpu, nvdec or auto, not '" + a.decode + "'");
+  if (!is_decode_device(a.decode)) {
+    throw UsageError("bench loader: --decode must be one of " + registered_list("decode.device") + ", not '" + a.decode + "'");
   }
   return b;
 }

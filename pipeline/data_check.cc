@@ -7,14 +7,13 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/registry.h"
+#include "pipeline/dataset.h"
 
 namespace holo::pipeline {
 namespace {
 
 namespace fs = std::filesystem;
-
-/// The dataset formats data.dataset accepts, "synth" included.
-const std::vector<std::string> kFormats = {"kinetics", "list", "ucf101", "hmdb51", "hvu", "folder", "synth", "mstcn"};
 
 std::string lower_trimmed(std::string s) {
   const auto b = s.find_first_not_of(" \t\r\"");
@@ -91,10 +90,9 @@ std::vector<std::string> splits_for(const Recipe& recipe, const std::string& com
 void check_data(const Recipe& r, const std::vector<std::string>& splits) {
   const DataOptions& d = r.data;
   if (!r.key_sources.count("data.dataset")) {
-    std::string formats;
-    for (const auto& f : kFormats) formats += (formats.empty() ? "" : ", ") + f;
+    register_datasets();
     fail_at(r, "data.dataset",
-            "the recipe names no dataset: set data.dataset to one of " + formats +
+            "the recipe names no dataset: set data.dataset to one of " + registered_list("data.dataset") +
                 " (\"synth\" makes synthetic videos; it is never chosen for you)");
   }
   if (d.dataset == "synth") return;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -19,6 +20,7 @@
 #include "core/env.h"
 #include "core/error.h"
 #include "core/recipe.h"
+#include "core/registry.h"
 #include "pipeline/decoder.h"
 #include "pipeline/probe.h"
 #include "pipeline/random.h"
@@ -567,9 +569,8 @@ Index read_folder(const DataOptions& d, const std::map<std::string, ProbeResult>
 
 /// The synthetic dataset's folder, made once (atomically, so that several ranks or runs can
 /// ask at the same time) and then re-used.
-std::string ensure_synth(const Recipe& r) {
-  const DataOptions& d = r.data;
-  const std::string key = d.synth_kind + "-seed" + std::to_string(r.run.seed) + "-v" + std::to_string(d.synth_videos) +
+std::string ensure_synth(const DataOptions& d, uint64_t seed) {
+  const std::string key = d.synth_kind + "-seed" + std::to_string(seed) + "-v" + std::to_string(d.synth_videos) +
                           "-c" + std::to_string(d.synth_classes) + "-f" + std::to_string(d.synth_frames);
   const fs::path dir = d.root.empty() ? fs::absolute(fs::path(env::cache_dir()) / "synth" / key) : fs::absolute(d.root);
   std::error_code ec;
@@ -580,7 +581,7 @@ std::string ensure_synth(const Recipe& r) {
   synthesize(SynthOptions()
                  .set_kind(d.synth_kind)
                  .set_out(tmp.string())
-                 .set_seed(static_cast<uint64_t>(r.run.seed))
+                 .set_seed(seed)
                  .set_videos(d.synth_videos)
                  .set_classes(d.synth_classes)
                  .set_frames(d.synth_frames));
@@ -696,52 +697,79 @@ int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info) {
   return record.frames;
 }
 
-std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& split) {
+namespace {
+
+/// One data.dataset: how a split's annotations are read into records (none: not videos).
+struct DatasetFormat {
+  std::function<Index(const DataOptions&, const std::string& split, const std::map<std::string, ProbeResult>* manifest)> read;
+};
+
+/// data.dataset: every annotation format. "synth" is made on demand by make_dataset and read as
+/// kinetics or hvu; "mstcn" (per-frame features) is read by pipeline/segmentation_data.h.
+const Registry<DatasetFormat>& dataset_formats() {
+  static const Registry<DatasetFormat> registry = [] {
+    using Manifest = const std::map<std::string, ProbeResult>*;
+    Registry<DatasetFormat> r("data.dataset", "dataset format");
+    r.add("kinetics", "Kinetics CSV (label, youtube_id, time_start, time_end, split); clips <id>_<start>_<end>",
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_kinetics(d, split); }});
+    r.add("list", "a list of `path label` lines (an integer or a name; none: unlabeled)",
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_list(d, split); }});
+    r.add("ucf101", "UCF101's classInd.txt (data.class_index) and trainlist0N/testlist0N (data.split)",
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_ucf101(d, split); }});
+    r.add("hmdb51", "HMDB51's folder of <class>_test_split<N>.txt files (1 train, 2 test)",
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hmdb51(d, split); }});
+    r.add("hvu", "HVU CSV (Tags, youtube_id, time_start, time_end) and its Tag,Category file (data.categories); multi-label",
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hvu(d, split); }});
+    r.add("folder", "every video under data.root, judged by its content; unlabeled",
+          {[](const DataOptions& d, const std::string&, Manifest m) { return read_folder(d, m); }});
+    r.add("synth", "synthetic videos (data.synth_kind motion or hvu) made once in the cache, read as kinetics or hvu",
+          {});
+    r.add("mstcn", "per-frame features in MS-TCN's layout (features/, groundTruth/, mapping.txt, splits/); task.kind = segmentation",
+          {});
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace
+
+void register_datasets() { dataset_formats(); }
+
+std::shared_ptr<Dataset> make_dataset(const DataOptions& d, uint64_t seed, const std::string& split) {
   if (split != "train" && split != "val" && split != "test") {
     throw Error("dataset split must be train, val or test, not '" + split + "'");
   }
-  const DataOptions& d = recipe.data;
   if (d.dataset == "synth") {
-    const std::string dir = ensure_synth(recipe);
-    Recipe r = recipe;
-    r.data.dataset = d.synth_kind == "hvu" ? "hvu" : "kinetics";
-    r.data.root = (fs::path(dir) / "videos").string();
-    r.data.layout = d.synth_kind == "hvu" ? "flat" : "auto";  // auto: the unlabeled test list finds its files too
-    r.data.name_times = "seconds";
-    r.data.extension = ".mp4";
+    const std::string dir = ensure_synth(d, seed);
+    DataOptions r = d;
+    r.dataset = d.synth_kind == "hvu" ? "hvu" : "kinetics";
+    r.root = (fs::path(dir) / "videos").string();
+    r.layout = d.synth_kind == "hvu" ? "flat" : "auto";  // auto: the unlabeled test list finds its files too
+    r.name_times = "seconds";
+    r.extension = ".mp4";
     if (d.synth_kind == "hvu") {
-      r.data.train = (fs::path(dir) / "HVU_Train_V1.0.csv").string();
-      r.data.val = (fs::path(dir) / "HVU_Val_V1.0.csv").string();
-      r.data.test = r.data.val;
-      r.data.categories = (fs::path(dir) / "HVU_Tags_Categories_V1.0.csv").string();
+      r.train = (fs::path(dir) / "HVU_Train_V1.0.csv").string();
+      r.val = (fs::path(dir) / "HVU_Val_V1.0.csv").string();
+      r.test = r.val;
+      r.categories = (fs::path(dir) / "HVU_Tags_Categories_V1.0.csv").string();
     } else {
-      r.data.train = (fs::path(dir) / "train.csv").string();
-      r.data.val = (fs::path(dir) / "val.csv").string();
-      r.data.test = (fs::path(dir) / "test.csv").string();
+      r.train = (fs::path(dir) / "train.csv").string();
+      r.val = (fs::path(dir) / "val.csv").string();
+      r.test = (fs::path(dir) / "test.csv").string();
     }
-    auto ds = make_dataset(r, split);
+    auto ds = make_dataset(r, seed, split);
     return std::make_shared<Dataset>("synth:" + split, ds->records(), ds->class_names(), ds->categories(), ds->missing(),
                                      ds->known_bad());
   }
   // Read once: the folder scan asks it which files are videos, the records what they hold.
   std::map<std::string, ProbeResult> manifest;
   if (!d.manifest.empty()) manifest = read_manifest(d.manifest);
-  Index index;
-  if (d.dataset == "kinetics") {
-    index = read_kinetics(d, split);
-  } else if (d.dataset == "hvu") {
-    index = read_hvu(d, split);
-  } else if (d.dataset == "list") {
-    index = read_list(d, split);
-  } else if (d.dataset == "ucf101") {
-    index = read_ucf101(d, split);
-  } else if (d.dataset == "hmdb51") {
-    index = read_hmdb51(d, split);
-  } else if (d.dataset == "folder") {
-    index = read_folder(d, d.manifest.empty() ? nullptr : &manifest);
-  } else {
-    throw Error("data.dataset '" + d.dataset + "' is not a known dataset format");
+  const DatasetFormat& format = dataset_formats().at(d.dataset);
+  if (!format.read) {
+    throw RecipeError("[data]", 0, 0, "data.dataset",
+                      "'" + d.dataset + "' holds per-frame features, not videos: it trains with task.kind = \"segmentation\"");
   }
+  Index index = format.read(d, split, d.manifest.empty() ? nullptr : &manifest);
   const std::string name = d.dataset + ":" + split;
   if (index.duplicates > 0) {
     spdlog::warn("{}: {} annotation entries repeat an earlier video id and were skipped", name, index.duplicates);
@@ -754,7 +782,7 @@ std::shared_ptr<Dataset> make_dataset(const Recipe& recipe, const std::string& s
     // A stable subset: each record is kept when a hash of its id falls below the fraction.
     std::vector<VideoRecord> kept;
     for (auto& r : index.records) {
-      const uint64_t h = mix_seed(XXH64(r.id.data(), r.id.size(), 0), static_cast<uint64_t>(recipe.run.seed));
+      const uint64_t h = mix_seed(XXH64(r.id.data(), r.id.size(), 0), seed);
       if (static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0) < d.fraction) kept.push_back(std::move(r));
     }
     index.records = std::move(kept);

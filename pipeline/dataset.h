@@ -27,9 +27,7 @@
 #include <string>
 #include <vector>
 
-namespace holo {
-struct Recipe;
-}
+#include "core/recipe.h"
 
 namespace holo::pipeline {
 
@@ -110,7 +108,14 @@ std::string below_readable_fraction(const std::string& shortfall, int64_t frames
 /// Reads the dataset of `split` ("train", "val" or "test") as the recipe describes. Throws
 /// holo::RecipeError-like holo::Error naming the key when a needed file is not set, and
 /// holo::IoError naming the file and line for a malformed annotation.
-std::shared_ptr<Dataset> make_dataset(const holo::Recipe& recipe, const std::string& split);
+std::shared_ptr<Dataset> make_dataset(const DataOptions& data, uint64_t seed, const std::string& split);
+inline std::shared_ptr<Dataset> make_dataset(const holo::Recipe& recipe, const std::string& split) {
+  return make_dataset(recipe.data, static_cast<uint64_t>(recipe.run.seed), split);
+}
+
+/// Registers the annotation formats under data.dataset (core/registry.h); train/registry.h
+/// calls it.
+void register_datasets();
 
 /// Splits one CSV line (RFC 4180 quoting: "a, b" and "" inside quotes) into fields.
 std::vector<std::string> split_csv_line(const std::string& line);

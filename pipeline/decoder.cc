@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <mutex>
 #include <set>
 
+#include "core/registry.h"
 #include "holo/build_config.h"
 #include "pipeline/cpu_decoder.h"
 #if HOLO_WITH_NVDEC
@@ -37,30 +39,57 @@ NvdecAvailability nvdec_availability(int gpu) {
 #endif
 }
 
-std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const DecoderOptions& options) {
-  const std::string& device = options.device;
-  if (device != "cpu" && device != "nvdec" && device != "auto") {
-    throw Error("decode.device must be cpu, nvdec or auto, not '" + device + "'");
-  }
-  if (device != "cpu") {
-    const NvdecAvailability nvdec = nvdec_availability(options.gpu);
-    if (!nvdec.available) {
-      if (device == "nvdec") throw Error("decode.device = \"nvdec\" but NVDEC is unavailable: " + nvdec.reason);
-      log_once("auto", "decode.device = auto: decoding on the CPU (" + nvdec.reason + ")");
-      return CpuDecoder::open(path, options.threads, options.conversion_threads);
-    }
-#if HOLO_WITH_NVDEC
-    try {
-      auto d = NvdecDecoder::open(path, options.gpu, options.threads, options.conversion_threads);
-      log_once("nvdec", "decoding with NVDEC on GPU " + std::to_string(options.gpu));
-      return d;
-    } catch (const NvdecUnsupported& e) {
-      log_once(std::string("codec:") + e.what(), std::string(e.what()) + "; decoding such files on the CPU");
-      return CpuDecoder::open(path, options.threads, options.conversion_threads);
-    }
-#endif
-  }
+namespace {
+
+using DecoderFactory = std::function<std::unique_ptr<VideoDecoder>(const std::string& path, const DecoderOptions&)>;
+
+std::unique_ptr<VideoDecoder> open_cpu(const std::string& path, const DecoderOptions& options) {
   return CpuDecoder::open(path, options.threads, options.conversion_threads);
+}
+
+/// NVDEC where it can be opened; otherwise the CPU (`fall_back`, logged once) or an error.
+std::unique_ptr<VideoDecoder> open_gpu(const std::string& path, const DecoderOptions& options, bool fall_back) {
+  const NvdecAvailability nvdec = nvdec_availability(options.gpu);
+  if (!nvdec.available) {
+    if (!fall_back) throw Error("decode.device = \"nvdec\" but NVDEC is unavailable: " + nvdec.reason);
+    log_once("auto", "decode.device = auto: decoding on the CPU (" + nvdec.reason + ")");
+    return open_cpu(path, options);
+  }
+#if HOLO_WITH_NVDEC
+  try {
+    auto d = NvdecDecoder::open(path, options.gpu, options.threads, options.conversion_threads);
+    log_once("nvdec", "decoding with NVDEC on GPU " + std::to_string(options.gpu));
+    return d;
+  } catch (const NvdecUnsupported& e) {
+    log_once(std::string("codec:") + e.what(), std::string(e.what()) + "; decoding such files on the CPU");
+  }
+#endif
+  return open_cpu(path, options);
+}
+
+/// decode.device: every decoder, registered in every build (a recipe naming nvdec stays valid
+/// where NVDEC is missing, and says why when it opens a video).
+const Registry<DecoderFactory>& decoders() {
+  static const Registry<DecoderFactory> registry = [] {
+    Registry<DecoderFactory> r("decode.device", "decode device");
+    r.add("auto", "NVDEC when a GPU and the hwaccel exist, else the CPU with a logged reason",
+          [](const std::string& path, const DecoderOptions& o) { return open_gpu(path, o, true); });
+    r.add("cpu", "FFmpeg's software decoders", open_cpu);
+    r.add("nvdec", "NVDEC through libavcodec's CUDA hwaccel; an error where it is unavailable",
+          [](const std::string& path, const DecoderOptions& o) { return open_gpu(path, o, false); });
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace
+
+void register_decoders() { decoders(); }
+
+bool is_decode_device(const std::string& name) { return decoders().find(name) != nullptr; }
+
+std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const DecoderOptions& options) {
+  return decoders().at(options.device)(path, options);
 }
 
 void scaled_size(int width, int height, int short_side, int* out_width, int* out_height) {

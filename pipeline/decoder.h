@@ -197,6 +197,11 @@ class VideoDecoder {
 /// that is not a usable video; throws holo::Error when "nvdec" is asked for and unavailable.
 std::unique_ptr<VideoDecoder> open_decoder(const std::string& path, const DecoderOptions& options);
 
+/// Registers the decoders under decode.device (core/registry.h); train/registry.h calls it.
+void register_decoders();
+/// Whether `name` is a registered decode.device.
+bool is_decode_device(const std::string& name);
+
 /// Whether NVDEC can be used in this process, and if not, why (for logs and test skips).
 struct NvdecAvailability {
   bool available = false;

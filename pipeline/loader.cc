@@ -18,20 +18,21 @@ struct ClipLoader::Slot {
   std::exception_ptr error;
 };
 
-ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, LoaderMode mode, int rank, int world_size)
-    : dataset_(std::move(dataset)), recipe_(recipe), mode_(mode), rank_(rank), world_size_(world_size) {
+ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const ClipLoaderOptions& options, LoaderMode mode, int rank,
+                       int world_size)
+    : dataset_(std::move(dataset)), options_(options), mode_(mode), rank_(rank), world_size_(world_size) {
   HOLO_CHECK(dataset_ != nullptr, "ClipLoader needs a dataset");
   HOLO_CHECK(world_size_ >= 1 && rank_ >= 0 && rank_ < world_size_,
              "rank " + std::to_string(rank) + " is not in a world of size " + std::to_string(world_size));
-  batch_size_ = recipe_.loader.batch_size;
-  views_ = mode_ == LoaderMode::kTest ? recipe_.sampling.test_clips * recipe_.sampling.test_crops : 1;
+  batch_size_ = options_.loader.batch_size;
+  views_ = mode_ == LoaderMode::kTest ? options_.clips.sampling.test_clips * options_.clips.sampling.test_crops : 1;
   positions_ = static_cast<int64_t>(dataset_->records().size()) * views_;
-  decoder_options_.device = recipe_.decode.device;
-  decoder_options_.threads = decode_threads_for(recipe_);
-  seed_ = static_cast<uint64_t>(recipe_.run.seed);
-  const int64_t caches = std::max<int64_t>(1, recipe_.loader.workers);
+  decoder_options_.device = options_.decode.device;
+  decoder_options_.threads = decode_threads_for(options_.decode, options_.loader);
+  seed_ = options_.clips.seed;
+  const int64_t caches = std::max<int64_t>(1, options_.loader.workers);
   for (int64_t i = 0; i < caches; ++i) {
-    caches_.push_back(std::make_unique<DecoderCache>(static_cast<size_t>(recipe_.decode.cache_size), decoder_options_));
+    caches_.push_back(std::make_unique<DecoderCache>(static_cast<size_t>(options_.decode.cache_size), decoder_options_));
   }
   memos_.resize(caches_.size());
   if (dataset_->records().empty()) {
@@ -45,21 +46,25 @@ ClipLoader::ClipLoader(std::shared_ptr<Dataset> dataset, const Recipe& recipe, L
   set_epoch(0);
 }
 
-int decode_threads_for(const holo::Recipe& recipe) {
-  if (recipe.decode.threads > 0) return static_cast<int>(recipe.decode.threads);
+ClipLoaderOptions clip_loader_options(const holo::Recipe& recipe) {
+  return ClipLoaderOptions{clip_sampling(recipe), recipe.loader, recipe.decode, recipe.data.max_bad_fraction};
+}
+
+int decode_threads_for(const DecodeOptions& decode, const LoaderOptions& loader) {
+  if (decode.threads > 0) return static_cast<int>(decode.threads);
   if (env::decode_threads() > 0) return env::decode_threads();
   // Every worker decodes its own clips: the cores shared among the workers. FFmpeg's own
   // choice (a thread per core for every open video) oversubscribes the cores W times over and
   // measured 1.5x slower (docs/benchmarks.md, `holo bench loader --decode-threads`).
   const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
-  return static_cast<int>(std::max<int64_t>(1, cores / std::max<int64_t>(1, recipe.loader.workers)));
+  return static_cast<int>(std::max<int64_t>(1, cores / std::max<int64_t>(1, loader.workers)));
 }
 
 ClipLoader::~ClipLoader() { stop_workers(); }
 
 int64_t ClipLoader::total_steps() const {
   const int64_t step = world_size_ * batch_size_;
-  if (mode_ == LoaderMode::kTrain && recipe_.loader.drop_last) return positions_ / step;
+  if (mode_ == LoaderMode::kTrain && options_.loader.drop_last) return positions_ / step;
   return (positions_ + step - 1) / step;
 }
 
@@ -69,7 +74,7 @@ int64_t ClipLoader::steps_from_base() const {
   const int64_t step = world_size_ * batch_size_;
   const int64_t left = positions_ - base_cursor_;
   if (left <= 0) return 0;
-  const bool whole_steps = mode_ == LoaderMode::kTrain && recipe_.loader.drop_last && !complete_;
+  const bool whole_steps = mode_ == LoaderMode::kTrain && options_.loader.drop_last && !complete_;
   return whole_steps ? left / step : (left + step - 1) / step;
 }
 
@@ -115,9 +120,9 @@ void ClipLoader::load_state(const LoaderState& s) {
                  std::to_string(positions_) + " positions (another dataset?)");
   stop_workers();
   seed_ = s.seed;
-  // The clips' draws (train_clip) take the seed from the recipe: the saved one rules them too,
+  // The clips' draws (train_clip) take the seed from the options: the saved one rules them too,
   // whatever run.seed the resumed run's recipe names.
-  recipe_.run.seed = static_cast<decltype(recipe_.run.seed)>(s.seed);
+  options_.clips.seed = s.seed;
   set_epoch(s.epoch);
   base_cursor_ = s.cursor;
   restored_quarantined_ = s.quarantined;
@@ -136,7 +141,7 @@ std::optional<Batch> ClipLoader::next() {
   if (delivered_ >= steps_from_base()) return std::nullopt;
   const int64_t k = delivered_;
   Slot slot;
-  if (recipe_.loader.workers == 0) {
+  if (options_.loader.workers == 0) {
     try {
       slot.batch = build(k, *caches_[0]);
     } catch (...) {
@@ -161,7 +166,7 @@ std::optional<Batch> ClipLoader::next() {
 void ClipLoader::start_workers() {
   stop_ = false;
   next_to_build_ = delivered_;
-  for (int64_t w = 0; w < recipe_.loader.workers; ++w) {
+  for (int64_t w = 0; w < options_.loader.workers; ++w) {
     workers_.emplace_back([this, w] { worker_loop(static_cast<int>(w)); });
   }
 }
@@ -186,7 +191,7 @@ void ClipLoader::worker_loop(int worker) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] {
-        return stop_ || (next_to_build_ < remaining && next_to_build_ < delivered_ + recipe_.loader.prefetch);
+        return stop_ || (next_to_build_ < remaining && next_to_build_ < delivered_ + options_.loader.prefetch);
       });
       if (stop_) return;
       k = next_to_build_++;
@@ -219,7 +224,7 @@ bool ClipLoader::load(int64_t record, int64_t view, DecoderCache& cache, const t
       throw DecodeError(r.path, "truncated: " + d.info().truncation);
     }
     const ClipRequest request =
-        mode_ == LoaderMode::kTrain ? train_clip(recipe_, frames, epoch_, record, view) : test_clip(recipe_, frames, view);
+        mode_ == LoaderMode::kTrain ? train_clip(options_.clips, frames, epoch_, record, view) : test_clip(options_.clips, frames, view);
     if (mode_ == LoaderMode::kTrain) {
       ++clips_decoded_;
       read_clip(d, request, out);
@@ -291,11 +296,11 @@ void ClipLoader::check_bad_fraction() {
   const int64_t quarantined = known_bad + counted_quarantined();
   const int64_t total = static_cast<int64_t>(dataset_->records().size()) + missing + known_bad;
   const int64_t bad = missing + quarantined;
-  if (static_cast<double>(bad) <= recipe_.data.max_bad_fraction * static_cast<double>(total)) return;
+  if (static_cast<double>(bad) <= options_.max_bad_fraction * static_cast<double>(total)) return;
   std::ostringstream os;
   os << dataset_->name() << ": " << bad << " of " << total << " videos (" << (100.0 * bad / total)
      << "%) are missing (" << missing << ") or undecodable (" << quarantined
-     << "), above data.max_bad_fraction = " << recipe_.data.max_bad_fraction;
+     << "), above data.max_bad_fraction = " << options_.max_bad_fraction;
   if (!bad_list_.empty()) os << "; first undecodable: " << bad_list_.front().path << ": " << bad_list_.front().reason;
   if (known_bad > 0) os << "; first marked by the manifest: " << dataset_->known_bad().front();
   if (missing > 0) os << "; first missing: " << dataset_->missing().front();
@@ -319,11 +324,11 @@ torch::Tensor ClipLoader::take_buffer() {
   for (const torch::Tensor& t : buffers_) {
     if (t.storage().use_count() == 1) return t.detach();
   }
-  const int64_t c = recipe_.transform.crop_size;
-  torch::Tensor t = torch::empty({batch_size_, 3, recipe_.sampling.num_frames, c, c});
+  const int64_t c = options_.clips.transform.crop_size;
+  torch::Tensor t = torch::empty({batch_size_, 3, options_.clips.sampling.num_frames, c, c});
   // Enough for the batches in flight (prefetch), those being built and the one being used.
   if (static_cast<int64_t>(buffers_.size()) <
-      recipe_.loader.prefetch + recipe_.loader.workers + 2) {
+      options_.loader.prefetch + options_.loader.workers + 2) {
     buffers_.push_back(t);
     return t.detach();
   }

@@ -47,6 +47,7 @@
 #include "core/recipe.h"
 #include "pipeline/dataset.h"
 #include "pipeline/decoder.h"
+#include "pipeline/sampling.h"
 
 namespace holo::pipeline {
 
@@ -61,11 +62,22 @@ struct Batch {
   double weight = 1.0;
 };
 
-/// Goes into checkpoints; world-size independent.
-/// Decoder threads per open video for a loader of `recipe`: decode.threads, else
-/// HOLO_DECODE_THREADS, else the cores divided among loader.workers (at least 1).
-int decode_threads_for(const holo::Recipe& recipe);
+/// Decoder threads per open video for a loader: decode.threads, else HOLO_DECODE_THREADS, else
+/// the cores divided among loader.workers (at least 1).
+int decode_threads_for(const DecodeOptions& decode, const LoaderOptions& loader);
+inline int decode_threads_for(const holo::Recipe& recipe) { return decode_threads_for(recipe.decode, recipe.loader); }
 
+/// What a ClipLoader reads of a recipe.
+struct ClipLoaderOptions {
+  ClipSampling clips;              ///< [sampling], [transform], run.seed
+  LoaderOptions loader;
+  DecodeOptions decode;
+  double max_bad_fraction = 0.05;  ///< data.max_bad_fraction
+};
+/// The clip loader options of `recipe`.
+ClipLoaderOptions clip_loader_options(const holo::Recipe& recipe);
+
+/// Goes into checkpoints; world-size independent.
 struct LoaderState {
   int64_t epoch = 0;
   int64_t cursor = 0;       ///< global position in this epoch's order already consumed by all ranks together
@@ -84,7 +96,9 @@ struct QuarantineEntry {
 
 class ClipLoader {
  public:
-  ClipLoader(std::shared_ptr<Dataset> dataset, const holo::Recipe& recipe, LoaderMode mode, int rank, int world_size);
+  ClipLoader(std::shared_ptr<Dataset> dataset, const ClipLoaderOptions& options, LoaderMode mode, int rank, int world_size);
+  ClipLoader(std::shared_ptr<Dataset> dataset, const holo::Recipe& recipe, LoaderMode mode, int rank, int world_size)
+      : ClipLoader(std::move(dataset), clip_loader_options(recipe), mode, rank, world_size) {}
   ~ClipLoader();
   ClipLoader(const ClipLoader&) = delete;
   ClipLoader& operator=(const ClipLoader&) = delete;
@@ -156,7 +170,7 @@ class ClipLoader {
   int64_t record_at(int64_t position) const;
 
   std::shared_ptr<Dataset> dataset_;
-  holo::Recipe recipe_;
+  ClipLoaderOptions options_;
   LoaderMode mode_;
   int rank_;
   int world_size_;

@@ -21,10 +21,14 @@ std::vector<int64_t> clip_frames(int64_t frames, int64_t start, int64_t count, i
   return out;
 }
 
-ClipRequest train_clip(const Recipe& recipe, int64_t frames, int64_t epoch, int64_t record, int64_t view) {
-  const auto& s = recipe.sampling;
-  const auto& t = recipe.transform;
-  Rng rng(mix_seed(static_cast<uint64_t>(recipe.run.seed) ^ kClipStream, static_cast<uint64_t>(epoch),
+ClipSampling clip_sampling(const Recipe& recipe) {
+  return ClipSampling{recipe.sampling, recipe.transform, static_cast<uint64_t>(recipe.run.seed)};
+}
+
+ClipRequest train_clip(const ClipSampling& options, int64_t frames, int64_t epoch, int64_t record, int64_t view) {
+  const auto& s = options.sampling;
+  const auto& t = options.transform;
+  Rng rng(mix_seed(options.seed ^ kClipStream, static_cast<uint64_t>(epoch),
                    static_cast<uint64_t>(record), static_cast<uint64_t>(view)));
   const int64_t span = (s.num_frames - 1) * s.stride + 1;
   ClipRequest c;
@@ -41,9 +45,9 @@ ClipRequest train_clip(const Recipe& recipe, int64_t frames, int64_t epoch, int6
   return c;
 }
 
-ClipRequest test_clip(const Recipe& recipe, int64_t frames, int64_t view) {
-  const auto& s = recipe.sampling;
-  const auto& t = recipe.transform;
+ClipRequest test_clip(const ClipSampling& options, int64_t frames, int64_t view) {
+  const auto& s = options.sampling;
+  const auto& t = options.transform;
   const int64_t clip = view / s.test_crops, crop = view % s.test_crops;
   const int64_t span = (s.num_frames - 1) * s.stride + 1;
   const int64_t free = std::max<int64_t>(0, frames - span);

@@ -14,11 +14,18 @@
 #include <cstdint>
 #include <vector>
 
-namespace holo {
-struct Recipe;
-}
+#include "core/recipe.h"
 
 namespace holo::pipeline {
+
+/// What clip sampling reads of a recipe: its [sampling] and [transform] tables and run.seed.
+struct ClipSampling {
+  SamplingOptions sampling;
+  TransformOptions transform;
+  uint64_t seed = 0;
+};
+/// The clip sampling of `recipe`.
+ClipSampling clip_sampling(const Recipe& recipe);
 
 /// One clip to read from a video.
 struct ClipRequest {
@@ -41,10 +48,16 @@ std::vector<int64_t> clip_frames(int64_t frames, int64_t start, int64_t count, i
 
 /// The training clip of `record` in `epoch` for `view` (0 for the regular draw; a replacement
 /// for a quarantined sample uses 1, 2, ...), for a video of `frames` frames.
-ClipRequest train_clip(const Recipe& recipe, int64_t frames, int64_t epoch, int64_t record, int64_t view);
+ClipRequest train_clip(const ClipSampling& options, int64_t frames, int64_t epoch, int64_t record, int64_t view);
+inline ClipRequest train_clip(const Recipe& recipe, int64_t frames, int64_t epoch, int64_t record, int64_t view) {
+  return train_clip(clip_sampling(recipe), frames, epoch, record, view);
+}
 
 /// The test clip `view` (= clip * test_crops + crop) of a video of `frames` frames.
-ClipRequest test_clip(const Recipe& recipe, int64_t frames, int64_t view);
+ClipRequest test_clip(const ClipSampling& options, int64_t frames, int64_t view);
+inline ClipRequest test_clip(const Recipe& recipe, int64_t frames, int64_t view) {
+  return test_clip(clip_sampling(recipe), frames, view);
+}
 
 /// The permutation of [0, n) for `epoch` (Fisher-Yates with the Rng of random.h).
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);

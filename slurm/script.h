@@ -37,22 +37,12 @@ struct RunFiles {
 
 /// What the script needs besides the recipe.
 struct ScriptOptions {
-  ScriptOptions(std::string holo_binary, std::string run_dir)
-      : holo_binary_(std::move(holo_binary)), run_dir_(std::move(run_dir)) {}
-  /// Absolute path of the `holo` executable the workers run (must exist on every node).
-  ScriptOptions& holo_binary(std::string v) { holo_binary_ = std::move(v); return *this; }
-  const std::string& holo_binary() const { return holo_binary_; }
-  /// Absolute run directory; the job's recipe is `<run dir>/slurm/recipe.toml`.
-  ScriptOptions& run_dir(std::string v) { run_dir_ = std::move(v); return *this; }
-  const std::string& run_dir() const { return run_dir_; }
-  /// Text for the script's header comment: where the recipe came from.
-  ScriptOptions& origin(std::string v) { origin_ = std::move(v); return *this; }
-  const std::string& origin() const { return origin_; }
+  ScriptOptions(std::string holo, std::string run) : holo_binary(std::move(holo)), run_dir(std::move(run)) {}
+  std::string holo_binary;  ///< absolute path of the `holo` executable the workers run (must exist on every node)
+  std::string run_dir;      ///< absolute run directory; the job's recipe is `<run dir>/slurm/recipe.toml`
+  std::string origin;       ///< text for the script's header comment: where the recipe came from
 
- private:
-  std::string holo_binary_;
-  std::string run_dir_;
-  std::string origin_;
+  ScriptOptions& set_origin(std::string v) { origin = std::move(v); return *this; }
 };
 
 /// `s` as one word for a POSIX shell: single-quoted, with each `'` written as `'\''`. Safe for

@@ -83,13 +83,13 @@ SubmitResult submit(Recipe recipe, const SubmitOptions& options) {
   result.run_dir = fs::absolute(run_dir_path(recipe)).lexically_normal().string();
   while (result.run_dir.size() > 1 && result.run_dir.back() == '/') result.run_dir.pop_back();
   recipe.run.dir = result.run_dir;
-  const std::string holo = options.holo_binary().empty() ? this_executable() : options.holo_binary();
+  const std::string holo = options.holo_binary.empty() ? this_executable() : options.holo_binary;
 
   std::string origin;
   for (const auto& s : recipe.sources) origin += (origin.empty() ? "" : ", ") + s;
   for (const auto& o : recipe.overrides) origin += " --set " + o;
-  result.script = build_script(recipe, ScriptOptions(holo, result.run_dir).origin(origin));
-  if (options.dry_run()) return result;
+  result.script = build_script(recipe, ScriptOptions(holo, result.run_dir).set_origin(origin));
+  if (options.dry_run) return result;
 
   const RunFiles files(result.run_dir);
   std::error_code ec;

@@ -19,16 +19,11 @@ void apply_flag(Recipe& recipe, const std::string& path, const Value& value, con
 
 /// How `submit()` runs.
 struct SubmitOptions {
-  /// Absolute path of the `holo` executable the job runs; empty: this process's executable.
-  SubmitOptions& holo_binary(std::string v) { holo_binary_ = std::move(v); return *this; }
-  const std::string& holo_binary() const { return holo_binary_; }
-  /// Only build and return the script: no file is written and nothing is submitted.
-  SubmitOptions& dry_run(bool v) { dry_run_ = v; return *this; }
-  bool dry_run() const { return dry_run_; }
+  std::string holo_binary;  ///< absolute path of the `holo` executable the job runs; empty: this process's executable
+  bool dry_run = false;     ///< only build and return the script: no file is written and nothing is submitted
 
- private:
-  std::string holo_binary_;
-  bool dry_run_ = false;
+  SubmitOptions& set_holo_binary(std::string v) { holo_binary = std::move(v); return *this; }
+  SubmitOptions& set_dry_run(bool v) { dry_run = v; return *this; }
 };
 
 struct SubmitResult {

@@ -144,7 +144,7 @@ std::vector<double> update_centres(const FeatureMatrix& x, int64_t k,
 }  // namespace
 
 KMeansResult kmeans(const FeatureMatrix& x, const KMeansOptions& options) {
-  const int64_t n = x.rows, d = x.cols, k = options.k();
+  const int64_t n = x.rows, d = x.cols, k = options.k;
   if (n <= 0 || d <= 0 || static_cast<int64_t>(x.values.size()) != n * d) {
     throw Error("k-means: need a non-empty feature matrix, got " + std::to_string(n) + " x " +
                 std::to_string(d) + " with " + std::to_string(x.values.size()) + " values");
@@ -165,18 +165,18 @@ KMeansResult kmeans(const FeatureMatrix& x, const KMeansOptions& options) {
     for (int64_t i = 0; i < n; ++i) sq += (x.row(i)[j] - mean) * (x.row(i)[j] - mean);
     mean_variance += sq / n;
   }
-  const double tol = options.tolerance() * mean_variance / d;
+  const double tol = options.tolerance * mean_variance / d;
 
   KMeansResult best;
   best.inertia = std::numeric_limits<double>::infinity();
-  for (int64_t start = 0; start < std::max<int64_t>(1, options.restarts()); ++start) {
-    std::mt19937_64 rng(options.seed() * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(start));
+  for (int64_t start = 0; start < std::max<int64_t>(1, options.restarts); ++start) {
+    std::mt19937_64 rng(options.seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(start));
     std::vector<double> centres = kmeans_plus_plus(x, k, rng);
     std::vector<int64_t> labels(static_cast<size_t>(n)), next(static_cast<size_t>(n));
     std::vector<double> distances(static_cast<size_t>(n));
     double inertia = assign(x, centres, k, labels, distances);
     int64_t iterations = 0;
-    for (int64_t it = 1; it <= options.max_iterations(); ++it) {
+    for (int64_t it = 1; it <= options.max_iterations; ++it) {
       std::vector<double> moved = update_centres(x, k, labels, distances);
       double shift = 0.0;
       for (size_t j = 0; j < moved.size(); ++j) shift += (moved[j] - centres[j]) * (moved[j] - centres[j]);

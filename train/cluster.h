@@ -19,30 +19,18 @@ struct FeatureMatrix {
 };
 
 struct KMeansOptions {
-  explicit KMeansOptions(int64_t k) : k_(k) {}
-  /// Number of clusters (required, 1 <= k <= rows).
-  KMeansOptions& k(int64_t v) { k_ = v; return *this; }
-  int64_t k() const { return k_; }
-  /// Independent k-means++ starts; the one with the lowest inertia wins.
-  KMeansOptions& restarts(int64_t v) { restarts_ = v; return *this; }
-  int64_t restarts() const { return restarts_; }
-  /// Lloyd iterations per start at most.
-  KMeansOptions& max_iterations(int64_t v) { max_iterations_ = v; return *this; }
-  int64_t max_iterations() const { return max_iterations_; }
+  explicit KMeansOptions(int64_t clusters) : k(clusters) {}
+  int64_t k;                     ///< number of clusters (required, 1 <= k <= rows)
+  int64_t restarts = 10;         ///< independent k-means++ starts; the one with the lowest inertia wins
+  int64_t max_iterations = 300;  ///< Lloyd iterations per start at most
   /// Stop when the centroids move less than tolerance * (mean per-feature variance), summed
   /// squared, as scikit-learn's `tol`.
-  KMeansOptions& tolerance(double v) { tolerance_ = v; return *this; }
-  double tolerance() const { return tolerance_; }
-  /// Seed of every random draw; same data and seed give the same result.
-  KMeansOptions& seed(uint64_t v) { seed_ = v; return *this; }
-  uint64_t seed() const { return seed_; }
+  double tolerance = 1e-4;
+  uint64_t seed = 0;             ///< seed of every random draw; same data and seed give the same result
 
- private:
-  int64_t k_;
-  int64_t restarts_ = 10;
-  int64_t max_iterations_ = 300;
-  double tolerance_ = 1e-4;
-  uint64_t seed_ = 0;
+  KMeansOptions& set_restarts(int64_t v) { restarts = v; return *this; }
+  KMeansOptions& set_max_iterations(int64_t v) { max_iterations = v; return *this; }
+  KMeansOptions& set_seed(uint64_t v) { seed = v; return *this; }
 };
 
 struct KMeansResult {

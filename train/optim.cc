@@ -2,11 +2,13 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <map>
 #include <sstream>
 #include <type_traits>
 
 #include "core/error.h"
+#include "core/registry.h"
 
 namespace holo::train {
 namespace {
@@ -26,7 +28,91 @@ Key key_of(const torch::Tensor& p) {
   }
 }
 
+using StateMap = std::map<std::string, torch::Tensor>;
+
 }  // namespace
+
+/// One optim.name: how it is built over the two parameter groups (with and without weight
+/// decay), and how one parameter's state is written to and read from named buffers.
+struct OptimiserKind {
+  std::function<std::unique_ptr<torch::optim::Optimizer>(const OptimOptions&, std::vector<torch::Tensor> decay,
+                                                         std::vector<torch::Tensor> no_decay)>
+      make;
+  std::function<void(const torch::optim::OptimizerParamState&, const std::string& prefix, NamedTensors& out)> save;
+  std::function<std::unique_ptr<torch::optim::OptimizerParamState>(
+      const StateMap& buffers, const std::function<torch::Tensor(const torch::Tensor&)>& to_param)>
+      load;
+};
+
+namespace {
+
+/// The two groups of `Options` (the second without weight decay), the empty ones left out.
+template <class Options>
+std::vector<torch::optim::OptimizerParamGroup> param_groups(const Options& base, std::vector<torch::Tensor> decay,
+                                                            std::vector<torch::Tensor> no_decay) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(std::move(decay), std::make_unique<Options>(base));
+  auto nd = base;
+  nd.weight_decay(0);
+  if (!no_decay.empty()) groups.emplace_back(std::move(no_decay), std::make_unique<Options>(nd));
+  return groups;
+}
+
+OptimiserKind sgd() {
+  OptimiserKind k;
+  k.make = [](const OptimOptions& o, std::vector<torch::Tensor> decay, std::vector<torch::Tensor> no_decay) {
+    auto base = torch::optim::SGDOptions(o.lr).momentum(o.momentum).nesterov(o.nesterov && o.momentum > 0).weight_decay(o.weight_decay);
+    return std::unique_ptr<torch::optim::Optimizer>(
+        std::make_unique<torch::optim::SGD>(param_groups(base, std::move(decay), std::move(no_decay)), base));
+  };
+  k.save = [](const torch::optim::OptimizerParamState& state, const std::string& prefix, NamedTensors& out) {
+    const auto& s = static_cast<const torch::optim::SGDParamState&>(state);
+    if (s.momentum_buffer().defined()) out.emplace_back(prefix + "momentum_buffer", s.momentum_buffer());
+  };
+  k.load = [](const StateMap& buffers, const std::function<torch::Tensor(const torch::Tensor&)>& to_param) {
+    auto s = std::make_unique<torch::optim::SGDParamState>();
+    s->momentum_buffer(to_param(buffers.at("momentum_buffer")));
+    return std::unique_ptr<torch::optim::OptimizerParamState>(std::move(s));
+  };
+  return k;
+}
+
+OptimiserKind adamw() {
+  OptimiserKind k;
+  k.make = [](const OptimOptions& o, std::vector<torch::Tensor> decay, std::vector<torch::Tensor> no_decay) {
+    auto base = torch::optim::AdamWOptions(o.lr).betas({o.betas.at(0), o.betas.at(1)}).eps(o.eps).weight_decay(o.weight_decay);
+    return std::unique_ptr<torch::optim::Optimizer>(
+        std::make_unique<torch::optim::AdamW>(param_groups(base, std::move(decay), std::move(no_decay)), base));
+  };
+  k.save = [](const torch::optim::OptimizerParamState& state, const std::string& prefix, NamedTensors& out) {
+    const auto& s = static_cast<const torch::optim::AdamWParamState&>(state);
+    out.emplace_back(prefix + "step", torch::tensor(s.step(), torch::kInt64));
+    out.emplace_back(prefix + "exp_avg", s.exp_avg());
+    out.emplace_back(prefix + "exp_avg_sq", s.exp_avg_sq());
+  };
+  k.load = [](const StateMap& buffers, const std::function<torch::Tensor(const torch::Tensor&)>& to_param) {
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(buffers.at("step").item<int64_t>());
+    s->exp_avg(to_param(buffers.at("exp_avg")));
+    s->exp_avg_sq(to_param(buffers.at("exp_avg_sq")));
+    return std::unique_ptr<torch::optim::OptimizerParamState>(std::move(s));
+  };
+  return k;
+}
+
+const Registry<OptimiserKind>& optimisers() {
+  static const Registry<OptimiserKind> registry = [] {
+    Registry<OptimiserKind> r("optim.name", "optimiser");
+    r.add("sgd", "SGD with momentum (optim.momentum) and Nesterov momentum (optim.nesterov)", sgd());
+    r.add("adamw", "AdamW (optim.betas, optim.eps), weight decay decoupled", adamw());
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace
+
+void register_optimisers() { optimisers(); }
 
 Optimizer::Optimizer(const OptimOptions& options, const NamedTensors& params)
     : options_(options) {
@@ -41,31 +127,8 @@ Optimizer::Optimizer(const OptimOptions& options, const NamedTensors& params)
     }
   }
   HOLO_CHECK(!params_.empty(), std::string("the optimiser has no trainable parameters"));
-  if (options.name == "sgd") {
-    auto base = torch::optim::SGDOptions(options.lr)
-                    .momentum(options.momentum)
-                    .nesterov(options.nesterov && options.momentum > 0)
-                    .weight_decay(options.weight_decay);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::SGDOptions>(base));
-    auto nd = base;
-    nd.weight_decay(0);
-    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::SGDOptions>(nd));
-    optimizer_ = std::make_unique<torch::optim::SGD>(std::move(groups), base);
-  } else if (options.name == "adamw") {
-    auto base = torch::optim::AdamWOptions(options.lr)
-                    .betas({options.betas.at(0), options.betas.at(1)})
-                    .eps(options.eps)
-                    .weight_decay(options.weight_decay);
-    std::vector<torch::optim::OptimizerParamGroup> groups;
-    if (!decay.empty()) groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(base));
-    auto nd = base;
-    nd.weight_decay(0);
-    if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(nd));
-    optimizer_ = std::make_unique<torch::optim::AdamW>(std::move(groups), base);
-  } else {
-    throw Error("unknown optimiser '" + options.name + "'");
-  }
+  kind_ = &optimisers().at(options.name);
+  optimizer_ = kind_->make(options, std::move(decay), std::move(no_decay));
 }
 
 void Optimizer::set_lr(double lr) {
@@ -81,15 +144,7 @@ NamedTensors Optimizer::state() const {
     auto it = st.find(key_of(p));
     if (it == st.end()) continue;
     const std::string prefix = "optim." + name + ".";
-    if (options_.name == "sgd") {
-      const auto& s = static_cast<const torch::optim::SGDParamState&>(*it->second);
-      if (s.momentum_buffer().defined()) out.emplace_back(prefix + "momentum_buffer", s.momentum_buffer());
-    } else {
-      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*it->second);
-      out.emplace_back(prefix + "step", torch::tensor(s.step(), torch::kInt64));
-      out.emplace_back(prefix + "exp_avg", s.exp_avg());
-      out.emplace_back(prefix + "exp_avg_sq", s.exp_avg_sq());
-    }
+    kind_->save(*it->second, prefix, out);
   }
   return out;
 }
@@ -111,17 +166,7 @@ void Optimizer::load_state(const std::map<std::string, torch::Tensor>& state) {
   for (auto& [param, buffers] : grouped) {
     const torch::Tensor& p = by_name.at(param);
     auto to_p = [&](const torch::Tensor& t) { return t.to(p.device(), p.scalar_type()).clone(); };
-    if (options_.name == "sgd") {
-      auto s = std::make_unique<torch::optim::SGDParamState>();
-      s->momentum_buffer(to_p(buffers.at("momentum_buffer")));
-      st[key_of(p)] = std::move(s);
-    } else {
-      auto s = std::make_unique<torch::optim::AdamWParamState>();
-      s->step(buffers.at("step").item<int64_t>());
-      s->exp_avg(to_p(buffers.at("exp_avg")));
-      s->exp_avg_sq(to_p(buffers.at("exp_avg_sq")));
-      st[key_of(p)] = std::move(s);
-    }
+    st[key_of(p)] = kind_->load(buffers, to_p);
   }
 }
 

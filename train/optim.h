@@ -16,6 +16,10 @@ namespace holo::train {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
+/// Registers the optimisers under optim.name (core/registry.h); train/registry.h calls it.
+void register_optimisers();
+struct OptimiserKind;
+
 /// SGD (Nesterov momentum) or AdamW over the trainable parameters of `params`. Parameters with
 /// one dimension or fewer (normalisation weights, biases) go into a second group without weight
 /// decay unless optim.decay_norm_bias is set. Frozen parameters (requires_grad false) are left
@@ -39,6 +43,7 @@ class Optimizer {
 
  private:
   OptimOptions options_;
+  const OptimiserKind* kind_ = nullptr;  ///< optim.name's entry
   NamedTensors params_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
 };

@@ -680,10 +680,10 @@ struct Size {
 
 Size figure_size(const std::vector<PlotPanel>& panels, const PlotOptions& o) {
   if (panels.empty()) throw Error("plot: nothing to draw (no panels)");
-  const int cols = std::max(1, std::min<int>(o.columns(), static_cast<int>(panels.size())));
+  const int cols = std::max(1, std::min<int>(o.columns, static_cast<int>(panels.size())));
   const int rows = (static_cast<int>(panels.size()) + cols - 1) / cols;
-  const int header = (o.title().empty() ? 0 : 32) + (o.note().empty() ? 0 : 18);
-  return {cols * o.panel_width(), rows * o.panel_height() + header, header};
+  const int header = (o.title.empty() ? 0 : 32) + (o.note.empty() ? 0 : 18);
+  return {cols * o.panel_width, rows * o.panel_height + header, header};
 }
 
 void draw_figure(cairo_t* cr, const std::vector<PlotPanel>& panels, const PlotOptions& o,
@@ -692,27 +692,27 @@ void draw_figure(cairo_t* cr, const std::vector<PlotPanel>& panels, const PlotOp
   pt.color(kWhite);
   cairo_paint(cr);
   double y = 0;
-  if (!o.title().empty()) {
+  if (!o.title.empty()) {
     pt.font(15, /*bold=*/true);
-    pt.text(size.width / 2.0, 23, o.title(), Anchor::kMiddle, kText);
+    pt.text(size.width / 2.0, 23, o.title, Anchor::kMiddle, kText);
     y = 32;
   }
-  if (!o.note().empty()) {
+  if (!o.note.empty()) {
     pt.font(11);
-    pt.text(size.width / 2.0, y + 13, o.note(), Anchor::kMiddle, kMuted);
+    pt.text(size.width / 2.0, y + 13, o.note, Anchor::kMiddle, kMuted);
   }
-  const int cols = size.width / o.panel_width();
+  const int cols = size.width / o.panel_width;
   const auto xr = x_extent(panels);
   const PlotAxis ax =
       linear_axis(xr.first, xr.second, 0.0, std::numeric_limits<double>::quiet_NaN());
   std::vector<int> rows((panels.size() + cols - 1) / cols, 1);
   for (size_t i = 0; i < panels.size(); ++i) {
-    rows[i / cols] = std::max(rows[i / cols], legend_rows(pt, panels[i], o.panel_width()));
+    rows[i / cols] = std::max(rows[i / cols], legend_rows(pt, panels[i], o.panel_width));
   }
   for (size_t i = 0; i < panels.size(); ++i) {
-    const double ox = static_cast<double>(i % cols) * o.panel_width();
-    const double oy = size.header + static_cast<double>(i / cols) * o.panel_height();
-    draw_panel(pt, panels[i], ax, ox, oy, o.panel_width(), o.panel_height(), rows[i / cols]);
+    const double ox = static_cast<double>(i % cols) * o.panel_width;
+    const double oy = size.header + static_cast<double>(i / cols) * o.panel_height;
+    draw_panel(pt, panels[i], ax, ox, oy, o.panel_width, o.panel_height, rows[i / cols]);
   }
   check_cairo(cairo_status(cr), "drawing");
 }
@@ -782,7 +782,7 @@ CurveFiles write_curves(const std::string& run_dir) {
   if (name.empty()) name = dir.parent_path().filename().string();
   std::string note;
   for (const auto& c : curves.constants) note += (note.empty() ? "constant: " : ", ") + c;
-  const PlotOptions options = PlotOptions().title(name).note(note);
+  const PlotOptions options = PlotOptions().set_title(name).set_note(note);
   CurveFiles files;
   files.svg = (dir / "curves.svg").string();
   files.png = (dir / "curves.png").string();

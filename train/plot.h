@@ -79,26 +79,14 @@ Curves curves_from_metrics(const std::vector<MetricsRecord>& records, int64_t nu
 int64_t recorded_num_classes(const std::string& run_dir);
 
 struct PlotOptions {
-  PlotOptions& columns(int v) { columns_ = v; return *this; }
-  int columns() const { return columns_; }
-  /// Size of one panel in pixels (SVG user units).
-  PlotOptions& panel_width(int v) { panel_width_ = v; return *this; }
-  int panel_width() const { return panel_width_; }
-  PlotOptions& panel_height(int v) { panel_height_ = v; return *this; }
-  int panel_height() const { return panel_height_; }
-  /// Title above all panels (e.g. the run directory's name); empty for none.
-  PlotOptions& title(std::string v) { title_ = std::move(v); return *this; }
-  const std::string& title() const { return title_; }
-  /// A smaller line under the title (e.g. the constant series); empty for none.
-  PlotOptions& note(std::string v) { note_ = std::move(v); return *this; }
-  const std::string& note() const { return note_; }
+  int columns = 2;
+  int panel_width = 560;   ///< size of one panel in pixels (SVG user units)
+  int panel_height = 340;
+  std::string title;       ///< above all panels (e.g. the run directory's name); empty for none
+  std::string note;        ///< a smaller line under the title (e.g. the constant series); empty for none
 
- private:
-  int columns_ = 2;
-  int panel_width_ = 560;
-  int panel_height_ = 340;
-  std::string title_;
-  std::string note_;
+  PlotOptions& set_title(std::string v) { title = std::move(v); return *this; }
+  PlotOptions& set_note(std::string v) { note = std::move(v); return *this; }
 };
 
 /// A y axis: its range and tick values.

@@ -2,11 +2,61 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 
 #include "core/error.h"
+#include "core/registry.h"
 
 namespace holo {
+
+namespace {
+
+/// One schedule.kind: its own checks of the options and the clock, and its rate before warm-up.
+struct ScheduleKind {
+  std::function<void(const ScheduleOptions&, const ScheduleClock&)> check;
+  std::function<double(const ScheduleOptions&, double base, int64_t step, int64_t epoch, const ScheduleClock&)> rate;
+};
+
+const Registry<ScheduleKind>& schedules() {
+  static const Registry<ScheduleKind> registry = [] {
+    Registry<ScheduleKind> r("schedule.kind", "schedule");
+    r.add("constant", "lr = base",
+          {{}, [](const ScheduleOptions&, double base, int64_t, int64_t, const ScheduleClock&) { return base; }});
+    r.add("step", "base * gamma^floor(epoch / schedule.step_epochs)",
+          {[](const ScheduleOptions& o, const ScheduleClock&) {
+             if (o.step_epochs <= 0) {
+               throw Error("schedule.step_epochs must be positive for kind \"step\", got " + std::to_string(o.step_epochs));
+             }
+           },
+           [](const ScheduleOptions& o, double base, int64_t, int64_t epoch, const ScheduleClock&) {
+             return base * std::pow(o.gamma, static_cast<double>(epoch / o.step_epochs));
+           }});
+    r.add("multistep", "base * gamma^(the schedule.milestones passed)",
+          {{}, [](const ScheduleOptions& o, double base, int64_t, int64_t epoch, const ScheduleClock&) {
+             const auto passed = std::count_if(o.milestones.begin(), o.milestones.end(),
+                                               [epoch](int64_t m) { return m <= epoch; });
+             return base * std::pow(o.gamma, static_cast<double>(passed));
+           }});
+    r.add("cosine", "min_lr + (base - min_lr) (1 + cos(pi step / total steps)) / 2",
+          {[](const ScheduleOptions&, const ScheduleClock& clock) {
+             if (clock.total_steps <= 0) {
+               throw Error("schedule: kind \"cosine\" needs the total number of steps, got " +
+                           std::to_string(clock.total_steps));
+             }
+           },
+           [](const ScheduleOptions& o, double base, int64_t step, int64_t, const ScheduleClock& clock) {
+             const double t = std::min(1.0, static_cast<double>(step) / static_cast<double>(clock.total_steps));
+             return o.min_lr + (base - o.min_lr) * 0.5 * (1.0 + std::cos(M_PI * t));
+           }});
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace
+
+void register_schedules() { schedules(); }
 
 void check_schedule(const ScheduleOptions& options, const ScheduleClock& clock) {
   if (clock.steps_per_epoch <= 0) {
@@ -17,23 +67,8 @@ void check_schedule(const ScheduleOptions& options, const ScheduleClock& clock) 
     throw Error("schedule.warmup_epochs must not be negative, got " +
                 std::to_string(options.warmup_epochs));
   }
-  if (options.kind == "constant" || options.kind == "multistep") return;
-  if (options.kind == "step") {
-    if (options.step_epochs <= 0) {
-      throw Error("schedule.step_epochs must be positive for kind \"step\", got " +
-                  std::to_string(options.step_epochs));
-    }
-    return;
-  }
-  if (options.kind == "cosine") {
-    if (clock.total_steps <= 0) {
-      throw Error("schedule: kind \"cosine\" needs the total number of steps, got " +
-                  std::to_string(clock.total_steps));
-    }
-    return;
-  }
-  throw Error("schedule.kind: unknown schedule \"" + options.kind +
-              "\" (constant, step, multistep, cosine)");
+  const auto& kind = schedules().at(options.kind);
+  if (kind.check) kind.check(options, clock);
 }
 
 int64_t warmup_steps(const ScheduleOptions& options, int64_t steps_per_epoch) {
@@ -51,17 +86,7 @@ double learning_rate_at(const ScheduleOptions& options, double base_lr, int64_t 
   check_schedule(options, clock);
   HOLO_CHECK(step >= 0, "schedule: negative step " + std::to_string(step));
   const int64_t epoch = step / clock.steps_per_epoch;
-  double lr = base_lr;
-  if (options.kind == "step") {
-    lr = base_lr * std::pow(options.gamma, static_cast<double>(epoch / options.step_epochs));
-  } else if (options.kind == "multistep") {
-    const auto passed = std::count_if(options.milestones.begin(), options.milestones.end(),
-                                      [epoch](int64_t m) { return m <= epoch; });
-    lr = base_lr * std::pow(options.gamma, static_cast<double>(passed));
-  } else if (options.kind == "cosine") {
-    const double t = std::min(1.0, static_cast<double>(step) / clock.total_steps);
-    lr = options.min_lr + (base_lr - options.min_lr) * 0.5 * (1.0 + std::cos(M_PI * t));
-  }
+  const double lr = schedules().at(options.kind).rate(options, base_lr, step, epoch, clock);
   return lr * warmup_factor(options, step, clock.steps_per_epoch);
 }
 

@@ -27,6 +27,9 @@ struct ScheduleClock {
   int64_t total_steps = 0;      ///< end of training; needed by cosine only (> 0 there)
 };
 
+/// Registers the schedules under schedule.kind (core/registry.h); train/registry.h calls it.
+void register_schedules();
+
 /// Number of warm-up steps: round(warmup_epochs * steps_per_epoch).
 int64_t warmup_steps(const ScheduleOptions& options, int64_t steps_per_epoch);
 

@@ -17,10 +17,9 @@
 #include "train/precision.h"
 #include "train/metrics.h"
 #include "train/metrics_torch.h"
+#include "train/registry.h"
 
 namespace holo::train {
-
-std::unique_ptr<VideoTask> make_transfer_task(const Recipe& recipe, const pipeline::Dataset& dataset);
 
 namespace {
 
@@ -194,28 +193,38 @@ class MultiLabelTask : public VideoTask {
 
 }  // namespace
 
+namespace {
+
+/// The class count: model.num_classes, else data.num_classes, else the dataset's classes.
+int64_t class_count(const Recipe& recipe, const pipeline::Dataset& dataset) {
+  const int64_t n = recipe.model.num_classes > 0 ? recipe.model.num_classes
+                    : recipe.data.num_classes > 0 ? recipe.data.num_classes
+                                                   : static_cast<int64_t>(dataset.class_names().size());
+  if (n <= 0) throw Error("task '" + recipe.task.kind + "': the dataset has no classes; set model.num_classes");
+  return n;
+}
+
+}  // namespace
+
+std::unique_ptr<VideoTask> make_classification_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
+  return std::make_unique<ClassificationTask>(class_count(recipe, dataset), dataset.class_names());
+}
+
+std::unique_ptr<VideoTask> make_multilabel_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
+  const int64_t n = class_count(recipe, dataset);
+  std::vector<TagGroup> groups;
+  for (const auto& c : dataset.categories()) groups.push_back(TagGroup{c.name, c.tags});
+  const bool multitask = recipe.model.heads == "multitask";
+  if (multitask && groups.empty()) {
+    throw Error("model.heads = \"multitask\" needs a dataset with tag categories (data.categories)");
+  }
+  return std::make_unique<MultiLabelTask>(n, std::move(groups), multitask, dataset.class_names());
+}
+
 std::unique_ptr<VideoTask> make_video_task(const Recipe& recipe, const pipeline::Dataset& dataset) {
-  const std::string& kind = recipe.task.kind;
-  if (kind == "transfer") return make_transfer_task(recipe, dataset);  // unlabeled: no classes
-  int64_t n = recipe.model.num_classes > 0 ? recipe.model.num_classes
-              : recipe.data.num_classes > 0 ? recipe.data.num_classes
-                                             : static_cast<int64_t>(dataset.class_names().size());
-  if (n <= 0) {
-    throw Error("task '" + kind + "': the dataset has no classes; set model.num_classes");
-  }
-  if (kind == "classification" || kind == "finetune") {
-    return std::make_unique<ClassificationTask>(n, dataset.class_names());
-  }
-  if (kind == "multilabel") {
-    std::vector<TagGroup> groups;
-    for (const auto& c : dataset.categories()) groups.push_back(TagGroup{c.name, c.tags});
-    const bool multitask = recipe.model.heads == "multitask";
-    if (multitask && groups.empty()) {
-      throw Error("model.heads = \"multitask\" needs a dataset with tag categories (data.categories)");
-    }
-    return std::make_unique<MultiLabelTask>(n, std::move(groups), multitask, dataset.class_names());
-  }
-  throw Error("task.kind = \"" + kind + "\" is not trained by this loop");
+  const TaskEntry& task = tasks().at(recipe.task.kind);
+  if (!task.video) throw Error("task.kind = \"" + recipe.task.kind + "\" is not trained by this loop");
+  return task.video(recipe, dataset);
 }
 
 namespace fs = std::filesystem;

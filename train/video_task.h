@@ -66,15 +66,14 @@ class VideoTask {
 };
 
 /// The task for `recipe` over `dataset` (class count or categories come from the dataset unless
-/// model.num_classes / data.num_classes set them). Throws holo::RecipeError-style holo::Error
-/// naming the key when the dataset and task do not fit (e.g. multilabel on a dataset without
-/// tags).
-std::unique_ptr<Task> make_task(const Recipe& recipe, const pipeline::Dataset& dataset);
-
-/// The task for `recipe` over `dataset` (class count or categories come from the dataset unless
 /// model.num_classes / data.num_classes set them). Throws holo::Error naming the key when the
 /// dataset and task do not fit (e.g. multilabel on a dataset without tags).
 std::unique_ptr<VideoTask> make_video_task(const Recipe& recipe, const pipeline::Dataset& dataset);
+/// The video tasks task.kind registers (train/registry.h): one head over the classes, tags
+/// (multi-label, standard or multitask heads), and 2D->3D transfer (train/transfer.cc).
+std::unique_ptr<VideoTask> make_classification_task(const Recipe& recipe, const pipeline::Dataset& dataset);
+std::unique_ptr<VideoTask> make_multilabel_task(const Recipe& recipe, const pipeline::Dataset& dataset);
+std::unique_ptr<VideoTask> make_transfer_task(const Recipe& recipe, const pipeline::Dataset& dataset);
 
 /// Video-level results of a network over every video of a test-mode loader: the views averaged
 /// per video, gathered from all ranks (every rank holds all of them), and the network's

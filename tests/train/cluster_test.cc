@@ -130,7 +130,7 @@ FeatureMatrix blobs(int64_t k, int64_t d, int64_t per, double spread, uint32_t s
 TEST(KMeans, SeparatedBlobsRecoveredDeterministically) {
   std::vector<int64_t> labels;
   const FeatureMatrix x = blobs(4, 6, 30, 0.8, 1, labels);
-  const KMeansResult a = kmeans(x, KMeansOptions(4).seed(42));
+  const KMeansResult a = kmeans(x, KMeansOptions(4).set_seed(42));
   EXPECT_DOUBLE_EQ(clustering_accuracy(labels, a.assignments), 1.0);
   EXPECT_NEAR(normalized_mutual_info(labels, a.assignments), 1.0, 1e-12);
   EXPECT_EQ(a.centroids.rows, 4);
@@ -145,7 +145,7 @@ TEST(KMeans, SeparatedBlobsRecoveredDeterministically) {
     }
   }
   EXPECT_NEAR(a.inertia, inertia, 1e-6 * inertia);
-  const KMeansResult b = kmeans(x, KMeansOptions(4).seed(42));
+  const KMeansResult b = kmeans(x, KMeansOptions(4).set_seed(42));
   EXPECT_EQ(a.assignments, b.assignments);
   EXPECT_EQ(a.inertia, b.inertia);
 }
@@ -177,7 +177,7 @@ with open(OUT, 'w') as f:
 )");
   const auto ref = testing::parse_numbers(out);
   ASSERT_EQ(ref.size(), 1u) << out;
-  const KMeansResult r = kmeans(x, KMeansOptions(5).restarts(20).seed(0));
+  const KMeansResult r = kmeans(x, KMeansOptions(5).set_restarts(20).set_seed(0));
   // Both find the same (best known) local optimum on this data.
   EXPECT_NEAR(r.inertia, ref[0], 1e-6 * ref[0]);
 }

@@ -55,7 +55,7 @@ TEST(Schedule, HandValues) {
 
 TEST(Schedule, ErrorsNameTheKey) {
   EXPECT_THAT([] { learning_rate_at(options("poly"), 0.1, 0, {10, 100}); },
-              ThrowsMessage<Error>(HasSubstr("schedule.kind: unknown schedule \"poly\"")));
+              ThrowsMessage<Error>(HasSubstr("key 'schedule.kind': unknown schedule \"poly\"")));
   EXPECT_THAT([] { learning_rate_at(options("cosine"), 0.1, 0, {10, 0}); },
               ThrowsMessage<Error>(HasSubstr("needs the total number of steps")));
   auto step = options("step");
