@@ -29,6 +29,8 @@ void add_data_commands(CLI::App& app) {
 
   auto so = std::make_shared<pipeline::SynthOptions>();
   auto size = std::make_shared<std::string>("96x64");
+  auto grammar = std::make_shared<std::string>("activities");
+  auto amplitude = std::make_shared<double>(pipeline::SegmentationSynthOptions{}.amplitude);
   auto* synth = data->add_subcommand("synth", "Write a synthetic dataset: real encoded videos and annotation files");
   synth->add_option("--kind", so->kind, "motion (Kinetics CSV), hvu (HVU CSV + Tag,Category), unlabeled (a folder), "
                     "segmentation (per-frame features in MS-TCN's layout)")
@@ -49,7 +51,14 @@ void add_data_commands(CLI::App& app) {
   synth->add_option("--bframes", so->bframes, "Most B-frames in a row (libx264's own default is 3)")
       ->check(CLI::Range(0, 16))->capture_default_str();
   synth->add_option("--threads", so->threads, "Encoding threads; 0: one per core")->capture_default_str();
-  synth->callback([so, size] {
+  synth->add_option("--grammar", *grammar,
+                    "segmentation: activities (three activities, each an order of actions) or subsets (every "
+                    "video 2-4 of the actions drawn at random, so action sets vary)")
+      ->check(CLI::IsMember({"activities", "subsets"}))->capture_default_str();
+  synth->add_option("--amplitude", *amplitude,
+                    "segmentation: length of a class's prototype against unit noise per feature dimension")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  synth->callback([so, size, grammar, amplitude] {
     if (std::sscanf(size->c_str(), "%dx%d", &so->width, &so->height) != 2) throw UsageError("--size must be WxH, e.g. 96x64");
     const auto t0 = SteadyClock::now();
     if (so->kind == "segmentation") {
@@ -57,6 +66,8 @@ void add_data_commands(CLI::App& app) {
       seg.out = so->out;
       seg.seed = so->seed;
       seg.videos = so->videos;
+      seg.grammar = *grammar;
+      seg.amplitude = *amplitude;
       const auto s = pipeline::write_segmentation_synth(seg);
       std::cout << "wrote " << s.videos << " segmentation videos (" << s.frames << " frames of features) to "
                 << fs::absolute(so->out).string() << " in " << std::fixed << std::setprecision(1) << seconds_since(t0)

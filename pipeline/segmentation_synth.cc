@@ -30,12 +30,33 @@ const std::vector<std::vector<int64_t>> kActivities = {
     {1, 7, 3, 6, 8},     // take, crack, stir, fry, serve (omelette)
 };
 
+/// The kitchen order of the "subsets" grammar: every video keeps 2 to 4 of these actions, in
+/// this order.
+const std::vector<int64_t> kKitchenOrder = {1, 7, 5, 4, 2, 3, 6, 8};
+
+/// A video's actions before skips and swaps.
+std::vector<int64_t> draw_actions(const std::string& grammar, int64_t video, std::mt19937_64& rng) {
+  if (grammar == "activities") return kActivities[static_cast<size_t>(video % static_cast<int64_t>(kActivities.size()))];
+  std::uniform_int_distribution<int> count(2, 4);
+  std::vector<size_t> pick(kKitchenOrder.size());
+  for (size_t i = 0; i < pick.size(); ++i) pick[i] = i;
+  std::shuffle(pick.begin(), pick.end(), rng);
+  pick.resize(static_cast<size_t>(count(rng)));
+  std::sort(pick.begin(), pick.end());
+  std::vector<int64_t> actions;
+  for (size_t i : pick) actions.push_back(kKitchenOrder[i]);
+  return actions;
+}
+
 }  // namespace
 
 SegmentationSynthResult write_segmentation_synth(const SegmentationSynthOptions& o) {
   if (o.out.empty()) throw UsageError("--out is required");
   if (o.videos < 4) throw UsageError("--videos must be at least 4 (three quarters train, one quarter test)");
   if (o.dim < 16) throw UsageError("segmentation features need at least 16 dimensions");
+  if (o.grammar != "activities" && o.grammar != "subsets") {
+    throw UsageError("--grammar must be activities or subsets, not '" + o.grammar + "'");
+  }
   const auto& names = segmentation_synth_classes();
   const auto classes = static_cast<int64_t>(names.size());
   const fs::path root(o.out);
@@ -62,7 +83,7 @@ SegmentationSynthResult write_segmentation_synth(const SegmentationSynthOptions&
   for (int64_t v = 0; v < o.videos; ++v) {
     // The transcript: an activity's order, a middle action skipped now and then, two
     // neighbours swapped now and then, background around and sometimes between.
-    const auto& activity = kActivities[static_cast<size_t>(v % static_cast<int64_t>(kActivities.size()))];
+    const auto activity = draw_actions(o.grammar, v, rng);
     std::vector<int64_t> order;
     for (size_t k = 0; k < activity.size(); ++k) {
       const bool middle = k > 0 && k + 1 < activity.size();

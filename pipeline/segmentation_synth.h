@@ -8,7 +8,7 @@
 /// between actions. A frame's features are its class's prototype, weak against unit Gaussian
 /// noise (one frame alone is often misread), plus a per-video offset and slowly drifting
 /// distractor dimensions that carry no label: learnable from temporal context, not from one
-/// frame. No torch here.
+/// frame. `grammar = "subsets"` draws each video's actions instead (below). No torch here.
 
 #include <cstdint>
 #include <string>
@@ -23,6 +23,12 @@ struct SegmentationSynthOptions {
   int64_t dim = 24;               ///< feature dimension (16 of them carry the class, the rest distract)
   double amplitude = 0.8;         ///< length of a class prototype against unit noise per dimension
   double pace_min = 0.6, pace_max = 1.4;  ///< per-video scale of every action's duration
+  /// "activities": three activities that all start with take and end with serve, so a video's
+  /// set of actions tells little more than its activity. "subsets": every video does 2 to 4 of
+  /// the 8 actions, drawn at random and done in one kitchen order, so sets vary from video to
+  /// video as Breakfast's do across its 10 activities (what learning from sets, thesis ch. 8,
+  /// needs to tell the actions apart).
+  std::string grammar = "activities";
 };
 
 struct SegmentationSynthResult {
