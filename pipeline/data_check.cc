@@ -87,6 +87,54 @@ std::vector<std::string> splits_for(const Recipe& recipe, const std::string& com
   return s;
 }
 
+void check_mstcn_layout(const Recipe& r) {
+  // MS-TCN's layout (pipeline/segmentation_data.h); the files themselves are read when the run
+  // starts, each error naming its file and line.
+  const DataOptions& d = r.data;
+  if (!d.features.empty() && !fs::is_directory(d.features)) {
+    fail_at(r, "data.features", "'" + d.features + "' is not a feature store folder (holo extract --per-frame)");
+  }
+  for (const char* part : {"features", "groundTruth"}) {
+    if (!d.features.empty() && std::string(part) == "features") continue;
+    std::error_code ec;
+    if (!fs::is_directory(fs::path(d.root) / part, ec)) {
+      fail_at(r, "data.root", "'" + d.root + "' has no " + part + "/ folder (MS-TCN's layout)");
+    }
+  }
+  if (!fs::exists(fs::path(d.root) / "mapping.txt")) {
+    fail_at(r, "data.root", "'" + d.root + "' has no mapping.txt (MS-TCN's layout)");
+  }
+}
+
+void check_hvu_categories(const Recipe& r) {
+  const DataOptions& d = r.data;
+  if (d.categories.empty()) fail_at(r, "data.categories", "is not set: HVU needs its Tag,Category file");
+  need_columns(r, "data.categories", d.categories, {"tag", "category"}, "Tag,Category");
+}
+
+void check_ucf101_class_index(const Recipe& r) {
+  const DataOptions& d = r.data;
+  if (d.class_index.empty()) fail_at(r, "data.class_index", "is not set: UCF101 needs classInd.txt");
+  const std::string line = first_line(d.class_index);
+  const auto sp = line.find_first_of(" \t");
+  if (line.empty() || sp == std::string::npos ||
+      !std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(sp), ::isdigit)) {
+    fail_at(r, "data.class_index", "'" + d.class_index + "':1: expected '<number> <class>', got '" + line + "'");
+  }
+}
+
+void check_kinetics_split(const Recipe& r, const std::string& key, const std::string& path) {
+  need_columns(r, key, path, {"youtube_id", "time_start", "time_end"}, "label,youtube_id,time_start,time_end,split");
+}
+
+void check_hvu_split(const Recipe& r, const std::string& key, const std::string& path) {
+  need_columns(r, key, path, {"youtube_id", "time_start", "time_end"}, "Tags,youtube_id,time_start,time_end");
+}
+
+void check_listed_split(const Recipe& r, const std::string& key, const std::string& path) {
+  if (first_line(path).empty()) fail_at(r, key, "'" + path + "' lists no video");
+}
+
 void check_data(const Recipe& r, const std::vector<std::string>& splits) {
   const DataOptions& d = r.data;
   if (!r.key_sources.count("data.dataset")) {
@@ -95,13 +143,14 @@ void check_data(const Recipe& r, const std::vector<std::string>& splits) {
             "the recipe names no dataset: set data.dataset to one of " + registered_list("data.dataset") +
                 " (\"synth\" makes synthetic videos; it is never chosen for you)");
   }
-  if (d.dataset == "synth") return;
+  const FormatChecks& format = format_checks(d.dataset);
+  if (format.made_on_demand) return;
   // Every path the recipe sets must exist, whichever split uses it.
   for (const auto& [key, path, folder] : std::vector<std::tuple<std::string, std::string, bool>>{
            {"data.root", d.root, true},
-           {"data.train", d.train, d.dataset == "hmdb51"},
-           {"data.val", d.val, d.dataset == "hmdb51"},
-           {"data.test", d.test, d.dataset == "hmdb51"},
+           {"data.train", d.train, format.split_folders},
+           {"data.val", d.val, format.split_folders},
+           {"data.test", d.test, format.split_folders},
            {"data.categories", d.categories, false},
            {"data.class_index", d.class_index, false}}) {
     if (path.empty()) continue;
@@ -111,53 +160,18 @@ void check_data(const Recipe& r, const std::vector<std::string>& splits) {
     if (!folder && fs::is_directory(path, ec)) fail_at(r, key, "'" + path + "' is a folder, not a file");
   }
   // What the format needs for the splits in use.
-  if (d.dataset != "list" && d.root.empty()) fail_at(r, "data.root", "is not set: the folder of the video files");
-  if (d.dataset == "folder") return;
-  if (d.dataset == "mstcn") {
-    // MS-TCN's layout (pipeline/segmentation_data.h); the files themselves are read when the run
-    // starts, each error naming its file and line.
-    if (!d.features.empty() && !fs::is_directory(d.features)) {
-      fail_at(r, "data.features", "'" + d.features + "' is not a feature store folder (holo extract --per-frame)");
-    }
-    for (const char* part : {"features", "groundTruth"}) {
-      if (!d.features.empty() && std::string(part) == "features") continue;
-      std::error_code ec;
-      if (!fs::is_directory(fs::path(d.root) / part, ec)) {
-        fail_at(r, "data.root", "'" + d.root + "' has no " + part + "/ folder (MS-TCN's layout)");
-      }
-    }
-    if (!fs::exists(fs::path(d.root) / "mapping.txt")) {
-      fail_at(r, "data.root", "'" + d.root + "' has no mapping.txt (MS-TCN's layout)");
-    }
-  }
-  if (d.dataset == "hvu") {
-    if (d.categories.empty()) fail_at(r, "data.categories", "is not set: HVU needs its Tag,Category file");
-    need_columns(r, "data.categories", d.categories, {"tag", "category"}, "Tag,Category");
-  }
-  if (d.dataset == "ucf101") {
-    if (d.class_index.empty()) fail_at(r, "data.class_index", "is not set: UCF101 needs classInd.txt");
-    const std::string line = first_line(d.class_index);
-    const auto sp = line.find_first_of(" \t");
-    if (line.empty() || sp == std::string::npos ||
-        !std::all_of(line.begin(), line.begin() + static_cast<std::ptrdiff_t>(sp), ::isdigit)) {
-      fail_at(r, "data.class_index", "'" + d.class_index + "':1: expected '<number> <class>', got '" + line + "'");
-    }
-  }
+  if (format.needs_root && d.root.empty()) fail_at(r, "data.root", "is not set: the folder of the video files");
+  if (!format.reads_splits) return;
+  if (format.layout) format.layout(r);
   for (const auto& split : splits) {
     std::string key = key_of(split);
     std::string path = file_of(d, split);
-    if (d.dataset == "hmdb51" && path.empty()) {  // one folder of split files for every split
+    if (format.split_folders && path.empty()) {  // one folder of split files for every split
       key = "data.train";
       path = d.train;
     }
     if (path.empty()) fail_at(r, key, "is not set: the " + split + " split needs its annotation file");
-    if (d.dataset == "kinetics") {
-      need_columns(r, key, path, {"youtube_id", "time_start", "time_end"}, "label,youtube_id,time_start,time_end,split");
-    } else if (d.dataset == "hvu") {
-      need_columns(r, key, path, {"youtube_id", "time_start", "time_end"}, "Tags,youtube_id,time_start,time_end");
-    } else if (d.dataset != "hmdb51" && first_line(path).empty()) {
-      fail_at(r, key, "'" + path + "' lists no video");
-    }
+    if (format.split) format.split(r, key, path);
   }
 }
 

@@ -3,6 +3,7 @@
 /// `holo recipe check`, `holo submit` (dry run or not), `holo train`, `holo eval` and
 /// `holo extract` call it. docs/recipes.md, "Data checks".
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -26,5 +27,27 @@ std::vector<std::string> splits_for(const Recipe& recipe, const std::string& com
 /// Reads only the first line of each annotation file: the full parse happens when the dataset
 /// is built.
 void check_data(const Recipe& recipe, const std::vector<std::string>& splits);
+
+/// What check_data checks of one data.dataset format, registered with the format
+/// (pipeline/dataset.cc, dataset_formats).
+struct FormatChecks {
+  bool made_on_demand = false;  ///< synth: nothing to check, it is made when first read
+  bool needs_root = true;       ///< data.root must be set (list: paths may be absolute)
+  bool split_folders = false;   ///< data.train/val/test name one folder of split files (HMDB51)
+  bool reads_splits = true;     ///< annotation files per split (folder: none)
+  std::function<void(const Recipe&)> layout;  ///< the format's own files (mstcn, hvu, ucf101)
+  /// One split's annotation file `path`, set by `key`.
+  std::function<void(const Recipe&, const std::string& key, const std::string& path)> split;
+};
+/// The checks of `dataset`; a RecipeError naming data.dataset when it is not registered.
+const FormatChecks& format_checks(const std::string& dataset);
+
+/// The formats' checks, each a RecipeError naming the key, its file:line and the path.
+void check_mstcn_layout(const Recipe& r);        ///< features/ (or data.features), groundTruth/, mapping.txt
+void check_hvu_categories(const Recipe& r);      ///< data.categories set, with Tag and Category columns
+void check_ucf101_class_index(const Recipe& r);  ///< data.class_index set, "<number> <class>" lines
+void check_kinetics_split(const Recipe& r, const std::string& key, const std::string& path);  ///< its header
+void check_hvu_split(const Recipe& r, const std::string& key, const std::string& path);       ///< its header
+void check_listed_split(const Recipe& r, const std::string& key, const std::string& path);    ///< not empty
 
 }  // namespace holo::pipeline

@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/recipe.h"
 #include "core/registry.h"
+#include "pipeline/data_check.h"
 #include "pipeline/decoder.h"
 #include "pipeline/probe.h"
 #include "pipeline/random.h"
@@ -699,9 +700,11 @@ int64_t sampling_frames(const VideoRecord& record, const VideoInfo& info) {
 
 namespace {
 
-/// One data.dataset: how a split's annotations are read into records (none: not videos).
+/// One data.dataset: how a split's annotations are read into records (none: not videos read
+/// here), and what check_data checks of it before any work starts.
 struct DatasetFormat {
   std::function<Index(const DataOptions&, const std::string& split, const std::map<std::string, ProbeResult>* manifest)> read;
+  FormatChecks checks;
 };
 
 /// data.dataset: every annotation format. "synth" is made on demand by make_dataset and read as
@@ -709,23 +712,40 @@ struct DatasetFormat {
 const Registry<DatasetFormat>& dataset_formats() {
   static const Registry<DatasetFormat> registry = [] {
     using Manifest = const std::map<std::string, ProbeResult>*;
+    const auto checks = [](auto layout, auto split) {
+      FormatChecks c;
+      c.layout = layout;
+      c.split = split;
+      return c;
+    };
     Registry<DatasetFormat> r("data.dataset", "dataset format");
     r.add("kinetics", "Kinetics CSV (label, youtube_id, time_start, time_end, split); clips <id>_<start>_<end>",
-          {[](const DataOptions& d, const std::string& split, Manifest) { return read_kinetics(d, split); }});
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_kinetics(d, split); },
+           checks(nullptr, check_kinetics_split)});
+    FormatChecks list = checks(nullptr, check_listed_split);
+    list.needs_root = false;
     r.add("list", "a list of `path label` lines (an integer or a name; none: unlabeled)",
-          {[](const DataOptions& d, const std::string& split, Manifest) { return read_list(d, split); }});
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_list(d, split); }, list});
     r.add("ucf101", "UCF101's classInd.txt (data.class_index) and trainlist0N/testlist0N (data.split)",
-          {[](const DataOptions& d, const std::string& split, Manifest) { return read_ucf101(d, split); }});
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_ucf101(d, split); },
+           checks(check_ucf101_class_index, check_listed_split)});
+    FormatChecks hmdb = checks(nullptr, nullptr);
+    hmdb.split_folders = true;
     r.add("hmdb51", "HMDB51's folder of <class>_test_split<N>.txt files (1 train, 2 test)",
-          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hmdb51(d, split); }});
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hmdb51(d, split); }, hmdb});
     r.add("hvu", "HVU CSV (Tags, youtube_id, time_start, time_end) and its Tag,Category file (data.categories); multi-label",
-          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hvu(d, split); }});
+          {[](const DataOptions& d, const std::string& split, Manifest) { return read_hvu(d, split); },
+           checks(check_hvu_categories, check_hvu_split)});
+    FormatChecks folder;
+    folder.reads_splits = false;
     r.add("folder", "every video under data.root, judged by its content; unlabeled",
-          {[](const DataOptions& d, const std::string&, Manifest m) { return read_folder(d, m); }});
+          {[](const DataOptions& d, const std::string&, Manifest m) { return read_folder(d, m); }, folder});
+    FormatChecks synth;
+    synth.made_on_demand = true;
     r.add("synth", "synthetic videos (data.synth_kind motion or hvu) made once in the cache, read as kinetics or hvu",
-          {});
+          {nullptr, synth});
     r.add("mstcn", "per-frame features in MS-TCN's layout (features/, groundTruth/, mapping.txt, splits/); task.kind = segmentation",
-          {});
+          {nullptr, checks(check_mstcn_layout, check_listed_split)});
     return r;
   }();
   return registry;
@@ -733,13 +753,16 @@ const Registry<DatasetFormat>& dataset_formats() {
 
 }  // namespace
 
+const FormatChecks& format_checks(const std::string& dataset) { return dataset_formats().at(dataset).checks; }
+
 void register_datasets() { dataset_formats(); }
 
 std::shared_ptr<Dataset> make_dataset(const DataOptions& d, uint64_t seed, const std::string& split) {
   if (split != "train" && split != "val" && split != "test") {
     throw Error("dataset split must be train, val or test, not '" + split + "'");
   }
-  if (d.dataset == "synth") {
+  const DatasetFormat& format = dataset_formats().at(d.dataset);
+  if (format.checks.made_on_demand) {
     const std::string dir = ensure_synth(d, seed);
     DataOptions r = d;
     r.dataset = d.synth_kind == "hvu" ? "hvu" : "kinetics";
@@ -764,7 +787,6 @@ std::shared_ptr<Dataset> make_dataset(const DataOptions& d, uint64_t seed, const
   // Read once: the folder scan asks it which files are videos, the records what they hold.
   std::map<std::string, ProbeResult> manifest;
   if (!d.manifest.empty()) manifest = read_manifest(d.manifest);
-  const DatasetFormat& format = dataset_formats().at(d.dataset);
   if (!format.read) {
     throw RecipeError("[data]", 0, 0, "data.dataset",
                       "'" + d.dataset + "' holds per-frame features, not videos: it trains with task.kind = \"segmentation\"");
