@@ -266,22 +266,6 @@ const NetworkRegistry& networks() {
 
 void register_networks() { networks(); }
 
-std::vector<ModelPreset> model_presets() {
-  std::vector<ModelPreset> out;
-  for (const auto& i : networks().items()) {
-    if (!i.entry.family.empty()) out.push_back({i.choice.name, i.entry.family, i.entry.depth, i.entry.sgs, i.choice.description});
-  }
-  return out;
-}
-
-std::vector<std::pair<std::string, std::string>> model_families() {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& i : networks().items()) {
-    if (i.entry.family.empty()) out.emplace_back(i.choice.name, i.choice.description);
-  }
-  return out;
-}
-
 holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
   holo::ModelOptions o = options;
   const NetworkEntry* e = networks().find(o.name);

@@ -93,19 +93,6 @@ const NetworkRegistry& networks();
 /// Registers them under model.name; train/registry.h calls it.
 void register_networks();
 
-/// A named preset of `holo model list`.
-struct ModelPreset {
-  std::string name;         ///< "r3d18", "stc_resnext101", "hatnet_r50", ...
-  std::string family;       ///< model.name of the family it selects
-  int64_t depth;            ///< the depth it fixes
-  bool sgs;                 ///< turns SGS on (the *_atfr presets)
-  std::string description;  ///< one line
-};
-/// Every preset, in `holo model list` order (a view of networks()).
-std::vector<ModelPreset> model_presets();
-/// Families accepted as model.name, with one line each (a view of networks()).
-std::vector<std::pair<std::string, std::string>> model_families();
-
 /// options with a preset expanded into family, depth and SGS, and checked: the result's name
 /// is always a family. Throws holo::RecipeError naming the key at fault.
 holo::ModelOptions resolve_model(const holo::ModelOptions& options);
