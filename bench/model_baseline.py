@@ -5,6 +5,7 @@ Used as the reference of the model tests (parameter counts, outputs of C++ weigh
 here, TorchScript files made here and run in C++) and as the baseline of `holo bench model`.
 
   model_baseline.py count NAME [--classes N] [--frames T] [--width W] [--heads a,b,...]
+  model_baseline.py timm NAME --weights HOLO.pt --out TIMM.pt [...]  # transformers: heads.0.* -> head.*
   model_baseline.py forward NAME --weights W.pt --io IO.pt [...]   # IO.pt: {"input"} -> adds "python"
   model_baseline.py script NAME --weights W.pt --out M.pt [...]     # traced TorchScript, eval mode
   model_baseline.py bench NAME --batch B --frames T --size S --threads K --iters I [--warmup W]
@@ -14,16 +15,26 @@ here, TorchScript files made here and run in C++) and as the baseline of `holo b
 Runs under PyTorch 1.13 (Debian's python3-torch) and 2.x: files are read by load() below
 (weights-only where the version can allow LibTorch's container tag), and mixed precision uses
 torch.autocast(device_type, dtype) with a fixed fp16 loss scale (no torch.cuda.amp names).
+
+Transformers (deit_ti/s/b, timesformer_s/b, xvit_s/b and the families deit, timesformer, xvit)
+live in bench/transformer_baseline.py, whose docstring is their architecture; they take
+--embed-dim, --num-heads, --depth (blocks), --patch-size (16), --image-size (224; bench: --size)
+and --xvit-shift-div (4).
 """
 import argparse
 import json
 import math
+import os
 import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # transformer_baseline.py beside this file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from transformer_baseline import build_transformer, is_transformer, timm_state_dict  # noqa: E402
 
 FP16_LOSS_SCALE = 1024.0  # models/bench.h kBenchFp16LossScale
 
@@ -591,10 +602,17 @@ for v, d in (("s", 26), ("m", 26), ("l", 55), ("xl", 55)):
 X3D_DEPTH_FACTOR = {26: 2.2, 55: 5.0}
 
 
-def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=False, preact=False,
+def build(name, depth=None, classes=400, frames=16, width=1.0, heads=None, sgs=False, preact=False,
           stc_branches="both", sgs_kernel="linear", sgs_measure="mean_distance", dropout=0.5,
-          stc_scb_hidden="table", sgs_after="res2"):
+          stc_scb_hidden="table", sgs_after="res2", embed_dim=None, num_heads=None, patch_size=16,
+          image_size=224, xvit_shift_div=4):
+    """depth: ResNet depth (default 18), or a transformer's number of blocks (default its preset's)."""
     heads = heads or [classes]
+    if is_transformer(name):
+        return build_transformer(name, heads, frames, embed_dim, num_heads, depth, patch_size, image_size,
+                                 xvit_shift_div)
+    if depth is None:
+        depth = 18
     family = name
     if name in PRESETS:
         family, depth, sgs_on = PRESETS[name]
@@ -617,9 +635,9 @@ def build(name, depth=18, classes=400, frames=16, width=1.0, heads=None, sgs=Fal
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["count", "forward", "script", "bench", "tv"])
+    ap.add_argument("command", choices=["count", "forward", "script", "bench", "tv", "timm"])
     ap.add_argument("name")
-    ap.add_argument("--depth", type=int, default=18)
+    ap.add_argument("--depth", type=int, default=None, help="ResNet depth (18), or transformer blocks (preset's)")
     ap.add_argument("--classes", type=int, default=400)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=112)
@@ -641,7 +659,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ap.add_argument("--embed-dim", type=int, default=None, help="transformers: D (preset's)")
+    ap.add_argument("--num-heads", type=int, default=None, help="transformers: attention heads (preset's)")
+    ap.add_argument("--patch-size", type=int, default=16, help="transformers: P")
+    ap.add_argument("--image-size", type=int, default=None, help="transformers: H = W of the input (224; bench: --size)")
+    ap.add_argument("--xvit-shift-div", type=int, default=4, help="XViT: f = head dim // this channels each way")
     a = ap.parse_args()
+    if a.image_size is None:
+        a.image_size = a.size if a.command == "bench" else 224
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -655,13 +680,22 @@ def main():
     if a.command == "count":  # NAME may be a comma-separated list: one "name count" line each
         for name in a.name.split(","):
             m = build(name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
-                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel)
+                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel,
+                  **transformer_args(a))
             print(name, sum(p.numel() for p in m.parameters()))
         return
     m = build(a.name, a.depth, a.classes, a.frames, a.width, heads, a.sgs, a.preact, a.stc_branches,
-                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel)
+                  stc_scb_hidden=a.stc_scb_hidden, sgs_after=a.sgs_after, sgs_kernel=a.sgs_kernel,
+                  **transformer_args(a))
     if a.weights:
         m.load_state_dict(load(a.weights), strict=True)
+    if a.command == "timm":  # Holo's names -> timm's (heads.0.* -> head.*), a plain torch.save'd state dict
+        if not is_transformer(a.name):
+            sys.exit(f"timm: {a.name} is not a transformer (deit*, timesformer*, xvit*)")
+        if not a.weights or not a.out:
+            sys.exit("timm: needs --weights HOLO.pt and --out TIMM.pt")
+        torch.save(timm_state_dict(m), a.out)
+        return
     if a.command == "forward":
         m.eval()
         io = load(a.io)
@@ -673,12 +707,18 @@ def main():
         return
     if a.command == "script":
         m.eval()
-        x = torch.randn(1, 3, a.frames, a.size, a.size)
+        size = a.image_size if is_transformer(a.name) else a.size
+        x = torch.randn(1, 3, a.frames, size, size)
         traced = torch.jit.trace(m, x)
         traced.save(a.out)
         return
     if a.command == "bench":
         bench(m, a)
+
+
+def transformer_args(a):
+    return dict(embed_dim=a.embed_dim, num_heads=a.num_heads, patch_size=a.patch_size, image_size=a.image_size,
+                xvit_shift_div=a.xvit_shift_div)
 
 
 def bench(m, a):
