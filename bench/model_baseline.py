@@ -606,7 +606,7 @@ def build(name, depth=None, classes=400, frames=16, width=1.0, heads=None, sgs=F
           stc_branches="both", sgs_kernel="linear", sgs_measure="mean_distance", dropout=0.5,
           stc_scb_hidden="table", sgs_after="res2", embed_dim=None, num_heads=None, patch_size=16,
           image_size=224, xvit_shift_div=4):
-    """depth: ResNet depth (default 18), or a transformer's number of blocks (default its preset's)."""
+    """depth: ResNet depth (default 18), or a transformer family's number of blocks (default 18; presets: 12)."""
     heads = heads or [classes]
     if is_transformer(name):
         return build_transformer(name, heads, frames, embed_dim, num_heads, depth, patch_size, image_size,
@@ -637,7 +637,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("command", choices=["count", "forward", "script", "bench", "tv", "timm"])
     ap.add_argument("name")
-    ap.add_argument("--depth", type=int, default=None, help="ResNet depth (18), or transformer blocks (preset's)")
+    ap.add_argument("--depth", type=int, default=None, help="ResNet depth, or transformer family blocks (18; presets fixed)")
     ap.add_argument("--classes", type=int, default=400)
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--size", type=int, default=112)

@@ -17,8 +17,12 @@ so init only matters for counts.
 
 Presets (D, heads; depth = 12 blocks each): deit_ti (192,3), deit_s (384,6), deit_b (768,12),
 timesformer_s (384,6), timesformer_b (768,12), xvit_s (384,6), xvit_b (768,12). The families
-`deit`, `timesformer`, `xvit` take --embed-dim, --num-heads, --depth (number of blocks); without
-them a family is its _b preset (768, 12, 12), and given explicitly they override a preset's values.
+`deit`, `timesformer`, `xvit` take --embed-dim, --num-heads, --depth (number of blocks) for small
+test networks; without them a family has D 384, 6 heads and 18 blocks (18: model_baseline.py's
+--depth default, as holo::ModelOptions' depth default, which the C++ families take as blocks).
+A preset keeps its depth 12 whatever --depth says (as the ResNet presets keep theirs), and an
+--embed-dim or --num-heads other than the preset's is an error (as models/network.cc's
+resolve_model).
 P = patch size (--patch-size, default 16), S = (image_size/P)^2 patches per frame
 (--image-size, default 224; `bench` defaults it to --size). Input clips are always
 N x 3 x T x H x W float tensors (T frames). The input's H and W must equal the image size (no
@@ -101,7 +105,7 @@ TRANSFORMER_PRESETS = {
     "xvit_b": ("xvit", 768, 12, 12),
 }
 TRANSFORMER_FAMILIES = ("deit", "timesformer", "xvit")
-FAMILY_DEFAULT = (768, 12, 12)  # a bare family name is its _b preset (timm's / the repos' defaults)
+FAMILY_DEFAULT = (384, 6, 18)  # a bare family: holo::ModelOptions' defaults (models/transformer.cc, depth 18)
 
 
 def is_transformer(name):
@@ -357,13 +361,17 @@ def build_transformer(name, classes_per_head, frames=8, embed_dim=None, num_head
                       patch_size=16, image_size=224, shift_div=4):
     if name in TRANSFORMER_PRESETS:
         family, d, h, dep = TRANSFORMER_PRESETS[name]
+        if embed_dim and embed_dim != d:
+            raise ValueError(f"--embed-dim {embed_dim}, but {name} has D = {d}")
+        if num_heads and num_heads != h:
+            raise ValueError(f"--num-heads {num_heads}, but {name} has {h} heads")
     elif name in TRANSFORMER_FAMILIES:
         family, (d, h, dep) = name, FAMILY_DEFAULT
+        d = embed_dim or d
+        h = num_heads or h
+        dep = depth if depth is not None else dep
     else:
         raise ValueError(f"{name}: not a transformer network")
-    d = embed_dim or d
-    h = num_heads or h
-    dep = depth if depth is not None else dep
     image_size = image_size or 224
     patch_size = patch_size or 16
     if family == "deit":
