@@ -47,6 +47,7 @@ struct LaunchArgs {
   int np = 1;
   std::vector<std::string> hosts;
   std::string hostfile;
+  std::string launch_agent;
   std::string via = "auto";
   std::string command = "train";
   std::vector<std::string> extra;
@@ -61,6 +62,7 @@ int run_launch_command(const LaunchArgs& a) {
   o.np = a.np;
   o.hosts = a.hosts;
   o.hostfile = a.hostfile;
+  o.launch_agent = a.launch_agent;
   o.via = a.via;
   o.command = split_words(a.command);
   if (o.command.empty()) throw UsageError("launch: --command is empty");
@@ -129,7 +131,10 @@ void add_launch_commands(CLI::App& app) {
           "N>=1"));
   launch_cmd->add_option("--hosts", la->hosts, "Hosts (h or h:slots), comma-separated")
       ->delimiter(',');
-  launch_cmd->add_option("--hostfile", la->hostfile, "mpirun hostfile");
+  launch_cmd->add_option("--hostfile", la->hostfile, "mpirun hostfile (one host a line: 'h slots=N')");
+  launch_cmd->add_option("--launch-agent", la->launch_agent,
+                         "How mpirun starts workers on other hosts: a program called as 'AGENT HOST "
+                         "COMMAND...' (mpirun's plm_rsh_agent; default ssh)");
   launch_cmd->add_option("--via", la->via, "auto (srun in SLURM, else mpirun; one worker: direct), "
                          "mpirun, srun, direct")
       ->check(CLI::IsMember({"auto", "mpirun", "srun", "direct"}));

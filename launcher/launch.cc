@@ -73,6 +73,9 @@ LaunchPlan plan_launch(const LaunchOptions& o, const Machine& m) {
   if (!o.hosts.empty() && !o.hostfile.empty()) {
     throw UsageError("launch: give --hosts or --hostfile, not both");
   }
+  if (!o.launch_agent.empty() && o.via != "auto" && o.via != "mpirun") {
+    throw UsageError("launch: --launch-agent is mpirun's remote shell; it does not apply to --via " + o.via);
+  }
   LaunchPlan plan;
   plan.via = o.via;
   if (plan.via == "auto") {
@@ -102,6 +105,7 @@ LaunchPlan plan_launch(const LaunchOptions& o, const Machine& m) {
     a.insert(a.end(), {"--bind-to", "none", "--tag-output"});
     if (!o.hosts.empty()) a.insert(a.end(), {"--host", join(o.hosts, ",")});
     if (!o.hostfile.empty()) a.insert(a.end(), {"--hostfile", o.hostfile});
+    if (!o.launch_agent.empty()) a.insert(a.end(), {"--mca", "plm_rsh_agent", o.launch_agent});
     for (const auto& name : m.env_names) a.insert(a.end(), {"-x", name});
     a.insert(a.end(), worker.begin(), worker.end());
   } else if (plan.via == "srun") {

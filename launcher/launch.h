@@ -15,6 +15,10 @@ struct LaunchOptions {
   int np = 1;                         ///< number of workers
   std::vector<std::string> hosts;     ///< mpirun --host / srun --nodelist entries ("h" or "h:slots")
   std::string hostfile;               ///< mpirun --hostfile
+  /// How mpirun starts its daemons on the other hosts (`--mca plm_rsh_agent`): empty keeps
+  /// mpirun's default, ssh (then rsh). Any program called as `AGENT HOST COMMAND...` that runs
+  /// COMMAND on HOST, e.g. scripts/slurm-local.sh's node-exec on the local multi-node cluster.
+  std::string launch_agent;
   std::vector<std::string> command = {"train"};  ///< holo subcommand the workers run
   std::vector<std::string> args;      ///< the workers' arguments after the subcommand
   std::string holo_binary;            ///< absolute path of the holo executable

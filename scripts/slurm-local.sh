@@ -524,7 +524,7 @@ export SLURM_CONF=$conf
 export OMPI_MCA_oob_tcp_if_include=$subnet.0/24
 export OMPI_MCA_btl_tcp_if_include=$subnet.0/24
 # mpirun's remote shell for 'holo launch --hosts' on this cluster (there is no ssh here).
-export HOLO_LOCAL_NODE_EXEC=$dir/bin/node-exec
+export LOCAL_CLUSTER_NODE_EXEC=$dir/bin/node-exec
 ENV
 
   mn_network

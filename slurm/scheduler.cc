@@ -237,6 +237,54 @@ void cancel_job(const std::string& id, const std::string& signal) {
   if (r.exit_code != 0 || !trim(r.err).empty()) throw Error(describe_failure("scancel", r));
 }
 
+std::optional<PartitionNodes> partition_nodes(const std::string& partition) {
+  if (partition.find(',') != std::string::npos) return std::nullopt;
+  std::vector<std::string> argv{"sinfo", "-h", "-N", "-o", "%N|%P|%T|%E"};
+  if (!partition.empty()) argv.insert(argv.end(), {"-p", partition});
+  ProgramResult r;
+  try {
+    r = run_program(argv);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  if (r.exit_code != 0) return std::nullopt;
+  PartitionNodes out;
+  out.partition = partition;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string x; std::getline(fields, x, '|');) f.push_back(x);
+    if (f.size() < 3) continue;
+    std::string part = f[1];
+    const bool is_default = !part.empty() && part.back() == '*';
+    if (is_default) part.pop_back();
+    // Without a partition, the job goes to the default one.
+    if (partition.empty() && !is_default) continue;
+    out.partition = part;
+    ++out.total;
+    // sinfo's %T: a base state ("idle", "down", "drained", ...) and flags; '*' marks a node
+    // that does not respond.
+    const std::string state = f[2];
+    std::string base;
+    for (char c : state) {
+      if (!std::isalpha(static_cast<unsigned char>(c)) && c != '_') break;
+      base += c;
+    }
+    const bool bad = state.find('*') != std::string::npos || base == "down" || base == "drained" ||
+                     base == "draining" || base == "drain" || base == "fail" || base == "failing" ||
+                     base == "future" || base == "inval" || base == "unknown";
+    if (bad) {
+      const std::string reason = f.size() > 3 && !f[3].empty() && f[3] != "none" ? ": " + f[3] : "";
+      out.unusable.push_back(f[0] + " (" + state + reason + ")");
+    } else {
+      out.usable.push_back(f[0]);
+    }
+  }
+  if (out.total == 0) return std::nullopt;
+  return out;
+}
+
 ClientProbe probe_client(int timeout_s) {
   ClientProbe s;
   if (const char* job = std::getenv("SLURM_JOB_ID"); job != nullptr && *job != '\0')

@@ -4,6 +4,7 @@
 /// cluster the usual way (SLURM_CONF, /etc/slurm/slurm.conf or DNS).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,19 @@ JobInfo query_job(const std::string& id);
 /// script (`scancel --signal=SIG --batch`), which is how a preemption warning is simulated.
 /// Throws holo::Error with scancel's message on failure.
 void cancel_job(const std::string& id, const std::string& signal = "");
+
+/// The nodes of one partition as sinfo reports them now.
+struct PartitionNodes {
+  std::string partition;             ///< the partition asked about (the default one: its name)
+  int total = 0;                     ///< nodes in the partition
+  std::vector<std::string> usable;   ///< nodes that can run jobs (idle, mixed, allocated, ...)
+  std::vector<std::string> unusable; ///< "name (state: reason)" of nodes down, drained, failing or not responding
+};
+
+/// Asks sinfo about `partition`'s nodes (the default partition when empty). nullopt when sinfo
+/// cannot tell (not installed, no controller, an unknown or comma-separated partition): the
+/// caller then leaves the decision to sbatch.
+std::optional<PartitionNodes> partition_nodes(const std::string& partition);
 
 /// Whether this machine can submit to SLURM, as `holo doctor` reports it.
 struct ClientProbe {

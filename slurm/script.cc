@@ -148,7 +148,9 @@ std::string build_script(const Recipe& recipe, const ScriptOptions& options) {
     << "# `scancel --signal=USR1 --batch`) the workers save a checkpoint and exit with code "
     << kExitPreempted << "; the job\n"
     << "# then requeues itself (at most " << o.max_restarts
-    << " times) and resumes from the newest checkpoint in the run directory.\n";
+    << " times) and resumes from the newest checkpoint in the run directory.\n"
+    << "# Workers that fail (a worker killed, a node lost) requeue the job the same way, within\n"
+    << "# the same budget.\n";
 
   // #SBATCH lines: read by sbatch's parser (quotes and backslash escapes), not by the shell.
   auto opt = [&](const std::string& name, const std::string& value) {
@@ -194,8 +196,12 @@ std::string build_script(const Recipe& recipe, const ScriptOptions& options) {
   if (o.launcher == "srun") {
     // No --kill-on-bad-exit: after a preemption warning every rank exits with code 3 once the
     // checkpoint is written, and the first to exit must not cut the others' writes short.
+    // --wait instead: once one worker has ended (a node lost, a worker killed), the others are
+    // killed kWorkerExitWait_s later, so ranks blocked in a collective with a dead peer (MPI
+    // over TCP does not notice) do not keep the allocation until dist.timeout_s or forever.
     s << "launch=(srun --mpi=" << o.mpi << " --kill-on-bad-exit=0 --nodes=" << o.nodes
-      << " --ntasks-per-node=" << tasks << " --cpus-per-task=" << o.cpus_per_task << ")\n";
+      << " --ntasks-per-node=" << tasks << " --cpus-per-task=" << o.cpus_per_task
+      << " --wait=" << kWorkerExitWait_s << ")\n";
   } else {
     s << "launch=(mpirun -np " << o.nodes * tasks << " --map-by ppr:" << tasks
       << ":node --bind-to none -x HOLO_NUM_THREADS";
@@ -271,7 +277,16 @@ if [ "$rc" = 3 ] || [ "$warned" = 1 ]; then
   fail "restart budget exhausted (slurm.max_restarts = $max_restarts, restarts used: $restart): not requeueing; resubmit with 'holo submit' to resume from the newest checkpoint"
   exit 3
 fi
-fail "failed: workers exited with code $rc"
+# A worker failed (killed, a node lost, an error): the restart resumes from the newest
+# checkpoint, periodic or saved, while the budget lasts.
+if [ "$restart" -lt "$max_restarts" ]; then
+  note "workers failed (exit code $rc): requeueing: restart $((restart + 1)) of $max_restarts; it resumes from the newest checkpoint"
+  trap '' TERM
+  if scontrol requeue "$SLURM_JOB_ID"; then exit 0; fi
+  fail "scontrol requeue failed after workers exited with code $rc: resubmit with 'holo submit' to resume from the newest checkpoint"
+  exit "$rc"
+fi
+fail "failed: workers exited with code $rc; restart budget exhausted (slurm.max_restarts = $max_restarts, restarts used: $restart): not requeueing"
 exit "$rc"
 )SH";
   return s.str();

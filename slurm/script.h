@@ -21,6 +21,11 @@ namespace holo::slurm {
 /// of the trainer); the batch script requeues on it.
 constexpr int kExitPreempted = 3;
 
+/// Seconds srun lets the other workers run on once one has ended (`srun --wait`): after a
+/// preemption every rank exits within moments of the others; after a failure (a worker killed,
+/// a node lost) the survivors, which may wait in a collective for a dead peer, are killed then.
+constexpr int kWorkerExitWait_s = 30;
+
 /// Files a submitted run keeps under `<run dir>/slurm/`.
 struct RunFiles {
   explicit RunFiles(const std::string& run_dir);

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -102,6 +103,20 @@ SubmitResult submit(Recipe recipe, const SubmitOptions& options) {
       throw UsageError("run directory '" + result.run_dir + "' already has job " + previous +
                        " (" + info.state + "); wait for it or `holo cancel " + result.run_dir +
                        "` first");
+    }
+  }
+  // A job that needs more nodes than can run jobs now would wait in the queue without end
+  // ("Nodes required for job are DOWN, DRAINED ..."): say so instead.
+  if (const auto nodes = partition_nodes(recipe.slurm.partition)) {
+    const int64_t usable = static_cast<int64_t>(nodes->usable.size());
+    if (usable < recipe.slurm.nodes && nodes->total >= recipe.slurm.nodes) {
+      std::string bad;
+      for (const auto& n : nodes->unusable) bad += (bad.empty() ? "" : ", ") + n;
+      throw Error("slurm.nodes = " + std::to_string(recipe.slurm.nodes) + " but only " +
+                  std::to_string(usable) + " of the " + std::to_string(nodes->total) +
+                  " nodes of partition '" + nodes->partition + "' can run jobs now; not usable: " + bad +
+                  ". Bring them back (scontrol update nodename=NODE state=resume) or submit with --nodes " +
+                  std::to_string(std::max<int64_t>(usable, 1)));
     }
   }
   write_file_atomic(files.recipe, to_toml(recipe));

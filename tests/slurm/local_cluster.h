@@ -25,7 +25,9 @@ namespace holo::testing {
 
 class LocalCluster : public ::testing::Environment {
  public:
-  explicit LocalCluster(std::string name) : name_(std::move(name)) {}
+  /// `nodes` > 1: the multi-node cluster of `scripts/slurm-local.sh start --nodes N`, each node
+  /// in namespaces of its own.
+  explicit LocalCluster(std::string name, int nodes = 1) : name_(std::move(name)), nodes_(nodes) {}
 
   void SetUp() override {
     const char* tmp = std::getenv("HOLO_TEST_TMP");
@@ -34,10 +36,19 @@ class LocalCluster : public ::testing::Environment {
     script_ = source_dir() + "/scripts/slurm-local.sh";
     // A cluster left running by an interrupted earlier run of this executable goes first.
     run_command("bash " + slurm::shell_quote(script_) + " stop " + slurm::shell_quote(dir_));
-    const auto r = run_command("bash " + slurm::shell_quote(script_) + " start " + slurm::shell_quote(dir_));
+    const std::string nodes = nodes_ > 1 ? " --nodes " + std::to_string(nodes_) : "";
+    const auto r = run_command("bash " + slurm::shell_quote(script_) + " start" + nodes + " " +
+                               slurm::shell_quote(dir_));
+    started_ = true;  // a half-started cluster is stopped too
     ASSERT_EQ(r.exit_code, 0) << "scripts/slurm-local.sh start failed:\n" << r.output;
     ::setenv("SLURM_CONF", (dir_ + "/etc/slurm.conf").c_str(), 1);
-    started_ = true;
+    // The other variables of env.sh (the multi-node cluster's MPI interface), for commands.
+    std::ifstream env(dir_ + "/env.sh");
+    for (std::string line; std::getline(env, line);) {
+      if (line.rfind("export ", 0) != 0 || line.rfind("export SLURM_CONF=", 0) == 0) continue;
+      const auto eq = line.find('=');
+      env_ += line.substr(7, eq - 7) + "=" + slurm::shell_quote(line.substr(eq + 1)) + " ";
+    }
   }
 
   void TearDown() override {
@@ -47,9 +58,14 @@ class LocalCluster : public ::testing::Environment {
   }
 
   const std::string& dir() const { return dir_; }
+  /// "NAME=VALUE ... " of env.sh besides SLURM_CONF, to put before a command.
+  const std::string& env() const { return env_; }
+  int nodes() const { return nodes_; }
 
  private:
   std::string name_;
+  int nodes_ = 1;
+  std::string env_;
   std::string dir_;
   std::string script_;
   bool started_ = false;

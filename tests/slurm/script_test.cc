@@ -199,7 +199,7 @@ env = ["NCCL_SOCKET_IFNAME=ib0"]
                           "#SBATCH --signal=B:USR1@300"));
   EXPECT_THAT(r.output,
               AllOf(HasSubstr("launch=(srun --mpi=pmix --kill-on-bad-exit=0 --nodes=4 "
-                              "--ntasks-per-node=4 --cpus-per-task=8)\n"),
+                              "--ntasks-per-node=4 --cpus-per-task=8 --wait=30)\n"),
                     HasSubstr("recipe='" + run + "/slurm/recipe.toml'\n"),
                     HasSubstr("max_restarts=5\n"),
                     HasSubstr("export HOLO_NUM_THREADS=\"${HOLO_NUM_THREADS:-8}\"\n"),
@@ -288,7 +288,7 @@ TEST(SlurmScript, RecipeStringsCannotInjectShellCode) {
   EXPECT_FALSE(fs::exists(marker)) << "a recipe string ran as shell code";
   EXPECT_EQ(slurp(fake.log),
             "srun [--mpi=pmix] [--kill-on-bad-exit=0] [--nodes=1] [--ntasks-per-node=1] "
-            "[--cpus-per-task=2] [" + holo + "] [train] [" + run + "/slurm/recipe.toml]\n"
+            "[--cpus-per-task=2] [--wait=30] [" + holo + "] [train] [" + run + "/slurm/recipe.toml]\n"
             "EVIL=" + evil + "\n");
   EXPECT_THAT(slurp(run + "/slurm/events.log"), HasSubstr("finished: training complete"));
 }
@@ -341,17 +341,29 @@ TEST(SlurmScript, WarningIsForwardedAndJobRequeuesWhileBudgetLasts) {
   EXPECT_THAT(slurp(fake.log), Not(HasSubstr("scontrol")));
 }
 
-TEST(SlurmScript, WorkerFailureIsReportedWithoutRequeue) {
+TEST(SlurmScript, WorkerFailureRequeuesWhileBudgetLastsThenIsReported) {
   const std::string d = holo::testing::temp_dir();
   Recipe r;
   r.run.dir = d + "/run";
+  r.slurm.max_restarts = 1;
   fs::create_directories(d + "/run/slurm");
   FakeScheduler fake(d, "exit 7\n");
   write(d + "/job.sh", slurm::build_script(r, slurm::ScriptOptions(d + "/holo", d + "/run")));
+  // A failed worker (killed, its node lost) requeues the job while the budget lasts: the
+  // restart resumes from the newest checkpoint.
+  const auto first = run_command("cd " + slurm::shell_quote(d) + " && PATH=" + slurm::shell_quote(fake.bin) +
+                                 ":$PATH SLURM_JOB_ID=5 bash job.sh");
+  EXPECT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_THAT(first.output, HasSubstr("workers failed (exit code 7): requeueing: restart 1 of 1"));
+  EXPECT_THAT(slurp(fake.log), HasSubstr("scontrol [requeue] [5]"));
+
+  // The budget is spent: no requeue, the worker's exit code.
+  fs::remove(fake.log);
   const auto res = run_command("cd " + slurm::shell_quote(d) + " && PATH=" + slurm::shell_quote(fake.bin) +
-                               ":$PATH SLURM_JOB_ID=5 bash job.sh");
+                               ":$PATH SLURM_JOB_ID=5 SLURM_RESTART_COUNT=1 bash job.sh");
   EXPECT_EQ(res.exit_code, 7);
-  EXPECT_THAT(res.output, HasSubstr("failed: workers exited with code 7"));
+  EXPECT_THAT(res.output, HasSubstr("failed: workers exited with code 7; restart budget exhausted "
+                                    "(slurm.max_restarts = 1, restarts used: 1)"));
   EXPECT_THAT(slurp(fake.log), Not(HasSubstr("scontrol")));
 }
 
