@@ -280,6 +280,12 @@ fi
 # A worker failed (killed, a node lost, an error): the restart resumes from the newest
 # checkpoint, periodic or saved, while the budget lasts.
 if [ "$restart" -lt "$max_restarts" ]; then
+  # A node that can no longer start tasks (its slurmd or the node itself lost) would keep the
+  # requeued job pending for it without end: one task per node tells, and the job ends instead.
+  if ! probe=$(timeout 120 srun --mpi=none --nodes="${SLURM_JOB_NUM_NODES:-1}" --ntasks-per-node=1 --kill-on-bad-exit=1 true 2>&1); then
+    fail "workers failed (exit code $rc) and a node of this allocation (${SLURM_JOB_NODELIST:-?}) cannot start tasks ($(printf '%s\n' "$probe" | grep -m1 -i 'error' | sed 's/^srun: //')): not requeueing, as the job would wait for that node; 'holo submit' again once it is back (it refuses while nodes are down, naming them) or with fewer --nodes"
+    exit "$rc"
+  fi
   note "workers failed (exit code $rc): requeueing: restart $((restart + 1)) of $max_restarts; it resumes from the newest checkpoint"
   trap '' TERM
   if scontrol requeue "$SLURM_JOB_ID"; then exit 0; fi

@@ -348,7 +348,7 @@ TEST(MultiNode, KilledWorkerOnOneNodeEndsEveryRankAndTheJobResumes) {
   EXPECT_EQ(slurm::last_checkpoint(run)->step, t.max_steps);
 }
 
-TEST(MultiNode, NodeDownAtSubmitOrStartGivesAClearError) {
+TEST(MultiNode, NodeDownAtSubmitIsRefusedWithAClearError) {
   const std::string d = holo::testing::temp_dir();
   const std::string recipe = write_recipe(d, d + "/run", TinyRun());
   ASSERT_EQ(run_command("scontrol update nodename=holo-node2 state=down reason=holo-test").exit_code, 0);
@@ -359,6 +359,36 @@ TEST(MultiNode, NodeDownAtSubmitOrStartGivesAClearError) {
                               HasSubstr("holo-node2 (down"), HasSubstr("holo-test"), HasSubstr("--nodes 1")));
   EXPECT_FALSE(fs::exists(d + "/run/slurm/job_id"));
   // The node is back before the next test.
+  ASSERT_TRUE(wait_until([&] {
+    return run_command("sinfo -h -n holo-node2 -o %T").output.rfind("idle\n", 0) == 0;
+  }, "holo-node2 to be idle again", 300, 200));
+}
+
+TEST(MultiNode, NodeLostAtStartEndsTheJobWithAClearErrorInsteadOfPending) {
+  const std::string d = holo::testing::temp_dir();
+  const std::string dir = g_cluster->dir();
+  const std::string node2 = "nsenter -t $(cat " + shell_quote(dir + "/run/node2.pid") + ") -n -u -m -- ";
+  // holo-node2's slurmd dies just before the job starts; the controller still counts the node
+  // as idle (it notices only after SlurmdTimeout), so the submission is accepted.
+  ASSERT_EQ(run_command("kill $(cat " + shell_quote(dir + "/run/slurmd-holo-node2.pid") + ")").exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return run_command("pgrep -F " + shell_quote(dir + "/run/slurmd-holo-node2.pid")).exit_code != 0; },
+                         "holo-node2's slurmd to end", 60, 100));
+  TinyRun t;
+  const std::string run = d + "/run";
+  const std::string id = submit(d, write_recipe(d, run, t), "--nodes 2");
+  const auto info = holo::testing::wait_for_end(id);
+  // The job ends (it does not pend for the lost node) and says why.
+  EXPECT_EQ(info.state, "FAILED") << job_files(run, id);
+  EXPECT_THAT(read_text(run + "/slurm/job-" + id + ".err"),
+              AllOf(HasSubstr("failed on node holo-node2"),
+                    HasSubstr("a node of this allocation (holo-node[1-2]) cannot start tasks"),
+                    HasSubstr("not requeueing, as the job would wait for that node")))
+      << job_files(run, id);
+
+  // holo-node2 comes back for the next test.
+  const auto back = run_command(node2 + "slurmd -f " + shell_quote(dir + "/etc/slurm.conf") + " -N holo-node2");
+  ASSERT_EQ(back.exit_code, 0) << back.output;
+  run_command("scontrol update nodename=holo-node2 state=resume");
   ASSERT_TRUE(wait_until([&] {
     return run_command("sinfo -h -n holo-node2 -o %T").output.rfind("idle\n", 0) == 0;
   }, "holo-node2 to be idle again", 300, 200));

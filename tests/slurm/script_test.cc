@@ -242,8 +242,11 @@ struct FakeScheduler {
   explicit FakeScheduler(const std::string& dir, const std::string& srun_body) {
     bin = dir + "/bin";
     log = dir + "/calls.log";
+    // `srun ... true`: the script's probe of its nodes after a failure; FAKE_PROBE_RC decides.
     write(bin + "/srun", "#!/bin/bash\n{ printf 'srun'; printf ' [%s]' \"$@\"; printf '\\n'; } >> " +
-                             slurm::shell_quote(log) + "\n" + srun_body);
+                             slurm::shell_quote(log) + "\n" +
+                             "if [ \"${@: -1}\" = true ]; then echo 'srun: error: probe failed on node n2' >&2; "
+                             "exit \"${FAKE_PROBE_RC:-0}\"; fi\n" + srun_body);
     write(bin + "/scontrol", "#!/bin/bash\n{ printf 'scontrol'; printf ' [%s]' \"$@\"; printf '\\n'; } >> " +
                                  slurm::shell_quote(log) + "\nexit 0\n");
     fs::permissions(bin + "/srun", fs::perms::owner_all);
@@ -355,7 +358,16 @@ TEST(SlurmScript, WorkerFailureRequeuesWhileBudgetLastsThenIsReported) {
                                  ":$PATH SLURM_JOB_ID=5 bash job.sh");
   EXPECT_EQ(first.exit_code, 0) << first.output;
   EXPECT_THAT(first.output, HasSubstr("workers failed (exit code 7): requeueing: restart 1 of 1"));
-  EXPECT_THAT(slurp(fake.log), HasSubstr("scontrol [requeue] [5]"));
+  EXPECT_THAT(slurp(fake.log), AllOf(HasSubstr("[--kill-on-bad-exit=1] [true]\n"), HasSubstr("scontrol [requeue] [5]")));
+
+  // A node that cannot start tasks any more: no requeue (the job would pend for the node).
+  fs::remove(fake.log);
+  const auto lost = run_command("cd " + slurm::shell_quote(d) + " && PATH=" + slurm::shell_quote(fake.bin) +
+                                ":$PATH SLURM_JOB_ID=5 SLURM_JOB_NODELIST='n[1-2]' FAKE_PROBE_RC=1 bash job.sh");
+  EXPECT_EQ(lost.exit_code, 7);
+  EXPECT_THAT(lost.output, HasSubstr("workers failed (exit code 7) and a node of this allocation (n[1-2]) cannot "
+                                     "start tasks (error: probe failed on node n2): not requeueing"));
+  EXPECT_THAT(slurp(fake.log), Not(HasSubstr("scontrol")));
 
   // The budget is spent: no requeue, the worker's exit code.
   fs::remove(fake.log);
