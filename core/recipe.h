@@ -132,6 +132,17 @@ struct ModelOptions {
   std::vector<int64_t> sct_pool_after = {1, 2, 4, 8, 10};  ///< sct: 0-based layers followed by a max pool of 2
   int64_t sct_z_after = 4;         ///< sct: Z (f_s's input) is the output of this layer
   std::string sct_variant = "thesis";  ///< sct: thesis or release losses (docs/segmentation.md)
+  int64_t embed_dim = 0;           ///< transformers: token width D; 0: the preset's (families: 384)
+  int64_t num_heads = 0;           ///< transformers: attention heads; 0: the preset's (families: 6)
+  int64_t patch_size = 16;         ///< transformers: P of the P x P patches
+  int64_t image_size = 224;        ///< transformers: frame side the position embeddings are sized for
+  int64_t xvit_shift_div = 4;      ///< xvit: d_h / this channels of each head from t - 1 and t + 1
+  std::string token_reducer = "none";  ///< transformers: none, ats (§7.2) or tome, in model.reducer_blocks
+  std::vector<int64_t> reducer_blocks;  ///< 0-based blocks with the reducer; empty: the thesis's placement
+  int64_t ats_tokens = 0;          ///< ATS: K sampling points; 0: the block's input tokens
+  double ats_rho = 0;              ///< ATS: > 0: K_n = max(round(rho * N_n), 8) (§7.3.4.1)
+  std::string ats_variant = "thesis";  ///< ATS: thesis or release sampling (docs/models.md)
+  int64_t tome_r = 8;              ///< ToMe: tokens (positions) merged per block
 };
 
 struct TaskOptions {

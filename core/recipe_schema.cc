@@ -254,7 +254,7 @@ std::vector<KeyDef> make_schema() {
   // [model]
   s.key("model.name", &R::model, &ModelOptions::name, "Network: a family (depth from model.depth) or a named preset that fixes the depth (`holo model list`).")
       .registered();
-  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL) (a named preset fixes it; then leave the default or repeat it).").range(10, 152);
+  s.key("model.depth", &R::model, &ModelOptions::depth, "ResNet depth: 10, 18, 34, 50, 101, 152; for x3d the residual blocks: 26 (S, M) or 55 (L, XL); for the transformers the number of blocks (a named preset fixes it; then leave the default or repeat it).").range(1, 152);
   s.key("model.frames", &R::model, &ModelOptions::frames, "Clip length T the network is built for (sizes STC's spatial-branch FC; other lengths are resampled to it).").range(1, 1024);
   s.key("model.shortcut", &R::model, &ModelOptions::shortcut, "Projection shortcut: A (zero-padded identity), B (1x1x1 conv + BN where the shape changes), auto (A for basic, B for bottleneck blocks, as Hara et al.).")
       .choices({"auto", "A", "B"});
@@ -298,9 +298,20 @@ std::vector<KeyDef> make_schema() {
   s.key("model.sct_pool_after", &R::model, &ModelOptions::sct_pool_after, "sct: 0-based layers followed by a temporal max pooling of 2; K = T / 2^(their number) regions (the released code: [1, 2, 4, 8, 10]).").range(0, 19);
   s.key("model.sct_z_after", &R::model, &ModelOptions::sct_z_after, "sct: Z, the input of f_s, is the output of this 0-based layer after its pooling (the released code: 4).").range(0, 19);
   s.key("model.sct_variant", &R::model, &ModelOptions::sct_variant, "sct: the losses as the thesis's text writes them (the set loss over all classes, means) or as the released code computes them (present classes only, sums, the background weighed 0.001); docs/segmentation.md, \"SCT\".").choices({"thesis", "release"});
+  s.key("model.embed_dim", &R::model, &ModelOptions::embed_dim, "Transformers: token width D; 0: the preset's (the families: 384).").range(0, 4096);
+  s.key("model.num_heads", &R::model, &ModelOptions::num_heads, "Transformers: attention heads (must divide model.embed_dim); 0: the preset's (the families: 6).").range(0, 64);
+  s.key("model.patch_size", &R::model, &ModelOptions::patch_size, "Transformers: side P of the P x P patches of a frame.").range(1, 256);
+  s.key("model.image_size", &R::model, &ModelOptions::image_size, "Transformers: frame side the position embeddings are sized for (a multiple of model.patch_size; frames of another size are an error).").range(1, 4096);
+  s.key("model.xvit_shift_div", &R::model, &ModelOptions::xvit_shift_div, "xvit: space-time mixing takes d_h / this channels of every head's keys and values from frame t - 1 and as many from t + 1 (docs/models.md).").range(2, 64);
+  s.key("model.token_reducer", &R::model, &ModelOptions::token_reducer, "Transformers: what the blocks of model.reducer_blocks do to their tokens: none, ats (Adaptive Token Sampler, thesis 7.2) or tome (token merging).").choices({"none", "ats", "tome"});
+  s.key("model.reducer_blocks", &R::model, &ModelOptions::reducer_blocks, "Transformers: 0-based blocks with model.token_reducer; empty: the thesis's placement (DeiT and XViT blocks 3 to the last, TimeSformer 3-5; 7.3.2, 7.3.4).").range(0, 151);
+  s.key("model.ats_tokens", &R::model, &ModelOptions::ats_tokens, "ATS: K, the sampling points of a block (at most K tokens kept besides CLS); 0: the block's input tokens, CLS included (K = 197 for DeiT-S, as 7.3.4.1 trains).").range(0, 100000);
+  s.key("model.ats_rho", &R::model, &ModelOptions::ats_rho, "ATS: when above 0, K_n = max(round(rho * N_n), 8) with N_n the block's input tokens (7.3.4.1: 1, 0.87, 0.72); overrides model.ats_tokens.").range(0, 1);
+  s.key("model.ats_variant", &R::model, &ModelOptions::ats_variant, "ATS: sampling as the thesis states it (per-head scores, CDF in token order, points (2i-1)/2K, tokens in token order) or as the released code does it (scores sorted first, points from the smallest non-zero CDF value, tokens in score order); docs/models.md.").choices({"thesis", "release"});
+  s.key("model.tome_r", &R::model, &ModelOptions::tome_r, "ToMe: tokens merged in each block of model.reducer_blocks (positions, for the video transformers).").range(0, 100000);
   s.key("model.init", &R::model, &ModelOptions::init, "Checkpoint or weights file to initialise the network from: a Holo checkpoint or export, or a state dict of torchvision, PySlowFast or MMAction2 (docs/weights.md).").path();
   s.key("model.init_layout", &R::model, &ModelOptions::init_layout, "Tensor names in model.init; auto picks the layout that matches the network's tensors best.")
-      .choices({"auto", "holo", "torchvision", "pyslowfast", "mmaction2"});
+      .choices({"auto", "holo", "torchvision", "pyslowfast", "mmaction2", "timm"});
   s.key("model.init_strict", &R::model, &ModelOptions::init_strict, "Stop (exit 2) when a tensor of the network or of model.init is left unmatched, apart from a classifier of another class count; false: a warning lists them.");
   // [task]
   s.key("task.kind", &R::task, &TaskOptions::kind, "Training task: on video clips, or segmentation (per-frame labels on per-frame features, data.dataset = mstcn).").registered();

@@ -11,6 +11,7 @@
 #include "models/resnet2d.h"
 #include "models/resnet3d.h"
 #include "models/sgs.h"
+#include "models/transformer.h"
 #include "models/x3d.h"
 
 namespace holo::models {
@@ -178,6 +179,21 @@ NetworkEntry preset(const std::string& family_name, int64_t depth, bool sgs = fa
   return e;
 }
 
+/// A transformer preset: family, blocks, width and heads.
+NetworkEntry transformer_preset(const std::string& family_name, int64_t embed_dim, int64_t heads) {
+  NetworkEntry e = preset(family_name, 12);
+  e.embed_dim = embed_dim;
+  e.num_heads = heads;
+  return e;
+}
+NetworkEntry transformer_family(TransformerKind kind) {
+  NetworkEntry e = family([kind](const holo::ModelOptions& o, const std::vector<int64_t>& heads) {
+    return build_transformer(kind, o, heads);
+  }, /*sgs=*/false, /*stc=*/false);
+  e.transformer = true;
+  return e;
+}
+
 /// Every clip network: the families first, then the named presets (`holo model list`).
 void add_networks(NetworkRegistry& r) {
   r.add("resnet3d", "3D ResNet (Hara et al.), depth 10-152", resnet3d_family(hara), "family");
@@ -200,6 +216,12 @@ void add_networks(NetworkRegistry& r) {
   x3d.depths = {26, 55};
   x3d.depth_rule = "x3d counts residual blocks: 26 (X3D-S/M) or 55 (X3D-L/XL)";
   r.add("x3d", "X3D; depth = residual blocks: 26 (S, M) or 55 (L, XL); width scales gamma_w 2.0", x3d, "family");
+  r.add("deit", "DeiT / ViT (timm names): frames as images, features averaged; depth = blocks, model.embed_dim, model.num_heads",
+        transformer_family(TransformerKind::kDeit), "family");
+  r.add("timesformer", "TimeSformer, divided space-time attention (Bertasius et al. 2021); depth = blocks",
+        transformer_family(TransformerKind::kTimesformer), "family");
+  r.add("xvit", "XViT, space-time mixing attention and temporal attention head (Bulat et al. 2021); depth = blocks",
+        transformer_family(TransformerKind::kXvit), "family");
 
   for (int64_t d : {18, 34, 50, 101}) {
     r.add("resnet" + std::to_string(d) + "_2d", "2D ResNet-" + std::to_string(d) + " (torchvision names), frames averaged",
@@ -247,6 +269,14 @@ void add_networks(NetworkRegistry& r) {
   for (const auto& x : x3ds) {
     r.add("x3d_" + x.suffix, x.label + " (Feichtenhofer 2020; " + x.cost + ")", preset("x3d", x.depth, false, x.width), "preset");
   }
+  // Transformers (chapter 7): token reduction with model.token_reducer (ATS or ToMe).
+  r.add("deit_ti", "DeiT-Ti (deit_tiny_patch16_224: D 192, 3 heads, 12 blocks; 5.7M parameters)", transformer_preset("deit", 192, 3), "preset");
+  r.add("deit_s", "DeiT-S (deit_small_patch16_224: D 384, 6 heads; 22.05M, 4.6 GFLOPs, Table 7.6)", transformer_preset("deit", 384, 6), "preset");
+  r.add("deit_b", "DeiT-B (deit_base_patch16_224: D 768, 12 heads; 86.6M)", transformer_preset("deit", 768, 12), "preset");
+  r.add("timesformer_s", "TimeSformer at DeiT-S's size (D 384, 6 heads, 12 blocks)", transformer_preset("timesformer", 384, 6), "preset");
+  r.add("timesformer_b", "TimeSformer-B (D 768, 12 heads, 12 blocks; Table 7.7)", transformer_preset("timesformer", 768, 12), "preset");
+  r.add("xvit_s", "XViT at DeiT-S's size (D 384, 6 heads, 12 blocks)", transformer_preset("xvit", 384, 6), "preset");
+  r.add("xvit_b", "XViT-B/16 (D 768, 12 heads, 12 blocks; Tables 7.5, 7.7)", transformer_preset("xvit", 768, 12), "preset");
   for (const auto& x : x3ds) {
     r.add("x3d_" + x.suffix + "_atfr", x.label + " + SGS after res2 (Tables 6.6-6.9)", preset("x3d", x.depth, true, x.width),
           "preset");
@@ -276,6 +306,18 @@ holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
       fail("model.depth", "is " + std::to_string(o.depth) + " but model.name '" + o.name +
                               "' is depth " + std::to_string(e->depth));
     }
+    if (e->embed_dim > 0) {
+      if (o.embed_dim != 0 && o.embed_dim != e->embed_dim) {
+        fail("model.embed_dim", "is " + std::to_string(o.embed_dim) + " but model.name '" + o.name + "' has D = " +
+                                    std::to_string(e->embed_dim));
+      }
+      if (o.num_heads != 0 && o.num_heads != e->num_heads) {
+        fail("model.num_heads", "is " + std::to_string(o.num_heads) + " but model.name '" + o.name + "' has " +
+                                    std::to_string(e->num_heads) + " heads");
+      }
+      o.embed_dim = e->embed_dim;
+      o.num_heads = e->num_heads;
+    }
     o.name = e->family;
     o.depth = e->depth;
     if (e->sgs) o.sgs = true;
@@ -287,6 +329,9 @@ holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
   check_strides(o.spatial_strides, "model.spatial_strides");
   if (!e->sgs && o.sgs) fail("model.sgs", "SGS is available in the 3D families only, not '" + o.name + "'");
   if (!e->stc && o.stc) fail("model.stc", "STC is available in the ResNet families and HATNet, not '" + o.name + "'");
+  if (!e->transformer && o.token_reducer != "none") {
+    fail("model.token_reducer", "token reduction is available in the transformers only, not '" + o.name + "'");
+  }
   if (!e->depths.empty() && std::find(e->depths.begin(), e->depths.end(), o.depth) == e->depths.end()) {
     fail("model.depth", e->depth_rule + ", got " + std::to_string(o.depth));
   }
@@ -308,6 +353,14 @@ std::shared_ptr<NetworkImpl> build_network(const holo::ModelOptions& options,
 
 ClipCosts NetworkImpl::clip_costs(const torch::Tensor& clips, const NetworkOutput& out) {
   ClipCosts costs;
+  if (out.reported("gflops").defined()) {
+    // The network counted each clip's cost itself (the transformers: only the tokens it kept).
+    for (const auto& name : clip_cost_names()) {
+      const torch::Tensor v = out.reported(name);
+      if (v.defined()) costs[name] = v.detach().to(torch::kCPU, torch::kFloat64);
+    }
+    return costs;
+  }
   const torch::Tensor reported = out.reported("active_bins");
   if (!reported.defined()) return costs;
   const torch::Tensor bins = reported.to(torch::kCPU, torch::kLong);

@@ -52,7 +52,9 @@ class NetworkImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& clips) { return forward_all(clips).logits.at(0); }
 
   /// The per-clip costs of `out`, the output of forward_all on `clips` (empty when the cost does
-  /// not vary). GFLOPs of a clip with B' bins are measured once per (B', clip shape): the network
+  /// not vary). A network that reports "gflops" in per_clip counted them itself (the
+  /// transformers with token reduction: "gflops" and "tokens_<block>"); they are returned as
+  /// they are. GFLOPs of a clip with B' bins are measured once per (B', clip shape): the network
   /// runs on a zero clip in eval mode with its SGS layers held at B' (SgsForcedBins), and the
   /// figure is cached.
   ClipCosts clip_costs(const torch::Tensor& clips, const NetworkOutput& out);
@@ -80,8 +82,11 @@ struct NetworkEntry {
   int64_t depth = 0;          ///< preset: the depth it fixes
   bool sgs = false;           ///< preset: turns SGS on (the *_atfr presets); family: allows SGS
   double width_factor = 1.0;  ///< preset: multiplies model.width (X3D-XL)
+  int64_t embed_dim = 0;      ///< preset: a transformer's token width D (model.embed_dim)
+  int64_t num_heads = 0;      ///< preset: a transformer's attention heads (model.num_heads)
   bool stc = false;           ///< family: allows STC blocks (model.stc)
   bool forces_stc = false;    ///< family: always has them (stc_resnet, stc_resnext)
+  bool transformer = false;   ///< family: takes model.token_reducer
   std::vector<int64_t> depths;  ///< family: the depths it accepts, when not a ResNet's
   std::string depth_rule;       ///< family: why (for the message)
   NetworkBuilder build;         ///< family

@@ -241,10 +241,18 @@ std::string shape_text(const torch::Tensor& t) {
   return s + "]";
 }
 
+/// timm's VisionTransformer (DeiT) names are Holo's transformer names with one classifier,
+/// `head`; the other families have no timm layout.
+std::string timm_name(const std::string& family, const std::string& name) {
+  if (family != "deit" && family != "timesformer" && family != "xvit") return "";
+  if (name.rfind("heads.", 0) == 0) return name.rfind("heads.0.", 0) == 0 ? "head." + name.substr(8) : "";
+  return name;
+}
+
 }  // namespace
 
 const std::vector<std::string>& weights_layout_names() {
-  static const std::vector<std::string> kNames = {"holo", "torchvision", "pyslowfast", "mmaction2"};
+  static const std::vector<std::string> kNames = {"holo", "torchvision", "pyslowfast", "mmaction2", "timm"};
   return kNames;
 }
 
@@ -252,7 +260,7 @@ WeightsLayout parse_weights_layout(const std::string& name) {
   const auto& names = weights_layout_names();
   auto it = std::find(names.begin(), names.end(), name);
   if (it == names.end()) {
-    throw UsageError("unknown weights layout '" + name + "': holo, torchvision, pyslowfast or mmaction2");
+    throw UsageError("unknown weights layout '" + name + "': holo, torchvision, pyslowfast, mmaction2 or timm");
   }
   return static_cast<WeightsLayout>(it - names.begin());
 }
@@ -260,6 +268,7 @@ WeightsLayout parse_weights_layout(const std::string& name) {
 std::string to_string(WeightsLayout layout) { return weights_layout_names()[static_cast<size_t>(layout)]; }
 
 std::string layout_name(WeightsLayout layout, const std::string& family, const std::string& name) {
+  if (layout == WeightsLayout::kTimm) return timm_name(family, name);
   const auto p = split(name);
   if (p.size() < 2) return layout == WeightsLayout::kHolo ? name : "";
   switch (layout) {
@@ -267,6 +276,7 @@ std::string layout_name(WeightsLayout layout, const std::string& family, const s
     case WeightsLayout::kTorchvision: return torchvision_name(family, p);
     case WeightsLayout::kPySlowFast: return pyslowfast_name(family, p);
     case WeightsLayout::kMmaction2: return mmaction2_name(family, p);
+    case WeightsLayout::kTimm: return timm_name(family, name);
   }
   return "";
 }

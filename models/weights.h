@@ -14,7 +14,7 @@ namespace holo::models {
 class NetworkImpl;
 
 /// Naming conventions of a weights file.
-enum class WeightsLayout { kHolo, kTorchvision, kPySlowFast, kMmaction2 };
+enum class WeightsLayout { kHolo, kTorchvision, kPySlowFast, kMmaction2, kTimm };
 
 /// "holo", "torchvision", "pyslowfast", "mmaction2", in that order.
 const std::vector<std::string>& weights_layout_names();
