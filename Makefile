@@ -18,7 +18,7 @@ configure: deps
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-# The whole suite: unit, mpi, slurm, slow; gpu tests skip themselves without a GPU.
+# The whole suite: unit, mpi, slurm, multinode, slow; gpu tests skip themselves without a GPU.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 

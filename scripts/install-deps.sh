@@ -20,6 +20,8 @@ packages=(
   libprotobuf-dev protobuf-compiler python3-protobuf
   # scheduler for the slurm tests
   slurm-wlm slurm-client munge
+  # network, UTS and mount namespaces of the multi-node local cluster (ip, unshare, nsenter)
+  iproute2 util-linux
   # Python side for baselines in bench/ and for checking our files open in Python
   python3-torch python3-torchvision python3-av python3-h5py python3-numpy python3-sklearn
   # plots (cairo, and the font they are drawn in), process tools
