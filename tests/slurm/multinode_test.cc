@@ -191,6 +191,20 @@ TEST(MultiNode, ClusterHasTwoNodesWithTheirOwnHostnamesAndAddresses) {
   EXPECT_THAT(status.output, AllOf(HasSubstr("slurmd of holo-node1"), HasSubstr("slurmd of holo-node2")));
 }
 
+TEST(MultiNode, StartRefusesWithTheReasonWhereNamespacesCannotBeMade) {
+  // Root inside a user namespace of its own: root's id, without the capabilities over this
+  // machine's network that the cluster's namespaces need (as in an unprivileged container).
+  if (run_command("unshare -U -r true").exit_code != 0) GTEST_SKIP() << "no user namespaces here";
+  const std::string d = holo::testing::temp_dir() + "/cluster";
+  const auto r = run_command("unshare -U -r bash " +
+                             shell_quote(holo::testing::source_dir() + "/scripts/slurm-local.sh") +
+                             " start --nodes 2 " + shell_quote(d));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, AllOf(HasSubstr("cannot make network namespaces here"),
+                              HasSubstr("needs CAP_NET_ADMIN and CAP_SYS_ADMIN")));
+  EXPECT_FALSE(fs::exists(d + "/run/multinode.env")) << "nothing is left to stop";
+}
+
 TEST(MultiNode, TwoNodesTrainLikeOneHostWithTwoRanks) {
   const std::string d = holo::testing::temp_dir();
   TinyRun t;
