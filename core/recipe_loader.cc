@@ -308,10 +308,6 @@ void check_relations(const Recipe& r, const std::map<std::string, Leaf>& leaves)
   if (r.transform.std.size() != 3) fail("transform.std", "needs 3 values (R, G, B)");
   if (r.optim.betas.size() != 2) fail("optim.betas", "needs 2 values");
   if (r.sampling.test_crops == 2) fail("sampling.test_crops", "must be 1 or 3");
-  static const std::vector<int64_t> depths = {10, 18, 34, 50, 101, 152};
-  if (std::find(depths.begin(), depths.end(), r.model.depth) == depths.end()) {
-    fail("model.depth", "must be one of 10, 18, 34, 50, 101, 152");
-  }
   if (r.schedule.kind == "multistep" && r.schedule.milestones.empty()) {
     fail("schedule.milestones", "multistep needs at least one milestone");
   }

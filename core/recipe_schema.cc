@@ -390,7 +390,7 @@ std::vector<KeyDef> make_schema() {
   s.key("slurm.cpus_per_task", &R::slurm, &SlurmOptions::cpus_per_task, "CPUs per worker (also its LibTorch threads unless HOLO_NUM_THREADS is set).").range(1, 1024);
   s.key("slurm.mem", &R::slurm, &SlurmOptions::mem, "sbatch --mem: memory per node, e.g. 64G; \"0\": all of it; empty: the cluster's default.")
       .form("N, or N with a unit K, M, G or T", check_slurm_mem);
-  s.key("slurm.max_restarts", &R::slurm, &SlurmOptions::max_restarts, "Times the job requeues itself after a preemption warning before it gives up.").range(0, 1000);
+  s.key("slurm.max_restarts", &R::slurm, &SlurmOptions::max_restarts, "Times the job requeues itself, after a preemption warning or a failed worker (unless a node of the allocation can no longer start tasks), before it gives up.").range(0, 1000);
   s.key("slurm.grace_s", &R::slurm, &SlurmOptions::grace_s, "Seconds between the USR1 warning (--signal=B:USR1@grace_s) and the end of the allocation: time to finish the step and save.").range(10, 65535);
   s.key("slurm.launcher", &R::slurm, &SlurmOptions::launcher, "How workers start inside the allocation: srun (--mpi=slurm.mpi) or mpirun.").choices({"srun", "mpirun"});
   s.key("slurm.mpi", &R::slurm, &SlurmOptions::mpi, "srun --mpi plugin that wires up MPI between the workers.").choices({"pmix", "pmi2", "none"});

@@ -166,9 +166,11 @@ void model_info(const InfoArgs& a) {
             << "input 3x" << frames << "x" << size << "x" << size << ", " << heads_text(built.heads)
             << (built.heads_from.empty() ? "" : " (" + built.heads_from + ")")
             << "; GFLOPs = multiply-accumulates / 1e9 (docs/models.md)\n\n";
-  const int64_t clips = a.clips > 0 ? a.clips : (resolved.sgs && a.bins == 0 ? 8 : 1);
+  const bool varies = !net->clip_cost_names().empty();  // SGS, or a transformer's token reducer
+  const int64_t clips = a.clips > 0 ? a.clips : (varies && a.bins == 0 ? 8 : 1);
   std::vector<double> per_clip;
   std::vector<int64_t> bins;
+  std::map<std::string, std::vector<double>> tokens;  // tokens_<block> per clip
   std::vector<models::StageStats> first;
   for (int64_t i = 0; i < clips; ++i) {
     std::optional<models::SgsForcedBins> forced;
@@ -179,20 +181,23 @@ void model_info(const InfoArgs& a) {
     rec.finish();
     per_clip.push_back(rec.total_macs());
     bins.push_back(out.reported("active_bins").defined() ? out.reported("active_bins").item<int64_t>() : -1);
+    for (const auto& [name, v] : out.per_clip) {
+      if (name.rfind("tokens_", 0) == 0) tokens[name].push_back(v[0].item<double>());
+    }
     if (i == clips - 1) first = rec.stages();  // the table shows the most moving clip
   }
-  std::cout << std::left << std::setw(10) << "stage" << std::setw(22) << "output" << std::right
+  std::cout << std::left << std::setw(14) << "stage" << std::setw(22) << "output" << std::right
             << std::setw(14) << "params" << std::setw(12) << "GFLOPs" << "\n";
   int64_t params_seen = 0;
   for (const auto& s : first) {
     const int64_t p = models::count_parameters(*net, s.name + ".");
     params_seen += p;
-    std::cout << std::left << std::setw(10) << s.name << std::setw(22) << shape_text(s.shape)
+    std::cout << std::left << std::setw(14) << s.name << std::setw(22) << shape_text(s.shape)
               << std::right << std::setw(14) << p << std::setw(12) << std::fixed
               << std::setprecision(3) << s.macs / 1e9 << "\n";
   }
   const int64_t total = models::count_parameters(*net);
-  std::cout << std::left << std::setw(32) << "total" << std::right << std::setw(14) << total
+  std::cout << std::left << std::setw(36) << "total" << std::right << std::setw(14) << total
             << std::setw(12) << per_clip.back() / 1e9 << "\n";
   if (clips > 1) {
     std::cout << "\nper clip (motion from still to noise):\n";
@@ -201,12 +206,22 @@ void model_info(const InfoArgs& a) {
       sum += per_clip[i];
       std::cout << "  clip " << i << ": " << std::setprecision(3) << per_clip[i] / 1e9 << " GFLOPs";
       if (bins[i] >= 0) std::cout << ", " << bins[i] << " active bins";
+      for (const auto& [name, v] : tokens) std::cout << ", " << name << " " << std::setprecision(1) << v[static_cast<size_t>(i)];
       std::cout << "\n";
     }
-    std::cout << "  average: " << sum / clips / 1e9 << " GFLOPs over " << clips << " clips\n";
+    const auto [lo, hi] = std::minmax_element(per_clip.begin(), per_clip.end());
+    std::cout << "  average: " << std::setprecision(3) << sum / clips / 1e9 << " GFLOPs over " << clips
+              << " clips (min " << *lo / 1e9 << ", max " << *hi / 1e9 << ")\n";
+    for (const auto& [name, v] : tokens) {
+      const auto [tl, th] = std::minmax_element(v.begin(), v.end());
+      double tsum = 0;
+      for (double x : v) tsum += x;
+      std::cout << "  " << name << " (tokens per frame after block " << name.substr(7) << ", CLS included): mean "
+                << std::setprecision(1) << tsum / static_cast<double>(v.size()) << ", min " << *tl << ", max " << *th << "\n";
+    }
   }
-  if (!net->clip_cost_names().empty()) {
-    std::cout << "\nSGS's GFLOPs depend on the clip and on the weights: these are for "
+  if (varies) {
+    std::cout << "\n" << (resolved.sgs ? "SGS's" : "Token reduction's") << " GFLOPs depend on the clip and on the weights: these are for "
               << (a.weights.empty() ? "random weights (--weights to measure trained ones)" : "the weights of " + a.weights)
               << " on synthetic clips. The thesis's figures average a trained network over a\n"
                  "dataset: `holo eval` and training record them (eval-<split>.json \"cost\", metrics.jsonl "
@@ -322,16 +337,27 @@ void add_model_commands(CLI::App& app) {
       ->capture_default_str();
   bench->add_option("--sgs-clips", bo->sgs_clips(), "Synthetic clips per motion kind")->capture_default_str();
   bench->add_option("--seed", bo->seed(), "Seed of weights, inputs and clips")->capture_default_str();
+  auto token_names = std::make_shared<std::string>();
+  bench->add_option("--token-models", *token_names,
+                    "Transformers to measure without token reduction, with ATS and with ToMe at matched GFLOPs "
+                    "(e.g. deit_s,timesformer_s; --size is their frame side); empty: skip");
+  bench->add_option("--token-rho", bo->token_rho(), "ATS's rho in that part: K_n = max(rho N_n, 8)")->capture_default_str();
+  bench->add_option("--token-frames", bo->token_frames(), "Frames per clip of the video transformers in that part")
+      ->capture_default_str();
   bench->add_option("--json", *json, "Also write the figures as JSON here");
-  bench->callback([bo, names, json] {
-    std::vector<std::string> list;
-    std::stringstream in(*names);
-    for (std::string n; std::getline(in, n, ',');) {
-      if (!n.empty()) list.push_back(n);
-    }
-    bo->models(list);
+  bench->callback([bo, names, token_names, json] {
+    const auto split = [](const std::string& text) {
+      std::vector<std::string> list;
+      std::stringstream in(text);
+      for (std::string n; std::getline(in, n, ',');) {
+        if (!n.empty()) list.push_back(n);
+      }
+      return list;
+    };
+    bo->models(split(*names));
+    bo->token_models(split(*token_names));
     const auto result = models::run_model_bench(*bo);
-    std::cout << models::format_model_bench(result);
+    std::cout << models::format_model_bench(result) << models::format_token_bench(result);
     if (!json->empty()) {
       std::ofstream out(*json);
       out << models::model_bench_json(result) << "\n";

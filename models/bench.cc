@@ -26,6 +26,7 @@
 #include "holo/build_config.h"
 #include "models/flops.h"
 #include "models/network.h"
+#include "models/transformer.h"
 #include "models/resnet2d.h"
 
 namespace fs = std::filesystem;
@@ -112,6 +113,7 @@ ModelOptions model_options(const std::string& name, const ModelBenchOptions& o) 
   m.width = o.width();
   m.frames = o.frames();
   m.num_classes = o.classes();
+  m.image_size = o.size();  // the transformers' position embeddings
   return m;
 }
 
@@ -389,7 +391,111 @@ ModelBenchResult run_model_bench(const ModelBenchOptions& o) {
     r.sgs = bench_sgs_flops(o);
     r.has_sgs = true;
   }
+  for (const auto& name : o.token_models()) {
+    for (auto& row : bench_token_reduction(name, o)) r.tokens.push_back(row);
+  }
   return r;
+}
+
+std::vector<TokenBenchRow> bench_token_reduction(const std::string& name, const ModelBenchOptions& o_in) {
+  check_model_bench_options(o_in);
+  ModelBenchOptions o = o_in;
+  const ModelOptions plain = model_options(name, o);
+  const bool images = resolve_model(plain).name == "deit";
+  o.frames(images ? 1 : o.token_frames());
+  ModelOptions base = model_options(name, o);
+  const torch::Device device = bench_device(o);
+  ThreadsScope threads(o.threads());
+  torch::manual_seed(o.seed());
+  const auto x = torch::randn({o.batch(), 3, o.frames(), o.size(), o.size()}).to(device);
+  const auto y = torch::randint(o.classes(), {o.batch()}, torch::kLong).to(device);
+  spdlog::info("bench model: token reduction of {} ({} x 3 x {} x {} x {}, {})", name, o.batch(), o.frames(), o.size(),
+               o.size(), o.device());
+
+  auto build = [&](const ModelOptions& m) {
+    torch::manual_seed(o.seed());  // the same weights under every reducer
+    auto net = build_network(m, {o.classes()});
+    net->to(device);
+    return net;
+  };
+  auto gflops_of = [&](NetworkImpl& net) {
+    torch::NoGradGuard no_grad;
+    net.eval();
+    FlopRecorder rec;
+    const auto out = net.forward_all(x);
+    rec.finish();
+    const auto g = out.reported("gflops");
+    return g.defined() ? g.mean().item<double>() : rec.total_macs() / 1e9 / static_cast<double>(o.batch());
+  };
+  auto timed = [&](NetworkImpl& net, bool train) {
+    std::vector<double> seconds;
+    for (int64_t i = 0; i < o.warmup() + o.iters(); ++i) {
+      synchronize(device);
+      const auto t0 = Clock::now();
+      if (train) {
+        net.train();
+        net.zero_grad(/*set_to_none=*/true);
+        torch::nn::functional::cross_entropy(net.forward_all(x).logits.at(0), y).backward();
+      } else {
+        torch::NoGradGuard no_grad;
+        net.eval();
+        net.forward_all(x);
+      }
+      synchronize(device);
+      if (i >= o.warmup()) seconds.push_back(seconds_since(t0));
+    }
+    return static_cast<double>(o.batch()) / median(seconds);
+  };
+  auto measure = [&](const ModelOptions& m, const std::string& reducer, const std::string& setting) {
+    auto net = build(m);
+    TokenBenchRow row;
+    row.model = name;
+    row.reducer = reducer;
+    row.setting = setting;
+    row.gflops = gflops_of(*net);
+    row.infer_per_s = timed(*net, false);
+    row.train_per_s = timed(*net, true);
+    return row;
+  };
+
+  std::vector<TokenBenchRow> rows;
+  rows.push_back(measure(base, "none", ""));
+  ModelOptions ats = base;
+  ats.token_reducer = "ats";
+  ats.ats_rho = o.token_rho();
+  char setting[96];
+  std::snprintf(setting, sizeof setting, "K_n = max(%.2f N_n, 8)", o.token_rho());
+  rows.push_back(measure(ats, "ats", setting));
+  // ToMe: the r whose GFLOPs come closest to ATS's without exceeding them (GFLOPs fall as r grows).
+  ModelOptions tome = base;
+  tome.token_reducer = "tome";
+  auto tome_gflops = [&](int64_t r) {
+    tome.tome_r = r;
+    auto net = build(tome);
+    return gflops_of(*net);
+  };
+  const auto probe = build(base);
+  const int64_t positions = static_cast<TransformerNetworkImpl&>(*probe).positions();
+  int64_t lo = 1, hi = positions / 2;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (tome_gflops(mid) <= rows[1].gflops) hi = mid; else lo = mid + 1;
+  }
+  tome.tome_r = lo;
+  rows.push_back(measure(tome, "tome", "r = " + std::to_string(lo)));
+  for (auto& row : rows) {
+    row.flops_reduction = rows[0].gflops / row.gflops;
+    row.train_speedup = row.train_per_s / rows[0].train_per_s;
+    row.infer_speedup = row.infer_per_s / rows[0].infer_per_s;
+  }
+  if (!o.python().empty()) {
+    ModelBenchOptions py = o;
+    py.iters(std::max<int64_t>(1, o.iters()));
+    const ThroughputRow t = bench_throughput(name, py);
+    rows[0].python_train_per_s = t.python_clips_per_s;
+    rows[0].python_error = t.python_error;
+  }
+  return rows;
 }
 
 std::string format_model_bench(const ModelBenchResult& r) {
@@ -476,6 +582,28 @@ std::string format_model_bench(const ModelBenchResult& r) {
   return s.str();
 }
 
+std::string format_token_bench(const ModelBenchResult& r) {
+  if (r.tokens.empty()) return "";
+  std::ostringstream s;
+  char line[512];
+  s << "\ntoken reduction (random weights; per image for DeiT, per clip of " << r.options.token_frames()
+    << " frames otherwise; speed-up and GFLOPs reduction against the same network without reduction):\n";
+  std::snprintf(line, sizeof line, "  %-14s %-6s %-22s %8s %10s %10s %8s %8s %8s %12s %12s %14s\n", "network", "reducer",
+                "setting", "GFLOPs", "train/s", "infer/s", "train x", "infer x", "GFLOPs /", "train x/GF /",
+                "infer x/GF /", "PyTorch train/s");
+  s << line;
+  for (const auto& t : r.tokens) {
+    char py[32] = "";
+    if (t.python_train_per_s > 0) std::snprintf(py, sizeof py, "%.3f", t.python_train_per_s);
+    std::snprintf(line, sizeof line, "  %-14s %-6s %-22s %8.3f %10.3f %10.3f %8.2f %8.2f %8.2f %12.2f %12.2f %14s\n",
+                  t.model.c_str(), t.reducer.c_str(), t.setting.c_str(), t.gflops, t.train_per_s, t.infer_per_s,
+                  t.train_speedup, t.infer_speedup, t.flops_reduction, t.train_speedup / t.flops_reduction,
+                  t.infer_speedup / t.flops_reduction, py);
+    s << line;
+  }
+  return s.str();
+}
+
 std::string model_bench_json(const ModelBenchResult& r) {
   const auto& o = r.options;
   nlohmann::json j = {{"batch", o.batch()},   {"frames", o.frames()},   {"size", o.size()},
@@ -513,6 +641,14 @@ std::string model_bench_json(const ModelBenchResult& r) {
                             {"max_bins", row.max_bins}});
     }
     j["sgs"] = s;
+  }
+  for (const auto& t : r.tokens) {
+    nlohmann::json row = {{"model", t.model}, {"reducer", t.reducer}, {"setting", t.setting}, {"gflops", t.gflops},
+                          {"train_per_s", t.train_per_s}, {"infer_per_s", t.infer_per_s},
+                          {"train_speedup", t.train_speedup}, {"infer_speedup", t.infer_speedup},
+                          {"gflops_reduction", t.flops_reduction}};
+    if (t.python_train_per_s > 0) row["torch_train_per_s"] = t.python_train_per_s;
+    j["token_reduction"].push_back(row);
   }
   return j.dump(1);
 }

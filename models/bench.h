@@ -53,6 +53,13 @@ struct ModelBenchOptions {
   TORCH_ARG(int64_t, sgs_clips) = 8;
   /// Seed of weights, inputs and synthetic clips.
   TORCH_ARG(uint64_t, seed) = 0;
+  /// Token-reduction part (`--token-models`): transformers measured without reduction, with ATS
+  /// (K_n = max(token_rho * N_n, 8) in the thesis's blocks) and with ToMe at the r whose GFLOPs
+  /// come closest to ATS's without exceeding them; empty: skip it.
+  TORCH_ARG(std::vector<std::string>, token_models) = {};
+  TORCH_ARG(double, token_rho) = 0.72;
+  /// Frames of the video transformers' clips in that part (DeiT gets single images).
+  TORCH_ARG(int64_t, token_frames) = 8;
 };
 
 /// Autocast of the device type of `device` to bf16 or fp16 while it lives, as the trainer runs
@@ -131,8 +138,24 @@ struct SgsFlops {
   double low_bins = 0, high_bins = 0;
 };
 
+/// One network under one token reducer: images (DeiT) or clips per second.
+struct TokenBenchRow {
+  std::string model, reducer, setting;
+  double gflops = 0;              ///< per image or clip, mean over the batch (eval mode)
+  double train_per_s = 0;         ///< forward + backward, train mode
+  double infer_per_s = 0;         ///< forward, eval mode, no gradients
+  double train_speedup = 1, infer_speedup = 1;  ///< against the same network without reduction
+  double flops_reduction = 1;     ///< GFLOPs without reduction / GFLOPs of this row
+  double python_train_per_s = 0;  ///< the PyTorch twin without reduction (first row only)
+  std::string python_error;
+};
+
+/// The token-reduction rows of one transformer (none, ats, tome), same weights and input.
+std::vector<TokenBenchRow> bench_token_reduction(const std::string& name, const ModelBenchOptions& options);
+
 struct ModelBenchResult {
   ModelBenchOptions options;
+  std::vector<TokenBenchRow> tokens;
   std::vector<ThroughputRow> throughput;
   SgsFlops sgs;
   bool has_sgs = false;
@@ -158,6 +181,8 @@ ModelBenchResult run_model_bench(const ModelBenchOptions& options);
 
 /// The two tables as printed by `holo bench model`.
 std::string format_model_bench(const ModelBenchResult& result);
+/// The token-reduction table (empty without token rows).
+std::string format_token_bench(const ModelBenchResult& result);
 /// The figures as JSON (keys documented in docs/benchmarks.md).
 std::string model_bench_json(const ModelBenchResult& result);
 

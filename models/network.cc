@@ -332,6 +332,7 @@ holo::ModelOptions resolve_model(const holo::ModelOptions& options) {
   if (!e->transformer && o.token_reducer != "none") {
     fail("model.token_reducer", "token reduction is available in the transformers only, not '" + o.name + "'");
   }
+  if (e->depths.empty() && !e->transformer) layers_for_depth(o.depth);  // a ResNet depth
   if (!e->depths.empty() && std::find(e->depths.begin(), e->depths.end(), o.depth) == e->depths.end()) {
     fail("model.depth", e->depth_rule + ", got " + std::to_string(o.depth));
   }
