@@ -8,6 +8,7 @@
 // synthesis, decoding, transforms, models and training together: a change to any of them that
 // stops the 3D network from learning, or that lets a single frame reveal the class, fails it.
 // It has no time limit; docs/training.md ("The demo") has the figures it guards.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -216,6 +217,53 @@ TEST(LearningSegmentation, SctLearnsFromActionSetsAlone) {
   EXPECT_GT(val.at("mof").get<double>(), majority + 10.0) << val.dump();
   EXPECT_GT(val.at("set_iou").get<double>(), constant_sets + 15.0) << val.dump();
   EXPECT_GT(val.at("f1@10").get<double>(), 25.0) << val.dump();
+}
+
+}  // namespace
+}  // namespace holo
+
+namespace holo {
+namespace {
+
+// Transformers (chapter 7, recipes/transformers/synth_xvit_ats.toml): a small XViT with ATS in
+// three of its four blocks must read the direction of motion of 2400 synthetic videos (one
+// frame cannot tell it), trained like every other network: `holo launch` on two ranks,
+// interrupted by SIGUSR1 after its first checkpoint, launched again to resume, then `holo eval`.
+// The per-clip costs of the sampler must be recorded: fewer tokens than the blocks receive.
+TEST(LearningTransformers, XvitWithAtsReadsTheDirectionOfMotionAcrossAnInterruption) {
+  const std::string dir = learning_dir("learning-xvit");
+  fs::remove_all(dir);
+  const std::string data = dir + "/data", run = dir + "/run";
+  auto r = run_command(holo_binary() + " data synth --kind motion --classes 2 --videos 2400 --frames 32 --size 48x32 "
+                       "--seed 2 --no-frame-code --out " + data);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string recipe = source_dir() + "/recipes/transformers/synth_xvit_ats.toml";
+  const std::string sets = " --set data.root=" + data + " --set data.train=" + data + "/train.csv --set data.val=" + data +
+                           "/val.csv --set data.test=" + data + "/val.csv --set run.dir=" + run +
+                           " --set loader.batch_size=4";  // two ranks: the recipe's batch of 8
+  const std::string launch = "HOLO_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " +
+                             holo_binary() + " launch --np 2 " + recipe + sets;
+  // As scripts/demo.sh: interrupt after the first checkpoint; every worker saves and exits 3.
+  // ([h]olo: the pattern must not match this shell's own command line.)
+  r = run_command("(" + launch + ") & pid=$!; for i in $(seq 1 1200); do ls " + run +
+                  "/checkpoints/step-* > /dev/null 2>&1 && break; kill -0 $pid 2> /dev/null || break; sleep 0.5; done; "
+                  "pkill -USR1 -f '[h]olo train " + recipe + "'; wait $pid; echo \"first launch: $?\"");
+  EXPECT_THAT(r.output, ::testing::HasSubstr("first launch: 3")) << r.output;
+  r = run_command(launch);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::HasSubstr("resum")) << r.output;
+  r = run_command("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " + holo_binary() + " launch --np 2 --command eval " +
+                  recipe + sets + " -- --checkpoint " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::ifstream in(run + "/eval-val.json");
+  ASSERT_TRUE(in) << r.output;
+  const auto eval = nlohmann::json::parse(in);
+  EXPECT_GE(eval.at("metrics").at("top1").get<double>(), 0.85) << eval.dump();
+  // 16 positions and CLS enter block 1; K_1 = max(round(0.75 * 17), 8) = 13 at most.
+  const auto& cost = eval.at("cost");
+  EXPECT_LE(cost.at("tokens_1").at("max").get<double>(), 14.0) << cost.dump();
+  EXPECT_LT(cost.at("tokens_3").at("mean").get<double>(), cost.at("tokens_1").at("mean").get<double>()) << cost.dump();
+  EXPECT_GT(cost.at("gflops").at("mean").get<double>(), 0.0) << cost.dump();
 }
 
 }  // namespace
