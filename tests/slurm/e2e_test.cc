@@ -49,49 +49,12 @@ std::string train_env(const std::string& dir) {
 /// step, checkpoints only at the end and on preemption.
 std::string write_recipe(const std::string& dir, const std::string& run_dir, int max_restarts,
                          int tasks_per_node = 1) {
-  fs::create_directories(dir);
-  const std::string path = dir + "/tiny.toml";
-  std::ofstream(path) << "[run]\nname = \"tiny\"\ndir = " << to_toml_text(Value(run_dir)) << R"(
-seed = 7
-deterministic = true
-[data]
-dataset = "synth"
-synth_videos = 16
-synth_classes = 2
-synth_frames = 16
-[sampling]
-num_frames = 4
-stride = 2
-[transform]
-crop_size = 32
-train_scale_min = 32
-train_scale_max = 40
-test_scale = 32
-[loader]
-batch_size = 2
-workers = 1
-prefetch = 2
-[model]
-name = "resnet3d"
-depth = 10
-width = 0.125
-dropout = 0.0
-[optim]
-lr = 0.01
-[train]
-epochs = 100
-max_steps = )" << kSteps << R"(
-log_every = 1
-val_every = 0
-[checkpoint]
-every_steps = 0
-background = false
-[slurm]
-time = "00:30:00"
-cpus_per_task = 1
-mem = "4G"
-tasks_per_node = )" << tasks_per_node << "\nmax_restarts = " << max_restarts << "\n";
-  return path;
+  holo::testing::TinyRun t;
+  t.max_steps = kSteps;
+  t.max_restarts = max_restarts;
+  t.tasks_per_node = tasks_per_node;
+  t.mem = "4G";
+  return holo::testing::write_recipe(dir, run_dir, t);
 }
 
 std::string submit(const std::string& dir, const std::string& recipe) {

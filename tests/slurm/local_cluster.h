@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/recipe.h"
+
 #include "core/time.h"
 #include "slurm/scheduler.h"
 #include "slurm/script.h"
@@ -125,6 +127,64 @@ inline std::vector<std::string> text_lines(const std::string& text) {
     if (!l.empty()) out.push_back(l);
   }
   return out;
+}
+
+/// A tiny training run of the SLURM tests.
+struct TinyRun {
+  int videos = 16;
+  int epochs = 100;
+  int max_steps = 60;  ///< 0: none (the epochs decide)
+  int every_steps = 0;
+  int max_restarts = 1;
+  int tasks_per_node = 1;
+  std::string mem = "2G";  ///< slurm.mem
+};
+
+/// The deterministic synthetic recipe of the SLURM end-to-end tests (e2e_test.cc, multinode_test.cc),
+/// written to <dir>/tiny.toml.
+std::string write_recipe(const std::string& dir, const std::string& run_dir, const TinyRun& t) {
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/tiny.toml";
+  std::ofstream(path) << "[run]\nname = \"tiny\"\ndir = " << holo::to_toml_text(holo::Value(run_dir)) << R"(
+seed = 7
+deterministic = true
+[data]
+dataset = "synth"
+synth_videos = )" << t.videos << R"(
+synth_classes = 2
+synth_frames = 16
+[sampling]
+num_frames = 4
+stride = 2
+[transform]
+crop_size = 32
+train_scale_min = 32
+train_scale_max = 40
+test_scale = 32
+[loader]
+batch_size = 2
+workers = 1
+prefetch = 2
+[model]
+name = "resnet3d"
+depth = 10
+width = 0.125
+dropout = 0.0
+[optim]
+lr = 0.01
+[train]
+epochs = )" << t.epochs << "\nmax_steps = " << t.max_steps << R"(
+log_every = 1
+val_every = 0
+[checkpoint]
+background = false
+every_steps = )" << t.every_steps << R"(
+[slurm]
+time = "00:30:00"
+cpus_per_task = 1
+mem = ")" << t.mem << R"("
+tasks_per_node = )" << t.tasks_per_node << "\nmax_restarts = " << t.max_restarts << "\n";
+  return path;
 }
 
 }  // namespace holo::testing

@@ -40,6 +40,8 @@ using holo::testing::run_command;
 using holo::testing::text_lines;
 using holo::testing::wait_until;
 using slurm::shell_quote;
+using holo::testing::TinyRun;
+using holo::testing::write_recipe;
 
 holo::testing::LocalCluster* g_cluster = nullptr;
 
@@ -48,61 +50,6 @@ holo::testing::LocalCluster* g_cluster = nullptr;
 /// interface.
 std::string train_env(const std::string& dir) {
   return "HOLO_NUM_THREADS=1 HOLO_CACHE_DIR=" + shell_quote(dir + "/cache") + " " + g_cluster->env();
-}
-
-struct TinyRun {
-  int videos = 16;
-  int epochs = 100;
-  int max_steps = 60;  ///< 0: none (the epochs decide)
-  int every_steps = 0;
-  int max_restarts = 1;
-  int tasks_per_node = 1;
-};
-
-/// The deterministic synthetic recipe of the single-node end-to-end tests (tests/slurm/e2e_test.cc).
-std::string write_recipe(const std::string& dir, const std::string& run_dir, const TinyRun& t) {
-  fs::create_directories(dir);
-  const std::string path = dir + "/tiny.toml";
-  std::ofstream(path) << "[run]\nname = \"tiny\"\ndir = " << to_toml_text(Value(run_dir)) << R"(
-seed = 7
-deterministic = true
-[data]
-dataset = "synth"
-synth_videos = )" << t.videos << R"(
-synth_classes = 2
-synth_frames = 16
-[sampling]
-num_frames = 4
-stride = 2
-[transform]
-crop_size = 32
-train_scale_min = 32
-train_scale_max = 40
-test_scale = 32
-[loader]
-batch_size = 2
-workers = 1
-prefetch = 2
-[model]
-name = "resnet3d"
-depth = 10
-width = 0.125
-dropout = 0.0
-[optim]
-lr = 0.01
-[train]
-epochs = )" << t.epochs << "\nmax_steps = " << t.max_steps << R"(
-log_every = 1
-val_every = 0
-[checkpoint]
-background = false
-every_steps = )" << t.every_steps << R"(
-[slurm]
-time = "00:30:00"
-cpus_per_task = 1
-mem = "2G"
-tasks_per_node = )" << t.tasks_per_node << "\nmax_restarts = " << t.max_restarts << "\n";
-  return path;
 }
 
 /// `holo submit` with `flags`; the job id, or "" (and a failure) when it was refused.
