@@ -10,10 +10,15 @@ extern "C" {
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "pipeline/av_handles.h"
 
 namespace holo::pipeline {
+
+namespace {
+constexpr size_t kRgbPadding = 64;  ///< zero bytes after each frame handed to swscale
+}  // namespace
 
 struct VideoWriter::State {
   std::string path;
@@ -24,6 +29,10 @@ struct VideoWriter::State {
   av::FramePtr frame;
   av::PacketPtr packet;
   av::SwsPtr sws;
+  /// The caller's RGB frame copied here, followed by zeroed padding: swscale's SIMD reads up to
+  /// 16 bytes past the end of the last row, which made the bytes written depend on whatever
+  /// the heap held after the caller's buffer.
+  std::vector<uint8_t> rgb;
   AVStream* stream = nullptr;
   std::string codec_name;
   int64_t frames = 0;
@@ -102,7 +111,11 @@ VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : 
   if (s.codec_name == "libx264") {
     av_opt_set(c->priv_data, "preset", "veryfast", 0);
     av_opt_set(c->priv_data, "crf", std::to_string(options.quality).c_str(), 0);
-    const std::string params = "threads=1:lookahead-threads=1:sync-lookahead=0:scenecut=0:keyint=" + std::to_string(options.gop) +
+    // asm=0: x264's SIMD code (AVX-512 here) made the bytes depend on memory outside the
+    // frames (the same seed gave other files with a longer output path, so a synthetic
+    // dataset changed from one directory to another); its C code gives the same bytes on every
+    // machine. Small synthetic videos encode about 1.5 times slower.
+    const std::string params = "asm=0:threads=1:lookahead-threads=1:sync-lookahead=0:scenecut=0:keyint=" + std::to_string(options.gop) +
                                ":min-keyint=" + std::to_string(options.gop) +
                                ":bframes=" + std::to_string(options.bframes) +
                                (options.adaptive_bframes ? "" : ":b-adapt=0");
@@ -131,8 +144,10 @@ VideoWriter::VideoWriter(const std::string& path, VideoWriterOptions options) : 
   s.frame->height = c->height;
   HOLO_AV_CHECK(av_frame_get_buffer(s.frame.get(), 0));
   s.packet = av::make_packet();
-  s.sws.reset(sws_getContext(c->width, c->height, AV_PIX_FMT_RGB24, c->width, c->height,
-                             AV_PIX_FMT_YUV420P, SWS_BILINEAR, nullptr, nullptr, nullptr));
+  // Bit-exact and accurately rounded: the same pixels on every CPU, whatever SIMD it has.
+  s.sws.reset(sws_getContext(c->width, c->height, AV_PIX_FMT_RGB24, c->width, c->height, AV_PIX_FMT_YUV420P,
+                             SWS_BILINEAR | SWS_BITEXACT | SWS_ACCURATE_RND, nullptr, nullptr, nullptr));
+  s.rgb.assign(static_cast<size_t>(c->width) * c->height * 3 + kRgbPadding, 0);
   HOLO_CHECK(s.sws != nullptr, "sws_getContext failed for RGB to YUV420P");
 }
 
@@ -154,7 +169,8 @@ void VideoWriter::write(const uint8_t* rgb) {
     const int rows = p == 0 ? s.options.height : (s.options.height + 1) / 2;
     std::memset(s.frame->data[p], 0, static_cast<size_t>(s.frame->linesize[p]) * rows);
   }
-  const uint8_t* src[4] = {rgb, nullptr, nullptr, nullptr};
+  std::memcpy(s.rgb.data(), rgb, s.rgb.size() - kRgbPadding);
+  const uint8_t* src[4] = {s.rgb.data(), nullptr, nullptr, nullptr};
   const int src_stride[4] = {s.options.width * 3, 0, 0, 0};
   sws_scale(s.sws.get(), src, src_stride, 0, s.options.height, s.frame->data, s.frame->linesize);
   if (s.options.variable_rate) {
