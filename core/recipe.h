@@ -137,6 +137,7 @@ struct ModelOptions {
   int64_t patch_size = 16;         ///< transformers: P of the P x P patches
   int64_t image_size = 224;        ///< transformers: frame side the position embeddings are sized for
   int64_t xvit_shift_div = 4;      ///< xvit: d_h / this channels of each head from t - 1 and t + 1
+  double qk_init_std = 0.02;       ///< transformers: std of the query and key weights at initialisation
   std::string token_reducer = "none";  ///< transformers: none, ats (§7.2) or tome, in model.reducer_blocks
   std::vector<int64_t> reducer_blocks;  ///< 0-based blocks with the reducer; empty: the thesis's placement
   int64_t ats_tokens = 0;          ///< ATS: K sampling points; 0: the block's input tokens

@@ -368,6 +368,12 @@ TransformerNetworkImpl::TransformerNetworkImpl(const TransformerOptions& o) : op
     temporal_head_->cls_token.normal_(0, 0.02);
     temporal_head_->pos_embed.normal_(0, 0.02);
   }
+  if (o.qk_init_std != 0.02) {
+    for (const auto& item : named_parameters()) {
+      if (item.key().find("attn.qkv.weight") == std::string::npos) continue;
+      item.value().slice(0, 0, 2 * dim).normal_(0, o.qk_init_std).clamp_(-2, 2);  // rows: q, k, then v
+    }
+  }
   if (temporal) {
     // The official TimeSformer starts every block's temporal_fc but the first at zero.
     for (int64_t i = 1; i < o.depth; ++i) {
@@ -484,6 +490,7 @@ std::shared_ptr<NetworkImpl> build_transformer(TransformerKind kind, const holo:
   o.image_size = m.image_size;
   o.frames = m.frames;
   o.shift_div = m.xvit_shift_div;
+  o.qk_init_std = m.qk_init_std;
   o.dropout = m.dropout;
   o.heads = heads;
   if (m.token_reducer != "none") {

@@ -54,6 +54,9 @@ struct TransformerOptions {
   int64_t frames = 8;      ///< T of TimeSformer's time_embed and XViT's temp_embed
   int64_t shift_div = 4;   ///< XViT: d_h / shift_div channels of each head from t - 1 and from t + 1
   double dropout = 0;
+  /// Standard deviation of the query and key weights at initialisation (timm and the official
+  /// code: 0.02, like every Linear). Larger values start the attention away from uniform.
+  double qk_init_std = 0.02;
   std::vector<int64_t> heads = {1000};
   std::vector<TokenReducer> reducers;  ///< one per block, or empty (none anywhere)
 };

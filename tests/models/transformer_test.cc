@@ -262,6 +262,26 @@ TEST_F(TransformerTest, EveryFamilyGivesShapesAndRefusesWrongInputs) {
   EXPECT_THAT([&] { build_network(preset, {5}); }, ::testing::ThrowsMessage<RecipeError>(HasSubstr("model.embed_dim")));
 }
 
+// model.qk_init_std redraws the query and key rows of every qkv projection (the temporal
+// attention's and XViT's temporal head's too) and leaves the value rows at timm's 0.02.
+TEST_F(TransformerTest, QkInitStdScalesOnlyTheQueryAndKeyWeights) {
+  for (const std::string family : {"timesformer", "xvit"}) {
+    auto options = small(family);
+    options.qk_init_std = 0.5;
+    auto net = build_network(options, {5});
+    int64_t seen = 0;
+    for (const auto& item : net->named_parameters()) {
+      if (item.key().find("attn.qkv.weight") == std::string::npos) continue;
+      ++seen;
+      const auto& w = item.value();
+      const int64_t d = w.size(1);
+      EXPECT_NEAR(w.slice(0, 0, 2 * d).std().item<double>(), 0.5, 0.05) << family << " " << item.key();
+      EXPECT_NEAR(w.slice(0, 2 * d).std().item<double>(), 0.02, 0.004) << family << " " << item.key();
+    }
+    EXPECT_GE(seen, 2) << family;
+  }
+}
+
 TEST_F(TransformerTest, ReducerThatDoesNothingEqualsThePlainNetworkBitwise) {
   for (const std::string family : {"deit", "timesformer", "xvit"}) {
     torch::manual_seed(1);
