@@ -882,6 +882,25 @@ TEST(Decoder, TruncatedFilesOfEveryContainerAreNamed) {
         const int64_t pack =
             static_cast<int64_t>(size * (fraction > 0 ? fraction : 0.5)) / 2048 * 2048;
         holo::testing::write_truncated(path, cut, fraction > 0 ? pack + 1000 : pack + 2);
+      } else if (f.name == "copy.ts") {
+        // Inside a packet of 188 bytes, at a length no 192- or 204-byte packets could make: a
+        // cut between two packets cannot be told from an end.
+        int64_t at = static_cast<int64_t>(size * fraction) / 188 * 188 + 100;
+        while (at % 192 == 0 || at % 204 == 0) ++at;
+        holo::testing::write_truncated(path, cut, at);
+      } else if (f.name == "copy.flv") {
+        // Between two tags (11-byte header with a 24-bit data size at byte 1, the data, a
+        // 4-byte back-pointer), as FLV, which declares no size, cannot name: a cut inside a tag
+        // would be named truncated, so where the cut falls must not be left to chance.
+        std::ifstream in(path, std::ios::binary);
+        std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        int64_t pos = 13;  // FLV header, then the first back-pointer
+        while (pos + 11 <= size) {
+          const int64_t next = pos + 11 + ((int64_t{bytes[pos + 1]} << 16) | (bytes[pos + 2] << 8) | bytes[pos + 3]) + 4;
+          if (next > static_cast<int64_t>(size * fraction)) break;
+          pos = next;
+        }
+        holo::testing::write_truncated(path, cut, pos);
       } else {
         holo::testing::write_truncated(path, cut, fraction);
       }
