@@ -216,6 +216,7 @@ void Manager::write_parts(const Snapshot& snapshot, const std::string& partial,
                          {"file", info.file},
                          {"bytes", info.bytes},
                          {"checksum", info.checksum},
+                         {"host", process_identity().host},
                          {"attempt", options_.attempt_id}};
   write_file_atomic((fs::path(partial) / ("done-" + std::to_string(options_.rank) + ".json")).string(),
                     done.dump());
@@ -274,8 +275,8 @@ void Manager::commit(const Snapshot& snapshot, const std::string& partial,
       {"complete", true}};
   manifest["shards"] = nlohmann::json::array();
   for (const auto& s : shards) {
-    manifest["shards"].push_back({{"file", s["file"]}, {"rank", s["rank"]}, {"bytes", s["bytes"]},
-                                  {"checksum", s["checksum"]}});
+    manifest["shards"].push_back({{"file", s["file"]}, {"rank", s["rank"]}, {"host", s.value("host", "")},
+                                  {"bytes", s["bytes"]}, {"checksum", s["checksum"]}});
   }
   for (int r = 0; r < options_.world_size; ++r) {
     fs::remove(fs::path(partial) / ("done-" + std::to_string(r) + ".json"));
@@ -444,6 +445,20 @@ void Manager::remove_leftovers(const Survey& s) {
   }
 }
 
+namespace {
+
+/// "shard 'shard-00001-of-00002.pt' (written by rank 1 on node-b)": which machine to look at when a
+/// shard of a multi-node run is damaged. Manifests written before hosts were recorded name the
+/// rank only.
+std::string shard_label(const nlohmann::json& shard) {
+  std::string who = " (written by rank " + std::to_string(json_number_or<int>(shard, "rank", -1));
+  const std::string host = shard.value("host", "");
+  if (!host.empty()) who += " on " + host;
+  return "shard '" + shard.value("file", "") + "'" + who + ")";
+}
+
+}  // namespace
+
 std::string Manager::verify(const std::string& dir) {
   try {
     const auto m = read_json((fs::path(dir) / "manifest.json").string());
@@ -451,15 +466,14 @@ std::string Manager::verify(const std::string& dir) {
       const fs::path file = fs::path(dir) / s.at("file").get<std::string>();
       std::error_code ec;
       const auto size = fs::file_size(file, ec);
-      if (ec) return "shard '" + file.filename().string() + "': " + ec.message();
+      if (ec) return shard_label(s) + ": " + ec.message();
       if (size != json_number_at<uint64_t>(s, "bytes")) {
-        return "shard '" + file.filename().string() + "' has " + std::to_string(size) + " bytes, the manifest " +
+        return shard_label(s) + " has " + std::to_string(size) + " bytes, the manifest " +
                std::to_string(json_number_at<uint64_t>(s, "bytes"));
       }
       const std::string sum = file_checksum(file.string());
       if (sum != s.at("checksum").get<std::string>()) {
-        return "shard '" + file.filename().string() + "' has checksum " + sum + ", the manifest " +
-               s.at("checksum").get<std::string>();
+        return shard_label(s) + " has checksum " + sum + ", the manifest " + s.at("checksum").get<std::string>();
       }
     }
     return "";
@@ -506,7 +520,7 @@ Loaded Manager::load(const std::string& dir, int rank, int world_size) try {
     try {
       tensors = read_shard((fs::path(dir) / file).string(), s.at("checksum"));
     } catch (const IoError& e) {
-      throw IoError("checkpoint '" + dir + "': " + e.what());
+      throw IoError("checkpoint '" + dir + "', " + shard_label(s) + ": " + e.what());
     }
     for (auto& [name, t] : tensors) {
       if (name.rfind(own_prefix, 0) == 0) {

@@ -195,6 +195,9 @@ TEST(Manager, ShardedAcrossRanksLoadsOnAnyWorldSize) {
   const auto entries = Manager::list(d);
   ASSERT_EQ(entries.size(), 1u);
   EXPECT_EQ(entries[0].manifest["shards"].size(), 2u);
+  for (const auto& shard : entries[0].manifest["shards"]) {
+    EXPECT_EQ(shard.value("host", ""), holo::process_identity().host) << "each shard records its writer's host";
+  }
   for (int world : {1, 2, 3}) {
     const auto loaded = Manager::load(entries[0].path, 0, world);
     expect_same(sample_state(5), loaded.replicated);
@@ -359,7 +362,9 @@ TEST(Manager, CleanupCountsOnlyGoodCheckpointsOfThisRun) {
   // Three good newer ones (30, 35, 40): 15 goes; the corrupt and the foreign ones stay.
   EXPECT_EQ(steps_in(d), (std::vector<int64_t>{5, 20, 25, 30, 35, 40}));
   EXPECT_EQ(Manager::verify(Manager::step_dir(d, 30)), "");
-  EXPECT_THAT(Manager::verify(Manager::step_dir(d, 20)), HasSubstr("checksum"));
+  // The message names the shard, the rank and the host that wrote it (one machine to look at).
+  EXPECT_THAT(Manager::verify(Manager::step_dir(d, 20)),
+              ::testing::AllOf(HasSubstr("checksum"), HasSubstr("(written by rank 0 on " + holo::process_identity().host + ")")));
 }
 
 TEST(Manager, AFailedSaveRemovesItsPartialFolderAndSaysWhy) {

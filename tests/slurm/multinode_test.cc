@@ -187,6 +187,7 @@ TEST(MultiNode, TwoNodesTrainLikeOneHostWithTwoRanks) {
   ASSERT_EQ(manifest["shards"].size(), 2u);
   for (int rank = 0; rank < 2; ++rank) {
     EXPECT_EQ(manifest["shards"][rank]["rank"], rank);
+    EXPECT_EQ(manifest["shards"][rank]["host"], "holo-node" + std::to_string(rank + 1)) << "the host that wrote it";
     EXPECT_TRUE(fs::exists(saved->path + "/" + manifest["shards"][rank]["file"].get<std::string>()));
   }
   // Over TCP between two hosts the same sums as through shared memory on one.
