@@ -66,6 +66,31 @@ void exit_guard() {
 
 }  // namespace
 
+std::string describe_hosts(const std::vector<std::string>& host_of_rank) {
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<int>> ranks;
+  for (size_t r = 0; r < host_of_rank.size(); ++r) {
+    auto& list = ranks[host_of_rank[r]];
+    if (list.empty()) order.push_back(host_of_rank[r]);
+    list.push_back(static_cast<int>(r));
+  }
+  std::string out = std::to_string(host_of_rank.size()) + (host_of_rank.size() == 1 ? " rank" : " ranks") + " on " +
+                    std::to_string(order.size()) + (order.size() == 1 ? " host: " : " hosts: ");
+  for (size_t h = 0; h < order.size(); ++h) {
+    const auto& list = ranks[order[h]];
+    std::string spans;
+    for (size_t i = 0; i < list.size();) {
+      size_t j = i;
+      while (j + 1 < list.size() && list[j + 1] == list[j] + 1) ++j;
+      spans += (spans.empty() ? "" : ", ") + std::to_string(list[i]) +
+               (j > i ? "-" + std::to_string(list[j]) : std::string());
+      i = j + 1;
+    }
+    out += (h ? ", " : "") + order[h] + (list.size() == 1 ? " (rank " : " (ranks ") + spans + ")";
+  }
+  return out;
+}
+
 World discover_world(const EnvLookup& getenv_fn) {
   const LauncherRank r = discover_rank(getenv_fn);
   World w;
@@ -119,6 +144,13 @@ const World& init_world() {
     HOLO_MPI_CHECK(MPI_Comm_free(&local));
     w.local_rank = local_rank;
     w.local_size = local_size;
+    // Every rank's host, so that rank 0's log says where the job runs (one line, info level).
+    constexpr int kHostChars = 256;
+    std::vector<char> mine(kHostChars, 0), all(static_cast<size_t>(kHostChars) * size, 0);
+    w.host.copy(mine.data(), kHostChars - 1);
+    HOLO_MPI_CHECK(MPI_Allgather(mine.data(), kHostChars, MPI_CHAR, all.data(), kHostChars, MPI_CHAR, MPI_COMM_WORLD));
+    w.host_of_rank.clear();
+    for (int r = 0; r < size; ++r) w.host_of_rank.emplace_back(all.data() + static_cast<size_t>(r) * kHostChars);
     std::atexit(exit_guard);
   }
   set_process_rank(w.rank, w.size);
@@ -126,6 +158,8 @@ const World& init_world() {
   log::init(std::string(spdlog::level::to_string_view(spdlog::default_logger()->level()).data()));
   spdlog::debug("world: rank {} of {} (local {} of {}) on {}, launcher {}, MPI {}", w.rank, w.size,
                 w.local_rank, w.local_size, w.host, w.launcher, w.mpi ? "yes" : "no");
+  if (w.host_of_rank.empty()) w.host_of_rank = {w.host};
+  if (w.rank == 0 && w.size > 1) spdlog::info("world: {}", describe_hosts(w.host_of_rank));
   std::lock_guard<std::mutex> lock(s.mutex);
   s.world = w;
   s.initialized = true;

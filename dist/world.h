@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/rank.h"
 
@@ -24,6 +25,8 @@ struct World {
   int local_rank = 0;           ///< rank among the processes on this host
   int local_size = 1;           ///< processes on this host
   std::string host;             ///< this host's name
+  /// Every rank's host, by rank (filled by init_world once MPI is up; this host alone before).
+  std::vector<std::string> host_of_rank;
   bool mpi = false;             ///< MPI initialised (collectives go through MPI)
   std::string launcher = "none";  ///< openmpi, pmix, slurm, torchrun or none
 };
@@ -52,6 +55,11 @@ void finalize_world();
 /// Ends the whole job now: logs `reason`, then MPI_Abort (every rank exits non-zero) when MPI is
 /// up, std::_Exit(exit_code) otherwise.
 [[noreturn]] void abort_world(int exit_code, const std::string& reason);
+
+/// "2 ranks on 2 hosts: holo-node1 (rank 0), holo-node2 (rank 1)": which ranks run where, hosts
+/// in the order of their first rank, consecutive ranks as ranges ("a (ranks 0-3, 8)").
+/// `host_of_rank[r]` is rank r's host. Rank 0 logs it at info level once MPI is up.
+std::string describe_hosts(const std::vector<std::string>& host_of_rank);
 
 /// GPU for this process: local_rank modulo the visible devices; -1 when there are none.
 int select_device(const World& world, int device_count);

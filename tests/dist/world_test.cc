@@ -37,6 +37,14 @@ TEST(World, NoLauncherIsOneRankWithoutMpi) {
   EXPECT_FALSE(w.host.empty());
 }
 
+TEST(World, DescribeHostsGroupsRanksByHostAsRanges) {
+  EXPECT_EQ(describe_hosts({"a"}), "1 rank on 1 host: a (rank 0)");
+  EXPECT_EQ(describe_hosts({"node1", "node2"}), "2 ranks on 2 hosts: node1 (rank 0), node2 (rank 1)");
+  // Hosts in the order of their first rank; consecutive ranks as ranges, others listed.
+  EXPECT_EQ(describe_hosts({"b", "b", "b", "a", "a", "b", "c", "a"}),
+            "8 ranks on 3 hosts: b (ranks 0-2, 5), a (ranks 3-4, 7), c (rank 6)");
+}
+
 TEST(World, OpenMpiVariables) {
   const World w = discover_world(env({{"OMPI_COMM_WORLD_RANK", "5"},
                                       {"OMPI_COMM_WORLD_SIZE", "8"},

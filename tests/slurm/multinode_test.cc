@@ -177,6 +177,9 @@ TEST(MultiNode, TwoNodesTrainLikeOneHostWithTwoRanks) {
               HasSubstr("world: rank 0 of 2 (local 0 of 1) on holo-node1"))
       << job_files(run, id);
   EXPECT_THAT(read_text(run + "/logs/rank-1.log"), HasSubstr("world: rank 1 of 2 (local 0 of 1) on holo-node2"));
+  // Rank 0 says where every rank runs at the default log level.
+  EXPECT_THAT(read_text(run + "/slurm/job-" + id + ".err"),
+              HasSubstr("world: 2 ranks on 2 hosts: holo-node1 (rank 0), holo-node2 (rank 1)"));
 
   // Both hosts' shards in the one checkpoint of the shared run directory.
   const auto saved = slurm::last_checkpoint(run);
