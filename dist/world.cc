@@ -101,6 +101,7 @@ World discover_world(const EnvLookup& getenv_fn) {
   w.mpi = r.mpi;
   w.launcher = r.launcher;
   w.host = hostname();
+  w.host_of_rank = {w.host};
   return w;
 }
 
@@ -158,8 +159,7 @@ const World& init_world() {
   log::init(std::string(spdlog::level::to_string_view(spdlog::default_logger()->level()).data()));
   spdlog::debug("world: rank {} of {} (local {} of {}) on {}, launcher {}, MPI {}", w.rank, w.size,
                 w.local_rank, w.local_size, w.host, w.launcher, w.mpi ? "yes" : "no");
-  if (w.host_of_rank.empty()) w.host_of_rank = {w.host};
-  if (w.rank == 0 && w.size > 1) spdlog::info("world: {}", describe_hosts(w.host_of_rank));
+  if (w.rank == 0 && w.size > 1 && static_cast<int>(w.host_of_rank.size()) == w.size) spdlog::info("world: {}", describe_hosts(w.host_of_rank));
   std::lock_guard<std::mutex> lock(s.mutex);
   s.world = w;
   s.initialized = true;

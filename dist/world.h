@@ -25,7 +25,7 @@ struct World {
   int local_rank = 0;           ///< rank among the processes on this host
   int local_size = 1;           ///< processes on this host
   std::string host;             ///< this host's name
-  /// Every rank's host, by rank (filled by init_world once MPI is up; this host alone before).
+  /// Every rank's host, by rank: this host alone until init_world gathers them over MPI.
   std::vector<std::string> host_of_rank;
   bool mpi = false;             ///< MPI initialised (collectives go through MPI)
   std::string launcher = "none";  ///< openmpi, pmix, slurm, torchrun or none

@@ -35,6 +35,7 @@ TEST(World, NoLauncherIsOneRankWithoutMpi) {
   EXPECT_FALSE(w.mpi);
   EXPECT_EQ(w.launcher, "none");
   EXPECT_FALSE(w.host.empty());
+  EXPECT_EQ(w.host_of_rank, std::vector<std::string>{w.host});
 }
 
 TEST(World, DescribeHostsGroupsRanksByHostAsRanges) {
