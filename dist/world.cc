@@ -74,7 +74,8 @@ std::string describe_hosts(const std::vector<std::string>& host_of_rank) {
     if (list.empty()) order.push_back(host_of_rank[r]);
     list.push_back(static_cast<int>(r));
   }
-  std::string out = std::to_string(host_of_rank.size()) + (host_of_rank.size() == 1 ? " rank" : " ranks") + " on " +
+  std::string out = std::to_string(host_of_rank.size()) +
+                    (host_of_rank.size() == 1 ? " rank" : " ranks") + " on " +
                     std::to_string(order.size()) + (order.size() == 1 ? " host: " : " hosts: ");
   for (size_t h = 0; h < order.size(); ++h) {
     const auto& list = ranks[order[h]];
@@ -149,9 +150,11 @@ const World& init_world() {
     constexpr int kHostChars = 256;
     std::vector<char> mine(kHostChars, 0), all(static_cast<size_t>(kHostChars) * size, 0);
     w.host.copy(mine.data(), kHostChars - 1);
-    HOLO_MPI_CHECK(MPI_Allgather(mine.data(), kHostChars, MPI_CHAR, all.data(), kHostChars, MPI_CHAR, MPI_COMM_WORLD));
+    HOLO_MPI_CHECK(MPI_Allgather(mine.data(), kHostChars, MPI_CHAR, all.data(), kHostChars,
+                                 MPI_CHAR, MPI_COMM_WORLD));
     w.host_of_rank.clear();
-    for (int r = 0; r < size; ++r) w.host_of_rank.emplace_back(all.data() + static_cast<size_t>(r) * kHostChars);
+    for (int r = 0; r < size; ++r)
+      w.host_of_rank.emplace_back(all.data() + static_cast<size_t>(r) * kHostChars);
     std::atexit(exit_guard);
   }
   set_process_rank(w.rank, w.size);
@@ -159,7 +162,9 @@ const World& init_world() {
   log::init(std::string(spdlog::level::to_string_view(spdlog::default_logger()->level()).data()));
   spdlog::debug("world: rank {} of {} (local {} of {}) on {}, launcher {}, MPI {}", w.rank, w.size,
                 w.local_rank, w.local_size, w.host, w.launcher, w.mpi ? "yes" : "no");
-  if (w.rank == 0 && w.size > 1 && static_cast<int>(w.host_of_rank.size()) == w.size) spdlog::info("world: {}", describe_hosts(w.host_of_rank));
+  if (w.rank == 0 && w.size > 1 && static_cast<int>(w.host_of_rank.size()) == w.size) {
+    spdlog::info("world: {}", describe_hosts(w.host_of_rank));
+  }
   std::lock_guard<std::mutex> lock(s.mutex);
   s.world = w;
   s.initialized = true;

@@ -364,7 +364,8 @@ TEST(Manager, CleanupCountsOnlyGoodCheckpointsOfThisRun) {
   EXPECT_EQ(Manager::verify(Manager::step_dir(d, 30)), "");
   // The message names the shard, the rank and the host that wrote it (one machine to look at).
   EXPECT_THAT(Manager::verify(Manager::step_dir(d, 20)),
-              ::testing::AllOf(HasSubstr("checksum"), HasSubstr("(written by rank 0 on " + holo::process_identity().host + ")")));
+              ::testing::AllOf(HasSubstr("checksum"),
+                               HasSubstr("(written by rank 0 on " + holo::process_identity().host + ")")));
 }
 
 TEST(Manager, AFailedSaveRemovesItsPartialFolderAndSaysWhy) {
